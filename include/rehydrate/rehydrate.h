@@ -1,0 +1,114 @@
+/*
+ * rehydrate.h — the public API of librehydrate.
+ *
+ * librehydrate reads a rehydrate backup store (see doc/format.md) and rebuilds files from it. It reads
+ * every store file through a table of callbacks, rh_store_ops, modelled on Windows Server Data
+ * Deduplication's IDedupReadFileCallback, so a store may live on a local disk, on tape or behind an object
+ * store; the library never assumes a local directory unless it is asked to open one.
+ *
+ * Conventions: every function that can fail returns an int, 0 (or a count) on success and a negative code
+ * on failure. Codes are negated errno values (-ENOENT, -EIO, ...) or the domain codes RH_E* below;
+ * rh_strerror() explains either kind. Output parameters are named ret_* and are left untouched when a
+ * call fails. Destructors accept NULL.
+ *
+ * This header is the reference manual: each declaration says who owns what it returns, and which thread
+ * calls each callback.
+ */
+#ifndef REHYDRATE_REHYDRATE_H
+#define REHYDRATE_REHYDRATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rehydrate/version.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define RH_EXPORT __attribute__((visibility("default")))
+#else
+#define RH_EXPORT
+#endif
+
+/*
+ * Domain error codes. They are negative and below -4000, so they never collide with a negated errno.
+ * The X-macro lists (name, value, message); rh_strerror() is generated from it.
+ */
+#define RH_ERRNO_MAP(X)                                                                            \
+    X(RH_ECORRUPT, -4001, "store data is corrupt")                                                 \
+    X(RH_ENOTSTORE, -4002, "not a rehydrate store")                                                \
+    X(RH_EVERSION, -4003, "unsupported store format version")                                      \
+    X(RH_ENOCONTAINER, -4004, "container not found")                                               \
+    X(RH_ENOSNAPSHOT, -4005, "snapshot not found")                                                 \
+    X(RH_ENOCHUNK, -4006, "chunk not found in the index")                                          \
+    X(RH_EPARTIAL, -4007, "some files were restored and some failed")                              \
+    X(RH_ENOTDEDUP, -4008, "not a deduplicated file (no reparse point)")                           \
+    X(RH_EDIGEST, -4009, "chunk digest mismatch")                                                  \
+    X(RH_ECHECKSUM, -4010, "record checksum mismatch")                                             \
+    X(RH_EEXIST, -4011, "already exists")                                                          \
+    X(RH_EUNSAFE, -4012, "unsafe name in catalog")                                                 \
+    X(RH_ESTALEINDEX, -4013, "index does not match the store's containers")
+
+enum {
+#define RH_ERR_ENUM(name, value, msg) name = (value),
+    RH_ERRNO_MAP(RH_ERR_ENUM)
+#undef RH_ERR_ENUM
+};
+
+/*
+ * A human-readable message for a code returned by any rh_ function: a domain code RH_E*, a negated errno,
+ * or 0. The string is static; never free it.
+ */
+RH_EXPORT const char *rh_strerror(int code);
+
+/* The library's version string, e.g. "0.1.0"; compare with RH_VERSION_STRING at compile time. */
+RH_EXPORT const char *rh_version(void);
+
+typedef struct rh_store rh_store;
+typedef struct rh_extent {
+    uint64_t offset, length;
+} rh_extent;
+typedef struct rh_container_extent {
+    uint32_t container_index;
+    uint64_t offset, length;
+} rh_container_extent;
+
+/*
+ * The backup-store callback table, our counterpart of IDedupReadFileCallback. Paths are relative to the
+ * store root and use '/' ("rehydrate.store", "containers/data/00000003.ctr", "snapshots/monday.snap").
+ * All callbacks of one rh_store are called from one thread at a time: the thread that called the
+ * rh_ function that needs them. The table must outlive the store; `ctx` is passed back unchanged.
+ */
+#define RH_STORE_OPS_VERSION 1
+typedef struct rh_store_ops {
+    unsigned version; /* RH_STORE_OPS_VERSION */
+    /* ReadBackupFile: read exactly `size` bytes at `offset` of the store file `path`. Returns 0, or a
+     * negative code: -ENOENT when the file does not exist, -EIO or any other on failure. A short read
+     * (the file ends before offset+size) is an error, not a partial success. Required. */
+    int (*read)(void *ctx, const char *path, uint64_t offset, void *buf, size_t size);
+    /* OrderContainersRestore: the engine names every container that it needs; the application may set
+     * *ret_plan to a malloc'd array of extents in the order it wants them read (container_index indexes
+     * `paths`; length UINT64_MAX means "to the end"), which the engine frees, or leave it NULL to accept
+     * the engine's own order. Called once for stream-map containers and once for data containers.
+     * Optional (NULL). */
+    int (*order_containers)(void *ctx, size_t n, const char *const *paths,
+                            rh_container_extent **ret_plan, size_t *ret_len);
+    /* PreviewContainerRead: called before the reads of a container, with the extents that will be read
+     * from it, so that the application can prefetch. Optional (NULL). */
+    int (*preview)(void *ctx, const char *path, size_t n, const rh_extent *extents);
+} rh_store_ops;
+
+/*
+ * Opens a store. With ops == NULL, `path` is a local store directory read with built-in callbacks.
+ * With ops != NULL, `path` names the store only for messages; every byte is read through ops/ctx.
+ * On success *ret_store owns the store until rh_store_close().
+ */
+RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store);
+RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* REHYDRATE_REHYDRATE_H */

@@ -1,0 +1,170 @@
+/*
+ * util.c — allocation, buffers, cursors and clocks shared by every module.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "common/util.h"
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "rehydrate: out of memory allocating %zu bytes\n", n);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom(n);
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        oom(n * size);
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        oom(n);
+    return p;
+}
+
+char *xstrdup(const char *s) { return xmemdup(s, strlen(s) + 1); }
+
+void *xmemdup(const void *p, size_t n)
+{
+    void *q = xmalloc(n);
+    if (n)
+        memcpy(q, p, n);
+    return q;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    char *s;
+    va_start(ap, fmt);
+    int r = vasprintf(&s, fmt, ap);
+    va_end(ap);
+    if (r < 0)
+        oom(strlen(fmt));
+    return s;
+}
+
+void buf_reserve(buf *b, size_t extra)
+{
+    if (b->cap - b->len >= extra)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap - b->len < extra)
+        cap *= 2;
+    b->data = xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void buf_append(buf *b, const void *p, size_t n)
+{
+    buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+}
+
+void buf_put_u8(buf *b, uint8_t v) { buf_append(b, &v, 1); }
+void buf_put_le16(buf *b, uint16_t v)
+{
+    uint8_t t[2];
+    put_le16(t, v);
+    buf_append(b, t, 2);
+}
+void buf_put_le32(buf *b, uint32_t v)
+{
+    uint8_t t[4];
+    put_le32(t, v);
+    buf_append(b, t, 4);
+}
+void buf_put_le64(buf *b, uint64_t v)
+{
+    uint8_t t[8];
+    put_le64(t, v);
+    buf_append(b, t, 8);
+}
+
+void buf_free(buf *b)
+{
+    free(b->data);
+    *b = (buf){ 0 };
+}
+
+const uint8_t *cursor_take(cursor *c, size_t n)
+{
+    if (c->bad || c->left < n) {
+        c->bad = true;
+        return NULL;
+    }
+    const uint8_t *p = c->p;
+    c->p += n;
+    c->left -= n;
+    return p;
+}
+
+uint8_t cursor_u8(cursor *c)
+{
+    const uint8_t *p = cursor_take(c, 1);
+    return p ? p[0] : 0;
+}
+uint16_t cursor_le16(cursor *c)
+{
+    const uint8_t *p = cursor_take(c, 2);
+    return p ? get_le16(p) : 0;
+}
+uint32_t cursor_le32(cursor *c)
+{
+    const uint8_t *p = cursor_take(c, 4);
+    return p ? get_le32(p) : 0;
+}
+uint64_t cursor_le64(cursor *c)
+{
+    const uint8_t *p = cursor_take(c, 8);
+    return p ? get_le64(p) : 0;
+}
+
+uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+double mono_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+const char *fmt_bytes(uint64_t n, char out[static 16])
+{
+    static const char *units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, 16, "%llu B", (unsigned long long)n);
+    else
+        snprintf(out, 16, "%.1f %s", v, units[u]);
+    return out;
+}

@@ -1,0 +1,93 @@
+/*
+ * util.h — small helpers every module uses: cleanup attributes, little-endian encoding, allocation that
+ * aborts on exhaustion (as git and tmux do: a backup tool that runs out of memory cannot do anything
+ * useful with the error), and growable byte buffers.
+ */
+#ifndef RH_COMMON_UTIL_H
+#define RH_COMMON_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <rehydrate/rehydrate.h>
+
+#define _cleanup_(f) __attribute__((cleanup(f)))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+#define UNUSED __attribute__((unused))
+
+static inline void freep(void *p) { free(*(void **)p); }
+static inline void closep(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+}
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+void *xmemdup(const void *p, size_t n);
+/* A printf into a freshly allocated string. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline void put_le16(uint8_t *p, uint16_t v) { p[0] = v; p[1] = v >> 8; }
+static inline void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint16_t get_le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+static inline uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t get_le64(const uint8_t *p)
+{
+    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+}
+
+/* A growable byte buffer. Zero-initialise it; buf_free() releases it. */
+typedef struct buf {
+    uint8_t *data;
+    size_t len, cap;
+} buf;
+void buf_reserve(buf *b, size_t extra);
+void buf_append(buf *b, const void *p, size_t n);
+void buf_put_u8(buf *b, uint8_t v);
+void buf_put_le16(buf *b, uint16_t v);
+void buf_put_le32(buf *b, uint32_t v);
+void buf_put_le64(buf *b, uint64_t v);
+void buf_free(buf *b);
+
+/* A bounds-checked reader over a byte range; every get fails once the range is exhausted. */
+typedef struct cursor {
+    const uint8_t *p;
+    size_t left;
+    bool bad;
+} cursor;
+static inline cursor cursor_make(const void *p, size_t n) { return (cursor){ p, n, false }; }
+const uint8_t *cursor_take(cursor *c, size_t n); /* NULL (and c->bad) when fewer than n bytes remain */
+uint8_t cursor_u8(cursor *c);
+uint16_t cursor_le16(cursor *c);
+uint32_t cursor_le32(cursor *c);
+uint64_t cursor_le64(cursor *c);
+
+/* Nanoseconds since the epoch, from CLOCK_REALTIME, and a monotonic clock in seconds. */
+uint64_t now_ns(void);
+double mono_seconds(void);
+
+/* Formats a byte count as "1.5 GiB" into out (at least 16 bytes). */
+const char *fmt_bytes(uint64_t n, char out[static 16]);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * compress.h — per-chunk compression. A chunk is stored with codec CODEC_ZSTD when that makes it smaller
+ * and CODEC_RAW otherwise; readers dispatch on the codec byte of the record.
+ */
+#ifndef RH_COMPRESS_COMPRESS_H
+#define RH_COMPRESS_COMPRESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
+
+#define COMPRESS_DEFAULT_LEVEL 3
+
+/* Upper bound of compress_chunk's output for n input bytes. */
+size_t compress_bound(size_t n);
+/*
+ * Compresses src[0..n) with zstd at `level` into dst (capacity compress_bound(n)). Sets *ret_codec to
+ * CODEC_ZSTD and *ret_len to the compressed size, or, when that would not be smaller, copies nothing and
+ * sets *ret_codec to CODEC_RAW (the caller stores src itself). Level 0 means "store raw".
+ * Thread-safe: each thread keeps its own zstd context. Returns 0 or a negative code.
+ */
+int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, uint8_t *ret_codec,
+                   size_t *ret_len);
+/* Decodes a record payload of `codec` into exactly raw_len bytes; RH_ECORRUPT if it does not fit. */
+int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len);
+/* Whether compress_chunk accepts this level (0 and 1..19). */
+int compress_level_valid(int level);
+
+#endif

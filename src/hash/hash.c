@@ -1,0 +1,102 @@
+/*
+ * hash.c — SHA-256 through OpenSSL's EVP interface (which uses the CPU's SHA extensions) and XXH3
+ * through libxxhash.
+ */
+#include "config.h"
+
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "hash/hash.h"
+
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static pthread_key_t ctx_key;
+
+static void free_ctx(void *p) { EVP_MD_CTX_free(p); }
+
+static void sha256_init(void)
+{
+    /* Fetch the implementation once; an implicit fetch per call costs more than hashing a small chunk. */
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (!sha256_md) {
+        fprintf(stderr, "rehydrate: OpenSSL has no SHA-256 implementation\n");
+        abort();
+    }
+    pthread_key_create(&ctx_key, free_ctx);
+}
+
+void hash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN])
+{
+    pthread_once(&sha256_once, sha256_init);
+    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+    if (!ctx) {
+        ctx = EVP_MD_CTX_new();
+        if (!ctx)
+            abort();
+        pthread_setspecific(ctx_key, ctx);
+    }
+    unsigned int n = 0;
+    if (EVP_DigestInit_ex(ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(ctx, data, len) != 1 ||
+        EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != HASH_LEN) {
+        fprintf(stderr, "rehydrate: SHA-256 failed\n");
+        abort();
+    }
+}
+
+uint64_t hash_checksum(const void *head, size_t head_len, const void *payload, size_t payload_len)
+{
+    uint64_t seed = XXH3_64bits(head, head_len);
+    return XXH3_64bits_withSeed(payload, payload_len, seed);
+}
+
+const char *hash_hex(const uint8_t d[HASH_LEN], char out[2 * HASH_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < HASH_LEN; i++) {
+        out[2 * i] = hex[d[i] >> 4];
+        out[2 * i + 1] = hex[d[i] & 15];
+    }
+    out[2 * HASH_LEN] = 0;
+    return out;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool hash_from_hex(const char *hex, uint8_t out[HASH_LEN])
+{
+    for (int i = 0; i < HASH_LEN; i++) {
+        int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return hex[2 * HASH_LEN] == 0;
+}
+
+bool hash_is_zero(const uint8_t d[HASH_LEN]) { return mem_is_zero(d, HASH_LEN); }
+
+bool mem_is_zero(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    /* Check the first 16 bytes byte by byte, then compare the buffer with itself shifted by 16:
+     * if the head is zero and buf[i] == buf[i+16] for all i, the whole buffer is zero. */
+    size_t head = len < 16 ? len : 16;
+    for (size_t i = 0; i < head; i++)
+        if (p[i])
+            return false;
+    return len <= 16 || memcmp(p, p + 16, len - 16) == 0;
+}

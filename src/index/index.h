@@ -1,0 +1,70 @@
+/*
+ * index.h — the SQLite chunk index (index.db): where every chunk and stream map lives.
+ *
+ * The index is derived data: every row can be rebuilt from the containers, and the index records which
+ * containers (id, kind, size) it was built from so that a reader can tell it is stale. Only this module
+ * includes sqlite3.h. Lookups use prepared statements kept for the life of the handle.
+ *
+ * Threading: one index handle belongs to one thread at a time (SQLite's multi-thread mode); open one
+ * handle per thread that needs one. Several read handles and one writer may coexist (WAL).
+ */
+#ifndef RH_INDEX_INDEX_H
+#define RH_INDEX_INDEX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "hash/hash.h"
+
+typedef struct index index_t;
+
+/* Where a chunk or a stream map is stored. */
+typedef struct index_loc {
+    uint32_t container;  /* container id: containers/data/%08x.ctr or containers/stream/%08x.ctr */
+    uint64_t offset;     /* offset of the record header within the container */
+    uint32_t stored_len; /* payload bytes as stored */
+    uint32_t raw_len;    /* payload bytes after decoding */
+    uint8_t codec;       /* CODEC_RAW / CODEC_ZSTD */
+} index_loc;
+
+/* A container as the index remembers it. kind is CONTAINER_DATA or CONTAINER_STREAM (store/container.h:
+ * 1 and 2). */
+typedef struct index_container {
+    uint32_t id;
+    uint8_t kind;
+    uint64_t size;
+} index_container;
+
+enum { INDEX_READONLY = 1, INDEX_CREATE = 2 };
+/*
+ * Opens (INDEX_CREATE: creating if missing, with the schema) the index at `path`. A database that is not
+ * our schema, or of another store (the uuid stored at creation differs from `store_uuid`), gives
+ * RH_ESTALEINDEX. WAL mode; synchronous=NORMAL (the index is rebuildable).
+ */
+int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_t **ret);
+void index_close(index_t *ix); /* NULL is a no-op */
+
+/* Lookups: 0 and *ret filled, RH_ENOCHUNK when absent, other negative codes on failure. */
+int index_find_chunk(index_t *ix, const uint8_t digest[HASH_LEN], index_loc *ret);
+int index_find_stream(index_t *ix, const uint8_t digest[HASH_LEN], index_loc *ret);
+
+/* Writes happen between index_begin and index_commit (or index_rollback); inserting a digest that is
+ * already present keeps the existing row and returns 0. */
+int index_begin(index_t *ix);
+int index_commit(index_t *ix);
+int index_rollback(index_t *ix);
+int index_add_chunk(index_t *ix, const uint8_t digest[HASH_LEN], const index_loc *loc);
+int index_add_stream(index_t *ix, const uint8_t digest[HASH_LEN], const index_loc *loc);
+int index_add_container(index_t *ix, const index_container *c);
+
+/* Removes every chunk, stream and container row (for a rebuild inside one transaction). */
+int index_clear(index_t *ix);
+
+/* Compares the containers recorded in the index with `have` (any order): true when the sets (id, kind,
+ * size) are equal. */
+int index_matches(index_t *ix, const index_container *have, size_t n, bool *ret_match);
+
+/* Counts, for reports. */
+int index_stats(index_t *ix, uint64_t *ret_chunks, uint64_t *ret_streams, uint64_t *ret_containers);
+
+#endif

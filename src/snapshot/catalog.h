@@ -1,0 +1,149 @@
+/*
+ * catalog.h — snapshot catalogs (snapshots/NAME.snap): the immutable namespace of one backup. An entry
+ * of a regular file carries the reference to its stream map: it is our reparse point.
+ *
+ * The format (doc/format.md, "Snapshot catalog") is a fixed-size entry table plus a heap of names and
+ * extras. Entry 0 is the root directory; the children of every directory are contiguous and sorted by
+ * name (bytewise), so looking up one path is a binary search per component and listing one directory is
+ * one contiguous read: neither reads the whole catalog. Readers read through the store callback table
+ * (rh_store_ops), so a catalog need not be on a local disk.
+ */
+#ifndef RH_SNAPSHOT_CATALOG_H
+#define RH_SNAPSHOT_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rehydrate/rehydrate.h>
+
+#include "hash/hash.h"
+
+#define CATALOG_NONE UINT64_MAX
+
+enum catalog_type {
+    CT_REG = 1,
+    CT_DIR = 2,
+    CT_SYMLINK = 3,
+    CT_CHR = 4,
+    CT_BLK = 5,
+    CT_FIFO = 6,
+    CT_SOCK = 7,
+};
+
+enum catalog_entry_flags {
+    CF_HARDLINK = 1,   /* a regular file whose data is that of entry link_group (the group's first) */
+    CF_UNREADABLE = 2, /* the file could not be read at backup time; it has no stream */
+};
+
+enum catalog_flags {
+    CATALOG_PARTIAL = 1, /* some files could not be read; see CF_UNREADABLE entries */
+};
+
+typedef struct catalog_xattr {
+    uint8_t *name; /* not NUL-terminated inside the catalog; the in-memory copy is NUL-terminated */
+    uint16_t name_len;
+    uint8_t *value;
+    uint32_t value_len;
+} catalog_xattr;
+
+/* The reference to a regular file's stream map: its identity and where it is stored. */
+typedef struct catalog_stream {
+    uint8_t digest[HASH_LEN]; /* SHA-256 of the stream map's raw bytes */
+    uint32_t container;       /* containers/stream/%08x.ctr */
+    uint64_t offset;          /* record header offset in that container */
+    uint32_t stored_len, raw_len;
+    uint8_t codec;
+} catalog_stream;
+
+/*
+ * One entry, in memory. Everything it points to is owned by the entry (catalog_entry_free). Indices
+ * (parent, first_child, link_group) are entry indices in the written catalog.
+ */
+typedef struct catalog_entry {
+    uint8_t type;  /* enum catalog_type */
+    uint8_t flags; /* enum catalog_entry_flags */
+    uint32_t mode, uid, gid;
+    uint32_t nlink; /* number of entries of this snapshot that share the inode (1 if none) */
+    uint64_t size;  /* st_size; for symlinks the target length */
+    uint64_t alloc; /* bytes that are data, not holes (regular files); st_blocks = ceil(alloc/512) */
+    int64_t atime_ns, mtime_ns, ctime_ns;
+    uint64_t rdev, ino, dev; /* ino/dev of the source, for incremental backups */
+    uint64_t parent, first_child, child_count, link_group;
+    uint8_t *name; /* NUL-terminated copy; the root's name is empty */
+    uint32_t name_len;
+    uint8_t *target; /* symlink target, NUL-terminated, or NULL */
+    uint32_t target_len;
+    catalog_xattr *xattrs;
+    uint32_t xattr_count;
+    bool has_stream;
+    catalog_stream stream;
+} catalog_entry;
+
+void catalog_entry_free(catalog_entry *e); /* frees e and what it owns; NULL is a no-op */
+/* Frees only what the entry owns (for entries that live in arrays). */
+void catalog_entry_clear(catalog_entry *e);
+
+/* What a snapshot records about itself. Strings are NUL-terminated and owned by the catalog. */
+typedef struct catalog_meta {
+    uint32_t flags; /* enum catalog_flags */
+    uint64_t entry_count;
+    uint64_t created_ns;
+    const char *source;   /* absolute path that was backed up */
+    const char *hostname;
+    uint64_t files, bytes; /* regular files and their total st_size */
+} catalog_meta;
+
+/* ---- Writing ---- */
+
+typedef struct catalog_writer catalog_writer;
+
+catalog_writer *catalog_writer_new(void);
+void catalog_writer_free(catalog_writer *w); /* NULL is a no-op */
+/*
+ * Adds an entry below `parent` (a handle returned earlier, or CATALOG_NONE for the root, which must be
+ * added first and only once) and returns its handle. The writer copies name, target and xattrs; the
+ * entry's parent/first_child/child_count/link_group fields are ignored (the writer computes them).
+ */
+uint64_t catalog_writer_add(catalog_writer *w, uint64_t parent, const catalog_entry *e);
+/* Sets the stream of a regular file added earlier (backup fills streams as files finish). */
+void catalog_writer_set_stream(catalog_writer *w, uint64_t handle, const catalog_stream *s,
+                               uint64_t alloc);
+/* Marks `handle` as a hard link to `leader` (an earlier regular file): CF_HARDLINK, shared data. */
+void catalog_writer_set_link(catalog_writer *w, uint64_t handle, uint64_t leader);
+void catalog_writer_set_flags(catalog_writer *w, uint64_t handle, uint8_t flags);
+size_t catalog_writer_count(const catalog_writer *w);
+/*
+ * Orders the entries (children of each directory contiguous and sorted by name, directories
+ * breadth-first), computes nlink of hard-link groups, and writes snapshots/<name>.snap below
+ * `snapdirfd` atomically: O_EXCL temp file, fsync, rename without replacing, fsync of the directory.
+ * RH_EEXIST when a snapshot of that name exists; nothing is left behind on failure.
+ */
+int catalog_writer_commit(catalog_writer *w, int snapdirfd, const char *name, const catalog_meta *meta);
+
+/* ---- Reading ---- */
+
+typedef struct catalog catalog;
+
+/*
+ * Opens the catalog at store path `path` (e.g. "snapshots/monday.snap"), read through ops/ctx. Reads
+ * and checks the header only. RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed.
+ * A catalog handle may be used from several threads; it serializes its own reads.
+ */
+int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret);
+void catalog_close(catalog *c); /* NULL is a no-op */
+const catalog_meta *catalog_get_meta(const catalog *c);
+/* Entry `idx` (0 is the root) as a new allocation; RH_ECORRUPT (checksum) or -ENOENT (out of range). */
+int catalog_get(catalog *c, uint64_t idx, catalog_entry **ret);
+/* The child of directory `dir` named name[0..len): 0 and *ret_idx, -ENOENT, or -ENOTDIR. */
+int catalog_lookup(catalog *c, uint64_t dir, const uint8_t *name, size_t len, uint64_t *ret_idx);
+/* A '/'-separated path relative to the root ("" and "/" are the root; empty components are skipped). */
+int catalog_lookup_path(catalog *c, const char *path, uint64_t *ret_idx);
+/*
+ * Up to `max` children of directory `dir`, starting at child number `start`, in name order, as an array
+ * of entries (free each with catalog_entry_clear, then the array with free). *ret_n may be 0 at the end.
+ */
+int catalog_readdir(catalog *c, uint64_t dir, uint64_t start, size_t max, catalog_entry **ret_entries,
+                    size_t *ret_n);
+
+#endif

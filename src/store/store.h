@@ -1,0 +1,93 @@
+/*
+ * store.h — the store as a whole: its identity file (rehydrate.store), the rh_store handle that every
+ * reader goes through, the built-in callbacks for a local directory, and the local-only services that
+ * writers need (the backup lock, container id allocation, listing containers and snapshots).
+ */
+#ifndef RH_STORE_STORE_H
+#define RH_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <rehydrate/rehydrate.h>
+
+#include "chunk/chunker.h"
+#include "index/index.h"
+
+#define STORE_FORMAT_VERSION 1
+#define STORE_IDENTITY_FILE "rehydrate.store"
+#define STORE_IDENTITY_SIZE 128
+#define STORE_LOCK_FILE "lock"
+#define STORE_INDEX_FILE "index.db"
+
+typedef struct store_config {
+    uint32_t version;
+    uint8_t uuid[16];
+    chunker_params chunker;
+    int32_t compression_level;
+    uint64_t seal_size;
+    uint64_t created_ns;
+} store_config;
+
+struct rh_store {
+    char *path;                /* as given; for messages */
+    const rh_store_ops *ops;   /* every read goes through ops->read */
+    void *ctx;
+    int rootfd;                /* the store directory when local, else -1 */
+    bool readonly;             /* local, but we may not write (index goes to the cache dir) */
+    store_config cfg;
+    chunker chunker;           /* gear table for cfg.chunker */
+};
+
+/* Defaults: format 1, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
+void store_config_default(store_config *c);
+/* Encodes/decodes the 128-byte identity file. Decode: RH_ENOTSTORE (magic), RH_EVERSION, RH_ECORRUPT. */
+void store_config_encode(const store_config *c, uint8_t out[STORE_IDENTITY_SIZE]);
+int store_config_decode(const uint8_t in[STORE_IDENTITY_SIZE], store_config *ret);
+
+/*
+ * Creates a store at `path` (made if missing; it must be empty if it exists): the directories and an
+ * atomically written rehydrate.store. RH_EEXIST if `path` already holds a store, -ENOTEMPTY if it holds
+ * something else.
+ */
+int store_create(const char *path, const store_config *cfg);
+/* True when `path` is a directory that holds a rehydrate.store file. */
+bool store_exists(const char *path);
+
+/* Reads through the store's callbacks (and maps -ENOENT on containers to RH_ENOCONTAINER). */
+int store_read(rh_store *s, const char *path, uint64_t off, void *buf, size_t len);
+
+/* ---- local stores only ---- */
+
+/* Takes the store's exclusive writer lock (flock on STORE/lock, non-blocking); the fd holds it. -EBUSY
+ * when another process holds it. */
+int store_lock(rh_store *s, int *ret_fd);
+/* The next unused container id of `kind` (one more than the highest id of a committed or temp file). */
+int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id);
+/* Every committed container (id, kind, size), sorted by kind then id. */
+int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n);
+/* Names of the committed snapshots (without ".snap"), sorted by name. */
+int store_list_snapshots(rh_store *s, char ***ret_names, size_t *ret_n);
+void store_free_names(char **names, size_t n);
+/* Resolves "latest" (newest by creation time) or checks that NAME exists: a malloc'd name, or
+ * RH_ENOSNAPSHOT. */
+int store_resolve_snapshot(rh_store *s, const char *name, char **ret_name);
+/* "snapshots/NAME.snap" (malloc'd). Names are validated by store_snapshot_name_ok. */
+char *store_snapshot_path(const char *name);
+bool store_snapshot_name_ok(const char *name);
+
+/*
+ * Opens the chunk index: STORE/index.db, or when the store is not writable a file under
+ * $XDG_CACHE_HOME/rehydrate (default ~/.cache/rehydrate) named after the store UUID. When the index is
+ * missing, stale (its containers differ from the store's) or unreadable and `rebuild` is true, it is
+ * rebuilt first (reporting through `note`, which may be NULL). INDEX_READONLY opens for lookups only.
+ */
+int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const char *msg),
+                     index_t **ret);
+/* The path store_open_index uses (malloc'd). */
+char *store_index_path(rh_store *s);
+/* Rebuilds the index at `path` from every container (backup/reindex.c). *ret_chunks may be NULL. */
+int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t *ret_streams);
+
+#endif

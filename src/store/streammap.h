@@ -1,0 +1,42 @@
+/*
+ * streammap.h — a regular file's stream map: its chunks in order, each (length, SHA-256), with runs of
+ * zeros recorded as holes that have no digest and no stored data. The raw encoding (doc/format.md,
+ * "Stream maps") is what is hashed to name the stream map and what is compressed into a RECORD_STREAM
+ * record. Decoded maps carry cumulative offsets so that the chunk holding a byte is a binary search.
+ */
+#ifndef RH_STORE_STREAMMAP_H
+#define RH_STORE_STREAMMAP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/util.h"
+#include "hash/hash.h"
+
+#define STREAMMAP_HEADER_SIZE 24
+#define STREAMMAP_ENTRY_SIZE 40
+#define STREAMMAP_HOLE (1ull << 63)
+
+typedef struct streammap_entry {
+    uint64_t length; /* raw bytes; a hole may be longer than a chunk */
+    bool hole;
+    uint8_t digest[HASH_LEN]; /* all zero for holes */
+} streammap_entry;
+
+typedef struct streammap {
+    uint64_t size; /* sum of all lengths: the file's size */
+    size_t n;
+    streammap_entry *e;
+    uint64_t *start; /* start[i] is the file offset of entry i */
+} streammap;
+
+/* Appends the raw encoding of a stream map of n entries (whose lengths sum to size) to out. */
+void streammap_encode(const streammap_entry *e, size_t n, uint64_t size, buf *out);
+/* Parses raw bytes into a new map; RH_ECORRUPT when malformed or when the lengths do not add up. */
+int streammap_decode(const uint8_t *raw, size_t len, streammap **ret);
+void streammap_free(streammap *m); /* NULL is a no-op */
+/* Index of the entry that holds byte `off` (off < m->size), by binary search over start[]. */
+size_t streammap_find(const streammap *m, uint64_t off);
+
+#endif
