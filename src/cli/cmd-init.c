@@ -1,0 +1,40 @@
+/*
+ * cmd-init.c — rehydrate init STORE: create an empty store.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+
+int cmd_init(int argc, char **argv)
+{
+    static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'h') {
+            cli_help("init", "");
+            return EXIT_OK;
+        }
+        return cli_usage("init", "unknown option");
+    }
+    if (argc - optind != 1)
+        return cli_usage("init", "expected exactly one operand, the store path");
+    const char *path = argv[optind];
+    store_config cfg;
+    store_config_default(&cfg);
+    int r = store_create(path, &cfg);
+    if (r < 0) {
+        cli_error("%s: cannot create store: %s", cli_quote(path),
+                  r == RH_EEXIST     ? "a store already exists there"
+                  : r == -ENOTEMPTY ? "the directory is not empty"
+                                    : rh_strerror(r));
+        return EXIT_FAIL;
+    }
+    printf("created store %s\n", path);
+    return EXIT_OK;
+}

@@ -1,0 +1,103 @@
+/*
+ * cmd-snapshots.c — rehydrate snapshots STORE: one line per snapshot, oldest first.
+ */
+#include "config.h"
+
+#include <getopt.h>
+
+#include "cli/cli.h"
+#include "common/util.h"
+#include "snapshot/catalog.h"
+
+typedef struct row {
+    char *name;
+    catalog *c;
+} row;
+
+static int cmp_row(const void *a, const void *b)
+{
+    const row *x = a, *y = b;
+    uint64_t tx = catalog_get_meta(x->c)->created_ns, ty = catalog_get_meta(y->c)->created_ns;
+    return tx < ty ? -1 : tx > ty ? 1 : strcmp(x->name, y->name);
+}
+
+int cmd_snapshots(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { 0 }
+    };
+    bool json = false;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j') {
+            json = true;
+        } else if (c == 'h') {
+            cli_help("snapshots", "  --json   one JSON array of objects\n");
+            return EXIT_OK;
+        } else {
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1)
+        return cli_usage("snapshots", "expected exactly one operand, the store path");
+    rh_store *s;
+    if (cli_open_store(argv[optind], &s) < 0)
+        return EXIT_FAIL;
+    char **names;
+    size_t n;
+    int r = store_list_snapshots(s, &names, &n);
+    if (r < 0) {
+        cli_error("%s: cannot list snapshots: %s", cli_quote(s->path), rh_strerror(r));
+        rh_store_close(s);
+        return EXIT_FAIL;
+    }
+    row *rows = xcalloc(n, sizeof(*rows));
+    size_t m = 0;
+    int status = EXIT_OK;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_(freep) char *path = store_snapshot_path(names[i]);
+        r = catalog_open(s->ops, s->ctx, path, &rows[m].c);
+        if (r < 0) {
+            cli_error("%s: %s", path, rh_strerror(r));
+            status = EXIT_FAIL;
+            continue;
+        }
+        rows[m++].name = names[i];
+    }
+    qsort(rows, m, sizeof(*rows), cmp_row);
+    if (json)
+        printf("[");
+    else if (m)
+        printf("%-24s %-19s %10s %10s  %s\n", "NAME", "CREATED", "FILES", "SIZE", "SOURCE");
+    for (size_t i = 0; i < m; i++) {
+        const catalog_meta *meta = catalog_get_meta(rows[i].c);
+        char t[32], sz[16];
+        cli_time((int64_t)meta->created_ns, t);
+        if (json) {
+            printf("%s{\"name\":", i ? "," : "");
+            cli_put_json(stdout, rows[i].name, strlen(rows[i].name));
+            printf(",\"created_ns\":%llu,\"files\":%llu,\"bytes\":%llu,\"entries\":%llu,\"partial\":%s,"
+                   "\"source\":",
+                   (unsigned long long)meta->created_ns, (unsigned long long)meta->files,
+                   (unsigned long long)meta->bytes, (unsigned long long)meta->entry_count,
+                   meta->flags & CATALOG_PARTIAL ? "true" : "false");
+            cli_put_json(stdout, meta->source, strlen(meta->source));
+            printf(",\"hostname\":");
+            cli_put_json(stdout, meta->hostname, strlen(meta->hostname));
+            printf("}");
+        } else {
+            printf("%-24s %-19s %10llu %10s  ", rows[i].name, t, (unsigned long long)meta->files,
+                   fmt_bytes(meta->bytes, sz));
+            cli_put_name(stdout, meta->source, strlen(meta->source));
+            printf("%s\n", meta->flags & CATALOG_PARTIAL ? " (partial)" : "");
+        }
+        catalog_close(rows[i].c);
+    }
+    if (json)
+        printf("]\n");
+    free(rows);
+    store_free_names(names, n);
+    rh_store_close(s);
+    return status;
+}

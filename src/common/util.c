@@ -61,7 +61,7 @@ char *xasprintf(const char *fmt, ...)
     return s;
 }
 
-void buf_reserve(buf *b, size_t extra)
+void buf_reserve(bytebuf *b, size_t extra)
 {
     if (b->cap - b->len >= extra)
         return;
@@ -72,7 +72,7 @@ void buf_reserve(buf *b, size_t extra)
     b->cap = cap;
 }
 
-void buf_append(buf *b, const void *p, size_t n)
+void buf_append(bytebuf *b, const void *p, size_t n)
 {
     buf_reserve(b, n);
     if (n)
@@ -80,30 +80,30 @@ void buf_append(buf *b, const void *p, size_t n)
     b->len += n;
 }
 
-void buf_put_u8(buf *b, uint8_t v) { buf_append(b, &v, 1); }
-void buf_put_le16(buf *b, uint16_t v)
+void buf_put_u8(bytebuf *b, uint8_t v) { buf_append(b, &v, 1); }
+void buf_put_le16(bytebuf *b, uint16_t v)
 {
     uint8_t t[2];
     put_le16(t, v);
     buf_append(b, t, 2);
 }
-void buf_put_le32(buf *b, uint32_t v)
+void buf_put_le32(bytebuf *b, uint32_t v)
 {
     uint8_t t[4];
     put_le32(t, v);
     buf_append(b, t, 4);
 }
-void buf_put_le64(buf *b, uint64_t v)
+void buf_put_le64(bytebuf *b, uint64_t v)
 {
     uint8_t t[8];
     put_le64(t, v);
     buf_append(b, t, 8);
 }
 
-void buf_free(buf *b)
+void buf_free(bytebuf *b)
 {
     free(b->data);
-    *b = (buf){ 0 };
+    *b = (bytebuf){ 0 };
 }
 
 const uint8_t *cursor_take(cursor *c, size_t n)

@@ -17,8 +17,12 @@
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+#ifndef MAX
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
+#endif
 #define UNUSED __attribute__((unused))
 
 static inline void freep(void *p) { free(*(void **)p); }
@@ -58,17 +62,17 @@ static inline uint64_t get_le64(const uint8_t *p)
 }
 
 /* A growable byte buffer. Zero-initialise it; buf_free() releases it. */
-typedef struct buf {
+typedef struct bytebuf {
     uint8_t *data;
     size_t len, cap;
-} buf;
-void buf_reserve(buf *b, size_t extra);
-void buf_append(buf *b, const void *p, size_t n);
-void buf_put_u8(buf *b, uint8_t v);
-void buf_put_le16(buf *b, uint16_t v);
-void buf_put_le32(buf *b, uint32_t v);
-void buf_put_le64(buf *b, uint64_t v);
-void buf_free(buf *b);
+} bytebuf;
+void buf_reserve(bytebuf *b, size_t extra);
+void buf_append(bytebuf *b, const void *p, size_t n);
+void buf_put_u8(bytebuf *b, uint8_t v);
+void buf_put_le16(bytebuf *b, uint16_t v);
+void buf_put_le32(bytebuf *b, uint32_t v);
+void buf_put_le64(bytebuf *b, uint64_t v);
+void buf_free(bytebuf *b);
 
 /* A bounds-checked reader over a byte range; every get fails once the range is exhausted. */
 typedef struct cursor {

@@ -58,7 +58,8 @@ const char *container_dir(uint8_t kind);
 
 typedef struct container_writer container_writer;
 
-/* Creates the temp file of container `id` of `kind` below dirfd (the kind's directory). */
+/* Creates the temp file of container `id` of `kind` below dirfd (the kind's directory). The writer
+ * keeps its own duplicate of dirfd; the caller may close dirfd at once. */
 int container_writer_open(int dirfd, uint8_t kind, uint32_t id, const uint8_t uuid[16],
                           container_writer **ret);
 /* Appends one record; *ret_offset (may be NULL) gets the offset of its header. Buffered. */

@@ -1,0 +1,521 @@
+/*
+ * store.c — the store as a whole: the identity file rehydrate.store, rh_store_open() with the built-in
+ * callbacks for a local directory, and the local services that writers need (lock, container ids,
+ * listings). Readers only ever use store_read(), which goes through the callback table, so everything
+ * built on it also works for stores that are not local directories.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+
+#include "common/fsutil.h"
+#include "common/util.h"
+#include "hash/hash.h"
+#include "snapshot/catalog.h"
+#include "store/container.h"
+#include "store/store.h"
+
+static const uint8_t identity_magic[8] = { 'R', 'H', 'Y', 'D', 'S', 'T', 'O', 'R' };
+
+void store_config_default(store_config *c)
+{
+    *c = (store_config){
+        .version = STORE_FORMAT_VERSION,
+        .chunker = { .min_size = CHUNKER_MIN_DEFAULT,
+                     .avg_size = CHUNKER_AVG_DEFAULT,
+                     .max_size = CHUNKER_MAX_DEFAULT,
+                     .normalization = CHUNKER_NORMALIZATION_DEFAULT,
+                     .seed = 0 },
+        .compression_level = 3,
+        .seal_size = CONTAINER_SEAL_DEFAULT,
+        .created_ns = now_ns(),
+    };
+    if (getrandom(c->uuid, sizeof(c->uuid), 0) != sizeof(c->uuid)) {
+        /* getrandom on Linux >= 3.17 does not fail for 16 bytes once the pool is ready; fall back to
+         * time and pid so a store still gets a distinct id. */
+        uint64_t t = now_ns() ^ ((uint64_t)getpid() << 32);
+        put_le64(c->uuid, t);
+        put_le64(c->uuid + 8, t * 0x9e3779b97f4a7c15ull);
+    }
+    c->uuid[6] = (c->uuid[6] & 0x0f) | 0x40; /* RFC 4122 version 4 */
+    c->uuid[8] = (c->uuid[8] & 0x3f) | 0x80;
+}
+
+void store_config_encode(const store_config *c, uint8_t out[STORE_IDENTITY_SIZE])
+{
+    memset(out, 0, STORE_IDENTITY_SIZE);
+    memcpy(out, identity_magic, 8);
+    put_le32(out + 8, c->version);
+    put_le32(out + 12, 0); /* flags */
+    memcpy(out + 16, c->uuid, 16);
+    put_le32(out + 32, c->chunker.min_size);
+    put_le32(out + 36, c->chunker.avg_size);
+    put_le32(out + 40, c->chunker.max_size);
+    put_le32(out + 44, c->chunker.normalization);
+    put_le64(out + 48, c->chunker.seed);
+    put_le32(out + 56, (uint32_t)c->compression_level);
+    put_le64(out + 64, c->seal_size);
+    put_le64(out + 72, c->created_ns);
+    put_le64(out + 120, hash_checksum(out, 120, NULL, 0));
+}
+
+int store_config_decode(const uint8_t in[STORE_IDENTITY_SIZE], store_config *ret)
+{
+    if (memcmp(in, identity_magic, 8) != 0)
+        return RH_ENOTSTORE;
+    if (get_le64(in + 120) != hash_checksum(in, 120, NULL, 0))
+        return RH_ECORRUPT;
+    store_config c = { 0 };
+    c.version = get_le32(in + 8);
+    if (c.version != STORE_FORMAT_VERSION)
+        return RH_EVERSION;
+    memcpy(c.uuid, in + 16, 16);
+    c.chunker.min_size = get_le32(in + 32);
+    c.chunker.avg_size = get_le32(in + 36);
+    c.chunker.max_size = get_le32(in + 40);
+    c.chunker.normalization = get_le32(in + 44);
+    c.chunker.seed = get_le64(in + 48);
+    c.compression_level = (int32_t)get_le32(in + 56);
+    c.seal_size = get_le64(in + 64);
+    c.created_ns = get_le64(in + 72);
+    if (chunker_params_check(&c.chunker) < 0 || c.seal_size < (1u << 20))
+        return RH_ECORRUPT;
+    *ret = c;
+    return 0;
+}
+
+bool store_exists(const char *path)
+{
+    char p[PATH_MAX];
+    struct stat st;
+    if (snprintf(p, sizeof(p), "%s/%s", path, STORE_IDENTITY_FILE) >= (int)sizeof(p))
+        return false;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int store_create(const char *path, const store_config *cfg)
+{
+    if (store_exists(path))
+        return RH_EEXIST;
+    int r = fs_mkdir_p(path, 0755);
+    if (r < 0)
+        return r;
+    _cleanup_(closep) int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* Refuse to turn a directory with other contents into a store: the user probably mistyped. */
+    DIR *d = fdopendir(dup(fd));
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    bool empty = true;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            empty = false;
+    closedir(d);
+    if (!empty)
+        return -ENOTEMPTY;
+
+    static const char *dirs[] = { "containers", "containers/data", "containers/stream", "snapshots" };
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
+        if (mkdirat(fd, dirs[i], 0755) < 0 && errno != EEXIST)
+            return -errno;
+    int lfd = openat(fd, STORE_LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd < 0)
+        return -errno;
+    close(lfd);
+    uint8_t id[STORE_IDENTITY_SIZE];
+    store_config_encode(cfg, id);
+    /* The identity file is written last: a directory without it is not a store, so a crash here leaves
+     * nothing that a later command would mistake for one. */
+    return fs_write_atomic(fd, STORE_IDENTITY_FILE, id, sizeof(id), 0);
+}
+
+/* ---- the built-in callbacks for a local store directory ---- */
+
+static int local_read(void *ctx, const char *path, uint64_t offset, void *buf, size_t size)
+{
+    rh_store *s = ctx;
+    _cleanup_(closep) int fd = openat(s->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    return fs_pread_full(fd, buf, size, offset);
+}
+
+static const rh_store_ops local_ops = {
+    .version = RH_STORE_OPS_VERSION,
+    .read = local_read,
+};
+
+RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store)
+{
+    if (!path || !ret_store)
+        return -EINVAL;
+    if (ops && (ops->version < 1 || !ops->read))
+        return -EINVAL;
+    rh_store *s = xcalloc(1, sizeof(*s));
+    s->path = xstrdup(path);
+    s->rootfd = -1;
+    if (ops) {
+        s->ops = ops;
+        s->ctx = ctx;
+    } else {
+        s->rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (s->rootfd < 0) {
+            int e = errno == ENOTDIR ? RH_ENOTSTORE : -errno;
+            rh_store_close(s);
+            return e;
+        }
+        s->ops = &local_ops;
+        s->ctx = s;
+        s->readonly = faccessat(s->rootfd, ".", W_OK, AT_EACCESS) < 0;
+    }
+    uint8_t id[STORE_IDENTITY_SIZE];
+    int r = s->ops->read(s->ctx, STORE_IDENTITY_FILE, 0, id, sizeof(id));
+    if (r == -ENOENT)
+        r = RH_ENOTSTORE;
+    if (r == 0)
+        r = store_config_decode(id, &s->cfg);
+    if (r < 0) {
+        rh_store_close(s);
+        return r;
+    }
+    chunker_init(&s->chunker, &s->cfg.chunker);
+    *ret_store = s;
+    return 0;
+}
+
+RH_EXPORT void rh_store_close(rh_store *s)
+{
+    if (!s)
+        return;
+    if (s->rootfd >= 0)
+        close(s->rootfd);
+    free(s->path);
+    free(s);
+}
+
+int store_read(rh_store *s, const char *path, uint64_t off, void *buf, size_t len)
+{
+    int r = s->ops->read(s->ctx, path, off, buf, len);
+    if (r == -ENOENT && strncmp(path, "containers/", 11) == 0)
+        return RH_ENOCONTAINER;
+    return r > 0 ? 0 : r;
+}
+
+/* ---- local services ---- */
+
+int store_lock(rh_store *s, int *ret_fd)
+{
+    if (s->rootfd < 0)
+        return -EOPNOTSUPP;
+    int fd = openat(s->rootfd, STORE_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        int e = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        close(fd);
+        return e;
+    }
+    *ret_fd = fd;
+    return 0;
+}
+
+/* Parses "%08x.ctr" (committed) or "%08x.ctr.tmp..." (temp); returns 1 for committed, 2 for temp. */
+static int parse_container_name(const char *name, uint32_t *ret_id)
+{
+    if (strlen(name) < 12)
+        return 0;
+    uint32_t id = 0;
+    for (int i = 0; i < 8; i++) {
+        char c = name[i];
+        int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (v < 0)
+            return 0;
+        id = id << 4 | (uint32_t)v;
+    }
+    if (strcmp(name + 8, ".ctr") == 0) {
+        *ret_id = id;
+        return 1;
+    }
+    if (strncmp(name + 8, ".ctr.tmp", 8) == 0) {
+        *ret_id = id;
+        return 2;
+    }
+    return 0;
+}
+
+typedef int (*dir_visit_fn)(void *ud, int dirfd, const char *name);
+
+static int visit_dir(rh_store *s, const char *dir, dir_visit_fn fn, void *ud)
+{
+    if (s->rootfd < 0)
+        return -EOPNOTSUPP;
+    int dfd = openat(s->rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT ? RH_ENOTSTORE : -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return -errno;
+    }
+    int r = 0;
+    struct dirent *de;
+    errno = 0;
+    while (r >= 0 && (de = readdir(d)))
+        if (de->d_name[0] != '.')
+            r = fn(ud, dfd, de->d_name);
+    if (r >= 0 && errno)
+        r = -errno;
+    closedir(d);
+    return r;
+}
+
+struct max_id {
+    uint32_t max;
+    bool any;
+};
+
+static int visit_max_id(void *ud, int dirfd, const char *name)
+{
+    struct max_id *m = ud;
+    uint32_t id;
+    if (parse_container_name(name, &id) && (!m->any || id > m->max)) {
+        m->max = id;
+        m->any = true;
+    }
+    return 0;
+}
+
+int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id)
+{
+    struct max_id m = { 0, false };
+    int r = visit_dir(s, container_dir(kind), visit_max_id, &m);
+    if (r < 0)
+        return r;
+    if (m.any && m.max == UINT32_MAX)
+        return -EOVERFLOW;
+    *ret_id = m.any ? m.max + 1 : 1;
+    return 0;
+}
+
+struct container_list {
+    index_container *v;
+    size_t n, cap;
+    uint8_t kind;
+};
+
+static int visit_container(void *ud, int dirfd, const char *name)
+{
+    struct container_list *l = ud;
+    uint32_t id;
+    if (parse_container_name(name, &id) != 1)
+        return 0;
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return -errno;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 64;
+        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+    }
+    l->v[l->n++] = (index_container){ .id = id, .kind = l->kind, .size = (uint64_t)st.st_size };
+    return 0;
+}
+
+static int cmp_container(const void *a, const void *b)
+{
+    const index_container *x = a, *y = b;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
+{
+    struct container_list l = { 0 };
+    int r = 0;
+    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && r >= 0; kind++) {
+        l.kind = kind;
+        r = visit_dir(s, container_dir(kind), visit_container, &l);
+    }
+    if (r < 0) {
+        free(l.v);
+        return r;
+    }
+    qsort(l.v, l.n, sizeof(*l.v), cmp_container);
+    *ret = l.v;
+    *ret_n = l.n;
+    return 0;
+}
+
+bool store_snapshot_name_ok(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 200 || name[0] == '.' || strcmp(name, "latest") == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c == '/' || c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+char *store_snapshot_path(const char *name) { return xasprintf("snapshots/%s.snap", name); }
+
+struct name_list {
+    char **v;
+    size_t n, cap;
+};
+
+static int visit_snapshot(void *ud, int dirfd, const char *name)
+{
+    struct name_list *l = ud;
+    size_t n = strlen(name);
+    if (n <= 5 || strcmp(name + n - 5, ".snap") != 0)
+        return 0;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 16;
+        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+    }
+    l->v[l->n] = xmemdup(name, n - 4);
+    l->v[l->n][n - 5] = 0;
+    l->n++;
+    return 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int store_list_snapshots(rh_store *s, char ***ret_names, size_t *ret_n)
+{
+    struct name_list l = { 0 };
+    int r = visit_dir(s, "snapshots", visit_snapshot, &l);
+    if (r < 0) {
+        store_free_names(l.v, l.n);
+        return r;
+    }
+    qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+    *ret_names = l.v;
+    *ret_n = l.n;
+    return 0;
+}
+
+void store_free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int store_resolve_snapshot(rh_store *s, const char *name, char **ret_name)
+{
+    if (strcmp(name, "latest") != 0) {
+        if (!store_snapshot_name_ok(name))
+            return RH_ENOSNAPSHOT;
+        _cleanup_(freep) char *path = store_snapshot_path(name);
+        catalog *c = NULL;
+        int r = catalog_open(s->ops, s->ctx, path, &c);
+        catalog_close(c);
+        if (r < 0)
+            return r;
+        *ret_name = xstrdup(name);
+        return 0;
+    }
+    char **names;
+    size_t n;
+    int r = store_list_snapshots(s, &names, &n);
+    if (r < 0)
+        return r;
+    const char *best = NULL;
+    uint64_t best_t = 0;
+    for (size_t i = 0; i < n; i++) {
+        _cleanup_(freep) char *path = store_snapshot_path(names[i]);
+        catalog *c = NULL;
+        if (catalog_open(s->ops, s->ctx, path, &c) < 0)
+            continue; /* a damaged catalog cannot be "latest"; verify reports it */
+        uint64_t t = catalog_get_meta(c)->created_ns;
+        catalog_close(c);
+        if (!best || t >= best_t) {
+            best = names[i];
+            best_t = t;
+        }
+    }
+    r = best ? 0 : RH_ENOSNAPSHOT;
+    if (best)
+        *ret_name = xstrdup(best);
+    store_free_names(names, n);
+    return r;
+}
+
+/* ---- the index ---- */
+
+char *store_index_path(rh_store *s)
+{
+    if (s->rootfd >= 0 && !s->readonly)
+        return xasprintf("%s/%s", s->path, STORE_INDEX_FILE);
+    const char *cache = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char hex[33];
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", s->cfg.uuid[i]);
+    if (cache && *cache)
+        return xasprintf("%s/rehydrate/%s.db", cache, hex);
+    return xasprintf("%s/.cache/rehydrate/%s.db", home && *home ? home : "/tmp", hex);
+}
+
+static int index_is_current(rh_store *s, index_t *ix, bool *ret)
+{
+    index_container *have = NULL;
+    size_t n = 0;
+    int r = store_list_containers(s, &have, &n);
+    if (r >= 0)
+        r = index_matches(ix, have, n, ret);
+    free(have);
+    return r;
+}
+
+int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const char *msg),
+                     index_t **ret)
+{
+    _cleanup_(freep) char *path = store_index_path(s);
+    if (s->rootfd < 0 || s->readonly) {
+        _cleanup_(freep) char *dir = xstrdup(path);
+        *strrchr(dir, '/') = 0;
+        int r = fs_mkdir_p(dir, 0700);
+        if (r < 0)
+            return r;
+    }
+    index_t *ix = NULL;
+    int r = index_open(path, s->cfg.uuid, flags | (rebuild ? INDEX_CREATE : 0), &ix);
+    bool current = false;
+    if (r >= 0 && s->rootfd >= 0)
+        r = index_is_current(s, ix, &current);
+    else if (r >= 0)
+        current = true; /* a remote store cannot be listed; trust the cached index */
+    if (r >= 0 && current) {
+        *ret = ix;
+        return 0;
+    }
+    index_close(ix);
+    if (!rebuild)
+        return r < 0 ? r : RH_ESTALEINDEX;
+    if (note) {
+        _cleanup_(freep) char *msg = xasprintf("%s: index %s, rebuilding it from the containers", path,
+                                               r == -ENOENT ? "missing" : r < 0 ? "unreadable" : "stale");
+        note(msg);
+    }
+    r = store_reindex(s, path, NULL, NULL);
+    if (r < 0)
+        return r;
+    return index_open(path, s->cfg.uuid, flags, ret);
+}

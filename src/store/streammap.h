@@ -32,7 +32,7 @@ typedef struct streammap {
 } streammap;
 
 /* Appends the raw encoding of a stream map of n entries (whose lengths sum to size) to out. */
-void streammap_encode(const streammap_entry *e, size_t n, uint64_t size, buf *out);
+void streammap_encode(const streammap_entry *e, size_t n, uint64_t size, bytebuf *out);
 /* Parses raw bytes into a new map; RH_ECORRUPT when malformed or when the lengths do not add up. */
 int streammap_decode(const uint8_t *raw, size_t len, streammap **ret);
 void streammap_free(streammap *m); /* NULL is a no-op */

@@ -33,9 +33,9 @@ static inline void test_rmtree(const char *p)
 }
 
 /* A deterministic pseudo-random byte generator (splitmix64) for test data. */
-static inline void test_fill_random(void *buf, size_t n, unsigned long long seed)
+static inline void test_fill_random(void *out, size_t n, unsigned long long seed)
 {
-    unsigned char *p = buf;
+    unsigned char *p = out;
     unsigned long long x = seed;
     for (size_t i = 0; i < n; i++) {
         if (i % 8 == 0) {

@@ -1,0 +1,70 @@
+/*
+ * pipeline.h — the backup's data path, shared by backup.c (the traversal) and pipeline.c (the stages).
+ *
+ * A regular file is read in segments of at most SEGMENT_SIZE bytes of one data region. Each segment goes
+ * through three steps:
+ *   A (thread pool)  read, find holes (SEEK_DATA/SEEK_HOLE), cut chunks, SHA-256 them, spot zero chunks;
+ *   D (loop thread)  look each digest up (this run's new chunks, then the index): only new ones go on;
+ *   B (thread pool)  compress the new chunks;
+ *   then, on the loop thread and in the order the segments were started, the new chunks are appended to
+ *   the data container, the index learns where they are, and the file's stream map grows. When a file's
+ *   last segment is appended, its stream map is stored (once per distinct map) and its catalog entry
+ *   gets the reference. The segments of one file run A one after another (a cut point depends on the
+ *   bytes before it); segments of different files, and B of all segments, run in parallel.
+ */
+#ifndef RH_BACKUP_PIPELINE_H
+#define RH_BACKUP_PIPELINE_H
+
+#include <uv.h>
+
+#include "backup/backup.h"
+#include "common/digestset.h"
+#include "index/index.h"
+#include "snapshot/catalog.h"
+#include "store/container.h"
+#include "store/streammap.h"
+
+#define SEGMENT_SIZE (8u << 20)
+#define PIPELINE_MAX_INFLIGHT 24
+#define PIPELINE_MAX_INFLIGHT_BYTES (192ull << 20)
+
+typedef struct segment segment;
+
+/* The state of one backup run. */
+typedef struct backup {
+    rh_store *s;
+    const backup_options *o;
+    backup_stats *st;
+    uv_loop_t loop;
+    uv_timer_t timer;
+    index_t *ix;
+    catalog_writer *cw;
+    catalog *prev; /* the previous snapshot, for unchanged files, or NULL */
+    int level;     /* zstd level */
+    container_writer *data_w, *stream_w;
+    uint32_t next_data_id, next_stream_id;
+    digest_set new_chunks; /* chunks this run found new (the index learns them only at append) */
+    uint64_t next_seq, next_append; /* segments are appended in start order */
+    segment *ready;                 /* finished segments waiting for their turn, sorted by seq */
+    size_t inflight;
+    uint64_t inflight_bytes;
+    int fatal; /* the first error that stops the run (a failed store write) */
+    uint64_t sealed_bytes;
+    double started;
+} backup;
+
+/*
+ * Starts backing up the regular file open at fd (the pipeline owns fd from now on) whose catalog entry
+ * is `handle`; `path` (copied) names it in messages. Runs the loop while too much is in flight.
+ */
+void pipeline_add_file(backup *b, int fd, uint64_t handle, const char *path, uint64_t size);
+/* Runs the loop until every started file is appended. */
+void pipeline_drain(backup *b);
+/* Seals the open containers and records them in the index. */
+int pipeline_seal(backup *b);
+/* Removes the temp files of containers that were not sealed (after a failure). */
+void pipeline_abort(backup *b);
+/* Reports an error for path (through o->warn) and counts it. */
+void backup_warn(backup *b, const char *path, int code, const char *what);
+
+#endif

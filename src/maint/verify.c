@@ -1,0 +1,330 @@
+/*
+ * verify.c — reads every container in large coalesced reads (through the store callbacks), checks each
+ * record against its footer entry, its checksum and, after decoding, its SHA-256; then walks every
+ * catalog and checks that every regular file's stream map is intact and names only chunks that were
+ * found intact. What fails is reported with the object and offset; files that need damaged or missing
+ * data are reported by snapshot and path.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+
+#include "common/digestset.h"
+#include "common/util.h"
+#include "compress/compress.h"
+#include "maint/verify.h"
+#include "snapshot/catalog.h"
+#include "store/container.h"
+#include "store/streammap.h"
+
+#define VERIFY_READ_SIZE (16u << 20)
+#define READDIR_BATCH 1024
+
+typedef struct verifier {
+    rh_store *s;
+    verify_report *rep;
+    digest_set chunks_ok, streams_ok, streams_bad;
+    void (*progress)(void *ud, uint64_t bytes);
+    void *ud;
+} verifier;
+
+static void problem(verifier *v, const char *object, bool has_off, uint64_t off, int code,
+                    const char *detail)
+{
+    verify_report *r = v->rep;
+    r->problems = xrealloc(r->problems, (r->nproblems + 1) * sizeof(*r->problems));
+    r->problems[r->nproblems++] = (verify_problem){
+        .object = xstrdup(object),
+        .has_offset = has_off,
+        .offset = off,
+        .code = code,
+        .detail = xstrdup(detail ? detail : rh_strerror(code)),
+    };
+}
+
+static void affected(verifier *v, const char *snap, const char *path)
+{
+    verify_report *r = v->rep;
+    r->affected = xrealloc(r->affected, (r->naffected + 1) * sizeof(*r->affected));
+    r->affected[r->naffected++] = (verify_affected){ xstrdup(snap), xstrdup(path) };
+}
+
+/* Checks one decoded record payload against its digest (and, for stream maps, its structure). */
+static int check_payload(const container_record *rec, const uint8_t *payload, uint8_t *scratch)
+{
+    int r = decompress_chunk(rec->codec, payload, rec->stored_len, scratch, rec->raw_len);
+    if (r < 0)
+        return r;
+    uint8_t d[HASH_LEN];
+    hash_sha256(scratch, rec->raw_len, d);
+    if (memcmp(d, rec->digest, HASH_LEN) != 0)
+        return RH_EDIGEST;
+    if (rec->type == RECORD_STREAM) {
+        streammap *m;
+        if ((r = streammap_decode(scratch, rec->raw_len, &m)) < 0)
+            return r;
+        streammap_free(m);
+    }
+    return 0;
+}
+
+static bool same_record(const container_record *a, const container_record *b)
+{
+    return a->type == b->type && a->codec == b->codec && a->stored_len == b->stored_len &&
+           a->raw_len == b->raw_len && memcmp(a->digest, b->digest, HASH_LEN) == 0;
+}
+
+static void verify_records(verifier *v, const char *path, const container_record *rec, size_t n,
+                           uint64_t end)
+{
+    uint64_t expect = CONTAINER_HEADER_SIZE;
+    uint8_t *scratch = NULL;
+    size_t scratch_cap = 0;
+    for (size_t i = 0; i < n;) {
+        /* One read covers as many consecutive records as fit in VERIFY_READ_SIZE (at least one). */
+        size_t j = i;
+        uint64_t start = rec[i].offset, stop = start;
+        while (j < n && rec[j].offset == stop &&
+               (j == i || rec[j].offset + RECORD_HEADER_SIZE + rec[j].stored_len - start <= VERIFY_READ_SIZE)) {
+            stop = rec[j].offset + RECORD_HEADER_SIZE + rec[j].stored_len;
+            j++;
+        }
+        if (rec[i].offset != expect) {
+            problem(v, path, true, expect, RH_ECORRUPT, "footer does not match the records (gap or overlap)");
+            return;
+        }
+        uint8_t *blk = xmalloc(stop - start);
+        int r = store_read(v->s, path, start, blk, stop - start);
+        if (r < 0) {
+            problem(v, path, true, start, r, NULL);
+            free(blk);
+            return;
+        }
+        for (size_t k = i; k < j; k++) {
+            container_record got;
+            const uint8_t *payload;
+            uint64_t at = rec[k].offset - start;
+            r = container_parse_record(blk + at, stop - start - at, rec[k].offset, &got, &payload);
+            if (r >= 0 && !same_record(&got, &rec[k]))
+                r = RH_ECORRUPT;
+            if (r >= 0) {
+                if (got.raw_len > scratch_cap) {
+                    scratch_cap = got.raw_len;
+                    scratch = xrealloc(scratch, scratch_cap);
+                }
+                r = check_payload(&got, payload, scratch);
+            }
+            v->rep->records++;
+            if (r < 0) {
+                char detail[128];
+                snprintf(detail, sizeof(detail), "record at offset %llu: %s",
+                         (unsigned long long)rec[k].offset, rh_strerror(r));
+                problem(v, path, true, rec[k].offset, r, detail);
+                if (rec[k].type == RECORD_STREAM)
+                    digest_set_add(&v->streams_bad, rec[k].digest);
+                continue;
+            }
+            if (got.type == RECORD_CHUNK) {
+                digest_set_add(&v->chunks_ok, got.digest);
+                v->rep->chunks++;
+            } else {
+                digest_set_add(&v->streams_ok, got.digest);
+                v->rep->streams++;
+            }
+            v->rep->bytes += RECORD_HEADER_SIZE + got.stored_len;
+        }
+        free(blk);
+        expect = stop;
+        i = j;
+        if (v->progress)
+            v->progress(v->ud, v->rep->bytes);
+    }
+    free(scratch);
+    if (expect != end)
+        problem(v, path, true, expect, RH_ECORRUPT, "records do not end where the footer begins");
+}
+
+static int cmp_rec(const void *a, const void *b)
+{
+    const container_record *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+static void verify_container(verifier *v, const index_container *c)
+{
+    char path[CONTAINER_PATH_MAX];
+    container_path(c->kind, c->id, path);
+    container_header h;
+    int r = container_read_header(v->s->ops, v->s->ctx, path, &h);
+    if (r < 0) {
+        problem(v, path, true, 0, r, "bad container header");
+        return;
+    }
+    if (h.kind != c->kind || h.id != c->id || memcmp(h.uuid, v->s->cfg.uuid, 16) != 0) {
+        problem(v, path, true, 0, RH_ECORRUPT, "header names another container or store");
+        return;
+    }
+    container_record *rec;
+    size_t n;
+    if (!h.footer_offset) {
+        problem(v, path, false, 0, RH_ECORRUPT, "container is not sealed (no footer)");
+        uint64_t end;
+        if (container_scan(v->s->ops, v->s->ctx, path, &rec, &n, &end, NULL) < 0)
+            return;
+        h.footer_offset = end;
+    } else if ((r = container_read_footer(v->s->ops, v->s->ctx, path, &h, &rec, &n)) < 0) {
+        problem(v, path, true, h.footer_offset, r, "bad footer");
+        return;
+    }
+    qsort(rec, n, sizeof(*rec), cmp_rec);
+    for (size_t i = 0; i < n; i++)
+        if (rec[i].type != (c->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM))
+            problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");
+    verify_records(v, path, rec, n, h.footer_offset);
+    free(rec);
+    v->rep->containers++;
+}
+
+/* Whether every chunk of the stream map that `e` refers to was found intact. */
+static bool file_intact(verifier *v, const char *snappath, const catalog_entry *e)
+{
+    const catalog_stream *cs = &e->stream;
+    if (digest_set_contains(&v->streams_bad, cs->digest))
+        return false;
+    char path[CONTAINER_PATH_MAX];
+    container_path(CONTAINER_STREAM, cs->container, path);
+    uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)cs->stored_len);
+    uint8_t *raw = xmalloc(cs->raw_len ? cs->raw_len : 1);
+    container_record got;
+    const uint8_t *payload;
+    streammap *m = NULL;
+    int r = container_read_record(v->s->ops, v->s->ctx, path, cs->offset, cs->stored_len, rec, &got, &payload);
+    if (r >= 0 && (memcmp(got.digest, cs->digest, HASH_LEN) != 0 || got.raw_len != cs->raw_len))
+        r = RH_ECORRUPT;
+    if (r >= 0)
+        r = check_payload(&got, payload, raw);
+    if (r >= 0)
+        r = streammap_decode(raw, got.raw_len, &m);
+    bool ok = r >= 0 && m->size == e->size;
+    for (size_t i = 0; ok && i < m->n; i++)
+        if (!m->e[i].hole && !digest_set_contains(&v->chunks_ok, m->e[i].digest))
+            ok = false;
+    streammap_free(m);
+    free(rec);
+    free(raw);
+    if (!ok)
+        digest_set_add(&v->streams_bad, cs->digest);
+    return ok;
+}
+
+static void verify_dir(verifier *v, catalog *c, const char *snap, uint64_t dir, bytebuf *path)
+{
+    /* Children are contiguous: child k of dir is entry first_child + k. */
+    catalog_entry *d;
+    if (catalog_get(c, dir, &d) < 0)
+        return; /* reported by the caller's readdir */
+    uint64_t first = d->first_child;
+    catalog_entry_free(d);
+    for (uint64_t start = 0;; start += READDIR_BATCH) {
+        catalog_entry *ents;
+        size_t n;
+        int r = catalog_readdir(c, dir, start, READDIR_BATCH, &ents, &n);
+        if (r < 0) {
+            _cleanup_(freep) char *obj = store_snapshot_path(snap);
+            problem(v, obj, false, 0, r, path->len ? (char *)path->data : "catalog root");
+            return;
+        }
+        if (n == 0)
+            return;
+        for (size_t i = 0; i < n; i++) {
+            catalog_entry *e = &ents[i];
+            size_t saved = path->len;
+            if (saved)
+                path->data[saved - 1] = '/';
+            buf_append(path, e->name, e->name_len + 1);
+            v->rep->entries++;
+            if (e->type == CT_REG && !(e->flags & CF_UNREADABLE)) {
+                catalog_entry *lead = NULL;
+                const catalog_entry *data = e;
+                if ((e->flags & CF_HARDLINK) && catalog_get(c, e->link_group, &lead) >= 0)
+                    data = lead;
+                if (!data->has_stream || !file_intact(v, snap, data))
+                    affected(v, snap, (char *)path->data);
+                catalog_entry_free(lead);
+            } else if (e->type == CT_DIR) {
+                verify_dir(v, c, snap, first + start + i, path);
+            }
+            path->len = saved;
+            if (saved)
+                path->data[saved - 1] = 0;
+        }
+        for (size_t i = 0; i < n; i++)
+            catalog_entry_clear(&ents[i]);
+        free(ents);
+        if (n < READDIR_BATCH)
+            return;
+    }
+}
+
+static void verify_snapshot(verifier *v, const char *name)
+{
+    _cleanup_(freep) char *path = store_snapshot_path(name);
+    catalog *c;
+    int r = catalog_open(v->s->ops, v->s->ctx, path, &c);
+    if (r < 0) {
+        problem(v, path, false, 0, r, "cannot open catalog");
+        return;
+    }
+    bytebuf p = { 0 };
+    buf_put_u8(&p, 0);
+    p.len = 0;
+    v->rep->entries++; /* the root */
+    verify_dir(v, c, name, 0, &p);
+    buf_free(&p);
+    catalog_close(c);
+    v->rep->snapshots++;
+}
+
+int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uint64_t bytes), void *ud)
+{
+    memset(ret, 0, sizeof(*ret));
+    verifier v = { .s = s, .rep = ret, .progress = progress, .ud = ud };
+    index_container *cs;
+    size_t n;
+    int r = store_list_containers(s, &cs, &n);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < n; i++)
+        verify_container(&v, &cs[i]);
+    free(cs);
+    char **names;
+    size_t nn;
+    r = store_list_snapshots(s, &names, &nn);
+    if (r >= 0) {
+        for (size_t i = 0; i < nn; i++)
+            verify_snapshot(&v, names[i]);
+        store_free_names(names, nn);
+    }
+    digest_set_free(&v.chunks_ok);
+    digest_set_free(&v.streams_ok);
+    digest_set_free(&v.streams_bad);
+    if (r < 0)
+        verify_report_free(ret);
+    return r;
+}
+
+void verify_report_free(verify_report *r)
+{
+    for (size_t i = 0; i < r->nproblems; i++) {
+        free(r->problems[i].object);
+        free(r->problems[i].detail);
+    }
+    for (size_t i = 0; i < r->naffected; i++) {
+        free(r->affected[i].snapshot);
+        free(r->affected[i].path);
+    }
+    free(r->problems);
+    free(r->affected);
+    memset(r, 0, sizeof(*r));
+}

@@ -1,0 +1,97 @@
+# tests/lib.sh — shared by the integration tests (sourced). Each assertion prints one TAP-style line,
+# "ok N - what" or "not ok N - what"; contrib/run-tests.sh counts them. A script fails (exit 1) if any
+# assertion failed.
+set -eu
+
+: "${REHYDRATE:=$(cd "$(dirname "$0")/../.." && pwd)/rehydrate}"
+: "${TOP_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+export LC_ALL=C
+
+T_N=0
+T_FAILED=0
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/rh-it.XXXXXX")
+cleanup_hooks=""
+cleanup() {
+    for h in $cleanup_hooks; do "$h" || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+ok() { T_N=$((T_N + 1)); echo "ok $T_N - $*"; }
+not_ok() { T_N=$((T_N + 1)); T_FAILED=$((T_FAILED + 1)); echo "not ok $T_N - $*"; }
+# check "description" command...: passes when the command succeeds.
+check() {
+    local what=$1; shift
+    if "$@"; then ok "$what"; else not_ok "$what"; fi
+}
+# check_fails "description" command...: passes when the command fails.
+check_fails() {
+    local what=$1; shift
+    if "$@"; then not_ok "$what"; else ok "$what"; fi
+}
+finish() {
+    echo "# $T_N assertions, $T_FAILED failed"
+    [ "$T_FAILED" -eq 0 ]
+}
+
+# Digest of everything below a directory (names, types, contents) to detect any change to a store.
+tree_digest() { (cd "$1" && find . -printf '%p %y %s %m\n' | sort && find . -type f -print0 | sort -z | xargs -0 -r sha256sum) | sha256sum | cut -d' ' -f1; }
+
+# make_tree DIR: a tree with every case the backup must keep.
+make_tree() {
+    local d=$1
+    mkdir -p "$d"
+    python3 - "$d" <<'PY'
+import os, sys, random
+d = sys.argv[1].encode()
+rnd = random.Random(42)
+def rand(n): return rnd.randbytes(n)
+def w(path, data):
+    with open(os.path.join(d, path), 'wb') as f: f.write(data)
+os.makedirs(os.path.join(d, b'dir/sub'), exist_ok=True)
+w(b'empty', b'')
+w(b'small.txt', b'hello, rehydrate\n')
+w(b'unique.bin', rand(1 << 20))
+big = rand(5 << 20)
+w(b'dir/big.bin', big)
+w(b'dir/sub/big-copy.bin', big)                     # deduplicated against big.bin
+w(b'compressible.txt', b'the same line again and again\n' * 200000)
+w(b'with space.txt', rand(3000))
+w(b'new\nline', rand(100))
+w(b'\xff\xfe-not-utf8', rand(200))
+w(b'x' * 255, rand(50))                             # a 255-byte name
+w(b'zeros.bin', bytes(1 << 20))                     # an all-zero file becomes holes
+# 40 levels deep
+p = d
+for i in range(40):
+    p = os.path.join(p, b'level%02d' % i)
+os.makedirs(p)
+with open(os.path.join(p, b'deep.txt'), 'wb') as f: f.write(b'deep\n')
+# sparse: 5 GiB with data at 0, 1 GiB and past 4 GiB
+with open(os.path.join(d, b'sparse.img'), 'wb') as f:
+    f.write(rand(100000))
+    f.seek(1 << 30); f.write(rand(300000))
+    f.seek((4 << 30) + 12345); f.write(rand(70000))
+    f.truncate(5 << 30)
+PY
+    ln -s small.txt "$d/link-rel"
+    ln -s /etc/passwd "$d/link-abs"
+    ln -s "does not exist" "$d/link-dangling"
+    ln "$d/unique.bin" "$d/hardlink-1"
+    ln "$d/unique.bin" "$d/dir/hardlink-2"
+    mkfifo "$d/fifo"
+    if [ "$(id -u)" = 0 ]; then
+        mknod "$d/null-dev" c 1 3
+        mknod "$d/loop-dev" b 7 200
+        chown 1234:5678 "$d/small.txt"
+        chown -h 4321:8765 "$d/link-rel"
+    fi
+    chmod 4755 "$d/with space.txt"
+    mkdir "$d/sticky"; chmod 1777 "$d/sticky"
+    chmod 0640 "$d/compressible.txt"
+    setfattr -n user.comment -v "a value" "$d/small.txt"
+    setfattr -n user.binary -v 0x00ff00 "$d/unique.bin"
+    setfattr -n user.empty "$d/dir"
+    touch -h -d '2001-02-03 04:05:06.123456789' "$d/small.txt" "$d/link-rel"
+    touch -d '1999-12-31 23:59:59.000000001' "$d/dir/sub"
+}
