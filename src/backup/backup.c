@@ -116,7 +116,8 @@ static catalog_entry *prev_child(backup *b, uint64_t prev_dir, const char *name)
 
 static bool unchanged(const catalog_entry *old, const catalog_entry *now)
 {
-    return old && old->type == CT_REG && old->has_stream && !(old->flags & (CF_HARDLINK | CF_UNREADABLE)) &&
+    /* Members of a hard-link group carry the group's stream too, so any member can be reused. */
+    return old && old->type == CT_REG && old->has_stream && !(old->flags & CF_UNREADABLE) &&
            old->size == now->size && old->mtime_ns == now->mtime_ns && old->ctime_ns == now->ctime_ns &&
            old->ino == now->ino && old->dev == now->dev;
 }

@@ -65,16 +65,19 @@ void cli_put_name(FILE *f, const char *s, size_t n)
 
 const char *cli_quote(const char *s)
 {
-    static char *out;
-    static size_t cap;
-    free(out);
-    out = NULL;
-    FILE *f = open_memstream(&out, &cap);
+    /* A few rotating buffers, so that one message may quote several names. */
+    static char *out[4];
+    static unsigned next;
+    size_t cap;
+    char **slot = &out[next++ % ARRAY_SIZE(out)];
+    free(*slot);
+    *slot = NULL;
+    FILE *f = open_memstream(slot, &cap);
     if (!f)
         return s;
     cli_put_name(f, s, strlen(s));
     fclose(f);
-    return out;
+    return *slot;
 }
 
 /* Length of the valid UTF-8 sequence at s (n bytes available), or 0 if it is not valid. */

@@ -40,7 +40,7 @@ void cli_help(const char *cmd, const char *options);
 /* Writes a file name so that a person can read it: printable bytes as they are, others as C escapes
  * (\n, \t, \xHH). Used for messages and for listings on a terminal. */
 void cli_put_name(FILE *f, const char *s, size_t n);
-/* Same into a static buffer (for messages); valid until the next call. */
+/* Same into a static buffer (for messages); valid until the fourth call after this one. */
 const char *cli_quote(const char *s);
 /* A JSON string literal. Bytes that are not valid UTF-8 become \udcXX (the surrogate escape of Python's
  * os.fsdecode, so scripts can recover the exact bytes). */

@@ -36,11 +36,21 @@
 /* PRAGMA application_id: "RHIX", so that file(1) and a quick check can tell the database is ours. */
 #define INDEX_APPLICATION_ID 0x52484958
 #define INDEX_BUSY_TIMEOUT_MS 5000
-/* Page cache per handle, in KiB (a negative cache_size is KiB). Lookups of random digests touch random
- * leaves, so a cache that holds the interior pages and a good share of the leaves matters; the OS page
- * cache serves the rest. */
-#ifndef INDEX_CACHE_KIB
-#define INDEX_CACHE_KIB 32768
+/*
+ * Memory per handle, measured with 1M random digests (doc/format.md, "The index"). Reads go through a
+ * memory map of the file, which every handle shares with the OS page cache, so a lookup handle needs
+ * little page cache of its own. A writer's transaction dirties random leaves all over the tree; when they
+ * outgrow the cache SQLite spills them to the WAL mid-transaction, so a writer gets a larger cache.
+ * SQLite reads a negative cache_size as KiB.
+ */
+#ifndef INDEX_READER_CACHE_KIB
+#define INDEX_READER_CACHE_KIB (8 << 10)
+#endif
+#ifndef INDEX_WRITER_CACHE_KIB
+#define INDEX_WRITER_CACHE_KIB (64 << 10)
+#endif
+#ifndef INDEX_MMAP_BYTES
+#define INDEX_MMAP_BYTES (256ll << 20)
 #endif
 
 /* Every statement, prepared once at open. The X-macro keeps ids and SQL side by side. */
@@ -277,47 +287,66 @@ static int check_meta(sqlite3 *db, const uint8_t uuid[16])
     return r;
 }
 
-/* Inside one transaction (IMMEDIATE when creating, so two creators cannot both create): creates the
- * schema in an empty database when `create`, then checks that the database is ours. */
-static int setup_schema(sqlite3 *db, const uint8_t uuid[16], bool create)
+/* One attempt of setup_schema inside a transaction of the given kind. Sets *ret_retry when the
+ * database is empty and must be created, which needs the write lock. */
+static int setup_once(sqlite3 *db, const uint8_t uuid[16], bool create, bool immediate, bool *ret_retry)
 {
-    int rc = sqlite3_exec(db, create ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED", NULL, NULL, NULL);
+    int rc = sqlite3_exec(db, immediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED", NULL, NULL, NULL);
     if (rc != SQLITE_OK)
         return map_rc(db, rc, true);
-    int ours = 0, all = 0;
-    int r = 0;
+    int ours = 0, all = 0, r = 0;
     rc = count_tables(db, &ours, &all);
     if (rc != SQLITE_OK)
         r = map_rc(db, rc, true);
+    else if (all == 0 && create && !immediate)
+        *ret_retry = true;
     else if (all == 0 && create)
         r = map_rc(db, create_schema(db, uuid), true);
     else if (ours != 4)
         r = RH_ESTALEINDEX;
-    if (r == 0)
+    if (r == 0 && !*ret_retry)
         r = check_meta(db, uuid);
-    if (r == 0) {
+    if (r == 0 && !*ret_retry) {
         rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
         if (rc != SQLITE_OK)
             r = map_rc(db, rc, true);
     }
-    if (r != 0 && !sqlite3_get_autocommit(db))
+    if ((r != 0 || *ret_retry) && !sqlite3_get_autocommit(db))
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     return r;
 }
 
-/* Connection settings. journal_mode is persistent in the file, and a read-only handle cannot change it,
- * so only writers set it; it is also the first statement that reads the file, which is where a file that
- * is not a database shows itself (SQLITE_NOTADB). */
-static int configure(sqlite3 *db, bool readonly)
+/* Checks that the database is an index of this store, first creating the schema in an empty database
+ * when `create`. The check runs in a read transaction, so that opening an existing index never waits
+ * for a writer's long transaction; only an empty database is created under the write lock (BEGIN
+ * IMMEDIATE, after which it is checked again: another process may have created it meanwhile). */
+static int setup_schema(sqlite3 *db, const uint8_t uuid[16], bool create)
 {
-    char sql[128];
-    snprintf(sql, sizeof(sql), "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -%d", INDEX_CACHE_KIB);
+    bool retry = false;
+    int r = setup_once(db, uuid, create, false, &retry);
+    if (r == 0 && retry) {
+        retry = false;
+        r = setup_once(db, uuid, create, true, &retry);
+    }
+    return r;
+}
+
+/* Connection settings. journal_mode is persistent in the file and a connection opened read-only cannot
+ * change it, so only connections that can write set it. Setting it is the first statement that reads
+ * the file (for a read-only connection, the schema check is), which is where a file that is not a
+ * database shows itself (SQLITE_NOTADB). */
+static int configure(sqlite3 *db, bool can_write, bool writer)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = %lld; PRAGMA cache_size = -%d",
+             (long long)INDEX_MMAP_BYTES, writer ? INDEX_WRITER_CACHE_KIB : INDEX_READER_CACHE_KIB);
     int rc = sqlite3_busy_timeout(db, INDEX_BUSY_TIMEOUT_MS);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     /* The mode that results is not checked: a file system without shared memory support keeps the
      * rollback journal, which is slower but correct. */
-    if (rc == SQLITE_OK && !readonly)
+    if (rc == SQLITE_OK && can_write)
         rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : map_rc(db, rc, true);
 }
@@ -358,7 +387,7 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
     int rc = sqlite3_open_v2(path, &ix->db, oflags, NULL);
     r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
     if (r == 0)
-        r = configure(ix->db, !rw);
+        r = configure(ix->db, rw, !readonly);
     if (r == 0)
         r = setup_schema(ix->db, store_uuid, create);
     if (r == 0 && readonly && rw) {

@@ -477,6 +477,13 @@ START_TEST(test_writer_and_reader)
         ck_assert_int_eq(index_add_chunk(w, x, &xl), 0);
     }
     ck_assert_int_eq(index_add_chunk(w, d, &l), 0);
+    /* Opening an existing index, even with INDEX_CREATE, does not wait for the writer. */
+    double t0 = mono_seconds();
+    index_t *o = open_ok(uuid_a, INDEX_CREATE);
+    index_close(o);
+    o = open_ok(uuid_a, INDEX_READONLY | INDEX_CREATE);
+    index_close(o);
+    ck_assert(mono_seconds() - t0 < 2.0);
     /* The reader reads while the writer's transaction is open, and does not see it. */
     ck_assert_int_eq(index_find_chunk(r, d, &got), RH_ENOCHUNK);
     uint64_t c = 0;
@@ -506,6 +513,26 @@ START_TEST(test_writer_and_reader)
     index_close(r);
     index_close(w);
     free(wal);
+}
+END_TEST
+
+START_TEST(test_second_writer_busy)
+{
+    make_index(1);
+    index_t *w = open_ok(uuid_a, 0);
+    index_t *w2 = open_ok(uuid_a, 0);
+    ck_assert_int_eq(index_begin(w), 0);
+    /* The second writer waits for the busy timeout (5 s), then gives up with -EBUSY. */
+    double t0 = mono_seconds();
+    ck_assert_int_eq(index_begin(w2), -EBUSY);
+    double waited = mono_seconds() - t0;
+    ck_assert_msg(waited > 3.0 && waited < 20.0, "waited %.1f s", waited);
+    ck_assert_int_eq(index_rollback(w2), 0); /* nothing began */
+    ck_assert_int_eq(index_commit(w), 0);
+    ck_assert_int_eq(index_begin(w2), 0);
+    ck_assert_int_eq(index_commit(w2), 0);
+    index_close(w2);
+    index_close(w);
 }
 END_TEST
 
@@ -539,7 +566,9 @@ static Suite *suite(void)
 
     tc = tcase_create("concurrency");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20); /* test_second_writer_busy sits out the 5 s busy timeout */
     tcase_add_test(tc, test_writer_and_reader);
+    tcase_add_test(tc, test_second_writer_busy);
     suite_add_tcase(s, tc);
     return s;
 }

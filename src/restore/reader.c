@@ -1,0 +1,141 @@
+/*
+ * reader.c — the lazy read path (see reader.h).
+ */
+#include "config.h"
+
+#include <errno.h>
+
+#include "common/util.h"
+#include "compress/compress.h"
+#include "restore/reader.h"
+#include "store/container.h"
+
+int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret)
+{
+    char path[CONTAINER_PATH_MAX];
+    container_path(CONTAINER_STREAM, cs->container, path);
+    _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)cs->stored_len);
+    _cleanup_(freep) uint8_t *raw = xmalloc(cs->raw_len ? cs->raw_len : 1);
+    container_record got;
+    const uint8_t *payload;
+    int r = container_read_record(s->ops, s->ctx, path, cs->offset, cs->stored_len, rec, &got, &payload);
+    if (r == -ENOENT)
+        r = RH_ENOCONTAINER;
+    if (r < 0)
+        return r;
+    if (got.type != RECORD_STREAM || got.raw_len != cs->raw_len || memcmp(got.digest, cs->digest, HASH_LEN))
+        return RH_ECORRUPT;
+    if ((r = decompress_chunk(got.codec, payload, got.stored_len, raw, got.raw_len)) < 0)
+        return r;
+    /* Stream maps are small next to the data they describe: always check their digest. */
+    uint8_t d[HASH_LEN];
+    hash_sha256(raw, got.raw_len, d);
+    if (memcmp(d, cs->digest, HASH_LEN) != 0)
+        return RH_EDIGEST;
+    return streammap_decode(raw, got.raw_len, ret);
+}
+
+int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                       bool verify, uint8_t *out, index_loc *ret_loc)
+{
+    index_loc loc;
+    int r = index_find_chunk(ix, digest, &loc);
+    if (r < 0)
+        return r;
+    if (ret_loc)
+        *ret_loc = loc;
+    if (loc.raw_len != raw_len)
+        return RH_ECORRUPT;
+    char path[CONTAINER_PATH_MAX];
+    container_path(CONTAINER_DATA, loc.container, path);
+    _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)loc.stored_len);
+    container_record got;
+    const uint8_t *payload;
+    r = container_read_record(s->ops, s->ctx, path, loc.offset, loc.stored_len, rec, &got, &payload);
+    if (r == -ENOENT)
+        r = RH_ENOCONTAINER;
+    if (r < 0)
+        return r;
+    if (got.type != RECORD_CHUNK || got.raw_len != raw_len || memcmp(got.digest, digest, HASH_LEN))
+        return RH_ECORRUPT;
+    if ((r = decompress_chunk(got.codec, payload, got.stored_len, out, raw_len)) < 0)
+        return r;
+    if (verify) {
+        uint8_t d[HASH_LEN];
+        hash_sha256(out, raw_len, d);
+        if (memcmp(d, digest, HASH_LEN) != 0)
+            return RH_EDIGEST;
+    }
+    return 0;
+}
+
+int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret)
+{
+    if (e->type != CT_REG)
+        return -EINVAL;
+    if (!e->has_stream)
+        return RH_ENOTDEDUP;
+    streammap *m;
+    int r = reader_load_streammap(s, &e->stream, &m);
+    if (r < 0)
+        return r;
+    if (m->size != e->size) {
+        streammap_free(m);
+        return RH_ECORRUPT;
+    }
+    reader_file *f = xcalloc(1, sizeof(*f));
+    f->s = s;
+    f->ix = ix;
+    f->map = m;
+    f->verify = verify;
+    *ret = f;
+    return 0;
+}
+
+void reader_close(reader_file *f)
+{
+    if (!f)
+        return;
+    streammap_free(f->map);
+    free(f->cache);
+    free(f);
+}
+
+int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *ret_n)
+{
+    const streammap *m = f->map;
+    uint8_t *out = buf;
+    size_t done = 0;
+    if (off >= m->size || len == 0) {
+        *ret_n = 0;
+        return 0;
+    }
+    len = (size_t)MIN((uint64_t)len, m->size - off);
+    size_t i = streammap_find(m, off);
+    while (done < len) {
+        const streammap_entry *e = &m->e[i];
+        uint64_t in = off + done - m->start[i];
+        size_t n = (size_t)MIN(e->length - in, (uint64_t)(len - done));
+        if (e->hole) {
+            memset(out + done, 0, n);
+        } else {
+            if (!f->cache_valid || f->cached != i) {
+                if (e->length > f->cache_cap) {
+                    f->cache = xrealloc(f->cache, e->length);
+                    f->cache_cap = e->length;
+                }
+                f->cache_valid = false;
+                int r = reader_fetch_chunk(f->s, f->ix, e->digest, e->length, f->verify, f->cache, NULL);
+                if (r < 0)
+                    return r;
+                f->cached = i;
+                f->cache_valid = true;
+            }
+            memcpy(out + done, f->cache + in, n);
+        }
+        done += n;
+        i++;
+    }
+    *ret_n = done;
+    return 0;
+}

@@ -1,0 +1,49 @@
+/*
+ * reader.h — the lazy read path: open one regular file of a snapshot and read any byte range of it.
+ * The file's stream map is read once at open (binary search by offset afterwards); each chunk's location
+ * comes from the index, its record is read through the store callbacks, checked (checksum always,
+ * SHA-256 when asked) and decompressed. Holes read as zeros without touching the store.
+ */
+#ifndef RH_RESTORE_READER_H
+#define RH_RESTORE_READER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "index/index.h"
+#include "snapshot/catalog.h"
+#include "store/store.h"
+#include "store/streammap.h"
+
+typedef struct reader_file {
+    rh_store *s;
+    index_t *ix;
+    streammap *map;
+    bool verify;
+    /* the last chunk decoded, so that small sequential reads decode each chunk once */
+    size_t cached;
+    uint8_t *cache;
+    size_t cache_cap;
+    bool cache_valid;
+} reader_file;
+
+/* Reads and decodes the stream map that `cs` refers to (checking its digest). */
+int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret);
+/* Opens the file of catalog entry e (a regular file with a stream; for a hard-link member, the stream
+ * it carries). ix is used for chunk lookups and must outlive the file. */
+int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret);
+void reader_close(reader_file *f); /* NULL is a no-op */
+/* Reads up to len bytes at off; *ret_n gets the count (short only at the end of the file). Errors name
+ * no path: the caller knows which file it read. */
+int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *ret_n);
+/*
+ * Fetches chunk `digest` of raw length raw_len into out (raw_len bytes): index lookup, one read through
+ * the callbacks, checksum, decompression, and the SHA-256 when verify is set. RH_ENOCHUNK,
+ * RH_ENOCONTAINER, RH_ECHECKSUM, RH_ECORRUPT or RH_EDIGEST on failure; *ret_loc (may be NULL) gets the
+ * location looked up, for messages.
+ */
+int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                       bool verify, uint8_t *out, index_loc *ret_loc);
+
+#endif
