@@ -44,7 +44,7 @@ run_build() { # run_build DIR TESTS [configure options]
 
 cd "$top"
 [ -x configure ] || autoreconf -fi >/dev/null
-unit="tests/unit/check_chunker tests/unit/check_hash tests/unit/check_container tests/unit/check_catalog tests/unit/check_index tests/unit/check_backup"
+unit=$(cd "$top" && ls tests/unit/check_*.c | sed "s/\.c$//" | tr "\n" " ")
 all="$unit $(cd "$top" && ls tests/integration/*.sh | tr '\n' ' ')"
 echo "== normal build: unit and integration tests"
 run_build "$top/build-tests" "$all"

@@ -49,7 +49,8 @@ extern "C" {
     X(RH_ECHECKSUM, -4010, "record checksum mismatch")                                             \
     X(RH_EEXIST, -4011, "already exists")                                                          \
     X(RH_EUNSAFE, -4012, "unsafe name in catalog")                                                 \
-    X(RH_ESTALEINDEX, -4013, "index does not match the store's containers")
+    X(RH_ESTALEINDEX, -4013, "index does not match the store's containers")                       \
+    X(RH_EWRONGSTORE, -4014, "reparse point belongs to another store")
 
 enum {
 #define RH_ERR_ENUM(name, value, msg) name = (value),
@@ -107,6 +108,65 @@ typedef struct rh_store_ops {
  */
 RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store);
 RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
+
+/* ---- Restoring files: the counterpart of IDedupBackupSupport::RestoreFiles ---- */
+
+#define RH_RESTORE_MAX_FILES 10000
+#define RH_NOT_A_STUB 1      /* per-file result: the path carries no reparse point */
+#define RH_RESTORE_VERIFY 1u /* flag: check every chunk's SHA-256 (records' checksums are always checked) */
+
+/*
+ * Rehydrates up to RH_RESTORE_MAX_FILES stubs in place. A stub is a regular file that carries its
+ * reparse point in the xattr "user.rehydrate.reparse" (written by `rehydrate restore --stubs-only`, see
+ * doc/format.md, "Stubs"): it names the store, the file's size and its stream map. On success the
+ * file holds its data (holes stay holes) and the xattr is gone.
+ *
+ * `results` (may be NULL) gets one code per path: 0, RH_NOT_A_STUB (the file has no reparse point; it is
+ * left alone), or a negative code (RH_ECORRUPT, RH_ECHECKSUM, RH_EDIGEST, RH_ENOCONTAINER, RH_ENOCHUNK,
+ * a negated errno, ...) that rh_strerror explains; a failed file keeps its xattr and may be retried.
+ * Returns 0 when no file failed, RH_EPARTIAL when some were restored and some failed, otherwise the
+ * first file's error. More than RH_RESTORE_MAX_FILES paths or an unknown flag bit: -EINVAL, and nothing
+ * is touched.
+ *
+ * Every store file is read through the store's callbacks, on the calling thread: first
+ * order_containers for the stream-map containers, then for each of them (in the returned order)
+ * preview and the reads of its records; then the same for the data containers. Each container is read
+ * once per call, in coalesced reads of up to 8 MiB; a chunk that occurs in many files, or many times in
+ * one, is decompressed once and written with pwrite to every place it belongs. Decompression and writing
+ * run on libuv's thread pool (UV_THREADPOOL_SIZE threads), never inside a callback.
+ */
+RH_EXPORT int rh_restore_files(rh_store *store, size_t n, const char *const *paths, unsigned flags,
+                               int *results);
+
+/* ---- Lazy reads: one file of a snapshot, any byte range (the daemon's path) ---- */
+
+typedef struct rh_snapshot rh_snapshot;
+typedef struct rh_file rh_file;
+
+/*
+ * Opens snapshot `name` ("latest" is not resolved here: names only) of `store`. Its catalog is read
+ * through the store's callbacks, a directory at a time; nothing is loaded whole. The snapshot must be
+ * closed before its store. RH_ENOSNAPSHOT if there is no such snapshot.
+ */
+RH_EXPORT int rh_snapshot_open(rh_store *store, const char *name, rh_snapshot **ret_snapshot);
+RH_EXPORT void rh_snapshot_close(rh_snapshot *snapshot); /* NULL is a no-op */
+
+/*
+ * Opens the regular file at `path` ('/'-separated, relative to the snapshot root) for reading. Its
+ * stream map is read and checked once here. -ENOENT, -EISDIR (not a regular file), RH_ENOTDEDUP (the
+ * snapshot has no data for it: it could not be read at backup time). flags: RH_RESTORE_VERIFY checks
+ * each chunk's SHA-256 as it is read. Close every file before its snapshot.
+ */
+RH_EXPORT int rh_file_open(rh_snapshot *snapshot, const char *path, unsigned flags, rh_file **ret_file);
+RH_EXPORT uint64_t rh_file_size(const rh_file *file);
+/*
+ * Reads up to `size` bytes at `offset` into buf; *ret_read gets the count, which is less than size only
+ * at the end of the file. Holes read as zeros without touching the store. One rh_file must not be used
+ * by two threads at once; different files of one snapshot may be read in parallel only when the store's
+ * callbacks allow it.
+ */
+RH_EXPORT int rh_file_pread(rh_file *file, void *buf, size_t size, uint64_t offset, size_t *ret_read);
+RH_EXPORT void rh_file_close(rh_file *file); /* NULL is a no-op */
 
 #ifdef __cplusplus
 }

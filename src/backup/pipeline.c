@@ -271,8 +271,8 @@ static int finish_file(bfile *f)
         uint8_t codec;
         size_t clen;
         r = compress_chunk(b->level ? b->level : 1, raw.data, raw.len, c, cap, &codec, &clen);
-        if (r >= 0 && raw.len > UINT32_MAX)
-            r = -EFBIG;
+        if (r >= 0 && raw.len > RECORD_LEN_MAX)
+            r = -EFBIG; /* format v1 keeps a stream map in one record (doc/format.md, "Limits") */
         if (r >= 0)
             r = append_record(b, CONTAINER_STREAM, codec, cs.digest, codec == CODEC_RAW ? raw.data : c,
                               (uint32_t)clen, (uint32_t)raw.len, &loc);
@@ -346,8 +346,12 @@ static void append_segment(backup *b, segment *g)
             backup_warn(b, f->path, f->error, f->error_op);
         } else if (!b->fatal) {
             int r = finish_file(f);
-            if (r < 0)
+            if (r == -EFBIG) { /* this file only: the backup goes on */
+                catalog_writer_set_flags(b->cw, f->handle, CF_UNREADABLE);
+                backup_warn(b, f->path, r, "store (too many chunks for one stream map)");
+            } else if (r < 0) {
                 b->fatal = r;
+            }
         }
         bfile_free(f);
     }

@@ -177,7 +177,7 @@ int walk_list_dir(int fd, char ***ret_names, size_t *ret_n)
         walk_free_names(v, n);
         return r;
     }
-    qsort(v, n, sizeof(*v), cmp_name);
+    sort_array(v, n, sizeof(*v), cmp_name);
     *ret_names = v;
     *ret_n = n;
     return 0;

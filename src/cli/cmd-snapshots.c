@@ -65,7 +65,7 @@ int cmd_snapshots(int argc, char **argv)
         }
         rows[m++].name = names[i];
     }
-    qsort(rows, m, sizeof(*rows), cmp_row);
+    sort_array(rows, m, sizeof(*rows), cmp_row);
     if (json)
         printf("[");
     else if (m)

@@ -26,6 +26,12 @@
 #define UNUSED __attribute__((unused))
 
 static inline void freep(void *p) { free(*(void **)p); }
+/* qsort that accepts an empty (possibly NULL) array, which qsort itself does not. */
+static inline void sort_array(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
 static inline void closep(int *fd)
 {
     if (*fd >= 0)

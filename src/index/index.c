@@ -585,7 +585,7 @@ int index_matches(index_t *ix, const index_container *have, size_t n, bool *ret_
         return -EINVAL;
     _cleanup_(freep) index_container *sorted = n ? xmemdup(have, n * sizeof(*have)) : NULL;
     if (n)
-        qsort(sorted, n, sizeof(*sorted), cmp_container);
+        sort_array(sorted, n, sizeof(*sorted), cmp_container);
 
     sqlite3_stmt *st = ix->stmt[STMT_LIST_CONTAINERS];
     bool match = true;

@@ -177,7 +177,7 @@ static void verify_container(verifier *v, const index_container *c)
         problem(v, path, true, h.footer_offset, r, "bad footer");
         return;
     }
-    qsort(rec, n, sizeof(*rec), cmp_rec);
+    sort_array(rec, n, sizeof(*rec), cmp_rec);
     for (size_t i = 0; i < n; i++)
         if (rec[i].type != (c->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM))
             problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");

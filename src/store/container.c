@@ -33,7 +33,6 @@
 #define FOOTER_SUM_SIZE 8
 /* Sanity bounds: no record payload (compressed or not) exceeds 256 MiB, and no container holds more
  * than 2^24 records. They keep a corrupt length from turning into a huge allocation. */
-#define RECORD_LEN_MAX (256u << 20)
 #define CONTAINER_RECORDS_MAX (1u << 24)
 #define WRITE_BUFFER_SIZE (4u << 20)
 #define SCAN_BLOCK (1u << 20)

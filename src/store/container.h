@@ -28,6 +28,8 @@ enum record_type { RECORD_CHUNK = 1, RECORD_STREAM = 2 };
 #define CONTAINER_HEADER_SIZE 64
 #define RECORD_HEADER_SIZE 56
 #define CONTAINER_SEAL_DEFAULT (64ull << 20)
+/* No record payload, compressed or raw, exceeds this (readers reject larger ones as corrupt). */
+#define RECORD_LEN_MAX (256u << 20)
 /* Longest store path of a container, e.g. "containers/stream/0000002a.ctr". */
 #define CONTAINER_PATH_MAX 48
 

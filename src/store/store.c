@@ -188,6 +188,15 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
         return r;
     }
     chunker_init(&s->chunker, &s->cfg.chunker);
+    if (ops) {
+        /* Build the cached index now, so that the reads it takes are not mixed into those of a
+         * restore (whose read pattern the application controls). */
+        r = store_open_index(s, INDEX_READONLY, true, NULL, &s->ix);
+        if (r < 0) {
+            rh_store_close(s);
+            return r;
+        }
+    }
     *ret_store = s;
     return 0;
 }
@@ -196,6 +205,7 @@ RH_EXPORT void rh_store_close(rh_store *s)
 {
     if (!s)
         return;
+    index_close(s->ix);
     if (s->rootfd >= 0)
         close(s->rootfd);
     free(s->path);
@@ -337,10 +347,56 @@ static int cmp_container(const void *a, const void *b)
     return x->id < y->id ? -1 : x->id > y->id;
 }
 
+/*
+ * A store behind callbacks cannot be listed: its containers are found by reading the headers of ids
+ * 1, 2, ... until PROBE_MISSES in a row do not exist (ids are allocated in order; a crashed backup may
+ * leave a few unused). A sealed container's size is where its footer ends.
+ */
+#define PROBE_MISSES 256
+
+static int probe_containers(rh_store *s, struct container_list *l)
+{
+    for (uint32_t id = 1, misses = 0; misses < PROBE_MISSES; id++) {
+        char path[CONTAINER_PATH_MAX];
+        container_path(l->kind, id, path);
+        container_header h;
+        int r = container_read_header(s->ops, s->ctx, path, &h);
+        if (r == -ENOENT) {
+            misses++;
+            continue;
+        }
+        if (r < 0)
+            return r;
+        misses = 0;
+        uint8_t foot[16];
+        if (!h.footer_offset || (r = s->ops->read(s->ctx, path, h.footer_offset, foot, sizeof(foot))) < 0)
+            return r < 0 ? r : RH_ECORRUPT;
+        if (l->n == l->cap) {
+            l->cap = l->cap ? 2 * l->cap : 64;
+            l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
+        }
+        l->v[l->n++] = (index_container){ id, l->kind, h.footer_offset + 24 + 52ull * get_le32(foot + 8) };
+    }
+    return 0;
+}
+
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
 {
     struct container_list l = { 0 };
     int r = 0;
+    if (s->rootfd < 0) {
+        for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && r >= 0; kind++) {
+            l.kind = kind;
+            r = probe_containers(s, &l);
+        }
+        if (r < 0) {
+            free(l.v);
+            return r;
+        }
+        *ret = l.v;
+        *ret_n = l.n;
+        return 0;
+    }
     for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && r >= 0; kind++) {
         l.kind = kind;
         r = visit_dir(s, container_dir(kind), visit_container, &l);
@@ -349,7 +405,7 @@ int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
         free(l.v);
         return r;
     }
-    qsort(l.v, l.n, sizeof(*l.v), cmp_container);
+    sort_array(l.v, l.n, sizeof(*l.v), cmp_container);
     *ret = l.v;
     *ret_n = l.n;
     return 0;
@@ -404,7 +460,7 @@ int store_list_snapshots(rh_store *s, char ***ret_names, size_t *ret_n)
         store_free_names(l.v, l.n);
         return r;
     }
-    qsort(l.v, l.n, sizeof(*l.v), cmp_str);
+    sort_array(l.v, l.n, sizeof(*l.v), cmp_str);
     *ret_names = l.v;
     *ret_n = l.n;
     return 0;
@@ -500,8 +556,13 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     bool current = false;
     if (r >= 0 && s->rootfd >= 0)
         r = index_is_current(s, ix, &current);
-    else if (r >= 0)
-        current = true; /* a remote store cannot be listed; trust the cached index */
+    else if (r >= 0) {
+        /* A store behind callbacks is listed only by probing, so a cached index is trusted once it
+         * has been built (it knows at least one container). */
+        uint64_t nc = 0;
+        r = index_stats(ix, NULL, NULL, &nc);
+        current = nc > 0;
+    }
     if (r >= 0 && current) {
         *ret = ix;
         return 0;

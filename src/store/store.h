@@ -38,6 +38,7 @@ struct rh_store {
     bool readonly;             /* local, but we may not write (index goes to the cache dir) */
     store_config cfg;
     chunker chunker;           /* gear table for cfg.chunker */
+    index_t *ix;               /* the index, opened on first use by the public API (api.c) */
 };
 
 /* Defaults: format 1, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
@@ -65,7 +66,8 @@ int store_read(rh_store *s, const char *path, uint64_t off, void *buf, size_t le
 int store_lock(rh_store *s, int *ret_fd);
 /* The next unused container id of `kind` (one more than the highest id of a committed or temp file). */
 int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id);
-/* Every committed container (id, kind, size), sorted by kind then id. */
+/* Every committed container (id, kind, size), sorted by kind then id. A store behind callbacks is
+ * probed through them (store.c, probe_containers). */
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n);
 /* Names of the committed snapshots (without ".snap"), sorted by name. */
 int store_list_snapshots(rh_store *s, char ***ret_names, size_t *ret_n);

@@ -1,0 +1,539 @@
+/*
+ * engine.c — rh_restore_files: rehydrate stubs in place.
+ *
+ * 1. Open every stub, decode its reparse point, and empty it to its size (so holes are holes and a
+ *    retried restore starts clean).
+ * 2. Stream maps: every distinct stream map is a "need" placed into the files that use it. The needs
+ *    are read container by container (see read_phase) and decoded.
+ * 3. Chunks: every distinct chunk of every stream map is a need, placed at every (file, offset) where it
+ *    occurs; the index says where it lives. The needs are read container by container again.
+ * 4. Files whose needs all succeeded are synced (one syncfs per file system) and lose their xattr.
+ *
+ * read_phase asks the application for its container order (order_containers), then for each container
+ * calls preview with the extents it will read and reads them, coalescing neighbouring records into reads
+ * of up to READ_MAX bytes. All callbacks run on the calling thread; each block read is handed to the
+ * libuv thread pool, which checks, decompresses (once per chunk) and pwrites it while the next block is
+ * read. A need that fails marks every file it belongs to as failed; the others go on.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+#include <uv.h>
+
+#include "common/util.h"
+#include "compress/compress.h"
+#include "hash/hash.h"
+#include "restore/engine.h"
+#include "restore/reparse.h"
+#include "store/container.h"
+#include "store/streammap.h"
+
+#define READ_MAX (8u << 20)       /* largest coalesced read */
+#define READ_GAP (256u << 10)     /* records this close are read together, the gap with them */
+#define INFLIGHT_MAX (64ull << 20) /* bytes read but not yet processed by the pool */
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+typedef struct rfile {
+    const char *path;
+    int fd;
+    int result; /* 0 so far, RH_NOT_A_STUB, or the first error */
+    reparse_point rp;
+    const streammap *map; /* owned by the need of its stream map */
+    dev_t dev;
+} rfile;
+
+typedef struct place {
+    uint64_t off;
+    uint32_t file;
+} place;
+
+typedef struct need {
+    uint8_t digest[HASH_LEN];
+    uint64_t raw_len;
+    index_loc loc;
+    size_t first, nplaces; /* into engine.places */
+    int err;
+    size_t ctr_rank, ext_rank; /* read order */
+    streammap *map;            /* decoded stream map (stream phase) */
+} need;
+
+typedef struct engine {
+    rh_store *s;
+    index_t *ix;
+    unsigned flags;
+    rfile *files;
+    size_t nfiles;
+    need *needs;
+    size_t nneeds;
+    place *places;
+    size_t nplaces;
+    uv_loop_t loop;
+    uint64_t inflight;
+} engine;
+
+typedef struct block {
+    uv_work_t work;
+    engine *e;
+    uint8_t kind;
+    uint8_t *data;
+    uint64_t base, len;
+    need **recs;
+    size_t nrecs;
+} block;
+
+/* ---- step 1: the stubs ---- */
+
+static int open_stub(engine *e, rfile *f)
+{
+    f->fd = open(f->path, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (f->fd < 0)
+        return errno == EISDIR ? RH_NOT_A_STUB : -errno;
+    struct stat st;
+    if (fstat(f->fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return RH_NOT_A_STUB;
+    f->dev = st.st_dev;
+    uint8_t raw[REPARSE_SIZE + 1];
+    ssize_t n = fgetxattr(f->fd, REPARSE_XATTR, raw, sizeof(raw));
+    if (n < 0)
+        return errno == ENODATA || errno == ENOTSUP ? RH_NOT_A_STUB : -errno;
+    int r = reparse_decode(raw, (size_t)n, &f->rp);
+    if (r < 0)
+        return r;
+    if (memcmp(f->rp.uuid, e->s->cfg.uuid, 16) != 0)
+        return RH_EWRONGSTORE;
+    /* Start from an empty file of the right size: holes read as zeros, and a retry rewrites all. */
+    if (ftruncate(f->fd, 0) < 0 || ftruncate(f->fd, (off_t)f->rp.size) < 0)
+        return -errno;
+    return 0;
+}
+
+static void fail_file(rfile *f, int err)
+{
+    if (f->result == 0)
+        f->result = err;
+}
+
+/* ---- needs: distinct chunks or stream maps and where they go ---- */
+
+typedef struct tuple {
+    uint8_t digest[HASH_LEN];
+    uint64_t raw_len, off;
+    uint32_t file;
+    const catalog_stream *stream; /* stream phase: its location */
+} tuple;
+
+static int cmp_tuple(const void *a, const void *b)
+{
+    const tuple *x = a, *y = b;
+    int c = memcmp(x->digest, y->digest, HASH_LEN);
+    return c ? c : (x->file < y->file ? -1 : x->file > y->file);
+}
+
+/* Turns tuples into needs (one per distinct digest) and places. */
+static void build_needs(engine *e, tuple *t, size_t n)
+{
+    sort_array(t, n, sizeof(*t), cmp_tuple);
+    free(e->needs);
+    free(e->places);
+    e->needs = xcalloc(n ? n : 1, sizeof(*e->needs));
+    e->places = xmalloc((n ? n : 1) * sizeof(*e->places));
+    e->nneeds = e->nplaces = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || memcmp(t[i].digest, t[i - 1].digest, HASH_LEN) != 0) {
+            need *nd = &e->needs[e->nneeds++];
+            memcpy(nd->digest, t[i].digest, HASH_LEN);
+            nd->raw_len = t[i].raw_len;
+            nd->first = e->nplaces;
+            if (t[i].stream)
+                nd->loc = (index_loc){ t[i].stream->container, t[i].stream->offset, t[i].stream->stored_len,
+                                       t[i].stream->raw_len, t[i].stream->codec };
+        }
+        e->places[e->nplaces++] = (place){ t[i].off, t[i].file };
+        e->needs[e->nneeds - 1].nplaces++;
+    }
+}
+
+static void fail_need(engine *e, need *nd, int err)
+{
+    for (size_t k = 0; k < nd->nplaces; k++)
+        fail_file(&e->files[e->places[nd->first + k].file], err);
+}
+
+/* ---- reading containers in the application's order ---- */
+
+static int cmp_need_loc(const void *a, const void *b)
+{
+    const need *x = a, *y = b;
+    if (x->loc.container != y->loc.container)
+        return x->loc.container < y->loc.container ? -1 : 1;
+    return x->loc.offset < y->loc.offset ? -1 : x->loc.offset > y->loc.offset;
+}
+
+static int cmp_need_rank(const void *a, const void *b)
+{
+    const need *x = *(need *const *)a, *y = *(need *const *)b;
+    if (x->ctr_rank != y->ctr_rank)
+        return x->ctr_rank < y->ctr_rank ? -1 : 1;
+    if (x->ext_rank != y->ext_rank)
+        return x->ext_rank < y->ext_rank ? -1 : 1;
+    return x->loc.offset < y->loc.offset ? -1 : x->loc.offset > y->loc.offset;
+}
+
+static uint64_t rec_end(const need *nd) { return nd->loc.offset + RECORD_HEADER_SIZE + nd->loc.stored_len; }
+
+/* Processes one block on the pool: check, decode, and (data) write every record in it. */
+static void block_work(uv_work_t *w)
+{
+    block *b = container_of(w, block, work);
+    engine *e = b->e;
+    for (size_t i = 0; i < b->nrecs; i++) {
+        need *nd = b->recs[i];
+        uint64_t at = nd->loc.offset - b->base;
+        container_record got;
+        const uint8_t *payload;
+        int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &got, &payload);
+        if (r >= 0 && (memcmp(got.digest, nd->digest, HASH_LEN) != 0 || got.raw_len != nd->raw_len ||
+                       got.stored_len != nd->loc.stored_len ||
+                       got.type != (b->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM)))
+            r = RH_ECORRUPT;
+        uint8_t *raw = NULL;
+        if (r >= 0) {
+            raw = xmalloc(nd->raw_len ? nd->raw_len : 1);
+            r = decompress_chunk(got.codec, payload, got.stored_len, raw, nd->raw_len);
+        }
+        if (r >= 0 && (b->kind == CONTAINER_STREAM || (e->flags & RH_RESTORE_VERIFY))) {
+            uint8_t d[HASH_LEN];
+            hash_sha256(raw, nd->raw_len, d);
+            if (memcmp(d, nd->digest, HASH_LEN) != 0)
+                r = RH_EDIGEST;
+        }
+        if (r >= 0 && b->kind == CONTAINER_STREAM) {
+            r = streammap_decode(raw, nd->raw_len, &nd->map);
+        } else if (r >= 0) {
+            for (size_t k = 0; k < nd->nplaces && r >= 0; k++) {
+                const place *p = &e->places[nd->first + k];
+                ssize_t wn = pwrite(e->files[p->file].fd, raw, nd->raw_len, (off_t)p->off);
+                if (wn < 0)
+                    r = -errno;
+                else if ((uint64_t)wn != nd->raw_len)
+                    r = -EIO;
+            }
+        }
+        free(raw);
+        nd->err = r < 0 ? r : 0;
+    }
+}
+
+static void block_done(uv_work_t *w, int status)
+{
+    block *b = container_of(w, block, work);
+    b->e->inflight -= b->len;
+    free(b->data);
+    free(b->recs);
+    free(b);
+}
+
+/* The rank of each container (by its first appearance in the plan) and of each need's extent. */
+static int apply_plan(engine *e, need **order, size_t n, const uint32_t *ids, size_t nids,
+                      const rh_container_extent *plan, size_t plan_len)
+{
+    size_t *rank = xmalloc(nids * sizeof(*rank));
+    for (size_t c = 0; c < nids; c++)
+        rank[c] = SIZE_MAX;
+    size_t next = 0;
+    for (size_t k = 0; k < plan_len; k++) {
+        if (plan[k].container_index >= nids) {
+            free(rank);
+            return -EINVAL;
+        }
+        if (rank[plan[k].container_index] == SIZE_MAX)
+            rank[plan[k].container_index] = next++;
+    }
+    for (size_t c = 0; c < nids; c++) /* containers the plan left out come after, in our order */
+        if (rank[c] == SIZE_MAX)
+            rank[c] = next++;
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        need *nd = order[i];
+        while (ids[c] != nd->loc.container)
+            c++;
+        nd->ctr_rank = rank[c];
+        nd->ext_rank = SIZE_MAX; /* records no extent covers are read after those that one does */
+        for (size_t k = 0; k < plan_len; k++) {
+            const rh_container_extent *x = &plan[k];
+            uint64_t end = x->length == UINT64_MAX ? UINT64_MAX : x->offset + x->length;
+            if (x->container_index == c && nd->loc.offset >= x->offset && nd->loc.offset < end) {
+                nd->ext_rank = k;
+                break;
+            }
+        }
+    }
+    free(rank);
+    return 0;
+}
+
+/* Reads the records of needs order[0..n) (sorted by container, offset) of containers of `kind`. */
+static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
+{
+    if (n == 0)
+        return 0;
+    /* The distinct containers, in our order (ascending id). */
+    uint32_t *ids = xmalloc(n * sizeof(*ids));
+    size_t nids = 0;
+    for (size_t i = 0; i < n; i++)
+        if (nids == 0 || ids[nids - 1] != order[i]->loc.container)
+            ids[nids++] = order[i]->loc.container;
+    char (*paths)[CONTAINER_PATH_MAX] = xmalloc(nids * sizeof(*paths));
+    const char **pp = xmalloc(nids * sizeof(*pp));
+    for (size_t c = 0; c < nids; c++)
+        pp[c] = container_path(kind, ids[c], paths[c]);
+
+    rh_container_extent *plan = NULL;
+    size_t plan_len = 0;
+    int r = 0;
+    if (e->s->ops->order_containers)
+        r = e->s->ops->order_containers(e->s->ctx, nids, pp, &plan, &plan_len);
+    if (r >= 0)
+        r = apply_plan(e, order, n, ids, nids, plan, plan ? plan_len : 0);
+    free(plan);
+    if (r < 0)
+        goto out;
+    sort_array(order, n, sizeof(*order), cmp_need_rank);
+
+    rh_extent *ext = xmalloc(n * sizeof(*ext));
+    for (size_t i = 0; i < n;) {
+        /* One container: [i, j). Plan the coalesced extents, preview them, then read them. */
+        size_t j = i;
+        while (j < n && order[j]->ctr_rank == order[i]->ctr_rank)
+            j++;
+        char cpath[CONTAINER_PATH_MAX];
+        container_path(kind, order[i]->loc.container, cpath);
+        size_t next = 0;
+        size_t *ext_first = xmalloc((j - i + 1) * sizeof(*ext_first));
+        for (size_t k = i; k < j; k++) {
+            need *nd = order[k];
+            rh_extent *last = next ? &ext[next - 1] : NULL;
+            if (last && nd->loc.offset >= last->offset + last->length &&
+                nd->loc.offset - (last->offset + last->length) <= READ_GAP &&
+                rec_end(nd) - last->offset <= READ_MAX) {
+                last->length = rec_end(nd) - last->offset;
+            } else {
+                ext_first[next] = k;
+                ext[next++] = (rh_extent){ nd->loc.offset, rec_end(nd) - nd->loc.offset };
+            }
+        }
+        ext_first[next] = j;
+        if (e->s->ops->preview && (r = e->s->ops->preview(e->s->ctx, cpath, next, ext)) < 0) {
+            for (size_t k = i; k < j; k++)
+                order[k]->err = r;
+            r = 0;
+            next = 0; /* the application refused this container: its needs fail */
+        }
+        for (size_t x = 0; x < next; x++) {
+            while (e->inflight >= INFLIGHT_MAX)
+                uv_run(&e->loop, UV_RUN_ONCE);
+            block *b = xcalloc(1, sizeof(*b));
+            b->e = e;
+            b->kind = kind;
+            b->base = ext[x].offset;
+            b->len = ext[x].length;
+            b->data = xmalloc(b->len);
+            b->nrecs = ext_first[x + 1] - ext_first[x];
+            b->recs = xmemdup(order + ext_first[x], b->nrecs * sizeof(*b->recs));
+            int rr = e->s->ops->read(e->s->ctx, cpath, b->base, b->data, b->len);
+            if (rr < 0) {
+                rr = rr == -ENOENT ? RH_ENOCONTAINER : rr;
+                for (size_t k = 0; k < b->nrecs; k++)
+                    b->recs[k]->err = rr;
+                free(b->data), free(b->recs), free(b);
+                continue;
+            }
+            e->inflight += b->len;
+            if ((rr = uv_queue_work(&e->loop, &b->work, block_work, block_done)) < 0) {
+                block_work(&b->work); /* cannot happen with a valid loop; stay correct anyway */
+                block_done(&b->work, 0);
+            }
+        }
+        free(ext_first);
+        i = j;
+    }
+    free(ext);
+    uv_run(&e->loop, UV_RUN_DEFAULT);
+out:
+    free(ids);
+    free(paths);
+    free(pp);
+    return r;
+}
+
+/* Collects the needs without an error, sorted by location, as pointers for read_phase. */
+static need **readable_needs(engine *e, size_t *ret_n)
+{
+    sort_array(e->needs, e->nneeds, sizeof(*e->needs), cmp_need_loc);
+    need **order = xmalloc((e->nneeds ? e->nneeds : 1) * sizeof(*order));
+    size_t n = 0;
+    for (size_t i = 0; i < e->nneeds; i++)
+        if (!e->needs[i].err)
+            order[n++] = &e->needs[i];
+    *ret_n = n;
+    return order;
+}
+
+/* ---- the whole call ---- */
+
+static void stream_phase(engine *e)
+{
+    tuple *t = xmalloc((e->nfiles ? e->nfiles : 1) * sizeof(*t));
+    size_t n = 0;
+    for (size_t i = 0; i < e->nfiles; i++) {
+        rfile *f = &e->files[i];
+        if (f->result)
+            continue;
+        t[n] = (tuple){ .raw_len = f->rp.stream.raw_len, .file = (uint32_t)i, .stream = &f->rp.stream };
+        memcpy(t[n].digest, f->rp.stream.digest, HASH_LEN);
+        n++;
+    }
+    build_needs(e, t, n);
+    free(t);
+    size_t nr;
+    need **order = readable_needs(e, &nr);
+    int r = read_phase(e, CONTAINER_STREAM, order, nr);
+    free(order);
+    for (size_t i = 0; i < e->nneeds; i++) {
+        need *nd = &e->needs[i];
+        int err = r < 0 ? r : nd->err;
+        for (size_t k = 0; k < nd->nplaces && !err; k++) {
+            rfile *f = &e->files[e->places[nd->first + k].file];
+            if (nd->map->size != f->rp.size)
+                fail_file(f, RH_ECORRUPT);
+            else
+                f->map = nd->map;
+        }
+        if (err)
+            fail_need(e, nd, err);
+    }
+}
+
+static int data_phase(engine *e)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < e->nfiles; i++)
+        if (!e->files[i].result)
+            cap += e->files[i].map->n;
+    tuple *t = xmalloc((cap ? cap : 1) * sizeof(*t));
+    size_t n = 0;
+    for (size_t i = 0; i < e->nfiles; i++) {
+        rfile *f = &e->files[i];
+        if (f->result)
+            continue;
+        for (size_t k = 0; k < f->map->n; k++) {
+            const streammap_entry *se = &f->map->e[k];
+            if (se->hole)
+                continue; /* the stub is already a hole there */
+            t[n] = (tuple){ .raw_len = se->length, .off = f->map->start[k], .file = (uint32_t)i };
+            memcpy(t[n].digest, se->digest, HASH_LEN);
+            n++;
+        }
+    }
+    /* The stream maps are no longer needed once their chunks are listed. */
+    for (size_t i = 0; i < e->nneeds; i++)
+        streammap_free(e->needs[i].map);
+    for (size_t i = 0; i < e->nfiles; i++)
+        e->files[i].map = NULL;
+    build_needs(e, t, n);
+    free(t);
+    for (size_t i = 0; i < e->nneeds; i++) {
+        need *nd = &e->needs[i];
+        int r = index_find_chunk(e->ix, nd->digest, &nd->loc);
+        if (r == 0 && nd->loc.raw_len != nd->raw_len)
+            r = RH_ECORRUPT;
+        nd->err = r;
+    }
+    size_t nr;
+    need **order = readable_needs(e, &nr);
+    int r = read_phase(e, CONTAINER_DATA, order, nr);
+    free(order);
+    for (size_t i = 0; i < e->nneeds; i++)
+        if (r < 0 || e->needs[i].err)
+            fail_need(e, &e->needs[i], r < 0 ? r : e->needs[i].err);
+    return r;
+}
+
+/* Makes the data durable (one syncfs per file system) before the xattrs go: a crash in between leaves
+ * stubs that a retry rehydrates again, never a file without its xattr and without its data. */
+static void finish_files(engine *e)
+{
+    dev_t *done = xmalloc((e->nfiles ? e->nfiles : 1) * sizeof(*done));
+    size_t ndone = 0;
+    for (size_t i = 0; i < e->nfiles; i++) {
+        rfile *f = &e->files[i];
+        if (f->result)
+            continue;
+        size_t k = 0;
+        while (k < ndone && done[k] != f->dev)
+            k++;
+        if (k == ndone) {
+            done[ndone++] = f->dev;
+            if (syncfs(f->fd) < 0)
+                f->result = -errno;
+        }
+    }
+    for (size_t i = 0; i < e->nfiles; i++) {
+        rfile *f = &e->files[i];
+        if (f->result == 0 && fremovexattr(f->fd, REPARSE_XATTR) < 0 && errno != ENODATA)
+            f->result = -errno;
+    }
+    free(done);
+}
+
+int engine_restore(rh_store *s, index_t *ix, size_t n, const char *const *paths, unsigned flags,
+                   int *results)
+{
+    if ((n && !paths) || n > RH_RESTORE_MAX_FILES || (flags & ~RH_RESTORE_VERIFY))
+        return -EINVAL;
+    engine e = { .s = s, .ix = ix, .flags = flags, .nfiles = n };
+    e.files = xcalloc(n ? n : 1, sizeof(*e.files));
+    int r = uv_loop_init(&e.loop);
+    if (r < 0) {
+        free(e.files);
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        e.files[i].path = paths[i];
+        e.files[i].result = open_stub(&e, &e.files[i]);
+    }
+    stream_phase(&e);
+    data_phase(&e);
+    finish_files(&e);
+
+    size_t ok = 0, failed = 0;
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        rfile *f = &e.files[i];
+        if (f->fd >= 0)
+            close(f->fd);
+        if (results)
+            results[i] = f->result;
+        if (f->result < 0) {
+            failed++;
+            if (!first)
+                first = f->result;
+        } else {
+            ok++;
+        }
+    }
+    uv_loop_close(&e.loop);
+    free(e.needs);
+    free(e.places);
+    free(e.files);
+    if (!failed)
+        return 0;
+    return ok ? RH_EPARTIAL : first;
+}

@@ -1,0 +1,17 @@
+/*
+ * engine.h — the restore engine behind rh_restore_files (engine.c): rehydrating stubs in place by
+ * reading each needed container once, in the order the application asks for.
+ */
+#ifndef RH_RESTORE_ENGINE_H
+#define RH_RESTORE_ENGINE_H
+
+#include <stddef.h>
+
+#include "index/index.h"
+#include "store/store.h"
+
+/* See rh_restore_files in rehydrate.h; ix answers the chunk lookups. */
+int engine_restore(rh_store *s, index_t *ix, size_t n, const char *const *paths, unsigned flags,
+                   int *results);
+
+#endif

@@ -1,0 +1,864 @@
+/*
+ * layout.c — phases 1 and 3 of a restore (see layout.h).
+ *
+ * Phase 1 walks the catalog depth-first and keeps one directory fd open per level of the current path,
+ * so every entry is created relative to its parent's fd and nothing is ever resolved through a path
+ * that a symlink in the target could redirect. What it creates (or keeps, when resuming) is recorded
+ * in a compact array: catalog index, parent record and an offset into a name arena. That array is in
+ * pre-order, so walking it backwards finishes every directory after all its contents, and it is all
+ * phase 3 needs: it reopens each parent directory from the target fd with openat2(RESOLVE_BENEATH |
+ * RESOLVE_NO_SYMLINKS) and reads each entry's metadata from the catalog again, so nothing held since
+ * phase 1 (no fd, no entry) is needed and memory stays at a small record plus a name per entry.
+ *
+ * Hard-link members are deferred to the end of phase 1, when every leader that will exist does: a
+ * member is linked to its leader's path, or becomes a stub of its own (and the group's new leader)
+ * when the leader was not restored.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <time.h>
+
+#include "common/util.h"
+#include "restore/layout.h"
+#include "restore/reparse.h"
+
+#define NO_REC UINT64_MAX
+#define TEMP_PREFIX ".rh-stub."
+#define READDIR_PAGE 1024 /* catalog entries held per directory level while descending */
+
+/* One entry laid out or kept; idx is CATALOG_NONE for a parent made for a subtree (not finished). */
+typedef struct rec {
+    uint64_t idx;
+    uint64_t parent;   /* record of the directory that holds it; NO_REC: the target itself */
+    uint64_t name_off; /* into l->names; the record of the snapshot root has the empty name */
+    uint8_t type;      /* enum catalog_type */
+} rec;
+
+/* A hard-link member waiting for the end of phase 1. */
+typedef struct member {
+    uint64_t idx, parent, name_off;
+} member;
+
+struct layout {
+    rh_store *s;
+    catalog *c;
+    int tfd; /* our own dup of the target directory */
+    layout_options o;
+    bool may_exist; /* force || resume: entries may be in the way */
+    rec *recs;
+    size_t nrecs, caprecs;
+    bytebuf names;
+    member *members;
+    size_t nmembers, capmembers;
+    uint64_t *leaders; /* open addressing: pairs (group leader's catalog index, record); key NONE = free */
+    size_t leader_cap, leader_n;
+    size_t *implicit; /* records of parents made for subtrees */
+    size_t nimplicit;
+    layout_stub *stubs;
+    size_t nstubs, capstubs;
+    uint64_t entries, errors;
+    uint32_t temp_seq;
+};
+
+/* ---- Records, names and paths ---- */
+
+static uint64_t add_rec(layout *l, uint64_t idx, uint64_t parent, const char *name, uint8_t type)
+{
+    if (l->nrecs == l->caprecs) {
+        l->caprecs = l->caprecs ? 2 * l->caprecs : 256;
+        l->recs = xrealloc(l->recs, l->caprecs * sizeof(*l->recs));
+    }
+    l->recs[l->nrecs] = (rec){ idx, parent, l->names.len, type };
+    buf_append(&l->names, name, strlen(name) + 1);
+    if (idx != CATALOG_NONE)
+        l->entries++;
+    return l->nrecs++;
+}
+
+static const char *rec_name(const layout *l, uint64_t r) { return (const char *)l->names.data + l->recs[r].name_off; }
+
+/* The path of record r relative to the target ("" for the target itself), plus "/name" if name. */
+static char *rec_path(const layout *l, uint64_t r, const char *name)
+{
+    size_t len = name ? strlen(name) + 1 : 0;
+    for (uint64_t p = r; p != NO_REC; p = l->recs[p].parent)
+        len += strlen(rec_name(l, p)) + 1;
+    char *out = xmalloc(len + 1), *end = out + len;
+    *end = 0;
+    if (name) {
+        end -= strlen(name);
+        memcpy(end, name, strlen(name));
+        *--end = '/';
+    }
+    for (uint64_t p = r; p != NO_REC; p = l->recs[p].parent) {
+        size_t n = strlen(rec_name(l, p));
+        if (n == 0)
+            continue;
+        end -= n;
+        memcpy(end, rec_name(l, p), n);
+        *--end = '/';
+    }
+    /* Skip the separators left by empty names and the leading one. */
+    while (*end == '/')
+        end++;
+    memmove(out, end, strlen(end) + 1);
+    return out;
+}
+
+/* Reports one entry (record dir, optional name) to the caller; counted as an error if `error`. */
+static void report(layout *l, uint64_t dir, const char *name, int code, const char *what, bool error)
+{
+    if (error)
+        l->errors++;
+    if (!l->o.warn)
+        return;
+    _cleanup_(freep) char *p = rec_path(l, dir, name);
+    l->o.warn(l->o.ud, *p ? p : ".", code, what);
+}
+
+static void warn(layout *l, uint64_t dir, const char *name, int code, const char *what)
+{
+    report(l, dir, name, code, what, true);
+}
+
+/* ---- The leader map: catalog index of a group's leader -> record of the file members link to ---- */
+
+static uint64_t *leader_slot(layout *l, uint64_t key)
+{
+    size_t mask = l->leader_cap - 1, i = (size_t)(key * 0x9e3779b97f4a7c15ull) & mask;
+    while (l->leaders[2 * i] != CATALOG_NONE && l->leaders[2 * i] != key)
+        i = (i + 1) & mask;
+    return &l->leaders[2 * i];
+}
+
+static void leader_put(layout *l, uint64_t key, uint64_t r)
+{
+    if (2 * (l->leader_n + 1) > l->leader_cap) {
+        uint64_t *old = l->leaders;
+        size_t oldcap = l->leader_cap;
+        l->leader_cap = oldcap ? 2 * oldcap : 64;
+        l->leaders = xmalloc(2 * l->leader_cap * sizeof(uint64_t));
+        for (size_t i = 0; i < 2 * l->leader_cap; i++)
+            l->leaders[i] = CATALOG_NONE;
+        for (size_t i = 0; i < oldcap; i++)
+            if (old[2 * i] != CATALOG_NONE)
+                memcpy(leader_slot(l, old[2 * i]), &old[2 * i], 2 * sizeof(uint64_t));
+        free(old);
+    }
+    uint64_t *s = leader_slot(l, key);
+    if (*s == CATALOG_NONE) {
+        s[0] = key;
+        s[1] = r;
+        l->leader_n++;
+    }
+}
+
+static uint64_t leader_get(layout *l, uint64_t key)
+{
+    if (!l->leader_cap)
+        return NO_REC;
+    uint64_t *s = leader_slot(l, key);
+    return *s == key ? s[1] : NO_REC;
+}
+
+/* ---- Safe file-system helpers ---- */
+
+static bool name_safe(const uint8_t *name, size_t len)
+{
+    if (!name || len == 0 || memchr(name, '/', len) || memchr(name, 0, len))
+        return false;
+    return !(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.');
+}
+
+/* Opens `path` below dirfd without leaving it and without following any symlink. */
+static int open_beneath(int dirfd, const char *path, int flags)
+{
+    struct open_how how = {
+        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    long fd;
+    do
+        fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+    while (fd < 0 && (errno == EAGAIN || errno == EINTR)); /* EAGAIN: a rename raced the lookup */
+    return fd < 0 ? -errno : (int)fd;
+}
+
+/* The directory of record r as an fd (*owned says whether the caller closes it). */
+static int open_rec_dir(layout *l, uint64_t r, bool *owned)
+{
+    *owned = false;
+    if (r == NO_REC)
+        return l->tfd;
+    _cleanup_(freep) char *p = rec_path(l, r, NULL);
+    if (!*p)
+        return l->tfd;
+    int fd = open_beneath(l->tfd, p, O_RDONLY | O_DIRECTORY);
+    *owned = fd >= 0;
+    return fd;
+}
+
+/* True when (dirfd, name) carries a reparse point; the l-variant never follows the entry. */
+static bool has_reparse(int dirfd, const char *name)
+{
+    char proc[64 + NAME_MAX];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
+    return lgetxattr(proc, REPARSE_XATTR, NULL, 0) >= 0;
+}
+
+/* Removes the directory tree (dirfd, name); symlinks inside are removed, never followed. */
+static int rmtree_at(int dirfd, const char *name)
+{
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -errno;
+    }
+    int r = 0;
+    for (int pass = 0; pass < 3 && r == 0; pass++) {
+        rewinddir(d);
+        struct dirent *de;
+        while ((de = readdir(d)) && r == 0) {
+            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                continue;
+            struct stat st;
+            if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                r = errno == ENOENT ? 0 : -errno;
+            else if (S_ISDIR(st.st_mode))
+                r = rmtree_at(fd, de->d_name);
+            else if (unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
+                r = -errno;
+        }
+        if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) == 0)
+            break;
+        if (r == 0 && errno != ENOTEMPTY && errno != EEXIST)
+            r = -errno;
+    }
+    closedir(d);
+    return r;
+}
+
+/* Removes whatever non-wanted thing is at (dirfd, name) as st describes it. */
+static int clear_way(int dirfd, const char *name, const struct stat *st)
+{
+    if (S_ISDIR(st->st_mode))
+        return rmtree_at(dirfd, name);
+    return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+/* In a directory that existed before, removes temp files of an earlier run that carry a reparse point. */
+static void clean_temps(layout *l, int dirfd, uint64_t dirrec)
+{
+    int fd = dup(dirfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        warn(l, dirrec, NULL, -errno, "list directory");
+        return;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        struct stat st;
+        if (strncmp(de->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX)) != 0 ||
+            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
+            !has_reparse(dirfd, de->d_name))
+            continue;
+        if (unlinkat(dirfd, de->d_name, 0) < 0)
+            warn(l, dirrec, de->d_name, -errno, "remove leftover temp file");
+    }
+    closedir(d);
+}
+
+/* Creates a fresh temp name below dirfd: either an empty 0600 file (returns its fd) or, when
+ * link_dirfd >= 0, a hard link to (link_dirfd, link_name) (returns 0). */
+static int make_temp(layout *l, int dirfd, char tmp[32], int link_dirfd, const char *link_name)
+{
+    for (int i = 0; i < 100; i++) {
+        uint32_t x = (uint32_t)getpid() * 2654435761u ^ ++l->temp_seq * 40503u ^ (uint32_t)now_ns();
+        snprintf(tmp, 32, TEMP_PREFIX "%08x", x);
+        int fd = link_dirfd >= 0 ? linkat(link_dirfd, link_name, dirfd, tmp, 0)
+                                 : openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0 || errno != EEXIST)
+            return fd < 0 ? -errno : fd;
+    }
+    return -EEXIST;
+}
+
+/* Moves tmp to name; replaces a non-directory only if `replace`. */
+static int commit_temp(int dirfd, const char *tmp, const char *name, bool replace)
+{
+    int r = renameat2(dirfd, tmp, dirfd, name, replace ? 0 : RENAME_NOREPLACE);
+    if (r < 0 && errno == EINVAL && !replace) { /* a file system without RENAME_NOREPLACE */
+        r = linkat(dirfd, tmp, dirfd, name, 0);
+        if (r == 0)
+            unlinkat(dirfd, tmp, 0);
+    }
+    if (r < 0) {
+        r = -errno;
+        unlinkat(dirfd, tmp, 0);
+    }
+    return r;
+}
+
+/* ---- Phase 1 ---- */
+
+static int lay_entry(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e);
+
+/* Looks at what is at (dirfd, name): 1 and *st when something is, 0 when nothing, or an error. */
+static int look(layout *l, int dirfd, const char *name, struct stat *st)
+{
+    if (!l->may_exist)
+        return 0; /* the target was empty: EEXIST from creation reports the unexpected */
+    if (fstatat(dirfd, name, st, AT_SYMLINK_NOFOLLOW) == 0)
+        return 1;
+    return errno == ENOENT ? 0 : -errno;
+}
+
+static int lay_children(layout *l, int dirfd, uint64_t dirrec, uint64_t diridx, const catalog_entry *dir)
+{
+    for (uint64_t start = 0; start < dir->child_count;) {
+        catalog_entry *ents;
+        size_t n;
+        int r = catalog_readdir(l->c, diridx, start, READDIR_PAGE, &ents, &n);
+        if (r < 0) {
+            warn(l, dirrec, NULL, r, "read catalog directory");
+            return r == RH_ECORRUPT ? r : 0;
+        }
+        for (size_t j = 0; j < n; j++) {
+            if (r == 0)
+                r = lay_entry(l, dirfd, dirrec, dir->first_child + start + j, &ents[j]);
+            catalog_entry_clear(&ents[j]);
+        }
+        free(ents);
+        if (r < 0 || n == 0)
+            return r;
+        start += n;
+    }
+    return 0;
+}
+
+static int lay_dir(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e,
+                   const char *name)
+{
+    struct stat st;
+    int r = look(l, dirfd, name, &st);
+    bool existed = r == 1 && S_ISDIR(st.st_mode);
+    if (r == 1 && !existed)
+        r = clear_way(dirfd, name, &st);
+    if (r >= 0 && !existed && mkdirat(dirfd, name, 0700) < 0)
+        r = -errno;
+    int fd = r >= 0 ? openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (fd < 0) {
+        warn(l, dirrec, name, r < 0 ? r : -errno, existed ? "open directory" : "create directory");
+        return 0;
+    }
+    uint64_t me = add_rec(l, idx, dirrec, name, CT_DIR);
+    if (existed)
+        clean_temps(l, fd, me);
+    r = lay_children(l, fd, me, idx, e);
+    close(fd);
+    return r;
+}
+
+/*
+ * Makes the regular file (dirfd, name): a stub when e has data to rehydrate, else an empty file.
+ * `replace`: something not a directory may be in the way. -ENOTSUP means the target cannot hold stubs.
+ */
+static int make_file(layout *l, int dirfd, const char *name, const catalog_entry *e, bool stub, bool replace)
+{
+    if (!stub) {
+        if (replace && unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+            return -errno;
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+        return 0;
+    }
+    char tmp[32];
+    int fd = make_temp(l, dirfd, tmp, -1, NULL);
+    if (fd < 0)
+        return fd;
+    reparse_point rp = { .size = e->size, .stream = e->stream };
+    memcpy(rp.uuid, l->s->cfg.uuid, sizeof(rp.uuid));
+    uint8_t enc[REPARSE_SIZE];
+    reparse_encode(&rp, enc);
+    /* The xattr first: a temp file that a crash leaves behind is then recognisable as ours. */
+    int r = fsetxattr(fd, REPARSE_XATTR, enc, sizeof(enc), 0) < 0 ? -errno : 0;
+    if (r == 0 && ftruncate(fd, (off_t)e->size) < 0)
+        r = -errno;
+    close(fd);
+    if (r < 0) {
+        unlinkat(dirfd, tmp, 0);
+        return r == -EOPNOTSUPP ? -ENOTSUP : r;
+    }
+    return commit_temp(dirfd, tmp, name, replace);
+}
+
+static void add_stub(layout *l, uint64_t dirrec, const char *name, const catalog_entry *e)
+{
+    if (l->nstubs == l->capstubs) {
+        l->capstubs = l->capstubs ? 2 * l->capstubs : 64;
+        l->stubs = xrealloc(l->stubs, l->capstubs * sizeof(*l->stubs));
+    }
+    l->stubs[l->nstubs++] = (layout_stub){ rec_path(l, dirrec, name), e->size, e->alloc };
+}
+
+/* A regular file that is not a hard-link member (or a member whose leader was not restored). */
+static int lay_reg(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e,
+                   const char *name)
+{
+    bool nodata = (e->flags & CF_UNREADABLE) || (!e->has_stream && e->size > 0);
+    bool stub = !nodata && e->size > 0;
+    struct stat st;
+    int r = look(l, dirfd, name, &st);
+    if (r == 1 && l->o.resume && S_ISREG(st.st_mode)) {
+        stub = has_reparse(dirfd, name); /* else it was rehydrated: it counts as restored */
+        nodata = false;
+    } else {
+        if (r == 1 && S_ISDIR(st.st_mode))
+            r = rmtree_at(dirfd, name);
+        if (r >= 0)
+            r = make_file(l, dirfd, name, e, stub, r == 1);
+        if (r < 0) {
+            warn(l, dirrec, name, r, stub ? "create stub" : "create file");
+            return r == -ENOTSUP ? r : 0;
+        }
+    }
+    uint64_t me = add_rec(l, idx, dirrec, name, CT_REG);
+    if (e->link_group != CATALOG_NONE)
+        leader_put(l, e->link_group, me);
+    if (stub)
+        add_stub(l, dirrec, name, e);
+    if (nodata)
+        warn(l, dirrec, name, -ENODATA, "no data in snapshot");
+    return 0;
+}
+
+static mode_t ifmt_of(uint8_t type)
+{
+    static const mode_t f[] = { [CT_REG] = S_IFREG,  [CT_DIR] = S_IFDIR,  [CT_SYMLINK] = S_IFLNK,
+                                [CT_CHR] = S_IFCHR,  [CT_BLK] = S_IFBLK,  [CT_FIFO] = S_IFIFO,
+                                [CT_SOCK] = S_IFSOCK };
+    return type < ARRAY_SIZE(f) ? f[type] : 0;
+}
+
+/* Symlinks, fifos, sockets and device nodes. */
+static int lay_other(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e,
+                     const char *name)
+{
+    struct stat st;
+    int r = look(l, dirfd, name, &st);
+    if (r == 1 && l->o.resume && (st.st_mode & S_IFMT) == ifmt_of(e->type)) {
+        add_rec(l, idx, dirrec, name, e->type);
+        return 0;
+    }
+    if (r == 1)
+        r = clear_way(dirfd, name, &st);
+    if (r >= 0) {
+        if (e->type == CT_SYMLINK)
+            r = e->target && *e->target ? symlinkat((const char *)e->target, dirfd, name) : (errno = EINVAL, -1);
+        else
+            r = mknodat(dirfd, name, ifmt_of(e->type) | 0600, (dev_t)e->rdev);
+        r = r < 0 ? -errno : 0;
+    }
+    if (r < 0) {
+        warn(l, dirrec, name, r, e->type == CT_SYMLINK ? "create symlink" : "create special file");
+        return 0;
+    }
+    add_rec(l, idx, dirrec, name, e->type);
+    return 0;
+}
+
+static int lay_entry(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e)
+{
+    if (!name_safe(e->name, e->name_len)) {
+        warn(l, dirrec, NULL, RH_EUNSAFE, "unsafe name in catalog (entry and its subtree skipped)");
+        return 0;
+    }
+    const char *name = (const char *)e->name;
+    switch (e->type) {
+    case CT_DIR:
+        return lay_dir(l, dirfd, dirrec, idx, e, name);
+    case CT_REG:
+        if (e->flags & CF_HARDLINK) {
+            if (l->nmembers == l->capmembers) {
+                l->capmembers = l->capmembers ? 2 * l->capmembers : 64;
+                l->members = xrealloc(l->members, l->capmembers * sizeof(*l->members));
+            }
+            l->members[l->nmembers++] = (member){ idx, dirrec, l->names.len };
+            buf_append(&l->names, name, strlen(name) + 1);
+            return 0;
+        }
+        return lay_reg(l, dirfd, dirrec, idx, e, name);
+    default:
+        return lay_other(l, dirfd, dirrec, idx, e, name);
+    }
+}
+
+/* Links member name (dirfd) to the leader of record lr. 1 when kept as it was (resume). */
+static int link_member(layout *l, int dirfd, const char *name, uint64_t lr)
+{
+    bool owned;
+    int ldfd = open_rec_dir(l, l->recs[lr].parent, &owned);
+    if (ldfd < 0)
+        return ldfd;
+    const char *lname = rec_name(l, lr);
+    if (!*lname)
+        lname = "."; /* cannot happen: the root is a directory */
+    struct stat st, lst;
+    int r = look(l, dirfd, name, &st);
+    if (r == 1 && l->o.resume && S_ISREG(st.st_mode) && fstatat(ldfd, lname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
+        lst.st_ino == st.st_ino && lst.st_dev == st.st_dev) {
+        r = 1; /* linked by the earlier run */
+    } else if (r == 1) {
+        char tmp[32];
+        r = S_ISDIR(st.st_mode) ? rmtree_at(dirfd, name) : 0;
+        if (r == 0)
+            r = make_temp(l, dirfd, tmp, ldfd, lname);
+        if (r == 0)
+            r = commit_temp(dirfd, tmp, name, true);
+    } else if (r == 0) {
+        r = linkat(ldfd, lname, dirfd, name, 0) < 0 ? -errno : 0;
+    }
+    if (owned)
+        close(ldfd);
+    return r;
+}
+
+static int lay_member(layout *l, const member *m)
+{
+    const char *name = (const char *)l->names.data + m->name_off;
+    catalog_entry *e;
+    int r = catalog_get(l->c, m->idx, &e);
+    if (r < 0) {
+        warn(l, m->parent, name, r, "read catalog entry");
+        return r == RH_ECORRUPT ? r : 0;
+    }
+    bool owned;
+    int dirfd = open_rec_dir(l, m->parent, &owned);
+    if (dirfd < 0) {
+        warn(l, m->parent, name, dirfd, "open directory");
+        catalog_entry_free(e);
+        return 0;
+    }
+    uint64_t lr = leader_get(l, e->link_group);
+    if (lr != NO_REC) {
+        r = link_member(l, dirfd, name, lr);
+        if (r >= 0) {
+            add_rec(l, m->idx, m->parent, name, CT_REG);
+            r = 0;
+        } else {
+            warn(l, m->parent, name, r, "hard link (restored as a separate file)");
+        }
+    }
+    if (lr == NO_REC || r < 0)
+        r = lay_reg(l, dirfd, m->parent, m->idx, e, name); /* the group's data, as its own stub */
+    if (owned)
+        close(dirfd);
+    catalog_entry_free(e);
+    return r;
+}
+
+/*
+ * Enters (making it with mode 0700 if missing) directory `name` below dirfd, one of a subtree's parents,
+ * and returns its fd; *dirrec becomes its record. Such parents are not finished in phase 3.
+ */
+static int enter_parent(layout *l, int dirfd, uint64_t *dirrec, const char *name)
+{
+    size_t i;
+    for (i = 0; i < l->nimplicit; i++)
+        if (l->recs[l->implicit[i]].parent == *dirrec && !strcmp(rec_name(l, l->implicit[i]), name))
+            break;
+    struct stat st;
+    bool existed = false;
+    int r = 0;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+        existed = S_ISDIR(st.st_mode);
+        if (!existed)
+            r = l->may_exist ? clear_way(dirfd, name, &st) : -EEXIST;
+    } else if (errno != ENOENT) {
+        r = -errno;
+    }
+    if (r == 0 && !existed && mkdirat(dirfd, name, 0700) < 0)
+        r = -errno;
+    int fd = r == 0 ? openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    if (r == 0 && fd < 0)
+        r = -errno;
+    if (r < 0) {
+        warn(l, *dirrec, name, r, "create parent directory (subtree skipped)");
+        return r;
+    }
+    if (i == l->nimplicit) {
+        l->implicit = xrealloc(l->implicit, (l->nimplicit + 1) * sizeof(*l->implicit));
+        l->implicit[l->nimplicit++] = add_rec(l, CATALOG_NONE, *dirrec, name, CT_DIR);
+    }
+    *dirrec = l->implicit[i];
+    if (existed && l->may_exist)
+        clean_temps(l, fd, *dirrec);
+    return fd;
+}
+
+/* Lays out the subtree at catalog index idx, whose path (normalized, non-empty) is `path`. */
+static int lay_subtree(layout *l, const char *path, uint64_t idx)
+{
+    _cleanup_(freep) char *p = xstrdup(path);
+    int dirfd = l->tfd, r = 0;
+    uint64_t dirrec = NO_REC;
+    char *comp = p, *slash;
+    while (r == 0 && (slash = strchr(comp, '/'))) {
+        *slash = 0;
+        int fd = enter_parent(l, dirfd, &dirrec, comp);
+        if (dirfd != l->tfd)
+            close(dirfd);
+        if (fd < 0)
+            return 0; /* reported; the other subtrees go on */
+        dirfd = fd;
+        comp = slash + 1;
+    }
+    catalog_entry *e;
+    r = catalog_get(l->c, idx, &e);
+    if (r == 0) {
+        r = lay_entry(l, dirfd, dirrec, idx, e);
+        catalog_entry_free(e);
+    }
+    if (dirfd != l->tfd)
+        close(dirfd);
+    return r;
+}
+
+/* "a//b/" -> "a/b": the form in which subtrees are compared. */
+static char *normalize(const char *path)
+{
+    char *out = xmalloc(strlen(path) + 1), *o = out;
+    for (const char *s = path; *s; s++)
+        if (*s != '/' || (o > out && o[-1] != '/'))
+            *o++ = *s;
+    if (o > out && o[-1] == '/')
+        o--;
+    *o = 0;
+    return out;
+}
+
+/* True when b is a or lies below it. */
+static bool covers(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return strncmp(a, b, n) == 0 && (b[n] == 0 || b[n] == '/');
+}
+
+static int target_empty(int tfd)
+{
+    int fd = dup(tfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return -errno;
+    }
+    rewinddir(d);
+    struct dirent *de;
+    int r = 0;
+    while (r == 0 && (de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            r = -ENOTEMPTY;
+    closedir(d);
+    return r;
+}
+
+static int lay_all(layout *l, char **paths, const uint64_t *idxs, size_t n)
+{
+    int r = 0;
+    bool whole = n == 0;
+    for (size_t i = 0; i < n; i++)
+        whole |= !*paths[i];
+    if (whole) {
+        catalog_entry *root;
+        r = catalog_get(l->c, 0, &root);
+        if (r < 0)
+            return r;
+        uint64_t me = add_rec(l, 0, NO_REC, "", CT_DIR);
+        if (l->may_exist)
+            clean_temps(l, l->tfd, me);
+        r = lay_children(l, l->tfd, me, 0, root);
+        catalog_entry_free(root);
+    } else {
+        for (size_t i = 0; i < n && r == 0; i++) {
+            bool dup = false; /* a subtree inside another (or given twice) is laid out once */
+            for (size_t j = 0; j < n && !dup; j++)
+                dup = j != i && covers(paths[j], paths[i]) && (strcmp(paths[i], paths[j]) || j < i);
+            if (!dup)
+                r = lay_subtree(l, paths[i], idxs[i]);
+        }
+    }
+    for (size_t i = 0; i < l->nmembers && r == 0; i++)
+        r = lay_member(l, &l->members[i]);
+    return r;
+}
+
+int layout_create(rh_store *s, catalog *c, int targetfd, const char *const *subtrees, size_t n,
+                  const layout_options *o, layout **ret)
+{
+    if (!s || !c || targetfd < 0 || (n && !subtrees) || !ret)
+        return -EINVAL;
+    layout_options opt = o ? *o : (layout_options){ 0 };
+    char **paths = xcalloc(n ? n : 1, sizeof(*paths));
+    uint64_t *idxs = xcalloc(n ? n : 1, sizeof(*idxs));
+    struct stat st;
+    int r = fstat(targetfd, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        paths[i] = subtrees[i] ? normalize(subtrees[i]) : NULL;
+        r = paths[i] ? catalog_lookup_path(c, paths[i], &idxs[i]) : -EINVAL;
+    }
+    if (r == 0 && !opt.force && !opt.resume)
+        r = target_empty(targetfd);
+    layout *l = NULL;
+    if (r == 0) {
+        l = xcalloc(1, sizeof(*l));
+        *l = (layout){ .s = s, .c = c, .o = opt, .may_exist = opt.force || opt.resume };
+        l->tfd = fcntl(targetfd, F_DUPFD_CLOEXEC, 3);
+        r = l->tfd < 0 ? -errno : lay_all(l, paths, idxs, n);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+    free(idxs);
+    if (r < 0) {
+        layout_free(l);
+        return r;
+    }
+    *ret = l;
+    return 0;
+}
+
+size_t layout_stub_count(const layout *l) { return l ? l->nstubs : 0; }
+
+const layout_stub *layout_stub_get(const layout *l, size_t i)
+{
+    return l && i < l->nstubs ? &l->stubs[i] : NULL;
+}
+
+uint64_t layout_entries(const layout *l) { return l ? l->entries : 0; }
+uint64_t layout_errors(const layout *l) { return l ? l->errors : 0; }
+
+/* ---- Phase 3 ---- */
+
+static struct timespec ts_of(int64_t ns)
+{
+    int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+    if (rem < 0) {
+        rem += 1000000000;
+        sec--;
+    }
+    return (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = (long)rem };
+}
+
+/*
+ * Owner, xattrs, mode, times of one entry, every call relative to dirfd and never following the
+ * entry. The order matters: chown clears setuid/setgid and security.capability, so xattrs and mode
+ * come after it; xattrs come before the mode because a non-root owner cannot set user.* xattrs on a
+ * read-only file and an ACL xattr rewrites the mode bits; times come last since the others change
+ * ctime only, but setting them must not be undone by anything after.
+ */
+static void finish_one(layout *l, int dirfd, uint64_t dirrec, const char *name, const catalog_entry *e)
+{
+    struct stat st;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+        warn(l, dirrec, name, -errno, "stat");
+        return;
+    }
+    if ((st.st_mode & S_IFMT) != ifmt_of(e->type)) {
+        warn(l, dirrec, name, -EEXIST, "replaced by another kind of file since the layout");
+        return;
+    }
+    bool lnk = e->type == CT_SYMLINK;
+    if (geteuid() == 0 && fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) < 0)
+        warn(l, dirrec, name, -errno, "chown");
+    char proc[64 + NAME_MAX];
+    snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
+    for (uint32_t i = 0; i < e->xattr_count; i++) {
+        const char *xn = (const char *)e->xattrs[i].name;
+        if (!strcmp(xn, REPARSE_XATTR))
+            continue; /* only our stubs carry one, and only while they are stubs */
+        if (lsetxattr(proc, xn, e->xattrs[i].value, e->xattrs[i].value_len, 0) == 0)
+            continue;
+        int err = errno;
+        _cleanup_(freep) char *what = xasprintf("set xattr %s", xn);
+        report(l, dirrec, name, -err, what, err != ENOTSUP && err != EPERM);
+    }
+    if (!lnk && fchmodat(dirfd, name, e->mode & 07777, AT_SYMLINK_NOFOLLOW) < 0)
+        warn(l, dirrec, name, -errno, "chmod");
+    struct timespec ts[2] = { ts_of(e->atime_ns), ts_of(e->mtime_ns) };
+    if (utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
+        warn(l, dirrec, name, -errno, "set times");
+}
+
+int layout_finish(layout *l)
+{
+    if (!l)
+        return -EINVAL;
+    uint64_t cur = NO_REC;
+    int dirfd = l->tfd;
+    bool owned = false;
+    int fatal = 0;
+    for (size_t i = l->nrecs; i-- > 0 && !fatal;) {
+        const rec *r = &l->recs[i];
+        if (r->idx == CATALOG_NONE)
+            continue; /* a parent made for a subtree: it keeps its default metadata */
+        if (r->parent != cur || dirfd < 0) {
+            if (owned)
+                close(dirfd);
+            cur = r->parent;
+            dirfd = open_rec_dir(l, cur, &owned);
+        }
+        const char *name = *rec_name(l, i) ? rec_name(l, i) : ".";
+        if (dirfd < 0) {
+            warn(l, r->parent, name, dirfd, "open directory");
+            continue;
+        }
+        catalog_entry *e;
+        int rc = catalog_get(l->c, r->idx, &e);
+        if (rc < 0) {
+            warn(l, r->parent, name, rc, "read catalog entry");
+            fatal = rc == RH_ECORRUPT ? rc : 0;
+            continue;
+        }
+        finish_one(l, dirfd, r->parent, name, e);
+        catalog_entry_free(e);
+    }
+    if (owned)
+        close(dirfd);
+    return fatal;
+}
+
+void layout_free(layout *l)
+{
+    if (!l)
+        return;
+    if (l->tfd >= 0)
+        close(l->tfd);
+    for (size_t i = 0; i < l->nstubs; i++)
+        free(l->stubs[i].path);
+    free(l->stubs);
+    free(l->recs);
+    buf_free(&l->names);
+    free(l->members);
+    free(l->leaders);
+    free(l->implicit);
+    free(l);
+}

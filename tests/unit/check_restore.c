@@ -1,0 +1,498 @@
+/*
+ * check_restore.c — rh_restore_files and the lazy rh_file reads. A callback table that simulates tape
+ * records every call so that the engine's contract can be asserted: the order is asked twice (stream
+ * maps, then data), every container is previewed before its reads, containers are read in the plan's
+ * order, each in one visit, and no byte is read twice.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/xattr.h>
+
+#include "backup/backup.h"
+#include "common/fsutil.h"
+#include "common/util.h"
+#include "restore/reader.h"
+#include "restore/reparse.h"
+#include "snapshot/catalog.h"
+#include "store/container.h"
+#include "store/store.h"
+#include "testutil.h"
+
+static char *dir, *src, *storepath, *target;
+static rh_store *store; /* local: for the backup and for catalog reads */
+
+static uint8_t *big, *rep;
+#define BIG_SIZE (12u << 20)
+#define REP_BLOCK (300u << 10)
+#define REP_COUNT 8
+
+static char *pathf(const char *base, const char *name) { return xasprintf("%s/%s", base, name); }
+
+static void write_file(const char *name, const void *data, size_t n)
+{
+    char *p = pathf(src, name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(fs_write_full(fd, data, n), 0);
+    close(fd);
+    free(p);
+}
+
+static const char *files[] = { "big", "big-copy", "repeats", "sparse", "empty", "small" };
+#define NFILES (sizeof(files) / sizeof(files[0]))
+
+static void setup(void)
+{
+    dir = test_mkdtemp();
+    src = pathf(dir, "src");
+    storepath = pathf(dir, "store");
+    target = pathf(dir, "target");
+    char *cache = pathf(dir, "cache");
+    setenv("XDG_CACHE_HOME", cache, 1); /* the index of a store behind callbacks is cached here */
+    free(cache);
+    ck_assert_int_eq(mkdir(src, 0755), 0);
+    ck_assert_int_eq(mkdir(target, 0755), 0);
+    big = xmalloc(BIG_SIZE);
+    test_fill_random(big, BIG_SIZE, 99);
+    write_file("big", big, BIG_SIZE);
+    write_file("big-copy", big, BIG_SIZE);
+    rep = xmalloc(REP_BLOCK * REP_COUNT); /* the same 300 KiB block again and again: repeated chunks */
+    test_fill_random(rep, REP_BLOCK, 5);
+    for (int i = 1; i < REP_COUNT; i++)
+        memcpy(rep + i * REP_BLOCK, rep, REP_BLOCK);
+    write_file("repeats", rep, REP_BLOCK * REP_COUNT);
+    char *sp = pathf(src, "sparse");
+    int fd = open(sp, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_eq(pwrite(fd, big, 200000, 1ull << 30), 200000);
+    ck_assert_int_eq(ftruncate(fd, 2ull << 30), 0);
+    close(fd);
+    free(sp);
+    write_file("empty", "", 0);
+    write_file("small", "tiny\n", 5);
+
+    store_config c;
+    store_config_default(&c);
+    c.seal_size = 1u << 20; /* many containers, so that order matters */
+    ck_assert_int_eq(store_create(storepath, &c), 0);
+    ck_assert_int_eq(rh_store_open(storepath, NULL, NULL, &store), 0);
+    backup_options o = { .name = "s", .compression_level = -1 };
+    backup_stats st;
+    ck_assert_int_eq(backup_run(store, src, &o, &st), 0);
+}
+
+static void teardown(void)
+{
+    rh_store_close(store);
+    test_rmtree(dir);
+    free(dir), free(src), free(storepath), free(target), free(big), free(rep);
+}
+
+/* Creates the stub of snapshot file `name` at target/name, as phase 1 of a restore would. */
+static char *make_stub(const char *name)
+{
+    char *cp = store_snapshot_path("s");
+    catalog *c;
+    ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
+    uint64_t idx;
+    ck_assert_int_eq(catalog_lookup_path(c, name, &idx), 0);
+    catalog_entry *e;
+    ck_assert_int_eq(catalog_get(c, idx, &e), 0);
+    reparse_point rp = { .size = e->size, .stream = e->stream };
+    memcpy(rp.uuid, store->cfg.uuid, 16);
+    uint8_t raw[REPARSE_SIZE];
+    reparse_encode(&rp, raw);
+    char *p = pathf(target, name);
+    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, (off_t)e->size), 0);
+    ck_assert_int_eq(fsetxattr(fd, REPARSE_XATTR, raw, sizeof(raw), 0), 0);
+    close(fd);
+    catalog_entry_free(e);
+    catalog_close(c);
+    free(cp);
+    return p;
+}
+
+static bool same_content(const char *name)
+{
+    char *a = pathf(src, name), *b = pathf(target, name);
+    uint8_t *x, *y;
+    size_t nx, ny;
+    ck_assert_int_eq(fs_read_file(AT_FDCWD, a, &x, &nx), 0);
+    ck_assert_int_eq(fs_read_file(AT_FDCWD, b, &y, &ny), 0);
+    bool same = nx == ny && memcmp(x, y, nx) == 0;
+    free(x), free(y), free(a), free(b);
+    return same;
+}
+
+static bool has_xattr(const char *p) { return getxattr(p, REPARSE_XATTR, NULL, 0) >= 0; }
+
+START_TEST(test_restore_all_files)
+{
+    char *paths[NFILES];
+    for (size_t i = 0; i < NFILES; i++)
+        paths[i] = make_stub(files[i]);
+    int results[NFILES];
+    ck_assert_int_eq(rh_restore_files(store, NFILES, (const char *const *)paths, 0, results), 0);
+    for (size_t i = 0; i < NFILES; i++) {
+        ck_assert_int_eq(results[i], 0);
+        ck_assert_msg(same_content(files[i]), "%s differs", files[i]);
+        ck_assert_msg(!has_xattr(paths[i]), "%s still has its reparse point", files[i]);
+    }
+    struct stat st;
+    ck_assert_int_eq(stat(paths[3], &st), 0); /* sparse: 2 GiB, a few hundred KiB of blocks */
+    ck_assert_int_eq(st.st_size, 2ll << 30);
+    ck_assert_int_lt(st.st_blocks * 512, 4 << 20);
+    /* A second call finds no reparse points: nothing to do, nothing changed. */
+    ck_assert_int_eq(rh_restore_files(store, NFILES, (const char *const *)paths, 0, results), 0);
+    for (size_t i = 0; i < NFILES; i++)
+        ck_assert_int_eq(results[i], RH_NOT_A_STUB);
+    ck_assert(same_content("big"));
+    for (size_t i = 0; i < NFILES; i++)
+        free(paths[i]);
+}
+END_TEST
+
+/* ---- the tape: a callback table that reads the local store and records every call ---- */
+
+enum { EV_ORDER, EV_PREVIEW, EV_READ };
+typedef struct event {
+    int kind;
+    char path[CONTAINER_PATH_MAX];
+    uint64_t off, len;
+    size_t n; /* EV_ORDER: containers named; EV_PREVIEW: extents */
+} event;
+
+typedef struct tape {
+    int rootfd;
+    event ev[20000];
+    size_t nev;
+    char order[2][64][CONTAINER_PATH_MAX]; /* the plan we answered, per order call */
+    size_t norder[2];
+    int calls;
+} tape;
+
+static void record(tape *t, event e)
+{
+    ck_assert_uint_lt(t->nev, ARRAY_SIZE(t->ev));
+    t->ev[t->nev++] = e;
+}
+
+static int tape_read(void *ctx, const char *path, uint64_t off, void *buf, size_t size)
+{
+    tape *t = ctx;
+    event e = { .kind = EV_READ, .off = off, .len = size };
+    snprintf(e.path, sizeof(e.path), "%s", path);
+    record(t, e);
+    int fd = openat(t->rootfd, path, O_RDONLY);
+    if (fd < 0)
+        return -errno;
+    int r = fs_pread_full(fd, buf, size, off);
+    close(fd);
+    return r;
+}
+
+static int tape_order(void *ctx, size_t n, const char *const *paths, rh_container_extent **ret_plan,
+                      size_t *ret_len)
+{
+    tape *t = ctx;
+    event e = { .kind = EV_ORDER, .n = n };
+    snprintf(e.path, sizeof(e.path), "%s", n ? paths[0] : "");
+    record(t, e);
+    /* Tape order: the reverse of the engine's, whole containers. */
+    rh_container_extent *plan = xcalloc(n, sizeof(*plan));
+    int k = t->calls < 2 ? t->calls : 1;
+    for (size_t i = 0; i < n; i++) {
+        plan[i] = (rh_container_extent){ (uint32_t)(n - 1 - i), 0, UINT64_MAX };
+        if (i < 64)
+            snprintf(t->order[k][i], CONTAINER_PATH_MAX, "%s", paths[n - 1 - i]);
+    }
+    t->norder[k] = n;
+    t->calls++;
+    *ret_plan = plan;
+    *ret_len = n;
+    return 0;
+}
+
+static int tape_preview(void *ctx, const char *path, size_t n, const rh_extent *x)
+{
+    tape *t = ctx;
+    event e = { .kind = EV_PREVIEW, .n = n };
+    snprintf(e.path, sizeof(e.path), "%s", path);
+    record(t, e);
+    return 0;
+}
+
+static const rh_store_ops tape_ops = {
+    .version = RH_STORE_OPS_VERSION,
+    .read = tape_read,
+    .order_containers = tape_order,
+    .preview = tape_preview,
+};
+
+START_TEST(test_tape_contract)
+{
+    tape *t = xcalloc(1, sizeof(*t));
+    t->rootfd = open(storepath, O_RDONLY | O_DIRECTORY);
+    rh_store *ts;
+    ck_assert_int_eq(rh_store_open("tape", &tape_ops, t, &ts), 0);
+    t->nev = 0; /* forget the reads that built the cached index */
+    char *paths[NFILES];
+    for (size_t i = 0; i < NFILES; i++)
+        paths[i] = make_stub(files[i]);
+    int results[NFILES];
+    ck_assert_int_eq(rh_restore_files(ts, NFILES, (const char *const *)paths, 0, results), 0);
+    for (size_t i = 0; i < NFILES; i++)
+        ck_assert_msg(results[i] == 0 && same_content(files[i]), "%s", files[i]);
+
+    /* The order was asked exactly twice: stream-map containers, then data containers. */
+    ck_assert_int_eq(t->calls, 2);
+    size_t orders[2], no = 0;
+    for (size_t i = 0; i < t->nev; i++)
+        if (t->ev[i].kind == EV_ORDER)
+            orders[no++] = i;
+    ck_assert_uint_eq(no, 2);
+    ck_assert(strncmp(t->ev[orders[0]].path, "containers/stream/", 18) == 0);
+    ck_assert(strncmp(t->ev[orders[1]].path, "containers/data/", 16) == 0);
+    ck_assert_uint_ge(t->norder[1], 3); /* several data containers, so the order is meaningful */
+
+    /* Between the order calls and after the second: visits, each a preview then reads of that path. */
+    for (int phase = 0; phase < 2; phase++) {
+        size_t from = orders[phase] + 1, to = phase ? t->nev : orders[1];
+        size_t visit = 0;
+        char cur[CONTAINER_PATH_MAX] = "";
+        for (size_t i = from; i < to; i++) {
+            event *e = &t->ev[i];
+            if (e->kind == EV_PREVIEW) {
+                /* a new container: it must be the next one of our plan, and never seen before */
+                ck_assert_uint_lt(visit, t->norder[phase]);
+                ck_assert_str_eq(e->path, t->order[phase][visit]);
+                visit++;
+                snprintf(cur, sizeof(cur), "%s", e->path);
+                for (size_t j = from; j < i; j++)
+                    ck_assert_str_ne(t->ev[j].path, e->path);
+            } else {
+                ck_assert_int_eq(e->kind, EV_READ);
+                ck_assert_str_eq(e->path, cur); /* reads only after the preview of their container */
+                ck_assert_uint_le(e->len, 8u << 20);
+                /* no byte is read twice */
+                for (size_t j = from; j < i; j++)
+                    if (t->ev[j].kind == EV_READ && !strcmp(t->ev[j].path, e->path))
+                        ck_assert(e->off >= t->ev[j].off + t->ev[j].len || e->off + e->len <= t->ev[j].off);
+            }
+        }
+        ck_assert_uint_eq(visit, t->norder[phase]); /* every container named was read */
+    }
+    rh_store_close(ts);
+    close(t->rootfd);
+    free(t);
+    for (size_t i = 0; i < NFILES; i++)
+        free(paths[i]);
+}
+END_TEST
+
+/* Finds the record of the chunk that holds byte `off` of source file `name`. */
+static index_loc locate(const char *name, uint64_t off, uint8_t digest[HASH_LEN])
+{
+    char *cp = store_snapshot_path("s");
+    catalog *c;
+    ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
+    uint64_t idx;
+    ck_assert_int_eq(catalog_lookup_path(c, name, &idx), 0);
+    catalog_entry *e;
+    ck_assert_int_eq(catalog_get(c, idx, &e), 0);
+    rh_snapshot *sn; /* opens the store's index (store->ix), used below */
+    ck_assert_int_eq(rh_snapshot_open(store, "s", &sn), 0);
+    rh_snapshot_close(sn);
+    streammap *m;
+    ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+    size_t i = streammap_find(m, off);
+    memcpy(digest, m->e[i].digest, HASH_LEN);
+    index_loc loc;
+    ck_assert_int_eq(index_find_chunk(store->ix, digest, &loc), 0);
+    streammap_free(m);
+    catalog_entry_free(e);
+    catalog_close(c);
+    free(cp);
+    return loc;
+}
+
+/* Rewrites one payload byte of a record; with fix_checksum the record stays well-formed. */
+static void damage(index_loc loc, bool fix_checksum)
+{
+    char cp[CONTAINER_PATH_MAX];
+    container_path(CONTAINER_DATA, loc.container, cp);
+    char *p = pathf(storepath, cp);
+    int fd = open(p, O_RDWR);
+    uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + loc.stored_len);
+    ck_assert_int_eq(fs_pread_full(fd, rec, RECORD_HEADER_SIZE + loc.stored_len, loc.offset), 0);
+    ck_assert_int_eq(rec[5], 0); /* random data is stored raw */
+    ck_assert_uint_gt(loc.stored_len, 100);
+    rec[RECORD_HEADER_SIZE + 100] ^= 0x5a;
+    if (fix_checksum)
+        put_le64(rec + 48, hash_checksum(rec, 48, rec + RECORD_HEADER_SIZE, loc.stored_len));
+    ck_assert_int_eq(fs_pwrite_full(fd, rec, RECORD_HEADER_SIZE + loc.stored_len, loc.offset), 0);
+    close(fd);
+    free(rec);
+    free(p);
+}
+
+START_TEST(test_corrupt_chunk_fails_only_its_files)
+{
+    uint8_t d[HASH_LEN];
+    damage(locate("repeats", 0, d), false);
+    char *paths[NFILES];
+    for (size_t i = 0; i < NFILES; i++)
+        paths[i] = make_stub(files[i]);
+    int results[NFILES];
+    ck_assert_int_eq(rh_restore_files(store, NFILES, (const char *const *)paths, 0, results), RH_EPARTIAL);
+    for (size_t i = 0; i < NFILES; i++) {
+        if (!strcmp(files[i], "repeats")) {
+            ck_assert_int_eq(results[i], RH_ECHECKSUM);
+            ck_assert(has_xattr(paths[i])); /* still a stub: it can be retried */
+        } else {
+            ck_assert_int_eq(results[i], 0);
+            ck_assert_msg(same_content(files[i]), "%s", files[i]);
+        }
+    }
+    for (size_t i = 0; i < NFILES; i++)
+        free(paths[i]);
+}
+END_TEST
+
+START_TEST(test_verify_flag_checks_digests)
+{
+    uint8_t d[HASH_LEN];
+    damage(locate("big", 0, d), true); /* checksum fixed: only the SHA-256 can tell */
+    char *p = make_stub("big");
+    int plain;
+    /* Without the flag the damage goes unnoticed (the record is well-formed): that is what it is for. */
+    ck_assert_int_eq(rh_restore_files(store, 1, (const char *const *)&p, 0, &plain), 0);
+    ck_assert(!same_content("big"));
+    free(p);
+    p = make_stub("big");
+    int res;
+    ck_assert_int_eq(rh_restore_files(store, 1, (const char *const *)&p, RH_RESTORE_VERIFY, &res), RH_EDIGEST);
+    ck_assert_int_eq(res, RH_EDIGEST);
+    ck_assert(has_xattr(p));
+    free(p);
+}
+END_TEST
+
+START_TEST(test_missing_container)
+{
+    uint8_t d[HASH_LEN];
+    index_loc loc = locate("big", 5u << 20, d);
+    char cp[CONTAINER_PATH_MAX];
+    container_path(CONTAINER_DATA, loc.container, cp);
+    char *ctr = pathf(storepath, cp), *moved = pathf(dir, "moved.ctr");
+    ck_assert_int_eq(rename(ctr, moved), 0);
+    rh_store_close(store); /* reopen: the index (now stale) must not be rebuilt for this test */
+    ck_assert_int_eq(rh_store_open(storepath, NULL, NULL, &store), 0);
+    char *p[2] = { make_stub("big"), make_stub("small") };
+    int res[2];
+    int r = rh_restore_files(store, 2, (const char *const *)p, 0, res);
+    /* The index is rebuilt (the container set changed), so the chunk is unknown, or (if it is still
+     * indexed elsewhere) its container is missing: either way big fails and small does not. */
+    ck_assert_int_eq(r, RH_EPARTIAL);
+    ck_assert(res[0] == RH_ENOCHUNK || res[0] == RH_ENOCONTAINER);
+    ck_assert_int_eq(res[1], 0);
+    ck_assert(same_content("small"));
+    rename(moved, ctr);
+    free(ctr), free(moved), free(p[0]), free(p[1]);
+}
+END_TEST
+
+START_TEST(test_refusals)
+{
+    char *p = make_stub("small");
+    const char **many = xcalloc(RH_RESTORE_MAX_FILES + 1, sizeof(*many));
+    for (size_t i = 0; i <= RH_RESTORE_MAX_FILES; i++)
+        many[i] = p;
+    ck_assert_int_eq(rh_restore_files(store, RH_RESTORE_MAX_FILES + 1, many, 0, NULL), -EINVAL);
+    ck_assert_int_eq(rh_restore_files(store, 1, many, 0x80, NULL), -EINVAL);
+    ck_assert(has_xattr(p)); /* nothing was touched */
+    /* a plain file is not a stub; a directory neither */
+    char *plain = pathf(target, "plain");
+    int fd = open(plain, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_eq(write(fd, "x", 1), 1);
+    close(fd);
+    int res[3];
+    const char *three[3] = { plain, target, p };
+    ck_assert_int_eq(rh_restore_files(store, 3, three, 0, res), 0);
+    ck_assert_int_eq(res[0], RH_NOT_A_STUB);
+    ck_assert_int_eq(res[1], RH_NOT_A_STUB);
+    ck_assert_int_eq(res[2], 0);
+    /* a stub of another store */
+    char *q = make_stub("empty");
+    uint8_t raw[REPARSE_SIZE];
+    reparse_point rp;
+    ck_assert_int_eq(getxattr(q, REPARSE_XATTR, raw, sizeof(raw)), REPARSE_SIZE);
+    ck_assert_int_eq(reparse_decode(raw, sizeof(raw), &rp), 0);
+    rp.uuid[0] ^= 1;
+    reparse_encode(&rp, raw);
+    ck_assert_int_eq(setxattr(q, REPARSE_XATTR, raw, sizeof(raw), 0), 0);
+    ck_assert_int_eq(rh_restore_files(store, 1, (const char *const *)&q, 0, res), RH_EWRONGSTORE);
+    raw[10] ^= 1; /* damaged reparse point */
+    ck_assert_int_eq(setxattr(q, REPARSE_XATTR, raw, sizeof(raw), 0), 0);
+    ck_assert_int_eq(rh_restore_files(store, 1, (const char *const *)&q, 0, res), RH_ECORRUPT);
+    free(many), free(p), free(plain), free(q);
+}
+END_TEST
+
+START_TEST(test_lazy_reads)
+{
+    rh_snapshot *sn;
+    ck_assert_int_eq(rh_snapshot_open(store, "nope", &sn), RH_ENOSNAPSHOT);
+    ck_assert_int_eq(rh_snapshot_open(store, "s", &sn), 0);
+    rh_file *f;
+    ck_assert_int_eq(rh_file_open(sn, "missing", 0, &f), -ENOENT);
+    ck_assert_int_eq(rh_file_open(sn, "", 0, &f), -EISDIR);
+    ck_assert_int_eq(rh_file_open(sn, "repeats", RH_RESTORE_VERIFY, &f), 0);
+    ck_assert_uint_eq(rh_file_size(f), REP_BLOCK * REP_COUNT);
+    uint8_t *buf = xmalloc(1 << 20);
+    unsigned long long seed = 77;
+    for (int i = 0; i < 300; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        uint64_t off = (seed >> 13) % (REP_BLOCK * REP_COUNT + 10);
+        size_t len = (size_t)((seed >> 41) % (1 << 20)), n;
+        ck_assert_int_eq(rh_file_pread(f, buf, len, off, &n), 0);
+        size_t want = off >= REP_BLOCK * REP_COUNT ? 0 : MIN(len, REP_BLOCK * REP_COUNT - off);
+        ck_assert_uint_eq(n, want);
+        ck_assert(memcmp(buf, rep + off, n) == 0);
+    }
+    rh_file_close(f);
+    ck_assert_int_eq(rh_file_open(sn, "sparse", 0, &f), 0);
+    size_t n;
+    ck_assert_int_eq(rh_file_pread(f, buf, 300000, (1ull << 30) - 50000, &n), 0);
+    ck_assert_uint_eq(n, 300000);
+    for (int i = 0; i < 50000; i++)
+        ck_assert_uint_eq(buf[i], 0);
+    ck_assert(memcmp(buf + 50000, big, 200000) == 0);
+    rh_file_close(f);
+    rh_snapshot_close(sn);
+    free(buf);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("restore");
+    TCase *tc = tcase_create("engine");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_restore_all_files);
+    tcase_add_test(tc, test_tape_contract);
+    tcase_add_test(tc, test_corrupt_chunk_fails_only_its_files);
+    tcase_add_test(tc, test_verify_flag_checks_digests);
+    tcase_add_test(tc, test_missing_container);
+    tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_lazy_reads);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return test_run_suite(suite()); }
