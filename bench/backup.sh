@@ -116,12 +116,12 @@ borg_count()       { borg list --short "$1" | wc -l; }
 # The subshell in borg_backup loses T_*; re-read them from the time file.
 reread() { read -r T_WALL T_USER T_SYS <"$tmp/time.out"; }
 
-# quiesce: other work on the machine inflates wall times. Wait (up to 30 s) until the CPUs have been
+# quiesce: other work on the machine inflates wall times. Wait (up to 15 s) until the CPUs have been
 # at least 75 % idle for one second; count the runs that had to start on a busy machine anyway.
 busy_starts=0
 quiesce() {
     local i a b idle total
-    for i in $(seq 30); do
+    for i in $(seq 15); do
         a=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
         sleep 1
         b=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
@@ -129,7 +129,7 @@ quiesce() {
         [ $((idle * 4)) -lt $((total * 3)) ] || return 0
     done
     busy_starts=$((busy_starts + 1))
-    note "machine still busy after 30 s (other jobs?); measuring anyway"
+    note "machine still busy after 15 s (other jobs?); measuring anyway"
 }
 
 results=$tmp/results.tsv       # one line per repetition

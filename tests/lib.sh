@@ -6,6 +6,9 @@ set -eu
 : "${REHYDRATE:=$(cd "$(dirname "$0")/../.." && pwd)/rehydrate}"
 : "${TOP_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
 export LC_ALL=C
+# Debian's interpreter, which sees the python3-* packages that contrib/deps.sh installs.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
 
 T_N=0
 T_FAILED=0
@@ -41,7 +44,7 @@ tree_digest() { (cd "$1" && find . -printf '%p %y %s %m\n' | sort && find . -typ
 make_tree() {
     local d=$1
     mkdir -p "$d"
-    python3 - "$d" <<'PY'
+    "$PY" - "$d" <<'PY'
 import os, sys, random
 d = sys.argv[1].encode()
 rnd = random.Random(42)

@@ -18,6 +18,8 @@ const cli_command cli_commands[] = {
       "List a directory of a snapshot (SNAPSHOT is a name or 'latest')." },
     { "verify", cmd_verify, "STORE [--json]",
       "Check every record, chunk, stream map and catalog; name what is damaged and which files it affects." },
+    { "restore", cmd_restore, "STORE SNAPSHOT TARGET [PATH...] [--stubs-only | --resume] [--force] [--json]",
+      "Restore a snapshot, or the subtrees PATH... of it, into TARGET (stubs first, then data, then metadata)." },
     { "reindex", cmd_reindex, "STORE", "Rebuild the chunk index (index.db) from the containers." },
     { NULL, NULL, NULL, NULL },
 };

@@ -41,13 +41,17 @@ typedef struct rec {
     uint64_t idx;
     uint64_t parent;   /* record of the directory that holds it; NO_REC: the target itself */
     uint64_t name_off; /* into l->names; the record of the snapshot root has the empty name */
-    uint8_t type;      /* enum catalog_type */
 } rec;
 
-/* A hard-link member waiting for the end of phase 1. */
+/* A hard-link member waiting for the end of phase 1 (sorted by group, then index). */
 typedef struct member {
-    uint64_t idx, parent, name_off;
+    uint64_t group, idx, parent, name_off;
 } member;
+
+/* A restored group leader: its catalog index (the members' link_group) and its record. */
+typedef struct leader {
+    uint64_t group, rec;
+} leader;
 
 struct layout {
     rh_store *s;
@@ -60,8 +64,8 @@ struct layout {
     bytebuf names;
     member *members;
     size_t nmembers, capmembers;
-    uint64_t *leaders; /* open addressing: pairs (group leader's catalog index, record); key NONE = free */
-    size_t leader_cap, leader_n;
+    leader *leaders;
+    size_t nleaders, capleaders;
     size_t *implicit; /* records of parents made for subtrees */
     size_t nimplicit;
     layout_stub *stubs;
@@ -72,47 +76,65 @@ struct layout {
 
 /* ---- Records, names and paths ---- */
 
-static uint64_t add_rec(layout *l, uint64_t idx, uint64_t parent, const char *name, uint8_t type)
+/* Makes room for one more element in a growable array of n elements of `size` bytes. */
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
 {
-    if (l->nrecs == l->caprecs) {
-        l->caprecs = l->caprecs ? 2 * l->caprecs : 256;
-        l->recs = xrealloc(l->recs, l->caprecs * sizeof(*l->recs));
-    }
-    l->recs[l->nrecs] = (rec){ idx, parent, l->names.len, type };
+    if (n < *cap)
+        return p;
+    *cap = *cap ? 2 * *cap : 64;
+    return xrealloc(p, *cap * size);
+}
+
+/* Orders leaders and members by their first field (the group), members then by catalog index. */
+static int cmp_group(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmp_member(const void *a, const void *b)
+{
+    const member *x = a, *y = b;
+    return x->group != y->group ? cmp_group(a, b) : x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static uint64_t add_rec(layout *l, uint64_t idx, uint64_t parent, const char *name)
+{
+    l->recs = grow(l->recs, &l->caprecs, l->nrecs, sizeof(*l->recs));
+    l->recs[l->nrecs] = (rec){ idx, parent, l->names.len };
     buf_append(&l->names, name, strlen(name) + 1);
     if (idx != CATALOG_NONE)
         l->entries++;
     return l->nrecs++;
 }
 
-static const char *rec_name(const layout *l, uint64_t r) { return (const char *)l->names.data + l->recs[r].name_off; }
+static const char *rec_name(const layout *l, uint64_t r)
+{
+    return (const char *)l->names.data + l->recs[r].name_off;
+}
+
+static void path_append(const layout *l, uint64_t r, bytebuf *b)
+{
+    if (r == NO_REC)
+        return;
+    path_append(l, l->recs[r].parent, b);
+    const char *n = rec_name(l, r);
+    if (*n && b->len)
+        buf_append(b, "/", 1);
+    buf_append(b, n, strlen(n));
+}
 
 /* The path of record r relative to the target ("" for the target itself), plus "/name" if name. */
 static char *rec_path(const layout *l, uint64_t r, const char *name)
 {
-    size_t len = name ? strlen(name) + 1 : 0;
-    for (uint64_t p = r; p != NO_REC; p = l->recs[p].parent)
-        len += strlen(rec_name(l, p)) + 1;
-    char *out = xmalloc(len + 1), *end = out + len;
-    *end = 0;
-    if (name) {
-        end -= strlen(name);
-        memcpy(end, name, strlen(name));
-        *--end = '/';
-    }
-    for (uint64_t p = r; p != NO_REC; p = l->recs[p].parent) {
-        size_t n = strlen(rec_name(l, p));
-        if (n == 0)
-            continue;
-        end -= n;
-        memcpy(end, rec_name(l, p), n);
-        *--end = '/';
-    }
-    /* Skip the separators left by empty names and the leading one. */
-    while (*end == '/')
-        end++;
-    memmove(out, end, strlen(end) + 1);
-    return out;
+    bytebuf b = { 0 };
+    path_append(l, r, &b);
+    if (name && b.len)
+        buf_append(&b, "/", 1);
+    if (name)
+        buf_append(&b, name, strlen(name));
+    buf_append(&b, "", 1);
+    return (char *)b.data;
 }
 
 /* Reports one entry (record dir, optional name) to the caller; counted as an error if `error`. */
@@ -129,46 +151,6 @@ static void report(layout *l, uint64_t dir, const char *name, int code, const ch
 static void warn(layout *l, uint64_t dir, const char *name, int code, const char *what)
 {
     report(l, dir, name, code, what, true);
-}
-
-/* ---- The leader map: catalog index of a group's leader -> record of the file members link to ---- */
-
-static uint64_t *leader_slot(layout *l, uint64_t key)
-{
-    size_t mask = l->leader_cap - 1, i = (size_t)(key * 0x9e3779b97f4a7c15ull) & mask;
-    while (l->leaders[2 * i] != CATALOG_NONE && l->leaders[2 * i] != key)
-        i = (i + 1) & mask;
-    return &l->leaders[2 * i];
-}
-
-static void leader_put(layout *l, uint64_t key, uint64_t r)
-{
-    if (2 * (l->leader_n + 1) > l->leader_cap) {
-        uint64_t *old = l->leaders;
-        size_t oldcap = l->leader_cap;
-        l->leader_cap = oldcap ? 2 * oldcap : 64;
-        l->leaders = xmalloc(2 * l->leader_cap * sizeof(uint64_t));
-        for (size_t i = 0; i < 2 * l->leader_cap; i++)
-            l->leaders[i] = CATALOG_NONE;
-        for (size_t i = 0; i < oldcap; i++)
-            if (old[2 * i] != CATALOG_NONE)
-                memcpy(leader_slot(l, old[2 * i]), &old[2 * i], 2 * sizeof(uint64_t));
-        free(old);
-    }
-    uint64_t *s = leader_slot(l, key);
-    if (*s == CATALOG_NONE) {
-        s[0] = key;
-        s[1] = r;
-        l->leader_n++;
-    }
-}
-
-static uint64_t leader_get(layout *l, uint64_t key)
-{
-    if (!l->leader_cap)
-        return NO_REC;
-    uint64_t *s = leader_slot(l, key);
-    return *s == key ? s[1] : NO_REC;
 }
 
 /* ---- Safe file-system helpers ---- */
@@ -259,18 +241,26 @@ static int clear_way(int dirfd, const char *name, const struct stat *st)
     return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
 }
 
-/* In a directory that existed before, removes temp files of an earlier run that carry a reparse point. */
-static void clean_temps(layout *l, int dirfd, uint64_t dirrec)
+/* A directory stream over a duplicate of dirfd, from its start; NULL with errno set. */
+static DIR *dir_stream(int dirfd)
 {
     int fd = dup(dirfd);
     DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d && fd >= 0)
+        close(fd);
+    if (d)
+        rewinddir(d);
+    return d;
+}
+
+/* In a directory that existed before, removes temp files of an earlier run that carry a reparse point. */
+static void clean_temps(layout *l, int dirfd, uint64_t dirrec)
+{
+    DIR *d = dir_stream(dirfd);
     if (!d) {
-        if (fd >= 0)
-            close(fd);
         warn(l, dirrec, NULL, -errno, "list directory");
         return;
     }
-    rewinddir(d);
     struct dirent *de;
     while ((de = readdir(d))) {
         struct stat st;
@@ -291,8 +281,9 @@ static int make_temp(layout *l, int dirfd, char tmp[32], int link_dirfd, const c
     for (int i = 0; i < 100; i++) {
         uint32_t x = (uint32_t)getpid() * 2654435761u ^ ++l->temp_seq * 40503u ^ (uint32_t)now_ns();
         snprintf(tmp, 32, TEMP_PREFIX "%08x", x);
-        int fd = link_dirfd >= 0 ? linkat(link_dirfd, link_name, dirfd, tmp, 0)
-                                 : openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        int fd = link_dirfd >= 0
+                     ? linkat(link_dirfd, link_name, dirfd, tmp, 0)
+                     : openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd >= 0 || errno != EEXIST)
             return fd < 0 ? -errno : fd;
     }
@@ -367,7 +358,7 @@ static int lay_dir(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
         warn(l, dirrec, name, r < 0 ? r : -errno, existed ? "open directory" : "create directory");
         return 0;
     }
-    uint64_t me = add_rec(l, idx, dirrec, name, CT_DIR);
+    uint64_t me = add_rec(l, idx, dirrec, name);
     if (existed)
         clean_temps(l, fd, me);
     r = lay_children(l, fd, me, idx, e);
@@ -405,17 +396,14 @@ static int make_file(layout *l, int dirfd, const char *name, const catalog_entry
     close(fd);
     if (r < 0) {
         unlinkat(dirfd, tmp, 0);
-        return r == -EOPNOTSUPP ? -ENOTSUP : r;
+        return r;
     }
     return commit_temp(dirfd, tmp, name, replace);
 }
 
 static void add_stub(layout *l, uint64_t dirrec, const char *name, const catalog_entry *e)
 {
-    if (l->nstubs == l->capstubs) {
-        l->capstubs = l->capstubs ? 2 * l->capstubs : 64;
-        l->stubs = xrealloc(l->stubs, l->capstubs * sizeof(*l->stubs));
-    }
+    l->stubs = grow(l->stubs, &l->capstubs, l->nstubs, sizeof(*l->stubs));
     l->stubs[l->nstubs++] = (layout_stub){ rec_path(l, dirrec, name), e->size, e->alloc };
 }
 
@@ -440,9 +428,11 @@ static int lay_reg(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
             return r == -ENOTSUP ? r : 0;
         }
     }
-    uint64_t me = add_rec(l, idx, dirrec, name, CT_REG);
-    if (e->link_group != CATALOG_NONE)
-        leader_put(l, e->link_group, me);
+    uint64_t me = add_rec(l, idx, dirrec, name);
+    if (e->link_group != CATALOG_NONE && !(e->flags & CF_HARDLINK)) {
+        l->leaders = grow(l->leaders, &l->capleaders, l->nleaders, sizeof(*l->leaders));
+        l->leaders[l->nleaders++] = (leader){ e->link_group, me };
+    }
     if (stub)
         add_stub(l, dirrec, name, e);
     if (nodata)
@@ -465,23 +455,24 @@ static int lay_other(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const 
     struct stat st;
     int r = look(l, dirfd, name, &st);
     if (r == 1 && l->o.resume && (st.st_mode & S_IFMT) == ifmt_of(e->type)) {
-        add_rec(l, idx, dirrec, name, e->type);
+        add_rec(l, idx, dirrec, name);
         return 0;
     }
     if (r == 1)
         r = clear_way(dirfd, name, &st);
     if (r >= 0) {
-        if (e->type == CT_SYMLINK)
-            r = e->target && *e->target ? symlinkat((const char *)e->target, dirfd, name) : (errno = EINVAL, -1);
+        if (e->type != CT_SYMLINK)
+            r = mknodat(dirfd, name, ifmt_of(e->type) | 0600, (dev_t)e->rdev) < 0 ? -errno : 0;
+        else if (!e->target || !*e->target)
+            r = -EINVAL; /* the backup could not read the link */
         else
-            r = mknodat(dirfd, name, ifmt_of(e->type) | 0600, (dev_t)e->rdev);
-        r = r < 0 ? -errno : 0;
+            r = symlinkat((const char *)e->target, dirfd, name) < 0 ? -errno : 0;
     }
     if (r < 0) {
         warn(l, dirrec, name, r, e->type == CT_SYMLINK ? "create symlink" : "create special file");
         return 0;
     }
-    add_rec(l, idx, dirrec, name, e->type);
+    add_rec(l, idx, dirrec, name);
     return 0;
 }
 
@@ -497,11 +488,8 @@ static int lay_entry(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const 
         return lay_dir(l, dirfd, dirrec, idx, e, name);
     case CT_REG:
         if (e->flags & CF_HARDLINK) {
-            if (l->nmembers == l->capmembers) {
-                l->capmembers = l->capmembers ? 2 * l->capmembers : 64;
-                l->members = xrealloc(l->members, l->capmembers * sizeof(*l->members));
-            }
-            l->members[l->nmembers++] = (member){ idx, dirrec, l->names.len };
+            l->members = grow(l->members, &l->capmembers, l->nmembers, sizeof(*l->members));
+            l->members[l->nmembers++] = (member){ e->link_group, idx, dirrec, l->names.len };
             buf_append(&l->names, name, strlen(name) + 1);
             return 0;
         }
@@ -519,12 +507,11 @@ static int link_member(layout *l, int dirfd, const char *name, uint64_t lr)
     if (ldfd < 0)
         return ldfd;
     const char *lname = rec_name(l, lr);
-    if (!*lname)
-        lname = "."; /* cannot happen: the root is a directory */
     struct stat st, lst;
     int r = look(l, dirfd, name, &st);
-    if (r == 1 && l->o.resume && S_ISREG(st.st_mode) && fstatat(ldfd, lname, &lst, AT_SYMLINK_NOFOLLOW) == 0 &&
-        lst.st_ino == st.st_ino && lst.st_dev == st.st_dev) {
+    if (r == 1 && l->o.resume && S_ISREG(st.st_mode) &&
+        fstatat(ldfd, lname, &lst, AT_SYMLINK_NOFOLLOW) == 0 && lst.st_ino == st.st_ino &&
+        lst.st_dev == st.st_dev) {
         r = 1; /* linked by the earlier run */
     } else if (r == 1) {
         char tmp[32];
@@ -541,7 +528,8 @@ static int link_member(layout *l, int dirfd, const char *name, uint64_t lr)
     return r;
 }
 
-static int lay_member(layout *l, const member *m)
+/* Lays out member m; *lr is the record members of its group link to (NO_REC: none yet). */
+static int lay_member(layout *l, const member *m, uint64_t *lr)
 {
     const char *name = (const char *)l->names.data + m->name_off;
     catalog_entry *e;
@@ -557,18 +545,21 @@ static int lay_member(layout *l, const member *m)
         catalog_entry_free(e);
         return 0;
     }
-    uint64_t lr = leader_get(l, e->link_group);
-    if (lr != NO_REC) {
-        r = link_member(l, dirfd, name, lr);
+    if (*lr != NO_REC) {
+        r = link_member(l, dirfd, name, *lr);
         if (r >= 0) {
-            add_rec(l, m->idx, m->parent, name, CT_REG);
+            add_rec(l, m->idx, m->parent, name);
             r = 0;
         } else {
             warn(l, m->parent, name, r, "hard link (restored as a separate file)");
         }
     }
-    if (lr == NO_REC || r < 0)
+    if (*lr == NO_REC || r < 0) {
+        size_t before = l->nrecs;
         r = lay_reg(l, dirfd, m->parent, m->idx, e, name); /* the group's data, as its own stub */
+        if (*lr == NO_REC && l->nrecs > before)
+            *lr = before; /* the group's new leader */
+    }
     if (owned)
         close(dirfd);
     catalog_entry_free(e);
@@ -606,7 +597,7 @@ static int enter_parent(layout *l, int dirfd, uint64_t *dirrec, const char *name
     }
     if (i == l->nimplicit) {
         l->implicit = xrealloc(l->implicit, (l->nimplicit + 1) * sizeof(*l->implicit));
-        l->implicit[l->nimplicit++] = add_rec(l, CATALOG_NONE, *dirrec, name, CT_DIR);
+        l->implicit[l->nimplicit++] = add_rec(l, CATALOG_NONE, *dirrec, name);
     }
     *dirrec = l->implicit[i];
     if (existed && l->may_exist)
@@ -618,10 +609,10 @@ static int enter_parent(layout *l, int dirfd, uint64_t *dirrec, const char *name
 static int lay_subtree(layout *l, const char *path, uint64_t idx)
 {
     _cleanup_(freep) char *p = xstrdup(path);
-    int dirfd = l->tfd, r = 0;
+    int dirfd = l->tfd;
     uint64_t dirrec = NO_REC;
     char *comp = p, *slash;
-    while (r == 0 && (slash = strchr(comp, '/'))) {
+    while ((slash = strchr(comp, '/'))) {
         *slash = 0;
         int fd = enter_parent(l, dirfd, &dirrec, comp);
         if (dirfd != l->tfd)
@@ -632,7 +623,7 @@ static int lay_subtree(layout *l, const char *path, uint64_t idx)
         comp = slash + 1;
     }
     catalog_entry *e;
-    r = catalog_get(l->c, idx, &e);
+    int r = catalog_get(l->c, idx, &e);
     if (r == 0) {
         r = lay_entry(l, dirfd, dirrec, idx, e);
         catalog_entry_free(e);
@@ -664,14 +655,9 @@ static bool covers(const char *a, const char *b)
 
 static int target_empty(int tfd)
 {
-    int fd = dup(tfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
+    DIR *d = dir_stream(tfd);
+    if (!d)
         return -errno;
-    }
-    rewinddir(d);
     struct dirent *de;
     int r = 0;
     while (r == 0 && (de = readdir(d)))
@@ -692,7 +678,7 @@ static int lay_all(layout *l, char **paths, const uint64_t *idxs, size_t n)
         r = catalog_get(l->c, 0, &root);
         if (r < 0)
             return r;
-        uint64_t me = add_rec(l, 0, NO_REC, "", CT_DIR);
+        uint64_t me = add_rec(l, 0, NO_REC, "");
         if (l->may_exist)
             clean_temps(l, l->tfd, me);
         r = lay_children(l, l->tfd, me, 0, root);
@@ -706,8 +692,22 @@ static int lay_all(layout *l, char **paths, const uint64_t *idxs, size_t n)
                 r = lay_subtree(l, paths[i], idxs[i]);
         }
     }
-    for (size_t i = 0; i < l->nmembers && r == 0; i++)
-        r = lay_member(l, &l->members[i]);
+    /* Every leader that will exist does now; members meet their groups in sorted order. */
+    if (l->nmembers == 0)
+        return r;
+    if (l->nleaders)
+        qsort(l->leaders, l->nleaders, sizeof(*l->leaders), cmp_group);
+    qsort(l->members, l->nmembers, sizeof(*l->members), cmp_member);
+    uint64_t lr = NO_REC;
+    for (size_t i = 0; i < l->nmembers && r == 0; i++) {
+        const member *m = &l->members[i];
+        if (i == 0 || m->group != m[-1].group) {
+            const leader *f =
+                l->nleaders ? bsearch(&m->group, l->leaders, l->nleaders, sizeof(*f), cmp_group) : NULL;
+            lr = f ? f->rec : NO_REC;
+        }
+        r = lay_member(l, m, &lr);
+    }
     return r;
 }
 

@@ -8,7 +8,7 @@ SRC=$WORK/src
 STORE=$WORK/store
 make_tree "$SRC"
 rh() { "$REHYDRATE" "$@"; }
-json_field() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+json_field() { "$PY" -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 store_bytes() { du -sb --apparent-size "$STORE/containers" | cut -f1; }
 
 # ---- first backup ----
@@ -26,7 +26,7 @@ check "snapshots lists it" grep -q '^first ' <(rh snapshots "$STORE")
 # ---- the catalog is faithful ----
 rh ls "$STORE" first -R --json >"$WORK/ls1.json"
 check "ls -R --json matches the source entry by entry (type, mode, owners, ns mtime, size, targets, nlink)" \
-    python3 "$TOP_SRCDIR/tests/integration/treecheck.py" "$SRC" "$WORK/ls1.json"
+    "$PY" "$TOP_SRCDIR/tests/integration/treecheck.py" "$SRC" "$WORK/ls1.json"
 check "ls of a subdirectory by SNAPSHOT:PATH" grep -qx 'big-copy.bin' <(rh ls "$STORE" first:dir/sub)
 deep=$(cd "$SRC" && find . -name deep.txt -printf '%h' | cut -c3-)
 check "ls of a path 40 levels deep" grep -qx deep.txt <(rh ls "$STORE" "latest:$deep")
@@ -46,7 +46,7 @@ check "second backup reads nothing" [ "$(json_field read_bytes <"$WORK/b2.json")
 check "store growth from the second backup is under 1% ($before -> $after)" \
     [ $(( (after - before) * 100 )) -lt "$before" ]
 check "second snapshot's listing is faithful too" \
-    python3 "$TOP_SRCDIR/tests/integration/treecheck.py" "$SRC" <(rh ls "$STORE" second -R --json)
+    "$PY" "$TOP_SRCDIR/tests/integration/treecheck.py" "$SRC" <(rh ls "$STORE" second -R --json)
 
 # --no-parent reads everything but finds every chunk already stored
 rh backup "$STORE" "$SRC" --name third --no-parent --json >"$WORK/b3.json"
@@ -99,7 +99,7 @@ check "the unreadable file is named with its cause" grep -q 'with space.txt: ope
 check "the partial snapshot is listed as partial" grep -q '^partial .*(partial)' <(rh snapshots "$STORE")
 
 # ---- damage: flip one byte of a chunk and verify names container, offset and file ----
-python3 - "$SRC/unique.bin" "$STORE/containers/data" >"$WORK/flip.out" <<'PY'
+"$PY" - "$SRC/unique.bin" "$STORE/containers/data" >"$WORK/flip.out" <<'PY'
 import os, sys
 needle = open(sys.argv[1], 'rb').read()[300000:300064]    # incompressible, so stored verbatim
 for n in sorted(os.listdir(sys.argv[2])):
@@ -123,7 +123,7 @@ check "verify names the damaged file" grep -q 'damaged file: first:unique.bin' "
 check "verify names every hard link of the damaged file" grep -q 'damaged file: first:dir/hardlink-2' "$WORK/v.err"
 check "verify does not blame undamaged files" bash -c "! grep -q 'damaged file: first:dir/big.bin' '$WORK/v.err'"
 rh verify "$STORE" --json >"$WORK/v.json" || true
-check "verify --json reports ok=false with the object" python3 -c '
+check "verify --json reports ok=false with the object" "$PY" -c '
 import json,sys; r=json.load(open(sys.argv[1])); assert r["ok"] is False; assert any(p["object"].startswith("containers/data/") for p in r["problems"]); assert any(a["path"]=="unique.bin" for a in r["affected"])' "$WORK/v.json"
 
 finish

@@ -77,7 +77,8 @@ static void set_times(const char *path)
         if (S_ISDIR(st.st_mode))
             set_times(p);
         tick += 1000000007;
-        struct timespec ts[2] = { { tick / 1000000000 - 5000, 17 }, { tick / 1000000000, tick % 1000000000 } };
+        struct timespec ts[2] = { { tick / 1000000000 - 5000, 17 },
+                                  { tick / 1000000000, tick % 1000000000 } };
         ck_assert_int_eq(utimensat(AT_FDCWD, p, ts, AT_SYMLINK_NOFOLLOW), 0);
     }
     closedir(d);
@@ -134,9 +135,11 @@ static void build_source(void)
     set_times(src);
 }
 
+static char last_warn[64];
 static void on_warn(void *ud, const char *path, int code, const char *what)
 {
     nwarn++;
+    snprintf(last_warn, sizeof(last_warn), "%s", path);
     fprintf(stderr, "layout warning: %s: %s: %s\n", path, what, rh_strerror(code));
 }
 
@@ -392,7 +395,8 @@ START_TEST(test_planted_symlinks_force)
     ck_assert_int_eq(lstat(outside, &before), 0);
     ck_assert_int_eq(lstat(victim, &vbefore), 0);
     /* traps: a symlink where a directory goes, one where a file goes, a directory where a fifo goes */
-    _cleanup_(freep) char *d = P(tgt, "dir"), *e = P(tgt, "empty"), *f = P(tgt, "fifo"), *fx = P(tgt, "fifo/x");
+    _cleanup_(freep) char *d = P(tgt, "dir"), *e = P(tgt, "empty"), *f = P(tgt, "fifo");
+    _cleanup_(freep) char *fx = P(tgt, "fifo/x");
     ck_assert_int_eq(symlink(outside, d), 0);
     ck_assert_int_eq(symlink(victim, e), 0);
     ck_assert_int_eq(mkdir(f, 0755), 0);
@@ -521,7 +525,8 @@ END_TEST
 
 /*
  * As an ordinary user (what root does cannot show it): a directory without search permission is
- * finished after its contents, and a read-only file gets its user.* xattrs before its mode.
+ * finished after its contents, and a read-only file gets its user.* xattrs before its mode. The device
+ * node cannot be made: exactly one warning, naming it, and everything else is restored.
  */
 START_TEST(test_finish_as_user)
 {
@@ -536,15 +541,16 @@ START_TEST(test_finish_as_user)
         if (setgroups(0, NULL) < 0 || setresgid(nobody, nobody, nobody) < 0 ||
             setresuid(nobody, nobody, nobody) < 0)
             _exit(100);
-        const char *subs[] = { "dir" };
         layout *l;
-        if (layout_create(store, cat, tfd, subs, 1, &opts, &l) < 0)
+        if (layout_create(store, cat, tfd, NULL, 0, &opts, &l) < 0)
             _exit(101);
-        if (layout_finish(l) < 0)
+        if (layout_errors(l) != 1 || nwarn != 1 || strcmp(last_warn, "chr") != 0)
             _exit(102);
+        if (layout_finish(l) < 0)
+            _exit(103);
         int errs = (int)MIN(layout_errors(l), 99);
         layout_free(l);
-        _exit(errs);
+        _exit(errs == 1 ? 0 : errs);
     }
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);

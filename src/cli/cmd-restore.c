@@ -1,0 +1,294 @@
+/*
+ * cmd-restore.c — rehydrate restore STORE SNAPSHOT TARGET [PATH...]: the two-phase, resumable restore of
+ * DESIGN.md. Phase 1 lays out the tree with a stub per regular file (restore/layout.c); phase 2 calls
+ * rh_restore_files on the stubs in batches; phase 3 sets the metadata, directories last. --stubs-only
+ * stops after phase 1; --resume finishes a restore that was cut short.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <limits.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "common/fsutil.h"
+#include "common/util.h"
+#include "restore/layout.h"
+#include "snapshot/catalog.h"
+
+#define BATCH_BYTES (1ull << 30) /* a batch ends at 10,000 files or this much data */
+
+typedef struct rstate {
+    bool tty, json, quiet;
+    bool line_shown;
+    uint64_t files_done, files_total, bytes_done, bytes_total, failed;
+    double t0;
+} rstate;
+
+static void clear_line(rstate *st)
+{
+    if (st->line_shown) {
+        fputs("\r\033[K", stderr);
+        st->line_shown = false;
+    }
+}
+
+static void on_warn(void *ud, const char *path, int code, const char *what)
+{
+    rstate *st = ud;
+    clear_line(st);
+    fputs("rehydrate: ", stderr);
+    cli_put_name(stderr, path, strlen(path));
+    fprintf(stderr, ": %s: %s\n", what, rh_strerror(code));
+}
+
+static void progress(rstate *st)
+{
+    if (!st->tty || st->quiet || st->json)
+        return;
+    double dt = mono_seconds() - st->t0;
+    double rate = dt > 0 ? st->bytes_done / dt : 0;
+    double eta = rate > 0 ? (st->bytes_total - st->bytes_done) / rate : 0;
+    char a[16], b[16], c[16];
+    fprintf(stderr, "\r\033[K%llu/%llu files, %s of %s, %s/s, ETA %.0f s",
+            (unsigned long long)st->files_done, (unsigned long long)st->files_total,
+            fmt_bytes(st->bytes_done, a), fmt_bytes(st->bytes_total, b), fmt_bytes((uint64_t)rate, c), eta);
+    st->line_shown = true;
+}
+
+/* Opens the directory `dir` (a path relative to targetfd) one component at a time, never following a
+ * symlink: the restore never leaves the target. */
+static int open_dir_beneath(int targetfd, const char *dir)
+{
+    int fd = fcntl(targetfd, F_DUPFD_CLOEXEC, 0);
+    _cleanup_(freep) char *copy = xstrdup(dir);
+    char *save = NULL;
+    for (char *c = strtok_r(copy, "/", &save); c && fd >= 0; c = strtok_r(NULL, "/", &save)) {
+        int next = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        int e = errno;
+        close(fd);
+        fd = next < 0 ? -e : next;
+    }
+    return fd;
+}
+
+/* Runs phase 2 on stubs [from, to) and reports failures. */
+static void restore_batch(rh_store *s, const layout *l, size_t from, size_t to, int targetfd,
+                          const char *target, rstate *st)
+{
+    size_t n = to - from;
+    char **paths = xcalloc(n, sizeof(*paths));
+    int *fds = xmalloc(n * sizeof(*fds));
+    int *res = xcalloc(n, sizeof(*res));
+    for (size_t i = 0; i < n; i++) {
+        const layout_stub *stub = layout_stub_get(l, from + i);
+        fds[i] = -1;
+        paths[i] = xasprintf("%s/%s", target, stub->path);
+        if (strlen(paths[i]) >= PATH_MAX) {
+            /* Too long for open(2): name the stub through an fd of its directory. */
+            char *slash = strrchr(stub->path, '/');
+            _cleanup_(freep) char *dir = xmemdup(stub->path, (size_t)(slash - stub->path) + 1);
+            dir[slash - stub->path] = 0;
+            fds[i] = open_dir_beneath(targetfd, dir);
+            free(paths[i]);
+            paths[i] = fds[i] >= 0 ? xasprintf("/proc/self/fd/%d/%s", fds[i], slash + 1) : xstrdup("");
+        }
+    }
+    int r = rh_restore_files(s, n, (const char *const *)paths, 0, res);
+    if (r < 0 && r != RH_EPARTIAL) /* when the call itself failed, results are not filled in */
+        for (size_t i = 0; i < n; i++)
+            if (res[i] == 0)
+                res[i] = r;
+    for (size_t i = 0; i < n; i++) {
+        const layout_stub *stub = layout_stub_get(l, from + i);
+        if (res[i] < 0) {
+            on_warn(st, stub->path, res[i], "restore");
+            st->failed++;
+        }
+        st->files_done++;
+        st->bytes_done += stub->alloc;
+        if (fds[i] >= 0)
+            close(fds[i]);
+        free(paths[i]);
+    }
+    free(paths), free(fds), free(res);
+    progress(st);
+}
+
+static int target_is_empty(const char *target, bool *ret)
+{
+    int fd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -errno;
+    }
+    struct dirent *de;
+    *ret = true;
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            *ret = false;
+    closedir(d);
+    return 0;
+}
+
+int cmd_restore(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        { "stubs-only", no_argument, NULL, 's' }, { "resume", no_argument, NULL, 'r' },
+        { "force", no_argument, NULL, 'f' },      { "json", no_argument, NULL, 'j' },
+        { "quiet", no_argument, NULL, 'q' },      { "help", no_argument, NULL, 'h' },
+        { 0 },
+    };
+    layout_options lo = { 0 };
+    rstate st = { .tty = isatty(2), .t0 = mono_seconds() };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "fqh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            lo.stubs_only = true;
+            break;
+        case 'r':
+            lo.resume = true;
+            break;
+        case 'f':
+            lo.force = true;
+            break;
+        case 'j':
+            st.json = true;
+            break;
+        case 'q':
+            st.quiet = true;
+            break;
+        case 'h':
+            cli_help("restore", "  --stubs-only   stop after laying out the tree (stubs carry their reparse points)\n"
+                                "  --resume       finish a restore into TARGET that was cut short\n"
+                                "  -f, --force    restore into a TARGET that is not empty\n"
+                                "  --json         print a JSON summary\n"
+                                "  -q, --quiet    no progress line and no summary\n");
+            return EXIT_OK;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind < 3)
+        return cli_usage("restore", "expected the store, a snapshot and a target directory");
+    if (lo.stubs_only && lo.resume)
+        return cli_usage("restore", "--stubs-only and --resume exclude each other");
+    const char *storepath = argv[optind], *snapname = argv[optind + 1], *target = argv[optind + 2];
+    const char *const *subtrees = (const char *const *)argv + optind + 3;
+    size_t nsub = (size_t)(argc - optind - 3);
+
+    rh_store *s;
+    if (cli_open_store(storepath, &s) < 0)
+        return EXIT_FAIL;
+    int status = EXIT_FAIL, targetfd = -1;
+    char *name = NULL, *cpath = NULL, *abs_target = NULL;
+    catalog *cat = NULL;
+    layout *l = NULL;
+    int r = store_resolve_snapshot(s, snapname, &name);
+    if (r < 0) {
+        cli_error("%s: no snapshot '%s'", cli_quote(storepath), cli_quote(snapname));
+        goto out;
+    }
+    cpath = store_snapshot_path(name);
+    if ((r = catalog_open(s->ops, s->ctx, cpath, &cat)) < 0) {
+        cli_error("%s: %s", cpath, rh_strerror(r));
+        goto out;
+    }
+    if ((r = fs_mkdir_p(target, 0755)) < 0) {
+        cli_error("%s: cannot create the target: %s", cli_quote(target), rh_strerror(r));
+        goto out;
+    }
+    bool empty = false;
+    if ((r = target_is_empty(target, &empty)) < 0) {
+        cli_error("%s: %s", cli_quote(target), rh_strerror(r));
+        goto out;
+    }
+    if (!empty && !lo.force && !lo.resume) {
+        cli_error("%s: the target is not empty (use --force to restore into it anyway, or --resume to "
+                  "finish an interrupted restore)", cli_quote(target));
+        goto out;
+    }
+    targetfd = open(target, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    abs_target = realpath(target, NULL);
+    if (targetfd < 0 || !abs_target) {
+        cli_error("%s: %s", cli_quote(target), strerror(errno));
+        goto out;
+    }
+    /* Phase 2 may hold an fd per stub whose path is too long for open(2). */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+
+    lo.warn = on_warn;
+    lo.ud = &st;
+    if ((r = layout_create(s, cat, targetfd, subtrees, nsub, &lo, &l)) < 0) {
+        if (r == -ENOENT && nsub)
+            cli_error("%s: a PATH is not in snapshot %s", cli_quote(target), name);
+        else
+            cli_error("%s: cannot lay out the tree: %s", cli_quote(target), rh_strerror(r));
+        goto out;
+    }
+    size_t nstubs = layout_stub_count(l);
+    for (size_t i = 0; i < nstubs; i++)
+        st.bytes_total += layout_stub_get(l, i)->alloc;
+    st.files_total = nstubs;
+    if (!lo.stubs_only) {
+        for (size_t i = 0; i < nstubs;) {
+            size_t j = i;
+            uint64_t bytes = 0;
+            while (j < nstubs && j - i < RH_RESTORE_MAX_FILES && (j == i || bytes < BATCH_BYTES))
+                bytes += layout_stub_get(l, j++)->alloc;
+            restore_batch(s, l, i, j, targetfd, abs_target, &st);
+            i = j;
+        }
+        if ((r = layout_finish(l)) < 0) {
+            clear_line(&st);
+            cli_error("%s: cannot set metadata: %s", cli_quote(target), rh_strerror(r));
+            goto out;
+        }
+    }
+    clear_line(&st);
+    double dt = mono_seconds() - st.t0;
+    uint64_t errors = st.failed + layout_errors(l);
+    if (st.json) {
+        printf("{\"snapshot\":");
+        cli_put_json(stdout, name, strlen(name));
+        printf(",\"entries\":%llu,\"files\":%llu,\"bytes\":%llu,\"failed\":%llu,\"stubs_only\":%s,"
+               "\"seconds\":%.3f}\n",
+               (unsigned long long)layout_entries(l), (unsigned long long)st.files_total,
+               (unsigned long long)st.bytes_done, (unsigned long long)errors,
+               lo.stubs_only ? "true" : "false", dt);
+    } else if (!st.quiet) {
+        char b[16], rb[16];
+        if (lo.stubs_only)
+            printf("laid out %llu entries of %s with %llu stubs in %s (finish with --resume)\n",
+                   (unsigned long long)layout_entries(l), name, (unsigned long long)nstubs, target);
+        else
+            printf("restored %s: %llu entries, %llu files, %s in %.2f s (%s/s)%s\n", name,
+                   (unsigned long long)layout_entries(l), (unsigned long long)st.files_total,
+                   fmt_bytes(st.bytes_done, b), dt, fmt_bytes(dt > 0 ? (uint64_t)(st.bytes_done / dt) : 0, rb),
+                   "");
+        if (errors)
+            printf("%llu entries failed (named above)\n", (unsigned long long)errors);
+    }
+    status = errors ? EXIT_PARTIAL : EXIT_OK;
+out:
+    layout_free(l);
+    catalog_close(cat);
+    if (targetfd >= 0)
+        close(targetfd);
+    free(abs_target), free(cpath), free(name);
+    rh_store_close(s);
+    return status;
+}

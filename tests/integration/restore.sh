@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Integration test of `rehydrate restore`: an exact tree (content and every piece of metadata), subtree
+# restores, stubs then --resume, kill -9 then --resume, damage that fails exactly the files that need
+# it, and hostile input (unsafe catalog names, planted symlinks) that never writes outside the target.
+. "$(dirname "$0")/../lib.sh"
+
+SRC=$WORK/src
+STORE=$WORK/store
+make_tree "$SRC"
+rh() { "$REHYDRATE" "$@"; }
+diff_tree() { "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$@"; }
+rh backup "$STORE" "$SRC" --name snap -q
+
+# ---- a full restore is exact ----
+rh restore "$STORE" snap "$WORK/t1" -q
+check "restore exits 0" [ $? -eq 0 ]
+check "the restored tree equals the source (content, modes, owners, ns times, links, xattrs, devices, holes)" \
+    diff_tree "$SRC" "$WORK/t1"
+check "no reparse point is left behind" bash -c "! getfattr -R -h -m user.rehydrate -d '$WORK/t1' 2>/dev/null | grep -q rehydrate"
+check "the 5 GiB sparse file is still sparse" [ "$(stat -c %b "$WORK/t1/sparse.img")" -lt 4096 ]
+check "latest works as a snapshot name" rh restore "$STORE" latest "$WORK/t1b" -q
+
+# ---- refusals ----
+check_fails "a non-empty target is refused without --force" rh restore "$STORE" snap "$WORK/t1" -q
+check_fails "a missing snapshot is refused" rh restore "$STORE" nosuch "$WORK/t9" -q
+check "--force restores over an existing tree" rh restore "$STORE" snap "$WORK/t1" --force -q
+check "... exactly" diff_tree "$SRC" "$WORK/t1"
+
+# ---- subtrees ----
+rh restore "$STORE" snap "$WORK/t2" dir/sub small.txt -q
+check "a subtree restore creates the subtree" diff_tree "$SRC/dir/sub" "$WORK/t2/dir/sub"
+check "... and the single file" cmp "$SRC/small.txt" "$WORK/t2/small.txt"
+check "... and nothing else" [ "$(cd "$WORK/t2" && find . -mindepth 1 | sort | tr '\n' ' ')" = "./dir ./dir/sub ./dir/sub/big-copy.bin ./small.txt " ]
+
+# ---- two phases: stubs, then --resume ----
+rh restore "$STORE" snap "$WORK/t3" --stubs-only -q
+has_reparse() { getfattr -h -n user.rehydrate.reparse "$1" >/dev/null 2>&1; }
+check "--stubs-only leaves stubs carrying reparse points" has_reparse "$WORK/t3/unique.bin"
+check "stubs take no space (at most the block an xattr may need)" [ "$(stat -c %b "$WORK/t3/dir/big.bin")" -le 8 ]
+check "stubs have the right size" [ "$(stat -c %s "$WORK/t3/dir/big.bin")" -eq "$(stat -c %s "$SRC/dir/big.bin")" ]
+rh restore "$STORE" snap "$WORK/t3" --resume -q
+check "--resume after --stubs-only gives the exact tree" diff_tree "$SRC" "$WORK/t3"
+
+# ---- kill -9 in the middle, then --resume ----
+BIG=$WORK/bigsrc
+mkdir -p "$BIG"
+"$PY" - "$BIG" <<'PY'
+import os, random, sys
+r = random.Random(7)
+for i in range(160):
+    d = os.path.join(sys.argv[1], f'd{i % 8}')
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f'f{i}'), 'wb') as f:
+        f.write(r.randbytes(r.randrange(1 << 20, 5 << 20)))
+PY
+rh backup "$STORE" "$BIG" --name big -q
+killed_mid=no
+for delay in 1.0 0.5 0.25 0.12 0.06 0.03; do
+    rm -rf "$WORK/t4"
+    rh restore "$STORE" big "$WORK/t4" -q &
+    pid=$!
+    sleep "$delay"
+    if kill -9 "$pid" 2>/dev/null; then
+        wait "$pid" 2>/dev/null || true
+        if ! diff_tree "$BIG" "$WORK/t4" >/dev/null 2>&1; then killed_mid=yes; break; fi
+    else
+        wait "$pid" || true
+    fi
+done
+check "a restore was killed with SIGKILL while incomplete" [ "$killed_mid" = yes ]
+rh restore "$STORE" big "$WORK/t4" --resume -q
+check "--resume after kill -9 gives the exact tree" diff_tree "$BIG" "$WORK/t4"
+
+# ---- damage fails exactly the files that need it ----
+cp -a "$STORE" "$WORK/damaged"
+"$PY" - "$SRC/unique.bin" "$WORK/damaged/containers/data" <<'PY'
+import os, sys
+needle = open(sys.argv[1], 'rb').read()[300000:300064]
+for n in sorted(os.listdir(sys.argv[2])):
+    p = os.path.join(sys.argv[2], n)
+    data = open(p, 'rb').read()
+    i = data.find(needle)
+    if i >= 0:
+        with open(p, 'r+b') as f:
+            f.seek(i + 10); f.write(bytes([data[i + 10] ^ 0xff]))
+        break
+PY
+set +e
+rh restore "$WORK/damaged" snap "$WORK/t5" -q 2>"$WORK/t5.err"
+rc=$?
+set -e
+check "a damaged chunk gives exit code 3 (got $rc)" [ "$rc" -eq 3 ]
+# unique.bin, hardlink-1 and dir/hardlink-2 are one inode; the stub is the group's first name
+check "the damaged file is named with the cause" grep -qE '(unique.bin|hardlink-1): restore: record checksum mismatch' "$WORK/t5.err"
+check "every other file is bit-exact" bash -c "cd '$SRC' && find . -type f ! -name unique.bin ! -name 'hardlink-*' -print0 | \
+    (cd '$WORK/t5' && xargs -0 sha256sum) | (cd '$SRC' && sha256sum --quiet -c -)"
+check "the damaged file is still a stub (it can be retried)" has_reparse "$WORK/t5/unique.bin"
+
+# ---- hostile input: nothing is written outside the target ----
+OUT=$WORK/outside
+mkdir -p "$OUT" "$WORK/t6"
+ln -s "$OUT" "$WORK/t6/dir"            # planted where the snapshot has a directory
+ln -s "$OUT/small.txt" "$WORK/t6/small.txt"  # planted where the snapshot has a file
+rh restore "$STORE" snap "$WORK/t6" --force -q || true
+check "planted symlinks were not followed: the outside directory is still empty" [ -z "$(ls -A "$OUT")" ]
+check "the planted directory symlink was replaced by a real directory" [ -d "$WORK/t6/dir" ] && [ ! -L "$WORK/t6/dir" ]
+check "... and the restore is exact" diff_tree "$SRC" "$WORK/t6"
+
+# A catalog whose names are "..", "a/b" (checksums recomputed, so only the name checks stand in the way).
+mkdir -p "$WORK/hsrc/ab" "$WORK/hsrc/a_b"
+echo payload >"$WORK/hsrc/ab/victim"
+echo payload >"$WORK/hsrc/a_b/victim2"
+rh backup "$WORK/hstore" "$WORK/hsrc" --name h -q
+"$PY" "$TOP_SRCDIR/tests/integration/hostile_catalog.py" "$WORK/hstore/snapshots/h.snap"
+mkdir -p "$WORK/cage/t7"
+set +e
+rh restore "$WORK/hstore" h "$WORK/cage/t7" -q 2>"$WORK/t7.err"
+rc=$?
+set -e
+check "a hostile catalog is refused (exit $rc)" [ "$rc" -ne 0 ]
+check "... with a message naming the problem" grep -qi 'corrupt\|unsafe' "$WORK/t7.err"
+check "... and nothing was written outside the target" [ "$(cd "$WORK/cage" && find . | sort | tr '\n' ' ')" = ". ./t7 " ] || \
+    [ -z "$(find "$WORK/cage" -name 'victim*' ! -path "$WORK/cage/t7/*")" ]
+check "no victim file escaped next to the target" [ ! -e "$WORK/cage/victim" ] && [ ! -e "$WORK/victim" ]
+
+finish
