@@ -1,0 +1,835 @@
+/*
+ * fs.c — the FUSE low-level operations of rehydratefs.
+ *
+ * Each handler that needs the store copies what it needs from the request (names are valid only
+ * during the call), queues a job on libuv's thread pool and returns; the job replies exactly once
+ * from the pool thread (fuse_reply_* may be called from any thread). Operations that would change
+ * anything answer EROFS. See fs.h for the inode scheme.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <syslog.h>
+
+#include "common/util.h"
+#include "fuse/fs.h"
+#include "restore/reader.h"
+#include "store/container.h"
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+static fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
+
+/* ---- inodes ---- */
+
+static fuse_ino_t ino_of(size_t snap, uint64_t entry) { return ((uint64_t)(snap + 1) << FS_INO_SHIFT) | entry; }
+
+/* Decodes an inode into (snapshot, entry); false for the synthetic root and "latest". */
+static bool ino_decode(const fs *f, fuse_ino_t ino, size_t *ret_snap, uint64_t *ret_entry)
+{
+    if (ino == FS_INO_ROOT && f->single >= 0) {
+        *ret_snap = (size_t)f->single;
+        *ret_entry = 0;
+        return true;
+    }
+    if (ino >> FS_INO_SHIFT == 0 || (ino >> FS_INO_SHIFT) > f->nsnaps)
+        return false;
+    *ret_snap = (size_t)(ino >> FS_INO_SHIFT) - 1;
+    *ret_entry = ino & FS_ENTRY_MASK;
+    return true;
+}
+
+/* The inode a catalog entry is seen as: hard-link members share their group's first entry's. */
+static fuse_ino_t entry_ino(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e)
+{
+    if (e->link_group != CATALOG_NONE)
+        idx = e->link_group;
+    if (f->single >= 0 && (long)snap == f->single && idx == 0)
+        return FS_INO_ROOT;
+    return ino_of(snap, idx);
+}
+
+static void entry_stat(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = entry_ino(f, snap, idx, e);
+    st->st_mode = e->mode;
+    /* Directories report 1 link: "unknown", so find(1) does not take the leaf shortcut. */
+    st->st_nlink = e->type == CT_DIR ? 1 : e->nlink ? e->nlink : 1;
+    st->st_uid = e->uid;
+    st->st_gid = e->gid;
+    st->st_rdev = (dev_t)e->rdev;
+    st->st_size = (off_t)e->size;
+    st->st_blksize = 65536;
+    st->st_blocks = e->type == CT_REG ? (blkcnt_t)((e->alloc + 511) / 512) : 0;
+    st->st_atim = (struct timespec){ e->atime_ns / 1000000000, e->atime_ns % 1000000000 };
+    st->st_mtim = (struct timespec){ e->mtime_ns / 1000000000, e->mtime_ns % 1000000000 };
+    st->st_ctim = (struct timespec){ e->ctime_ns / 1000000000, e->ctime_ns % 1000000000 };
+}
+
+static void root_stat(const fs *f, struct stat *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->st_ino = FS_INO_ROOT;
+    st->st_mode = S_IFDIR | 0555;
+    st->st_nlink = 2;
+    st->st_uid = f->uid;
+    st->st_gid = f->gid;
+    st->st_atim = st->st_mtim = st->st_ctim =
+        (struct timespec){ (time_t)(f->mount_ns / 1000000000), (long)(f->mount_ns % 1000000000) };
+}
+
+static const char *latest_name(const fs *f) { return f->nsnaps ? f->snaps[f->nsnaps - 1].name : ""; }
+
+static void latest_stat(const fs *f, struct stat *st)
+{
+    root_stat(f, st);
+    st->st_ino = FS_INO_LATEST;
+    st->st_mode = S_IFLNK | 0777;
+    st->st_nlink = 1;
+    st->st_size = (off_t)strlen(latest_name(f));
+}
+
+/* Maps our codes to an errno for the kernel: damage becomes EIO. */
+static int to_errno(int r)
+{
+    if (r >= 0)
+        return 0;
+    if (r > -4000)
+        return -r;
+    return r == RH_ENOSNAPSHOT ? ENOENT : EIO;
+}
+
+void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
+{
+    uint8_t key[HASH_LEN];
+    _cleanup_(freep) char *k = xasprintf("%s\n%s", what, where);
+    hash_sha256(k, strlen(k), key);
+    pthread_mutex_lock(&f->log_lock);
+    bool seen = digest_set_contains(&f->logged, key);
+    if (!seen)
+        digest_set_add(&f->logged, key);
+    pthread_mutex_unlock(&f->log_lock);
+    if (seen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    if (f->foreground) {
+        fputs("rehydratefs: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    } else {
+        vsyslog(LOG_ERR, fmt, ap);
+    }
+    va_end(ap);
+}
+
+/* The path of entry idx within its snapshot, for messages (malloc'd). */
+static char *entry_path(catalog *c, uint64_t idx)
+{
+    char *path = xstrdup("");
+    for (int depth = 0; idx != 0 && idx != CATALOG_NONE && depth < 4096; depth++) {
+        catalog_entry *e;
+        if (catalog_get(c, idx, &e) < 0)
+            break;
+        char *p = *path ? xasprintf("%s/%s", (char *)e->name, path) : xstrdup((char *)e->name);
+        free(path);
+        path = p;
+        idx = e->parent;
+        catalog_entry_free(e);
+    }
+    return path;
+}
+
+/* ---- jobs ---- */
+
+enum op { OP_LOOKUP, OP_GETATTR, OP_READLINK, OP_OPEN, OP_READ, OP_READDIR, OP_GETXATTR, OP_LISTXATTR,
+          OP_LSEEK, OP_PREFETCH };
+
+typedef struct ofile {
+    size_t snap;
+    uint64_t entry;
+    streammap *map;
+    uint64_t next_off;  /* where a sequential reader's next read starts; protected by lock */
+    size_t ra_upto;     /* stream map entries below this were queued for read-ahead */
+    pthread_mutex_t lock;
+    unsigned refs;      /* the kernel's open + queued prefetches; loop thread only */
+} ofile;
+
+typedef struct job {
+    uv_work_t work;
+    fs *f;
+    fuse_req_t req;
+    enum op op;
+    fuse_ino_t ino;
+    char *name;
+    size_t size;
+    off_t off;
+    int whence;
+    bool plus;
+    ofile *of;
+    size_t ra_from, ra_to; /* after a sequential read: entries to fetch ahead */
+} job;
+static void job_work(uv_work_t *w);
+static void job_done(uv_work_t *w, int status);
+
+/* Open files are reference counted on the loop thread only: the kernel's open holds one reference,
+ * and so does every queued read, lseek and prefetch (a read's reply reaches the kernel before its
+ * job_done runs, so RELEASE may arrive first). */
+static void ofile_unref(ofile *of)
+{
+    if (--of->refs > 0)
+        return;
+    streammap_free(of->map);
+    pthread_mutex_destroy(&of->lock);
+    free(of);
+}
+
+static void queue(fuse_req_t req, job *j)
+{
+    j->f = fs_of(req);
+    j->req = req;
+    int r = uv_queue_work(j->f->loop, &j->work, job_work, job_done);
+    if (r < 0) {
+        fuse_reply_err(req, EIO);
+        if (j->op == OP_READ || j->op == OP_LSEEK)
+            ofile_unref(j->of);
+        free(j->name);
+        free(j);
+    }
+}
+
+static job *new_job(enum op op, fuse_ino_t ino)
+{
+    job *j = xcalloc(1, sizeof(*j));
+    j->op = op;
+    j->ino = ino;
+    return j;
+}
+
+/* Fetches entry idx of snapshot snap; replies with an error and returns NULL on failure. */
+static catalog_entry *get_entry(job *j, size_t snap, uint64_t idx)
+{
+    catalog_entry *e;
+    int r = catalog_get(j->f->snaps[snap].c, idx, &e);
+    if (r < 0) {
+        fs_log_once(j->f, "catalog", j->f->snaps[snap].name, "snapshot %s: entry %llu: %s",
+                    j->f->snaps[snap].name, (unsigned long long)idx, rh_strerror(r));
+        fuse_reply_err(j->req, to_errno(r));
+        return NULL;
+    }
+    return e;
+}
+
+static void fill_entry_param(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e,
+                             struct fuse_entry_param *p)
+{
+    memset(p, 0, sizeof(*p));
+    entry_stat(f, snap, idx, e, &p->attr);
+    p->ino = p->attr.st_ino;
+    p->attr_timeout = p->entry_timeout = FS_TIMEOUT;
+}
+
+static void do_lookup(job *j)
+{
+    fs *f = j->f;
+    size_t snap;
+    uint64_t dir;
+    struct fuse_entry_param p;
+    if (j->ino == FS_INO_ROOT && f->single < 0) {
+        memset(&p, 0, sizeof(p));
+        p.attr_timeout = p.entry_timeout = FS_TIMEOUT;
+        if (!strcmp(j->name, "latest") && f->nsnaps) {
+            latest_stat(f, &p.attr);
+            p.ino = FS_INO_LATEST;
+            fuse_reply_entry(j->req, &p);
+            return;
+        }
+        for (size_t s = 0; s < f->nsnaps; s++) {
+            if (strcmp(f->snaps[s].name, j->name))
+                continue;
+            catalog_entry *e = get_entry(j, s, 0);
+            if (!e)
+                return;
+            fill_entry_param(f, s, 0, e, &p);
+            catalog_entry_free(e);
+            fuse_reply_entry(j->req, &p);
+            return;
+        }
+        fuse_reply_err(j->req, ENOENT);
+        return;
+    }
+    if (!ino_decode(f, j->ino, &snap, &dir)) {
+        fuse_reply_err(j->req, ENOENT);
+        return;
+    }
+    uint64_t idx;
+    int r = catalog_lookup(f->snaps[snap].c, dir, (const uint8_t *)j->name, strlen(j->name), &idx);
+    if (r < 0) {
+        fuse_reply_err(j->req, to_errno(r));
+        return;
+    }
+    catalog_entry *e = get_entry(j, snap, idx);
+    if (!e)
+        return;
+    fill_entry_param(f, snap, idx, e, &p);
+    catalog_entry_free(e);
+    fuse_reply_entry(j->req, &p);
+}
+
+static void do_getattr(job *j)
+{
+    fs *f = j->f;
+    struct stat st;
+    size_t snap;
+    uint64_t idx;
+    if (j->ino == FS_INO_ROOT && f->single < 0) {
+        root_stat(f, &st);
+    } else if (j->ino == FS_INO_LATEST && f->single < 0) {
+        latest_stat(f, &st);
+    } else if (ino_decode(f, j->ino, &snap, &idx)) {
+        catalog_entry *e = get_entry(j, snap, idx);
+        if (!e)
+            return;
+        entry_stat(f, snap, idx, e, &st);
+        catalog_entry_free(e);
+    } else {
+        fuse_reply_err(j->req, ENOENT);
+        return;
+    }
+    fuse_reply_attr(j->req, &st, FS_TIMEOUT);
+}
+
+static void do_readlink(job *j)
+{
+    fs *f = j->f;
+    size_t snap;
+    uint64_t idx;
+    if (j->ino == FS_INO_LATEST && f->single < 0) {
+        fuse_reply_readlink(j->req, latest_name(f));
+        return;
+    }
+    if (!ino_decode(f, j->ino, &snap, &idx)) {
+        fuse_reply_err(j->req, ENOENT);
+        return;
+    }
+    catalog_entry *e = get_entry(j, snap, idx);
+    if (!e)
+        return;
+    if (e->type != CT_SYMLINK || !e->target)
+        fuse_reply_err(j->req, EINVAL);
+    else
+        fuse_reply_readlink(j->req, (char *)e->target);
+    catalog_entry_free(e);
+}
+
+static void do_open(job *j)
+{
+    fs *f = j->f;
+    size_t snap;
+    uint64_t idx;
+    if (!ino_decode(f, j->ino, &snap, &idx)) {
+        fuse_reply_err(j->req, ENOENT);
+        return;
+    }
+    catalog_entry *e = get_entry(j, snap, idx);
+    if (!e)
+        return;
+    if (e->type != CT_REG) {
+        fuse_reply_err(j->req, e->type == CT_DIR ? EISDIR : EINVAL);
+        catalog_entry_free(e);
+        return;
+    }
+    streammap *m = NULL;
+    int r = e->has_stream ? reader_load_streammap(f->s, &e->stream, &m) : RH_ENOTDEDUP;
+    if (r >= 0 && m->size != e->size)
+        r = RH_ECORRUPT;
+    if (r < 0) {
+        _cleanup_(freep) char *path = entry_path(f->snaps[snap].c, idx);
+        char cp[CONTAINER_PATH_MAX];
+        container_path(CONTAINER_STREAM, e->stream.container, cp);
+        fs_log_once(f, cp, path, "%s:%s: stream map in %s: %s", f->snaps[snap].name, path, cp,
+                    r == RH_ENOTDEDUP ? "the file could not be read at backup time" : rh_strerror(r));
+        streammap_free(m);
+        catalog_entry_free(e);
+        fuse_reply_err(j->req, EIO);
+        return;
+    }
+    catalog_entry_free(e);
+    ofile *of = xcalloc(1, sizeof(*of));
+    of->snap = snap;
+    of->entry = idx;
+    of->map = m;
+    of->refs = 1;
+    pthread_mutex_init(&of->lock, NULL);
+    struct fuse_file_info fi = { 0 };
+    fi.fh = (uintptr_t)of;
+    fi.keep_cache = 1; /* a snapshot never changes: keep the page cache across opens */
+    if (fuse_reply_open(j->req, &fi) != 0) { /* the open was interrupted: no release will come */
+        streammap_free(m);
+        pthread_mutex_destroy(&of->lock);
+        free(of);
+    }
+}
+
+static void do_read(job *j)
+{
+    fs *f = j->f;
+    ofile *of = j->of;
+    uint8_t *buf = xmalloc(j->size ? j->size : 1);
+    size_t n = 0, bad = 0;
+    index_loc loc = { 0 };
+    int r = cache_pread(f->cache, of->map, buf, j->size, (uint64_t)j->off, &n, &bad, &loc);
+    if (r < 0) {
+        _cleanup_(freep) char *path = entry_path(f->snaps[of->snap].c, of->entry);
+        char cp[CONTAINER_PATH_MAX];
+        container_path(CONTAINER_DATA, loc.container, cp);
+        fs_log_once(f, cp, path, "%s:%s: chunk at file offset %llu in %s (record at %llu): %s",
+                    f->snaps[of->snap].name, path, (unsigned long long)of->map->start[bad], cp,
+                    (unsigned long long)loc.offset, rh_strerror(r));
+        fuse_reply_err(j->req, EIO);
+        free(buf);
+        return;
+    }
+    fuse_reply_buf(j->req, (char *)buf, n);
+    free(buf);
+    /* A sequential reader gets the following chunks fetched ahead; job_done queues that, because only
+     * the loop thread may queue work. */
+    uint64_t end = (uint64_t)j->off + n;
+    pthread_mutex_lock(&of->lock);
+    bool sequential = (uint64_t)j->off == of->next_off;
+    of->next_off = end;
+    if (sequential && end < of->map->size && f->readahead) {
+        size_t first = streammap_find(of->map, end);
+        size_t last = MIN(first + f->readahead, of->map->n);
+        if (of->ra_upto < last) {
+            j->ra_from = MAX(first, of->ra_upto);
+            j->ra_to = last;
+            of->ra_upto = last;
+        }
+    }
+    pthread_mutex_unlock(&of->lock);
+}
+
+static void do_prefetch(job *j)
+{
+    for (size_t i = j->ra_from; i < j->ra_to; i++) {
+        const streammap_entry *e = &j->of->map->e[i];
+        if (e->hole || chunk_cached(j->f->cache, e->digest))
+            continue;
+        chunk_ref *ref;
+        if (chunk_get(j->f->cache, e->digest, e->length, &ref, NULL) == 0)
+            chunk_release(j->f->cache, ref);
+    }
+}
+
+static bool add_dirent(job *j, char *buf, size_t *used, const char *name, const struct stat *st,
+                       const struct fuse_entry_param *p, off_t next)
+{
+    size_t room = j->size - *used;
+    size_t need = j->plus ? fuse_add_direntry_plus(j->req, NULL, 0, name, NULL, 0)
+                          : fuse_add_direntry(j->req, NULL, 0, name, NULL, 0);
+    if (need > room)
+        return false;
+    if (j->plus)
+        fuse_add_direntry_plus(j->req, buf + *used, room, name, p, next);
+    else
+        fuse_add_direntry(j->req, buf + *used, room, name, st, next);
+    *used += need;
+    return true;
+}
+
+/* The root in list mode: ".", "..", one directory per snapshot, "latest". Offsets: 0 ".", 1 "..",
+ * 2 + s for snapshot s, 2 + nsnaps for latest. */
+static void readdir_root(job *j, char *buf, size_t *used)
+{
+    fs *f = j->f;
+    for (size_t s = (size_t)j->off - 2; s <= f->nsnaps; s++) {
+        struct fuse_entry_param sp;
+        memset(&sp, 0, sizeof(sp));
+        const char *name;
+        if (s < f->nsnaps) {
+            catalog_entry *e;
+            if (catalog_get(f->snaps[s].c, 0, &e) < 0)
+                continue; /* a damaged catalog: its directory is left out, the others work */
+            fill_entry_param(f, s, 0, e, &sp);
+            catalog_entry_free(e);
+            name = f->snaps[s].name;
+        } else if (f->nsnaps) {
+            latest_stat(f, &sp.attr);
+            sp.ino = FS_INO_LATEST;
+            sp.attr_timeout = sp.entry_timeout = FS_TIMEOUT;
+            name = "latest";
+        } else {
+            break;
+        }
+        if (!add_dirent(j, buf, used, name, &sp.attr, &sp, (off_t)s + 3))
+            break;
+    }
+}
+
+static int readdir_snapshot(job *j, size_t snap, uint64_t dir, char *buf, size_t *used)
+{
+    fs *f = j->f;
+    catalog *c = f->snaps[snap].c;
+    catalog_entry *d;
+    int r = catalog_get(c, dir, &d);
+    if (r < 0)
+        return r;
+    uint64_t first = d->first_child;
+    catalog_entry_free(d);
+    off_t off = j->off;
+    for (bool full = false; !full;) {
+        catalog_entry *ents;
+        size_t n;
+        uint64_t start = (uint64_t)off - 2;
+        if ((r = catalog_readdir(c, dir, start, 256, &ents, &n)) < 0)
+            return *used ? 0 : r; /* what was listed so far is still right */
+        if (n == 0)
+            break;
+        for (size_t i = 0; i < n && !full; i++) {
+            struct fuse_entry_param ep;
+            fill_entry_param(f, snap, first + start + i, &ents[i], &ep);
+            if (add_dirent(j, buf, used, (char *)ents[i].name, &ep.attr, &ep, off + 1))
+                off++;
+            else
+                full = true;
+        }
+        for (size_t k = 0; k < n; k++)
+            catalog_entry_clear(&ents[k]);
+        free(ents);
+    }
+    return 0;
+}
+
+static void do_readdir(job *j)
+{
+    fs *f = j->f;
+    size_t snap = 0;
+    uint64_t dir = 0;
+    bool root_list = j->ino == FS_INO_ROOT && f->single < 0;
+    if (!root_list && !ino_decode(f, j->ino, &snap, &dir)) {
+        fuse_reply_err(j->req, ENOENT);
+        return;
+    }
+    char *buf = xmalloc(j->size);
+    size_t used = 0;
+    /* "." and ".." come first; in readdirplus their entry param has ino 0, so they are no lookups. */
+    struct fuse_entry_param none;
+    memset(&none, 0, sizeof(none));
+    int r = 0;
+    for (; j->off < 2; j->off++) {
+        struct stat st = { .st_ino = j->ino, .st_mode = S_IFDIR };
+        if (!add_dirent(j, buf, &used, j->off == 0 ? "." : "..", &st, &none, j->off + 1))
+            goto reply;
+    }
+    if (root_list)
+        readdir_root(j, buf, &used);
+    else
+        r = readdir_snapshot(j, snap, dir, buf, &used);
+reply:
+    if (r < 0) {
+        fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: directory %llu: %s", f->snaps[snap].name,
+                    (unsigned long long)dir, rh_strerror(r));
+        fuse_reply_err(j->req, to_errno(r));
+    } else {
+        fuse_reply_buf(j->req, buf, used);
+    }
+    free(buf);
+}
+
+static void do_xattr(job *j)
+{
+    fs *f = j->f;
+    size_t snap;
+    uint64_t idx;
+    catalog_entry *e = NULL;
+    if (ino_decode(f, j->ino, &snap, &idx) && !(e = get_entry(j, snap, idx)))
+        return;
+    uint32_t count = e ? e->xattr_count : 0;
+    if (j->op == OP_LISTXATTR) {
+        bytebuf names = { 0 };
+        for (uint32_t i = 0; i < count; i++)
+            buf_append(&names, e->xattrs[i].name, e->xattrs[i].name_len + 1u);
+        if (j->size == 0)
+            fuse_reply_xattr(j->req, names.len);
+        else if (j->size < names.len)
+            fuse_reply_err(j->req, ERANGE);
+        else
+            fuse_reply_buf(j->req, (char *)names.data, names.len);
+        buf_free(&names);
+    } else {
+        const catalog_xattr *x = NULL;
+        for (uint32_t i = 0; i < count && !x; i++)
+            if (!strcmp((char *)e->xattrs[i].name, j->name))
+                x = &e->xattrs[i];
+        if (!x)
+            fuse_reply_err(j->req, ENODATA);
+        else if (j->size == 0)
+            fuse_reply_xattr(j->req, x->value_len);
+        else if (j->size < x->value_len)
+            fuse_reply_err(j->req, ERANGE);
+        else
+            fuse_reply_buf(j->req, (char *)x->value, x->value_len);
+    }
+    catalog_entry_free(e);
+}
+
+static void do_lseek(job *j)
+{
+    const streammap *m = j->of->map;
+    uint64_t off = (uint64_t)j->off;
+    if (j->off < 0 || off >= m->size) {
+        fuse_reply_err(j->req, ENXIO);
+        return;
+    }
+    size_t i = streammap_find(m, off);
+    if (j->whence == SEEK_DATA) {
+        while (i < m->n && m->e[i].hole)
+            i++;
+        if (i == m->n)
+            fuse_reply_err(j->req, ENXIO);
+        else
+            fuse_reply_lseek(j->req, (off_t)MAX(off, m->start[i]));
+    } else {
+        while (i < m->n && !m->e[i].hole)
+            i++;
+        fuse_reply_lseek(j->req, (off_t)(i == m->n ? m->size : MAX(off, m->start[i])));
+    }
+}
+
+static void job_work(uv_work_t *w)
+{
+    job *j = container_of(w, job, work);
+    switch (j->op) {
+    case OP_LOOKUP:
+        do_lookup(j);
+        break;
+    case OP_GETATTR:
+        do_getattr(j);
+        break;
+    case OP_READLINK:
+        do_readlink(j);
+        break;
+    case OP_OPEN:
+        do_open(j);
+        break;
+    case OP_READ:
+        do_read(j);
+        break;
+    case OP_READDIR:
+        do_readdir(j);
+        break;
+    case OP_GETXATTR:
+    case OP_LISTXATTR:
+        do_xattr(j);
+        break;
+    case OP_LSEEK:
+        do_lseek(j);
+        break;
+    case OP_PREFETCH:
+        do_prefetch(j);
+        break;
+    }
+}
+
+/* Runs on the loop thread after a job: starts read-ahead planned by a read, drops references. */
+static void job_done(uv_work_t *w, int status)
+{
+    job *j = container_of(w, job, work);
+    if (j->op == OP_READ && j->ra_to > j->ra_from) {
+        job *p = new_job(OP_PREFETCH, j->ino);
+        p->f = j->f;
+        p->of = j->of;
+        p->ra_from = j->ra_from;
+        p->ra_to = j->ra_to;
+        p->of->refs++;
+        if (uv_queue_work(j->f->loop, &p->work, job_work, job_done) < 0) {
+            p->of->refs--;
+            free(p);
+        }
+    }
+    if (j->op == OP_PREFETCH || j->op == OP_READ || j->op == OP_LSEEK)
+        ofile_unref(j->of);
+    free(j->name);
+    free(j);
+}
+
+/* ---- the handlers (loop thread) ---- */
+
+static void fs_init(void *userdata, struct fuse_conn_info *conn)
+{
+    /* Large requests; no splice (the session fd is non-blocking and read whole); async reads. */
+    conn->max_write = 1u << 20;
+    conn->max_readahead = 1u << 20;
+    conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_WRITE);
+    if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+        conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+}
+
+static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+    job *j = new_job(OP_LOOKUP, parent);
+    j->name = xstrdup(name);
+    queue(req, j);
+}
+
+static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    queue(req, new_job(OP_GETATTR, ino));
+}
+
+static void fs_readlink(fuse_req_t req, fuse_ino_t ino) { queue(req, new_job(OP_READLINK, ino)); }
+
+static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
+        fuse_reply_err(req, EROFS);
+        return;
+    }
+    queue(req, new_job(OP_OPEN, ino));
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    job *j = new_job(OP_READ, ino);
+    j->size = size;
+    j->off = off;
+    j->of = (ofile *)(uintptr_t)fi->fh;
+    j->of->refs++; /* the reply goes out before job_done runs, so RELEASE may come first */
+    queue(req, j);
+}
+
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    ofile_unref((ofile *)(uintptr_t)fi->fh); /* jobs still using it hold their own references */
+    fuse_reply_err(req, 0);
+}
+
+static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    fi->cache_readdir = 1; /* directories never change */
+    fi->keep_cache = 1;
+    fuse_reply_open(req, fi);
+}
+
+static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+    job *j = new_job(OP_READDIR, ino);
+    j->size = size;
+    j->off = off;
+    j->plus = plus;
+    queue(req, j);
+}
+
+static void fs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    readdir_common(req, ino, size, off, false);
+}
+
+static void fs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+    readdir_common(req, ino, size, off, true);
+}
+
+static void fs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+    job *j = new_job(OP_GETXATTR, ino);
+    j->name = xstrdup(name);
+    j->size = size;
+    queue(req, j);
+}
+
+static void fs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+    job *j = new_job(OP_LISTXATTR, ino);
+    j->size = size;
+    queue(req, j);
+}
+
+static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+        fuse_reply_err(req, EINVAL); /* SEEK_SET/CUR/END never reach the file system */
+        return;
+    }
+    job *j = new_job(OP_LSEEK, ino);
+    j->off = off;
+    j->whence = whence;
+    j->of = (ofile *)(uintptr_t)fi->fh;
+    j->of->refs++;
+    queue(req, j);
+}
+
+static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+    struct statvfs sv = { .f_bsize = 65536, .f_frsize = 65536, .f_namemax = 255, .f_flag = ST_RDONLY };
+    fuse_reply_statfs(req, &sv);
+}
+
+static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+    fuse_reply_err(req, mask & W_OK ? EROFS : 0);
+}
+
+/* Everything that would change the tree: a snapshot is read-only. */
+static void erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int to_set, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+static void erofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d) { fuse_reply_err(req, EROFS); }
+static void erofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { fuse_reply_err(req, EROFS); }
+static void erofs_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
+static void erofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
+static void erofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned f)
+{
+    fuse_reply_err(req, EROFS);
+}
+static void erofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
+static void erofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi)
+{
+    fuse_reply_err(req, EROFS);
+}
+static void erofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
+{
+    fuse_reply_err(req, EROFS);
+}
+static void erofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { fuse_reply_err(req, EROFS); }
+
+const struct fuse_lowlevel_ops fs_ops = {
+    .init = fs_init,
+    .lookup = fs_lookup,
+    .getattr = fs_getattr,
+    .readlink = fs_readlink,
+    .open = fs_open,
+    .read = fs_read,
+    .release = fs_release,
+    .opendir = fs_opendir,
+    .readdir = fs_readdir,
+    .readdirplus = fs_readdirplus,
+    .getxattr = fs_getxattr,
+    .listxattr = fs_listxattr,
+    .lseek = fs_lseek,
+    .statfs = fs_statfs,
+    .access = fs_access,
+    .setattr = erofs_setattr,
+    .mknod = erofs_mknod,
+    .mkdir = erofs_mkdir,
+    .unlink = erofs_unlink,
+    .rmdir = erofs_unlink,
+    .symlink = erofs_symlink,
+    .rename = erofs_rename,
+    .link = erofs_link,
+    .create = erofs_create,
+    .setxattr = erofs_setxattr,
+    .removexattr = erofs_removexattr,
+};

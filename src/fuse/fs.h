@@ -1,0 +1,65 @@
+/*
+ * fs.h — rehydratefs's shared state, shared by the FUSE operations (fs.c) and the daemon (main.c).
+ *
+ * Inodes are computed, not stored: the root is 1, "latest" is 2, and entry e of snapshot s (its index in
+ * the mount's snapshot table, which is sorted by creation time so that a newer snapshot never renumbers
+ * an older one) is ((s + 1) << 40) | e. Every member of a hard-link group reports the inode of the
+ * group's first entry. Nothing is kept per inode, so forget is free and memory does not grow with the
+ * number of files looked at.
+ *
+ * Threads: operations run on libuv's thread pool (fs.c queues a job per request and the job replies);
+ * the loop thread only receives requests, queues jobs and starts read-ahead. Catalog handles serialize
+ * themselves; the chunk cache is thread-safe.
+ */
+#ifndef RH_FUSE_FS_H
+#define RH_FUSE_FS_H
+
+#define FUSE_USE_VERSION 35
+
+#include <fuse_lowlevel.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "common/digestset.h"
+#include "restore/cache.h"
+#include "snapshot/catalog.h"
+#include "store/store.h"
+
+#define FS_INO_ROOT 1
+#define FS_INO_LATEST 2
+#define FS_INO_SHIFT 40
+#define FS_ENTRY_MASK ((UINT64_C(1) << FS_INO_SHIFT) - 1)
+#define FS_TIMEOUT 86400.0 /* snapshots never change: entries and attributes are valid for a day */
+
+typedef struct fs_snapshot {
+    char *name;
+    catalog *c;
+    uint64_t created_ns;
+} fs_snapshot;
+
+typedef struct fs {
+    rh_store *s;
+    chunk_cache *cache;
+    fs_snapshot *snaps; /* sorted by creation time */
+    size_t nsnaps;
+    long single; /* -1: the root lists the snapshots; else the snapshot mounted as the root */
+    uv_loop_t *loop;
+    struct fuse_session *se;
+    bool foreground;
+    uint64_t mount_ns;
+    uid_t uid;
+    gid_t gid;
+    unsigned readahead; /* chunks to fetch ahead of a sequential reader */
+    pthread_mutex_t log_lock; /* protects logged */
+    digest_set logged;        /* damage already reported (digest of container path + file) */
+} fs;
+
+extern const struct fuse_lowlevel_ops fs_ops;
+
+/* Logs a message once per (what, where) pair: to stderr in the foreground, else to syslog. */
+void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+#endif

@@ -1,0 +1,271 @@
+/*
+ * cache.c — the shared chunk cache and index pool (see cache.h).
+ *
+ * The cache is a chained hash table on the digest plus an LRU list, under one mutex. Entries are
+ * reference counted: an entry in use is never evicted or freed, so readers copy out of it without the
+ * lock. Two threads that miss the same chunk at once may both fetch it; the second insert finds the
+ * first and drops its copy. That wastes a fetch in a rare race instead of making readers wait on each
+ * other.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+
+#include "common/util.h"
+#include "restore/cache.h"
+#include "restore/reader.h"
+
+#define POOL_MAX 64
+
+struct chunk_ref {
+    uint8_t digest[HASH_LEN];
+    uint64_t len;
+    unsigned refs;
+    chunk_ref *hnext;            /* hash chain */
+    chunk_ref *lru_prev, *lru_next; /* most recently used at the head */
+    uint8_t data[];
+};
+
+struct chunk_cache {
+    rh_store *s;
+    bool verify;
+    pthread_mutex_t lock; /* protects everything below */
+    chunk_ref **buckets;
+    size_t nbuckets;
+    chunk_ref *lru_head, *lru_tail;
+    size_t bytes, capacity;
+    cache_stats st;
+    index_t *pool[POOL_MAX]; /* idle index handles */
+    size_t npool;
+};
+
+const uint8_t *chunk_data(const chunk_ref *c) { return c->data; }
+
+int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret)
+{
+    chunk_cache *c = xcalloc(1, sizeof(*c));
+    c->s = s;
+    c->verify = verify;
+    c->capacity = capacity;
+    /* about one bucket per average chunk that fits, at least 1024, a power of two */
+    size_t want = MAX(capacity / (64u << 10), (size_t)1024);
+    c->nbuckets = 1;
+    while (c->nbuckets < want)
+        c->nbuckets <<= 1;
+    c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
+    pthread_mutex_init(&c->lock, NULL);
+    *ret = c;
+    return 0;
+}
+
+void chunk_cache_free(chunk_cache *c)
+{
+    if (!c)
+        return;
+    for (chunk_ref *e = c->lru_head, *n; e; e = n) {
+        n = e->lru_next;
+        free(e);
+    }
+    for (size_t i = 0; i < c->npool; i++)
+        index_close(c->pool[i]);
+    free(c->buckets);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+}
+
+static size_t bucket_of(const chunk_cache *c, const uint8_t d[HASH_LEN])
+{
+    return (size_t)get_le64(d) & (c->nbuckets - 1);
+}
+
+static chunk_ref *find_locked(chunk_cache *c, const uint8_t d[HASH_LEN])
+{
+    for (chunk_ref *e = c->buckets[bucket_of(c, d)]; e; e = e->hnext)
+        if (memcmp(e->digest, d, HASH_LEN) == 0)
+            return e;
+    return NULL;
+}
+
+static void lru_unlink(chunk_cache *c, chunk_ref *e)
+{
+    if (e->lru_prev)
+        e->lru_prev->lru_next = e->lru_next;
+    else
+        c->lru_head = e->lru_next;
+    if (e->lru_next)
+        e->lru_next->lru_prev = e->lru_prev;
+    else
+        c->lru_tail = e->lru_prev;
+    e->lru_prev = e->lru_next = NULL;
+}
+
+static void lru_push_head(chunk_cache *c, chunk_ref *e)
+{
+    e->lru_prev = NULL;
+    e->lru_next = c->lru_head;
+    if (c->lru_head)
+        c->lru_head->lru_prev = e;
+    c->lru_head = e;
+    if (!c->lru_tail)
+        c->lru_tail = e;
+}
+
+/* Evicts unreferenced entries from the cold end until the cache fits its capacity. */
+static void evict_locked(chunk_cache *c)
+{
+    for (chunk_ref *e = c->lru_tail; e && c->bytes > c->capacity;) {
+        chunk_ref *prev = e->lru_prev;
+        if (e->refs == 0) {
+            chunk_ref **pp = &c->buckets[bucket_of(c, e->digest)];
+            while (*pp != e)
+                pp = &(*pp)->hnext;
+            *pp = e->hnext;
+            lru_unlink(c, e);
+            c->bytes -= e->len;
+            c->st.evictions++;
+            c->st.entries--;
+            free(e);
+        }
+        e = prev;
+    }
+}
+
+bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN])
+{
+    pthread_mutex_lock(&c->lock);
+    bool hit = find_locked(c, digest) != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+static int pool_take(chunk_cache *c, index_t **ret)
+{
+    pthread_mutex_lock(&c->lock);
+    index_t *ix = c->npool ? c->pool[--c->npool] : NULL;
+    pthread_mutex_unlock(&c->lock);
+    if (!ix) {
+        _cleanup_(freep) char *path = store_index_path(c->s);
+        int r = index_open(path, c->s->cfg.uuid, INDEX_READONLY, &ix);
+        if (r < 0)
+            return r;
+    }
+    *ret = ix;
+    return 0;
+}
+
+static void pool_give(chunk_cache *c, index_t *ix)
+{
+    pthread_mutex_lock(&c->lock);
+    if (c->npool < POOL_MAX) {
+        c->pool[c->npool++] = ix;
+        ix = NULL;
+    }
+    pthread_mutex_unlock(&c->lock);
+    index_close(ix);
+}
+
+int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
+              index_loc *ret_loc)
+{
+    pthread_mutex_lock(&c->lock);
+    chunk_ref *e = find_locked(c, digest);
+    if (e) {
+        e->refs++;
+        lru_unlink(c, e);
+        lru_push_head(c, e);
+        c->st.hits++;
+        pthread_mutex_unlock(&c->lock);
+        *ret = e;
+        return 0;
+    }
+    c->st.misses++;
+    pthread_mutex_unlock(&c->lock);
+
+    /* Fetch without the lock: other readers go on meanwhile. */
+    chunk_ref *n = xmalloc(sizeof(*n) + (size_t)len);
+    memcpy(n->digest, digest, HASH_LEN);
+    n->len = len;
+    n->refs = 1;
+    index_t *ix;
+    int r = pool_take(c, &ix);
+    if (r >= 0) {
+        r = reader_fetch_chunk(c->s, ix, digest, len, c->verify, n->data, ret_loc);
+        pool_give(c, ix);
+    }
+    if (r < 0) {
+        free(n);
+        return r;
+    }
+    pthread_mutex_lock(&c->lock);
+    e = find_locked(c, digest);
+    if (e) { /* another reader fetched it meanwhile: use theirs */
+        e->refs++;
+        free(n);
+        n = e;
+    } else {
+        size_t b = bucket_of(c, digest);
+        n->hnext = c->buckets[b];
+        c->buckets[b] = n;
+        lru_push_head(c, n);
+        c->bytes += len;
+        c->st.entries++;
+        c->st.fetched_bytes += len;
+        evict_locked(c);
+    }
+    pthread_mutex_unlock(&c->lock);
+    *ret = n;
+    return 0;
+}
+
+void chunk_release(chunk_cache *c, chunk_ref *ref)
+{
+    if (!ref)
+        return;
+    pthread_mutex_lock(&c->lock);
+    ref->refs--;
+    if (ref->refs == 0 && c->bytes > c->capacity)
+        evict_locked(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret)
+{
+    pthread_mutex_lock(&c->lock);
+    *ret = c->st;
+    ret->bytes = c->bytes;
+    pthread_mutex_unlock(&c->lock);
+}
+
+int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint64_t off, size_t *ret_n,
+                size_t *ret_bad, index_loc *ret_loc)
+{
+    uint8_t *dst = out;
+    if (off >= m->size || len == 0) {
+        *ret_n = 0;
+        return 0;
+    }
+    len = (size_t)MIN((uint64_t)len, m->size - off);
+    size_t done = 0;
+    for (size_t i = streammap_find(m, off); done < len; i++) {
+        const streammap_entry *e = &m->e[i];
+        uint64_t in = off + done - m->start[i];
+        size_t n = (size_t)MIN(e->length - in, (uint64_t)(len - done));
+        if (e->hole) {
+            memset(dst + done, 0, n);
+        } else {
+            chunk_ref *ref;
+            int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
+            if (r < 0) {
+                if (ret_bad)
+                    *ret_bad = i;
+                return r;
+            }
+            memcpy(dst + done, ref->data + in, n);
+            chunk_release(c, ref);
+        }
+        done += n;
+    }
+    *ret_n = done;
+    return 0;
+}

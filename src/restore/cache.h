@@ -1,0 +1,54 @@
+/*
+ * cache.h — concurrent lazy reads for many threads at once (the daemon's data path): a bounded LRU of
+ * decompressed chunks shared by every reader, a pool of index handles (one SQLite connection is used
+ * by one thread at a time), and chunk fetches that read through the store callbacks on a miss.
+ *
+ * All functions are thread-safe. The store's read callback is called from several threads at once:
+ * use this only with stores whose callbacks allow that (the built-in local store does).
+ */
+#ifndef RH_RESTORE_CACHE_H
+#define RH_RESTORE_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hash/hash.h"
+#include "store/store.h"
+#include "store/streammap.h"
+
+typedef struct chunk_cache chunk_cache;
+
+/* A chunk held by a reader: data stays valid until chunk_release. */
+typedef struct chunk_ref chunk_ref;
+const uint8_t *chunk_data(const chunk_ref *c);
+
+typedef struct cache_stats {
+    uint64_t hits, misses, fetched_bytes, evictions, bytes, entries;
+} cache_stats;
+
+/* capacity: bytes of decompressed chunks kept (at least one chunk is always kept while referenced);
+ * verify: check every fetched chunk's SHA-256. */
+int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret);
+void chunk_cache_free(chunk_cache *c); /* NULL is a no-op; no chunk may be held */
+/*
+ * The chunk `digest` of raw length `len`: from the cache, or fetched (index lookup, one read through the
+ * callbacks, checksum, decompression) and inserted. *ret_loc (may be NULL) gets the location on a fetch
+ * failure, for messages. Errors as reader_fetch_chunk.
+ */
+int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
+              index_loc *ret_loc);
+void chunk_release(chunk_cache *c, chunk_ref *ref);
+/* True when the chunk is cached (for read-ahead decisions; the answer may be stale at once). */
+bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN]);
+void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret);
+
+/*
+ * Reads file bytes [off, off+len) described by stream map m into out, through the cache; holes are
+ * zeros. *ret_n is short only at the end of the file. On failure *ret_bad (may be NULL) gets the
+ * index of the stream map entry that failed.
+ */
+int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint64_t off, size_t *ret_n,
+                size_t *ret_bad, index_loc *ret_loc);
+
+#endif
