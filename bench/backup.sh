@@ -116,12 +116,12 @@ borg_count()       { borg list --short "$1" | wc -l; }
 # The subshell in borg_backup loses T_*; re-read them from the time file.
 reread() { read -r T_WALL T_USER T_SYS <"$tmp/time.out"; }
 
-# quiesce: other work on the machine inflates wall times. Wait (up to 15 s) until the CPUs have been
+# quiesce: other work on the machine inflates wall times. Wait (up to 10 s) until the CPUs have been
 # at least 75 % idle for one second; count the runs that had to start on a busy machine anyway.
 busy_starts=0
 quiesce() {
     local i a b idle total
-    for i in $(seq 15); do
+    for i in $(seq 10); do
         a=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
         sleep 1
         b=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
@@ -129,45 +129,43 @@ quiesce() {
         [ $((idle * 4)) -lt $((total * 3)) ] || return 0
     done
     busy_starts=$((busy_starts + 1))
-    note "machine still busy after 15 s (other jobs?); measuring anyway"
+    note "machine still busy after 10 s (other jobs?); measuring anyway"
 }
 
 results=$tmp/results.tsv       # one line per repetition
 : >"$results"
 
-bench_tool() {  # bench_tool DATASET TOOL SRC BYTES
-    local ds=$1 tool=$2 src=$3 bytes=$4 repo=$tmp/repo
-    local rep cold cold_u cold_s second warm_w warm_u warm_s repo_b repo1_b n
+bench_tool() {  # bench_tool DATASET TOOL SRC BYTES REP: one repetition of the three measurements
+    local ds=$1 tool=$2 src=$3 bytes=$4 rep=$5 repo=$tmp/repo
+    local cold cold_u cold_s second warm_w warm_u warm_s repo_b repo1_b n
 
-    for rep in $(seq "$REPS"); do
-        # (a) first backup, cold page cache, then (b) a second backup of the unchanged data
-        rm -rf "$repo"; "${tool}_init" "$repo"
-        sync; quiesce; drop_caches
-        "${tool}_backup" "$repo" "$src" first; reread
-        cold=$T_WALL cold_u=$T_USER cold_s=$T_SYS
-        sync
-        repo1_b=$(du -sb "$repo" | cut -f1)
-        "${tool}_backup" "$repo" "$src" second; reread
-        second=$T_WALL
-        sync
-        repo_b=$(du -sb "$repo" | cut -f1)
-        n=$("${tool}_count" "$repo") || die "$tool: cannot list snapshots"
-        [ "$n" = 2 ] || die "$tool: expected 2 snapshots in $repo, found $n"
-        [ "$repo1_b" -gt $((bytes / 50)) ] || die "$tool: repository implausibly small ($repo1_b bytes)"
+    # (a) first backup, cold page cache, then (b) a second backup of the unchanged data
+    rm -rf "$repo"; "${tool}_init" "$repo"
+    sync; quiesce; drop_caches
+    "${tool}_backup" "$repo" "$src" first; reread
+    cold=$T_WALL cold_u=$T_USER cold_s=$T_SYS
+    sync
+    repo1_b=$(du -sb "$repo" | cut -f1)
+    "${tool}_backup" "$repo" "$src" second; reread
+    second=$T_WALL
+    sync
+    repo_b=$(du -sb "$repo" | cut -f1)
+    n=$("${tool}_count" "$repo") || die "$tool: cannot list snapshots"
+    [ "$n" = 2 ] || die "$tool: expected 2 snapshots in $repo, found $n"
+    [ "$repo1_b" -gt $((bytes / 50)) ] || die "$tool: repository implausibly small ($repo1_b bytes)"
 
-        # (c) first backup again into a fresh repository, data already in the page cache
-        rm -rf "$repo"; "${tool}_init" "$repo"
-        sync; warm "$src"; quiesce
-        "${tool}_backup" "$repo" "$src" first; reread
-        warm_w=$T_WALL warm_u=$T_USER warm_s=$T_SYS
-        n=$("${tool}_count" "$repo") || die "$tool: cannot list snapshots"
-        [ "$n" = 1 ] || die "$tool: expected 1 snapshot in $repo, found $n"
-        rm -rf "$repo"
+    # (c) first backup again into a fresh repository, data already in the page cache
+    rm -rf "$repo"; "${tool}_init" "$repo"
+    sync; warm "$src"; quiesce
+    "${tool}_backup" "$repo" "$src" first; reread
+    warm_w=$T_WALL warm_u=$T_USER warm_s=$T_SYS
+    n=$("${tool}_count" "$repo") || die "$tool: cannot list snapshots"
+    [ "$n" = 1 ] || die "$tool: expected 1 snapshot in $repo, found $n"
+    rm -rf "$repo"
 
-        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$tool" "$bytes" \
-            "$cold" "$cold_u" "$cold_s" "$warm_w" "$warm_u" "$warm_s" "$second" "$repo1_b" "$repo_b" >>"$results"
-        note "$ds/$tool #$rep: first cold ${cold}s, warm ${warm_w}s (user ${warm_u}s sys ${warm_s}s), second ${second}s, repo $repo_b bytes"
-    done
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$tool" "$bytes" \
+        "$cold" "$cold_u" "$cold_s" "$warm_w" "$warm_u" "$warm_s" "$second" "$repo1_b" "$repo_b" >>"$results"
+    note "$ds/$tool #$rep: first cold ${cold}s, warm ${warm_w}s (user ${warm_u}s sys ${warm_s}s), second ${second}s, repo $repo_b bytes"
 }
 
 # Bytes of file content, each inode once (hard links share one copy), and the number of paths.
@@ -316,9 +314,12 @@ for ds in corpus system; do
 done
 note "datasets ready after $(( $(date +%s) - start ))s"
 
+# Repetitions go round the tools, so that a burst of other work on the machine does not fall on one tool.
 for ds in corpus system; do
-    for tool in rehydrate restic borg; do
-        bench_tool "$ds" "$tool" "$tmp/$ds" "${ds_bytes[$ds]}"
+    for rep in $(seq "$REPS"); do
+        for tool in rehydrate restic borg; do
+            bench_tool "$ds" "$tool" "$tmp/$ds" "${ds_bytes[$ds]}" "$rep"
+        done
     done
 done
 

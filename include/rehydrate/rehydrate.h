@@ -79,8 +79,10 @@ typedef struct rh_container_extent {
 /*
  * The backup-store callback table, our counterpart of IDedupReadFileCallback. Paths are relative to the
  * store root and use '/' ("rehydrate.store", "containers/data/00000003.ctr", "snapshots/monday.snap").
- * All callbacks of one rh_store are called from one thread at a time: the thread that called the
- * rh_ function that needs them. The table must outlive the store; `ctx` is passed back unchanged.
+ * Callbacks are called on the thread that called the rh_ function that needs them. An rh_store, and the
+ * snapshots and files opened from it, may be used by one thread at a time (like an SQLite connection):
+ * callers that share one across threads serialize their calls, and callbacks are then never called
+ * concurrently. The table must outlive the store; `ctx` is passed back unchanged.
  */
 #define RH_STORE_OPS_VERSION 1
 typedef struct rh_store_ops {
@@ -92,12 +94,14 @@ typedef struct rh_store_ops {
     /* OrderContainersRestore: the engine names every container that it needs; the application may set
      * *ret_plan to a malloc'd array of extents in the order it wants them read (container_index indexes
      * `paths`; length UINT64_MAX means "to the end"), which the engine frees, or leave it NULL to accept
-     * the engine's own order. Called once for stream-map containers and once for data containers.
-     * Optional (NULL). */
+     * the engine's own order. Called once for stream-map containers and once for data containers (when
+     * any is needed). Containers the plan leaves out are read after those it names; a negative return
+     * fails every file of this call. Optional (NULL). */
     int (*order_containers)(void *ctx, size_t n, const char *const *paths,
                             rh_container_extent **ret_plan, size_t *ret_len);
     /* PreviewContainerRead: called before the reads of a container, with the extents that will be read
-     * from it, so that the application can prefetch. Optional (NULL). */
+     * from it, so that the application can prefetch. A negative return skips that container: the
+     * files that need it fail with that code. Optional (NULL). */
     int (*preview)(void *ctx, const char *path, size_t n, const rh_extent *extents);
 } rh_store_ops;
 
@@ -123,9 +127,9 @@ RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
  *
  * `results` (may be NULL) gets one code per path: 0, RH_NOT_A_STUB (the file has no reparse point; it is
  * left alone), or a negative code (RH_ECORRUPT, RH_ECHECKSUM, RH_EDIGEST, RH_ENOCONTAINER, RH_ENOCHUNK,
- * a negated errno, ...) that rh_strerror explains; a failed file keeps its xattr and may be retried.
- * Returns 0 when no file failed, RH_EPARTIAL when some were restored and some failed, otherwise the
- * first file's error. More than RH_RESTORE_MAX_FILES paths or an unknown flag bit: -EINVAL, and nothing
+ * RH_EWRONGSTORE, a negated errno, ...) that rh_strerror explains; a failed file keeps its xattr and may
+ * be retried. Returns 0 when no file failed (RH_NOT_A_STUB is not a failure), RH_EPARTIAL when some
+ * files failed and others did not, otherwise (every file failed) the first path's error. More than RH_RESTORE_MAX_FILES paths or an unknown flag bit: -EINVAL, and nothing
  * is touched.
  *
  * Every store file is read through the store's callbacks, on the calling thread: first
@@ -153,7 +157,8 @@ RH_EXPORT void rh_snapshot_close(rh_snapshot *snapshot); /* NULL is a no-op */
 
 /*
  * Opens the regular file at `path` ('/'-separated, relative to the snapshot root) for reading. Its
- * stream map is read and checked once here. -ENOENT, -EISDIR (not a regular file), RH_ENOTDEDUP (the
+ * stream map is read and checked once here. -ENOENT, -EISDIR (a directory), -EINVAL (another type that
+ * is not a regular file), RH_ENOTDEDUP (the
  * snapshot has no data for it: it could not be read at backup time). flags: RH_RESTORE_VERIFY checks
  * each chunk's SHA-256 as it is read. Close every file before its snapshot.
  */
@@ -161,9 +166,8 @@ RH_EXPORT int rh_file_open(rh_snapshot *snapshot, const char *path, unsigned fla
 RH_EXPORT uint64_t rh_file_size(const rh_file *file);
 /*
  * Reads up to `size` bytes at `offset` into buf; *ret_read gets the count, which is less than size only
- * at the end of the file. Holes read as zeros without touching the store. One rh_file must not be used
- * by two threads at once; different files of one snapshot may be read in parallel only when the store's
- * callbacks allow it.
+ * at the end of the file. Holes read as zeros without touching the store. See rh_store_ops for the
+ * threading rule: one thread at a time per store.
  */
 RH_EXPORT int rh_file_pread(rh_file *file, void *buf, size_t size, uint64_t offset, size_t *ret_read);
 RH_EXPORT void rh_file_close(rh_file *file); /* NULL is a no-op */

@@ -30,6 +30,7 @@ int cmd_ls(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_reindex(int argc, char **argv);
 int cmd_restore(int argc, char **argv);
+int cmd_mount(int argc, char **argv);
 
 /* "rehydrate: <message>" on stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

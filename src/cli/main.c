@@ -20,6 +20,8 @@ const cli_command cli_commands[] = {
       "Check every record, chunk, stream map and catalog; name what is damaged and which files it affects." },
     { "restore", cmd_restore, "STORE SNAPSHOT TARGET [PATH...] [--stubs-only | --resume] [--force] [--json]",
       "Restore a snapshot, or the subtrees PATH... of it, into TARGET (stubs first, then data, then metadata)." },
+    { "mount", cmd_mount, "STORE MOUNTPOINT [-f] [-o OPTIONS]",
+      "Mount STORE read-only at MOUNTPOINT with rehydratefs(8): browse with ls, restore with cp." },
     { "reindex", cmd_reindex, "STORE", "Rebuild the chunk index (index.db) from the containers." },
     { NULL, NULL, NULL, NULL },
 };

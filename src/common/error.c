@@ -13,6 +13,8 @@ RH_EXPORT const char *rh_strerror(int code)
     switch (code) {
     case 0:
         return "success";
+    case RH_NOT_A_STUB:
+        return "not a stub (the file carries no reparse point)";
 #define RH_ERR_CASE(name, value, msg)                                                               \
     case name:                                                                                     \
         return msg;

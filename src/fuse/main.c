@@ -93,6 +93,8 @@ static void add_mount_options(struct fuse_args *args, const char *store)
     free(fsname);
 }
 
+static void note(const char *msg) { fprintf(stderr, "rehydratefs: %s\n", msg); }
+
 /* ---- the snapshot table ---- */
 
 static int cmp_snap(const void *a, const void *b)
@@ -293,7 +295,7 @@ int main(int argc, char **argv)
     /* Check the index once (rebuilding it when missing or stale, with a message); workers then open
      * their own read-only handles. */
     index_t *ix;
-    if ((r = store_open_index(f.s, INDEX_READONLY, true, NULL, &ix)) < 0) {
+    if ((r = store_open_index(f.s, INDEX_READONLY, true, note, &ix)) < 0) {
         fprintf(stderr, "rehydratefs: %s: cannot open or rebuild the index: %s\n", o.store, rh_strerror(r));
         goto out;
     }

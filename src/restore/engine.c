@@ -481,8 +481,12 @@ static void finish_files(engine *e)
             k++;
         if (k == ndone) {
             done[ndone++] = f->dev;
-            if (syncfs(f->fd) < 0)
-                f->result = -errno;
+            if (syncfs(f->fd) < 0) { /* nothing on this file system is known durable: all keep their xattr */
+                int err = -errno;
+                for (size_t m = i; m < e->nfiles; m++)
+                    if (e->files[m].dev == f->dev)
+                        fail_file(&e->files[m], err);
+            }
         }
     }
     for (size_t i = 0; i < e->nfiles; i++) {

@@ -179,6 +179,8 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     }
     uint8_t id[STORE_IDENTITY_SIZE];
     int r = s->ops->read(s->ctx, STORE_IDENTITY_FILE, 0, id, sizeof(id));
+    if (r > 0)
+        r = -EIO; /* the contract is 0 or a negative code */
     if (r == -ENOENT)
         r = RH_ENOTSTORE;
     if (r == 0)

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Integration test of rehydratefs: two snapshots through the mount compared entry by entry with their
+# sources, cp -a out of the mount (sparse files stay sparse), EROFS on every write, parallel readers,
+# damage giving EIO on exactly the files that use it, SIGTERM with reads in flight, fusermount3 -u,
+# -o snapshot=, mount(8), and no sanitizer report in the daemon's stderr.
+. "$(dirname "$0")/../lib.sh"
+
+[ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
+: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
+export PATH="$(dirname "$REHYDRATEFS"):$PATH"   # mount.fuse3 runs "rehydratefs" from PATH
+rh() { "$REHYDRATE" "$@"; }
+diff_tree() { "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$@"; }
+MNT=$WORK/mnt
+mkdir -p "$MNT"
+DAEMON_LOGS=""
+unmount_all() { for m in "$WORK"/mnt*; do mountpoint -q "$m" && fusermount3 -u -z "$m"; done; return 0; }
+cleanup_hooks="unmount_all"
+
+# start_fs LOG [OPTIONS...]: runs the daemon in the foreground in the background; waits for the mount.
+start_fs() {
+    local log=$1; shift
+    DAEMON_LOGS="$DAEMON_LOGS $log"
+    "$REHYDRATEFS" "$STORE" "$MNT" -f "$@" 2>"$log" &
+    FS_PID=$!
+    for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.05; done
+    echo "# the daemon did not mount"; cat "$log"; return 1
+}
+stop_fs() { fusermount3 -u "$MNT"; wait "$FS_PID"; }
+
+SRC=$WORK/src
+STORE=$WORK/store
+make_tree "$SRC"
+rh backup "$STORE" "$SRC" --name one -q
+cp -a "$SRC" "$WORK/src-one"          # what snapshot one holds
+echo "changed" >>"$SRC/small.txt"
+rm "$SRC/compressible.txt"
+mkdir "$SRC/new dir"; echo new >"$SRC/new dir/file"
+rh backup "$STORE" "$SRC" --name two -q
+
+# ---- browsing and faithful metadata ----
+start_fs "$WORK/d1.log"
+check "the root lists the snapshots and latest" [ "$(ls "$MNT" | tr '\n' ' ')" = "latest one two " ]
+check "latest is a symlink to the newest" [ "$(readlink "$MNT/latest")" = two ]
+check "snapshot one through the mount equals its source (content, modes, owners, ns times, xattrs, devices, hard links, holes)" \
+    diff_tree "$WORK/src-one" "$MNT/one"
+check "snapshot two equals the current source" diff_tree "$SRC" "$MNT/two"
+check "hard links share an inode number" [ "$(stat -c %i "$MNT/one/unique.bin")" = "$(stat -c %i "$MNT/one/dir/hardlink-2")" ]
+check "... and report their link count" [ "$(stat -c %h "$MNT/one/unique.bin")" -eq 3 ]
+check "inode numbers are stable across lookups" [ "$(stat -c %i "$MNT/one/dir/big.bin")" = "$(ls -i "$MNT/one/dir" | awk '/big.bin/ {print $1}')" ]
+check "st_blocks reflects holes" [ "$(stat -c %b "$MNT/one/sparse.img")" -lt 4096 ]
+check "SEEK_DATA finds the data after the first hole" "$PY" -c '
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+d = os.lseek(fd, 200000, os.SEEK_DATA); h = os.lseek(fd, d, os.SEEK_HOLE)
+sys.exit(0 if (1 << 30) - 65536 <= d <= (1 << 30) and h > d and h < (1 << 30) + (1 << 20) else 1)' "$MNT/one/sparse.img"
+check "getxattr returns the original value" [ "$(getfattr --only-values -n user.comment "$MNT/one/small.txt")" = "a value" ]
+
+# ---- cp -a out of the mount ----
+cp -a "$MNT/one" "$WORK/copy-one"
+check "cp -a out of the mount gives the source back, sparse files sparse" diff_tree "$WORK/src-one" "$WORK/copy-one"
+
+# ---- read-only ----
+check_fails "creating a file fails" touch "$MNT/one/newfile"
+check "... with EROFS" bash -c "touch '$MNT/one/newfile' 2>&1 | grep -q 'Read-only file system'"
+check_fails "writing a file fails" bash -c "echo x >>'$MNT/one/small.txt'"
+check_fails "mkdir fails" mkdir "$MNT/one/d"
+check_fails "rm fails" rm -f "$MNT/one/small.txt"
+check_fails "rename fails" mv "$MNT/one/small.txt" "$MNT/one/other"
+check_fails "setfattr fails" setfattr -n user.x -v y "$MNT/one/small.txt"
+check_fails "chmod fails" chmod 777 "$MNT/one/small.txt"
+
+# ---- eight parallel readers ----
+(cd "$SRC" && find . -type f ! -name sparse.img -print0 | sort -z | xargs -0 sha256sum) >"$WORK/want.sum"
+for i in $(seq 8); do
+    (cd "$MNT/two" && sha256sum -c --quiet "$WORK/want.sum" >"$WORK/reader$i.out" 2>&1; echo $? >"$WORK/reader$i.rc") &
+done
+wait_readers() { for i in $(seq 8); do while [ ! -s "$WORK/reader$i.rc" ]; do sleep 0.05; done; done; }
+wait_readers
+check "eight parallel readers agree with the source" [ "$(cat "$WORK"/reader*.rc | sort -u)" = 0 ]
+stop_fs
+check "fusermount3 -u ends the daemon with status 0" [ $? -eq 0 ]
+check "... and leaves no mount behind" bash -c "! mountpoint -q '$MNT'"
+
+# ---- -o snapshot= ----
+start_fs "$WORK/d2.log" -o snapshot=one
+check "-o snapshot=one mounts that snapshot as the root" cmp "$WORK/src-one/small.txt" "$MNT/small.txt"
+stop_fs
+
+# ---- SIGTERM while readers are busy ----
+start_fs "$WORK/d3.log" -o cache_size=1M
+for i in $(seq 4); do (while :; do cat "$MNT/one/dir/big.bin" "$MNT/one/sparse.img" >/dev/null 2>&1 || break; done) & done
+sleep 1
+t0=$(date +%s%N)
+kill -TERM "$FS_PID"
+wait "$FS_PID"; rc=$?
+t1=$(date +%s%N)
+wait 2>/dev/null || true
+check "SIGTERM with reads in flight ends the daemon with status 0 (got $rc)" [ "$rc" -eq 0 ]
+check "... within seconds ($(( (t1 - t0) / 1000000 )) ms)" [ $(( (t1 - t0) / 1000000000 )) -lt 10 ]
+check "... and leaves no mount behind" bash -c "! mountpoint -q '$MNT' && ! grep -q ' $MNT ' /proc/mounts"
+
+# ---- the daemonizing form, mount(8), rehydrate mount ----
+"$REHYDRATEFS" "$STORE" "$MNT"
+check "rehydratefs daemonizes and the mount is ready when it returns" [ -f "$MNT/two/new dir/file" ]
+fusermount3 -u "$MNT"
+# mount(8) runs helpers with its own PATH: as after `make install`, rehydratefs must be in a system
+# directory. A temporary link stands in for the install (removed again unless it was there before).
+sys_link=/usr/local/sbin/rehydratefs
+remove_link() { [ -n "${made_link:-}" ] && rm -f "$sys_link"; return 0; }
+cleanup_hooks="$cleanup_hooks remove_link"
+if [ ! -e "$sys_link" ]; then mkdir -p /usr/local/sbin; ln -s "$REHYDRATEFS" "$sys_link"; made_link=yes; fi
+check "mount -t fuse.rehydratefs works" mount -t fuse.rehydratefs "$STORE" "$MNT" -o snapshot=latest
+check "... and shows the snapshot" [ -f "$MNT/new dir/file" ]
+fusermount3 -u "$MNT" || true
+check "mount -t fuse PROGRAM#STORE works too" mount -t fuse "$REHYDRATEFS#$STORE" "$MNT" -o snapshot=one
+check "... and shows the snapshot" [ -f "$MNT/compressible.txt" ]
+fusermount3 -u "$MNT" || true
+check "mount.rehydratefs (mount -t rehydratefs) works" "$TOP_SRCDIR/contrib/mount.rehydratefs" "$STORE" "$MNT" -o rw,snapshot=one,noauto
+check "... and shows the snapshot" [ -f "$MNT/compressible.txt" ]
+fusermount3 -u "$MNT"
+check "rehydrate mount works" rh mount "$STORE" "$MNT"
+check "... and shows the store" [ -L "$MNT/latest" ]
+fusermount3 -u "$MNT"
+
+# ---- a missing index is rebuilt before mounting ----
+rm -f "$STORE/index.db" "$STORE/index.db-wal" "$STORE/index.db-shm"
+start_fs "$WORK/d4.log"
+check "a missing index is rebuilt at mount, with a message" grep -q 'rebuilding' "$WORK/d4.log"
+check "... and reads work" cmp "$SRC/dir/big.bin" "$MNT/two/dir/big.bin"
+stop_fs
+
+# ---- damage: EIO on the files that use the flipped chunk, and nothing else ----
+"$PY" - "$WORK/src-one/unique.bin" "$STORE/containers/data" <<'PY'
+import os, sys
+needle = open(sys.argv[1], 'rb').read()[300000:300064]
+for n in sorted(os.listdir(sys.argv[2])):
+    p = os.path.join(sys.argv[2], n)
+    data = open(p, 'rb').read()
+    i = data.find(needle)
+    if i >= 0:
+        with open(p, 'r+b') as f:
+            f.seek(i + 10); f.write(bytes([data[i + 10] ^ 0xff]))
+        break
+PY
+start_fs "$WORK/d5.log"
+check "reading the damaged file gives EIO" bash -c "cat '$MNT/one/unique.bin' 2>&1 >/dev/null | grep -q 'Input/output error'"
+check "... so does its hard link" bash -c "! cat '$MNT/one/dir/hardlink-2' >/dev/null 2>&1"
+check "... the damage is logged with the path and the container" grep -q 'unique.bin\|hardlink-1\|hardlink-2' "$WORK/d5.log"
+check "... once" [ "$(grep -c 'record checksum mismatch' "$WORK/d5.log")" -eq 1 ]
+check "every other file still reads right" bash -c "cd '$MNT/one' && (cd '$WORK/src-one' && find . -type f ! -name unique.bin ! -name 'hardlink-*' ! -name sparse.img -print0 | xargs -0 sha256sum) | sha256sum --quiet -c -"
+stop_fs
+
+# ---- no sanitizer reports from any daemon ----
+check "the daemon's stderr has no sanitizer report" bash -c "! grep -l 'ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer' $DAEMON_LOGS"
+
+finish
