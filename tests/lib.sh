@@ -98,3 +98,24 @@ PY
     touch -h -d '2001-02-03 04:05:06.123456789' "$d/small.txt" "$d/link-rel"
     touch -d '1999-12-31 23:59:59.000000001' "$d/dir/sub"
 }
+
+# flip_chunk_byte SOURCE_FILE CONTAINER_DIR: flips one byte inside the stored copy of bytes
+# 300000..300064 of SOURCE_FILE (random data is stored raw, so the bytes appear verbatim in a data
+# container) and prints the container's name. Fails when the bytes are not found.
+flip_chunk_byte() {
+    "$PY" - "$1" "$2" <<'PY'
+import os, sys
+needle = open(sys.argv[1], 'rb').read()[300000:300064]
+for n in sorted(os.listdir(sys.argv[2])):
+    p = os.path.join(sys.argv[2], n)
+    data = open(p, 'rb').read()
+    i = data.find(needle)
+    if i >= 0:
+        with open(p, 'r+b') as f:
+            f.seek(i + 10)
+            f.write(bytes([data[i + 10] ^ 0xff]))
+        print(n)
+        sys.exit(0)
+sys.exit('the bytes were not found in any container')
+PY
+}

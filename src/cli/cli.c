@@ -4,6 +4,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <string.h>
 #include <time.h>
@@ -44,6 +45,27 @@ void cli_help(const char *cmd, const char *options)
             printf("usage: rehydrate %s %s\n\n%s\n", c->name, c->args, c->summary);
     if (options && *options)
         printf("\noptions:\n%s", options);
+}
+
+int cli_parse_plain(int argc, char **argv, const char *cmd, const char *help, bool *json)
+{
+    static const struct option with_json[] = {
+        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { 0 }
+    };
+    const struct option *opts = json ? with_json : with_json + 1;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'j') {
+            *json = true;
+        } else if (c == 'h') {
+            cli_help(cmd, help);
+            return EXIT_OK;
+        } else {
+            return EXIT_USAGE;
+        }
+    }
+    return -1;
 }
 
 void cli_put_name(FILE *f, const char *s, size_t n)

@@ -39,6 +39,12 @@ int cli_usage(const char *cmd, const char *fmt, ...) __attribute__((format(print
 /* Prints a usage line and the option help of a command when it gets --help. */
 void cli_help(const char *cmd, const char *options);
 
+/*
+ * Parses the options of a command that has only --help (and, when json is not NULL, --json). Returns
+ * -1 when the command should go on (optind then indexes its operands), or the exit status to return.
+ */
+int cli_parse_plain(int argc, char **argv, const char *cmd, const char *help, bool *json);
+
 /* Writes a file name so that a person can read it: printable bytes as they are, others as C escapes
  * (\n, \t, \xHH). Used for messages and for listings on a terminal. */
 void cli_put_name(FILE *f, const char *s, size_t n);

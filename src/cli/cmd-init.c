@@ -12,16 +12,9 @@
 
 int cmd_init(int argc, char **argv)
 {
-    static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_help("init", "");
-            return EXIT_OK;
-        }
-        return cli_usage("init", "unknown option");
-    }
+    int st = cli_parse_plain(argc, argv, "init", "", NULL);
+    if (st >= 0)
+        return st;
     if (argc - optind != 1)
         return cli_usage("init", "expected exactly one operand, the store path");
     const char *path = argv[optind];

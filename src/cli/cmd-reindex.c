@@ -11,16 +11,9 @@
 
 int cmd_reindex(int argc, char **argv)
 {
-    static const struct option opts[] = { { "help", no_argument, NULL, 'h' }, { 0 } };
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            cli_help("reindex", "");
-            return EXIT_OK;
-        }
-        return cli_usage("reindex", "unknown option");
-    }
+    int st = cli_parse_plain(argc, argv, "reindex", "", NULL);
+    if (st >= 0)
+        return st;
     if (argc - optind != 1)
         return cli_usage("reindex", "expected exactly one operand, the store path");
     rh_store *s;

@@ -23,22 +23,10 @@ static int cmp_row(const void *a, const void *b)
 
 int cmd_snapshots(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { 0 }
-    };
     bool json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'j') {
-            json = true;
-        } else if (c == 'h') {
-            cli_help("snapshots", "  --json   one JSON array of objects\n");
-            return EXIT_OK;
-        } else {
-            return EXIT_USAGE;
-        }
-    }
+    int st = cli_parse_plain(argc, argv, "snapshots", "  --json   one JSON array of objects\n", &json);
+    if (st >= 0)
+        return st;
     if (argc - optind != 1)
         return cli_usage("snapshots", "expected exactly one operand, the store path");
     rh_store *s;

@@ -17,22 +17,10 @@ static void on_progress(void *ud, uint64_t bytes)
 
 int cmd_verify(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, { 0 }
-    };
     bool json = false;
-    int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'j') {
-            json = true;
-        } else if (c == 'h') {
-            cli_help("verify", "  --json   print the report as JSON\n");
-            return EXIT_OK;
-        } else {
-            return EXIT_USAGE;
-        }
-    }
+    int st = cli_parse_plain(argc, argv, "verify", "  --json   print the report as JSON\n", &json);
+    if (st >= 0)
+        return st;
     if (argc - optind != 1)
         return cli_usage("verify", "expected exactly one operand, the store path");
     rh_store *s;

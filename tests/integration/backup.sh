@@ -99,18 +99,7 @@ check "the unreadable file is named with its cause" grep -q 'with space.txt: ope
 check "the partial snapshot is listed as partial" grep -q '^partial .*(partial)' <(rh snapshots "$STORE")
 
 # ---- damage: flip one byte of a chunk and verify names container, offset and file ----
-"$PY" - "$SRC/unique.bin" "$STORE/containers/data" >"$WORK/flip.out" <<'PY'
-import os, sys
-needle = open(sys.argv[1], 'rb').read()[300000:300064]    # incompressible, so stored verbatim
-for n in sorted(os.listdir(sys.argv[2])):
-    p = os.path.join(sys.argv[2], n)
-    data = open(p, 'rb').read()
-    i = data.find(needle)
-    if i >= 0:
-        with open(p, 'r+b') as f:
-            f.seek(i + 10); f.write(bytes([data[i + 10] ^ 0xff]))
-        print(n); break
-PY
+flip_chunk_byte "$SRC/unique.bin" "$STORE/containers/data" >"$WORK/flip.out"
 ctr=$(cat "$WORK/flip.out")
 check "found the chunk of unique.bin in a container" [ -n "$ctr" ]
 set +e

@@ -130,18 +130,7 @@ check "... and reads work" cmp "$SRC/dir/big.bin" "$MNT/two/dir/big.bin"
 stop_fs
 
 # ---- damage: EIO on the files that use the flipped chunk, and nothing else ----
-"$PY" - "$WORK/src-one/unique.bin" "$STORE/containers/data" <<'PY'
-import os, sys
-needle = open(sys.argv[1], 'rb').read()[300000:300064]
-for n in sorted(os.listdir(sys.argv[2])):
-    p = os.path.join(sys.argv[2], n)
-    data = open(p, 'rb').read()
-    i = data.find(needle)
-    if i >= 0:
-        with open(p, 'r+b') as f:
-            f.seek(i + 10); f.write(bytes([data[i + 10] ^ 0xff]))
-        break
-PY
+flip_chunk_byte "$WORK/src-one/unique.bin" "$STORE/containers/data" >/dev/null
 start_fs "$WORK/d5.log"
 check "reading the damaged file gives EIO" bash -c "cat '$MNT/one/unique.bin' 2>&1 >/dev/null | grep -q 'Input/output error'"
 check "... so does its hard link" bash -c "! cat '$MNT/one/dir/hardlink-2' >/dev/null 2>&1"

@@ -73,18 +73,7 @@ check "--resume after kill -9 gives the exact tree" diff_tree "$BIG" "$WORK/t4"
 
 # ---- damage fails exactly the files that need it ----
 cp -a "$STORE" "$WORK/damaged"
-"$PY" - "$SRC/unique.bin" "$WORK/damaged/containers/data" <<'PY'
-import os, sys
-needle = open(sys.argv[1], 'rb').read()[300000:300064]
-for n in sorted(os.listdir(sys.argv[2])):
-    p = os.path.join(sys.argv[2], n)
-    data = open(p, 'rb').read()
-    i = data.find(needle)
-    if i >= 0:
-        with open(p, 'r+b') as f:
-            f.seek(i + 10); f.write(bytes([data[i + 10] ^ 0xff]))
-        break
-PY
+flip_chunk_byte "$SRC/unique.bin" "$WORK/damaged/containers/data" >/dev/null
 set +e
 rh restore "$WORK/damaged" snap "$WORK/t5" -q 2>"$WORK/t5.err"
 rc=$?
