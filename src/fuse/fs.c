@@ -160,6 +160,8 @@ typedef struct ofile {
     size_t ra_upto;     /* stream map entries below this were queued for read-ahead */
     pthread_mutex_t lock;
     unsigned refs;      /* the kernel's open + queued prefetches; loop thread only */
+    struct ofile *prev, *next; /* in fs.open_files, protected by fs.open_lock */
+    fs *f;
 } ofile;
 
 typedef struct job {
@@ -182,13 +184,36 @@ static void job_done(uv_work_t *w, int status);
 /* Open files are reference counted on the loop thread only: the kernel's open holds one reference,
  * and so does every queued read, lseek and prefetch (a read's reply reaches the kernel before its
  * job_done runs, so RELEASE may arrive first). */
+static void ofile_free(ofile *of)
+{
+    streammap_free(of->map);
+    pthread_mutex_destroy(&of->lock);
+    free(of);
+}
+
 static void ofile_unref(ofile *of)
 {
     if (--of->refs > 0)
         return;
-    streammap_free(of->map);
-    pthread_mutex_destroy(&of->lock);
-    free(of);
+    fs *f = of->f;
+    pthread_mutex_lock(&f->open_lock);
+    if (of->prev)
+        of->prev->next = of->next;
+    else
+        f->open_files = of->next;
+    if (of->next)
+        of->next->prev = of->prev;
+    pthread_mutex_unlock(&f->open_lock);
+    ofile_free(of);
+}
+
+void fs_free_open_files(fs *f)
+{
+    for (ofile *of = f->open_files, *next; of; of = next) {
+        next = of->next;
+        ofile_free(of);
+    }
+    f->open_files = NULL;
 }
 
 static void queue(fuse_req_t req, job *j)
@@ -367,15 +392,19 @@ static void do_open(job *j)
     of->entry = idx;
     of->map = m;
     of->refs = 1;
+    of->f = f;
     pthread_mutex_init(&of->lock, NULL);
+    pthread_mutex_lock(&f->open_lock);
+    of->next = f->open_files;
+    if (of->next)
+        of->next->prev = of;
+    f->open_files = of;
+    pthread_mutex_unlock(&f->open_lock);
     struct fuse_file_info fi = { 0 };
     fi.fh = (uintptr_t)of;
     fi.keep_cache = 1; /* a snapshot never changes: keep the page cache across opens */
-    if (fuse_reply_open(j->req, &fi) != 0) { /* the open was interrupted: no release will come */
-        streammap_free(m);
-        pthread_mutex_destroy(&of->lock);
-        free(of);
-    }
+    /* If the open was interrupted no release will come; shutdown frees it (fs_free_open_files). */
+    fuse_reply_open(j->req, &fi);
 }
 
 static void do_read(job *j)

@@ -54,9 +54,15 @@ typedef struct fs {
     unsigned readahead; /* chunks to fetch ahead of a sequential reader */
     pthread_mutex_t log_lock; /* protects logged */
     digest_set logged;        /* damage already reported (digest of container path + file) */
+    pthread_mutex_t open_lock; /* protects open_files */
+    struct ofile *open_files;  /* every open file, so that shutdown frees those never released */
 } fs;
 
 extern const struct fuse_lowlevel_ops fs_ops;
+
+/* After the loop has ended (no job runs): frees the files the kernel never released (a lazy unmount
+ * with files still open). */
+void fs_free_open_files(fs *f);
 
 /* Logs a message once per (what, where) pair: to stderr in the foreground, else to syslog. */
 void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)

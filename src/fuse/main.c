@@ -251,6 +251,7 @@ int main(int argc, char **argv)
     int status = 1;
     fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };
     pthread_mutex_init(&f.log_lock, NULL);
+    pthread_mutex_init(&f.open_lock, NULL);
     size_t cache_size = 32u << 20;
 
     if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0 || fuse_parse_cmdline(&args, &co) < 0)
@@ -330,6 +331,7 @@ int main(int argc, char **argv)
     if (!co.foreground)
         openlog("rehydratefs", LOG_PID, LOG_DAEMON);
     r = run_loop(&f);
+    fs_free_open_files(&f);
     status = r < 0 ? 1 : 0;
 out:
     if (f.se)

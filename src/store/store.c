@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -140,13 +141,93 @@ int store_create(const char *path, const store_config *cfg)
 
 /* ---- the built-in callbacks for a local store directory ---- */
 
+/*
+ * Store files never change once committed, so the local callbacks keep the last FD_CACHE_SIZE of them
+ * open instead of opening a container for every chunk read. Slots are reference counted: a slot in use
+ * by a reader (the daemon reads from many threads) is never closed under it.
+ */
+#define FD_CACHE_SIZE 32
+
+struct fd_cache {
+    pthread_mutex_t lock; /* protects the slots */
+    struct fd_slot {
+        char *path;
+        int fd;
+        unsigned refs;
+        uint64_t used; /* LRU clock */
+    } slot[FD_CACHE_SIZE];
+    uint64_t clock;
+};
+
+static struct fd_slot *fd_acquire(struct fd_cache *c, int rootfd, const char *path, int *ret_err)
+{
+    pthread_mutex_lock(&c->lock);
+    struct fd_slot *victim = NULL;
+    for (size_t i = 0; i < FD_CACHE_SIZE; i++) {
+        struct fd_slot *sl = &c->slot[i];
+        if (sl->path && !strcmp(sl->path, path)) {
+            sl->refs++;
+            sl->used = ++c->clock;
+            pthread_mutex_unlock(&c->lock);
+            return sl;
+        }
+        if (sl->refs == 0 && (!victim || !sl->path || (victim->path && sl->used < victim->used)))
+            victim = sl;
+    }
+    pthread_mutex_unlock(&c->lock);
+    int fd = openat(rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        *ret_err = -errno;
+        return NULL;
+    }
+    pthread_mutex_lock(&c->lock);
+    /* Another reader may have taken the victim meanwhile: only a still unused slot is recycled. */
+    if (!victim || victim->refs) {
+        victim = NULL;
+        for (size_t i = 0; i < FD_CACHE_SIZE && !victim; i++)
+            if (c->slot[i].refs == 0)
+                victim = &c->slot[i];
+    }
+    if (!victim) { /* every slot busy: read through a private fd, signalled by path == NULL */
+        pthread_mutex_unlock(&c->lock);
+        *ret_err = fd;
+        return NULL;
+    }
+    if (victim->path) {
+        close(victim->fd);
+        free(victim->path);
+    }
+    victim->path = xstrdup(path);
+    victim->fd = fd;
+    victim->refs = 1;
+    victim->used = ++c->clock;
+    pthread_mutex_unlock(&c->lock);
+    return victim;
+}
+
+static void fd_release(struct fd_cache *c, struct fd_slot *sl)
+{
+    pthread_mutex_lock(&c->lock);
+    sl->refs--;
+    pthread_mutex_unlock(&c->lock);
+}
+
 static int local_read(void *ctx, const char *path, uint64_t offset, void *buf, size_t size)
 {
     rh_store *s = ctx;
-    _cleanup_(closep) int fd = openat(s->rootfd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -errno;
-    return fs_pread_full(fd, buf, size, offset);
+    int r = 0;
+    struct fd_slot *sl = fd_acquire(s->fds, s->rootfd, path, &r);
+    if (!sl) {
+        if (r < 0)
+            return r;
+        int fd = r; /* every slot was busy: a private fd */
+        r = fs_pread_full(fd, buf, size, offset);
+        close(fd);
+        return r;
+    }
+    r = fs_pread_full(sl->fd, buf, size, offset);
+    fd_release(s->fds, sl);
+    return r;
 }
 
 static const rh_store_ops local_ops = {
@@ -175,6 +256,8 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
         }
         s->ops = &local_ops;
         s->ctx = s;
+        s->fds = xcalloc(1, sizeof(*s->fds));
+        pthread_mutex_init(&s->fds->lock, NULL);
         s->readonly = faccessat(s->rootfd, ".", W_OK, AT_EACCESS) < 0;
     }
     uint8_t id[STORE_IDENTITY_SIZE];
@@ -208,6 +291,15 @@ RH_EXPORT void rh_store_close(rh_store *s)
     if (!s)
         return;
     index_close(s->ix);
+    if (s->fds) {
+        for (size_t i = 0; i < FD_CACHE_SIZE; i++)
+            if (s->fds->slot[i].path) {
+                close(s->fds->slot[i].fd);
+                free(s->fds->slot[i].path);
+            }
+        pthread_mutex_destroy(&s->fds->lock);
+        free(s->fds);
+    }
     if (s->rootfd >= 0)
         close(s->rootfd);
     free(s->path);

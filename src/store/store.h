@@ -39,6 +39,7 @@ struct rh_store {
     store_config cfg;
     chunker chunker;           /* gear table for cfg.chunker */
     index_t *ix;               /* the index, opened on first use by the public API (api.c) */
+    struct fd_cache *fds;      /* open store files of a local store (store.c) */
 };
 
 /* Defaults: format 1, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
