@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034,SC2154
 # bench/lib.sh — shared helpers for bench/restore.sh and bench/mount.sh (source it; bash only).
 #
 # The dataset generators make_corpus and make_system below are copied verbatim from bench/backup.sh

@@ -172,7 +172,7 @@ report=$tmp/report.md
     echo "$versions. Page cache dropped before every run; best of $REPS runs."
     echo
     for ds in $DATASETS; do
-        echo "- $ds: ${ds_files[$ds]} files, $(awk -v b="${ds_bytes[$ds]}" 'BEGIN {printf "%.1f", b / 1048576}') MiB"
+        echo "- $ds: ${ds_files[$ds]} files, $(awk -v b="${ds_bytes[$ds]}" 'BEGIN {printf "%.1f", b / 1048576}') MiB$([ "$ds" != system ] || echo ": $system_desc")"
     done
     echo
     python3 - "$results" <<'EOF'
