@@ -385,8 +385,8 @@ static int make_file(layout *l, int dirfd, const char *name, const catalog_entry
     int fd = make_temp(l, dirfd, tmp, -1, NULL);
     if (fd < 0)
         return fd;
-    reparse_point rp = { .size = e->size, .stream = e->stream };
-    memcpy(rp.uuid, l->s->cfg.uuid, sizeof(rp.uuid));
+    reparse_point rp;
+    reparse_make(&rp, l->s->cfg.uuid, e->size, &e->stream);
     uint8_t enc[REPARSE_SIZE];
     reparse_encode(&rp, enc);
     /* The xattr first: a temp file that a crash leaves behind is then recognisable as ours. */

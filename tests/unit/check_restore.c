@@ -100,8 +100,8 @@ static char *make_stub(const char *name)
     ck_assert_int_eq(catalog_lookup_path(c, name, &idx), 0);
     catalog_entry *e;
     ck_assert_int_eq(catalog_get(c, idx, &e), 0);
-    reparse_point rp = { .size = e->size, .stream = e->stream };
-    memcpy(rp.uuid, store->cfg.uuid, 16);
+    reparse_point rp;
+    reparse_make(&rp, store->cfg.uuid, e->size, &e->stream);
     uint8_t raw[REPARSE_SIZE];
     reparse_encode(&rp, raw);
     char *p = pathf(target, name);
@@ -464,7 +464,7 @@ START_TEST(test_refusals)
     reparse_point rp;
     ck_assert_int_eq(getxattr(q, REPARSE_XATTR, raw, sizeof(raw)), REPARSE_SIZE);
     ck_assert_int_eq(reparse_decode(raw, sizeof(raw), &rp), 0);
-    rp.uuid[0] ^= 1;
+    rp.store_id[0] ^= 1;
     reparse_encode(&rp, raw);
     ck_assert_int_eq(setxattr(q, REPARSE_XATTR, raw, sizeof(raw), 0), 0);
     ck_assert_int_eq(rh_restore_files(store, 1, (const char *const *)&q, 0, res), RH_EWRONGSTORE);
