@@ -108,7 +108,10 @@ static int open_stub(engine *e, rfile *f)
         return r;
     if (!reparse_in_store(&f->rp, e->s->cfg.uuid))
         return RH_EWRONGSTORE;
-    /* Start from an empty file of the right size: holes read as zeros, and a retry rewrites all. */
+    /* Start from an empty file of the right size: holes read as zeros, and a retry rewrites all. A
+     * stub as phase 1 makes it (the right size, no data) is that already. */
+    if ((uint64_t)st.st_size == f->rp.size && lseek(f->fd, 0, SEEK_DATA) < 0 && errno == ENXIO)
+        return 0;
     if (ftruncate(f->fd, 0) < 0 || ftruncate(f->fd, (off_t)f->rp.size) < 0)
         return -errno;
     return 0;
@@ -459,6 +462,9 @@ static int data_phase(engine *e)
         e->files[i].map = NULL;
     build_needs(e, t, n);
     free(t);
+    /* One read transaction for all the lookups: outside one, SQLite takes and drops its locks and
+     * checks for a journal on every query (five system calls per chunk). */
+    bool txn = index_begin(e->ix) == 0;
     for (size_t i = 0; i < e->nneeds; i++) {
         need *nd = &e->needs[i];
         int r = index_find_chunk(e->ix, nd->digest, &nd->loc);
@@ -466,6 +472,8 @@ static int data_phase(engine *e)
             r = RH_ECORRUPT;
         nd->err = r;
     }
+    if (txn)
+        index_commit(e->ix);
     size_t nr;
     need **order = readable_needs(e, &nr);
     int r = read_phase(e, CONTAINER_DATA, order, nr);
