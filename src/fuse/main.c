@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -245,6 +246,10 @@ static int run_loop(fs *f)
 int main(int argc, char **argv)
 {
     setenv("UV_THREADPOOL_SIZE", "8", 0); /* readers wait on I/O: more threads than cores */
+    /* One malloc arena, not one per worker: the chunk cache is allocated by whichever worker missed,
+     * and eight arenas each kept their share of freed chunks (peak RSS 81 MiB against 57 MiB). The
+     * workers allocate a few buffers per read, so they hardly contend for it. */
+    mallopt(M_ARENA_MAX, 1);
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     options o = { .readahead = 8 };
     struct fuse_cmdline_opts co = { 0 };

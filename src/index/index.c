@@ -46,6 +46,9 @@
 #ifndef INDEX_READER_CACHE_KIB
 #define INDEX_READER_CACHE_KIB (8 << 10)
 #endif
+#ifndef INDEX_POOLED_CACHE_KIB /* INDEX_POOLED: reads go through pread, the OS page cache holds the file */
+#define INDEX_POOLED_CACHE_KIB (1 << 10)
+#endif
 #ifndef INDEX_WRITER_CACHE_KIB
 #define INDEX_WRITER_CACHE_KIB (64 << 10)
 #endif
@@ -335,12 +338,13 @@ static int setup_schema(sqlite3 *db, const uint8_t uuid[16], bool create)
  * change it, so only connections that can write set it. Setting it is the first statement that reads
  * the file (for a read-only connection, the schema check is), which is where a file that is not a
  * database shows itself (SQLITE_NOTADB). */
-static int configure(sqlite3 *db, bool can_write, bool writer)
+static int configure(sqlite3 *db, bool can_write, bool writer, bool pooled)
 {
     char sql[160];
     snprintf(sql, sizeof(sql),
              "PRAGMA synchronous = NORMAL; PRAGMA mmap_size = %lld; PRAGMA cache_size = -%d",
-             (long long)INDEX_MMAP_BYTES, writer ? INDEX_WRITER_CACHE_KIB : INDEX_READER_CACHE_KIB);
+             pooled ? 0 : (long long)INDEX_MMAP_BYTES,
+             writer ? INDEX_WRITER_CACHE_KIB : pooled ? INDEX_POOLED_CACHE_KIB : INDEX_READER_CACHE_KIB);
     int rc = sqlite3_busy_timeout(db, INDEX_BUSY_TIMEOUT_MS);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
@@ -368,7 +372,7 @@ static int prepare_all(index_t *ix)
  */
 int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_t **ret)
 {
-    if (!path || !store_uuid || !ret || (flags & ~(INDEX_READONLY | INDEX_CREATE)))
+    if (!path || !store_uuid || !ret || (flags & ~(INDEX_READONLY | INDEX_CREATE | INDEX_POOLED)))
         return -EINVAL;
     bool readonly = flags & INDEX_READONLY, create = flags & INDEX_CREATE;
     /* SQLITE_OPEN_NOMUTEX is only safe, and only honoured, when the library was built thread-safe. */
@@ -387,7 +391,7 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
     int rc = sqlite3_open_v2(path, &ix->db, oflags, NULL);
     r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
     if (r == 0)
-        r = configure(ix->db, rw, !readonly);
+        r = configure(ix->db, rw, !readonly, flags & INDEX_POOLED);
     if (r == 0)
         r = setup_schema(ix->db, store_uuid, create);
     if (r == 0 && readonly && rw) {

@@ -35,11 +35,14 @@ typedef struct index_container {
     uint64_t size;
 } index_container;
 
-enum { INDEX_READONLY = 1, INDEX_CREATE = 2 };
+enum { INDEX_READONLY = 1, INDEX_CREATE = 2, INDEX_POOLED = 4 };
 /*
  * Opens (INDEX_CREATE: creating if missing, with the schema) the index at `path`. A database that is not
  * our schema, or of another store (the uuid stored at creation differs from `store_uuid`), gives
  * RH_ESTALEINDEX. WAL mode; synchronous=NORMAL (the index is rebuildable).
+ * INDEX_POOLED: one of several lookup handles that a process keeps on the same file (the daemon's).
+ * Such a handle maps nothing and keeps a small page cache: each handle's map would count every page
+ * it touched in the process's RSS again, and grow with the store.
  */
 int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_t **ret);
 void index_close(index_t *ix); /* NULL is a no-op */

@@ -146,7 +146,7 @@ static int pool_take(chunk_cache *c, index_t **ret)
     pthread_mutex_unlock(&c->lock);
     if (!ix) {
         _cleanup_(freep) char *path = store_index_path(c->s);
-        int r = index_open(path, c->s->cfg.uuid, INDEX_READONLY, &ix);
+        int r = index_open(path, c->s->cfg.uuid, INDEX_READONLY | INDEX_POOLED, &ix);
         if (r < 0)
             return r;
     }
