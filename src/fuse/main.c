@@ -16,7 +16,12 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "fuse/fs.h"
@@ -25,6 +30,7 @@ typedef struct options {
     char *store;
     char *snapshot;
     char *cache_size;
+    char *kernel_readahead;
     int verify;
     int readahead;
 } options;
@@ -35,6 +41,7 @@ static const struct fuse_opt opt_spec[] = {
     OPT("cache_size=%s", cache_size),
     OPT("verify", verify),
     OPT("readahead=%d", readahead),
+    OPT("kernel_readahead=%s", kernel_readahead),
     FUSE_OPT_END,
 };
 
@@ -57,7 +64,9 @@ static void usage(const char *prog)
            "    -o snapshot=NAME       mount snapshot NAME (or 'latest') as the root\n"
            "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes)\n"
            "    -o verify              check every chunk's SHA-256 when it is read\n"
-           "    -o readahead=N         chunks fetched ahead of a sequential reader (default 8)\n\n",
+           "    -o readahead=N         chunks fetched ahead of a sequential reader (default 8)\n"
+           "    -o kernel_readahead=SIZE  the kernel's readahead on this mount (default 1M; 0 keeps\n"
+           "                           the kernel's own, 128K)\n\n",
            prog);
 }
 
@@ -156,6 +165,47 @@ static int load_snapshots(fs *f, bool quiet)
 
 /* ---- the loop ---- */
 
+/*
+ * The kernel gives a FUSE mount the default readahead of a block device (128 KiB) and only ever lowers
+ * it to what the daemon's init reply asks for, so a sequential reader's requests stay 128 KiB however
+ * large max_readahead is. The mount's backing device info can be raised through sysfs by root; that
+ * needs the mount's device number, which a stat of the mount point gives once the loop answers. So
+ * this runs on the pool, after the loop has started.
+ */
+#define FUSE_SUPER_MAGIC 0x65735546
+
+typedef struct ra_tune {
+    uv_work_t work;
+    const char *mountpoint;
+    size_t bytes;
+    bool verbose;
+} ra_tune;
+
+static void ra_tune_work(uv_work_t *w)
+{
+    ra_tune *t = (ra_tune *)w;
+    struct stat st;
+    struct statfs sfs;
+    int r = stat(t->mountpoint, &st) < 0 || statfs(t->mountpoint, &sfs) < 0 ? -errno : 0;
+    if (r == 0 && sfs.f_type != FUSE_SUPER_MAGIC)
+        r = -ENOTCONN; /* unmounted already: never touch the device underneath */
+    if (r == 0) {
+        char path[64], val[32];
+        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+        int n = snprintf(val, sizeof(val), "%zu", t->bytes >> 10);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, val, (size_t)n) != n)
+            r = -errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    if (r < 0 && t->verbose)
+        fprintf(stderr, "rehydratefs: cannot set the kernel's readahead to %zu KiB (needs root): %s\n",
+                t->bytes >> 10, strerror(-r));
+}
+
+static void ra_tune_done(uv_work_t *w, int status) { (void)w, (void)status; }
+
 typedef struct daemon_state {
     fs *f;
     uv_poll_t poll;
@@ -217,7 +267,7 @@ static void on_signal(uv_signal_t *s, int signum)
         fprintf(stderr, "rehydratefs: SIGHUP: %d new snapshot%s\n", added < 0 ? 0 : added, added == 1 ? "" : "s");
 }
 
-static int run_loop(fs *f)
+static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead)
 {
     uv_loop_t loop;
     int r = uv_loop_init(&loop);
@@ -236,6 +286,9 @@ static int run_loop(fs *f)
         d.sig[i].data = &d;
         uv_signal_start(&d.sig[i], on_signal, sigs[i]);
     }
+    ra_tune ra = { .mountpoint = mountpoint, .bytes = kernel_readahead, .verbose = f->foreground };
+    if (kernel_readahead)
+        uv_queue_work(&loop, &ra.work, ra_tune_work, ra_tune_done);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns when every handle is closed and every job is done */
     free(d.fbuf.mem);
     r = uv_loop_close(&loop);
@@ -257,7 +310,7 @@ int main(int argc, char **argv)
     fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };
     pthread_mutex_init(&f.log_lock, NULL);
     pthread_mutex_init(&f.open_lock, NULL);
-    size_t cache_size = 32u << 20;
+    size_t cache_size = 32u << 20, kernel_readahead = 1u << 20;
 
     if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0 || fuse_parse_cmdline(&args, &co) < 0)
         goto out;
@@ -276,6 +329,10 @@ int main(int argc, char **argv)
     if (!o.store || !co.mountpoint) {
         fprintf(stderr, "rehydratefs: expected STORE and MOUNTPOINT (see %s --help)\n", argv[0]);
         status = 2;
+        goto out;
+    }
+    if (o.kernel_readahead && parse_size(o.kernel_readahead, &kernel_readahead) < 0) {
+        fprintf(stderr, "rehydratefs: kernel_readahead=%s: expected a size such as 1M\n", o.kernel_readahead);
         goto out;
     }
     if (o.cache_size && parse_size(o.cache_size, &cache_size) < 0) {
@@ -335,7 +392,7 @@ int main(int argc, char **argv)
     }
     if (!co.foreground)
         openlog("rehydratefs", LOG_PID, LOG_DAEMON);
-    r = run_loop(&f);
+    r = run_loop(&f, co.mountpoint, kernel_readahead);
     fs_free_open_files(&f);
     status = r < 0 ? 1 : 0;
 out:
@@ -350,7 +407,7 @@ out:
     digest_set_free(&f.logged);
     rh_store_close(f.s);
     free(co.mountpoint);
-    free(o.store), free(o.snapshot), free(o.cache_size);
+    free(o.store), free(o.snapshot), free(o.cache_size), free(o.kernel_readahead);
     fuse_opt_free_args(&args);
     return status;
 }
