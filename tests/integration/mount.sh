@@ -41,6 +41,8 @@ rh backup "$STORE" "$SRC" --name two -q
 start_fs "$WORK/d1.log"
 check "the root lists the snapshots and latest" [ "$(ls "$MNT" | tr '\n' ' ')" = "latest one two " ]
 check "latest is a symlink to the newest" [ "$(readlink "$MNT/latest")" = two ]
+check "the kernel's readahead on the mount is raised to 1 MiB (root)" bash -c \
+    'for i in $(seq 50); do [ "$(cat /sys/class/bdi/$(stat -c %Hd:%Ld "$1")/read_ahead_kb)" = 1024 ] && exit 0; sleep 0.1; done; exit 1' _ "$MNT"
 check "snapshot one through the mount equals its source (content, modes, owners, ns times, xattrs, devices, hard links, holes)" \
     diff_tree "$WORK/src-one" "$MNT/one"
 check "snapshot two equals the current source" diff_tree "$SRC" "$MNT/two"
