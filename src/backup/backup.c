@@ -392,6 +392,7 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
         index_close(b.ix);
         return r;
     }
+    pthread_mutex_init(&b.buf_lock, NULL);
     uv_timer_init(&b.loop, &b.timer);
     b.timer.data = &b;
     uv_timer_start(&b.timer, on_timer, 200, 200);
@@ -406,6 +407,8 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     uv_close((uv_handle_t *)&b.timer, NULL);
     uv_run(&b.loop, UV_RUN_DEFAULT);
     uv_loop_close(&b.loop);
+    pipeline_buffers_free(&b);
+    pthread_mutex_destroy(&b.buf_lock);
     st->seconds = mono_seconds() - b.started;
     if (o->progress)
         o->progress(o->ud, st, true);

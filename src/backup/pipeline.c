@@ -58,6 +58,7 @@ struct segment {
     int err;
     const char *err_op;
     uint8_t *data;
+    bool pooled; /* data is a buffer of buf_size(b), from b->bufs */
     size_t len, leftover_off;
     uint64_t read; /* bytes read from the file by this segment */
     piece *p;
@@ -104,6 +105,45 @@ static int next_region(segment *g)
     return 0;
 }
 
+/* ---- segment buffers ---- */
+
+/* A segment holds the file's leftover (less than one chunk) and at most SEGMENT_SIZE new bytes. */
+static size_t buf_size(const backup *b) { return SEGMENT_SIZE + b->s->chunker.p.max_size + 1; }
+
+static void buf_take(backup *b, segment *g, size_t need)
+{
+    g->pooled = need > SEGMENT_SIZE / 2 && need <= buf_size(b);
+    if (!g->pooled) { /* small files: malloc serves these from its heap without faults */
+        g->data = xmalloc(need);
+        return;
+    }
+    pthread_mutex_lock(&b->buf_lock);
+    g->data = b->nbufs ? b->bufs[--b->nbufs] : NULL;
+    pthread_mutex_unlock(&b->buf_lock);
+    if (!g->data)
+        g->data = xmalloc(buf_size(b));
+}
+
+static void buf_give(backup *b, segment *g)
+{
+    if (g->pooled && g->data) {
+        pthread_mutex_lock(&b->buf_lock);
+        if (b->nbufs < ARRAY_SIZE(b->bufs)) {
+            b->bufs[b->nbufs++] = g->data;
+            g->data = NULL;
+        }
+        pthread_mutex_unlock(&b->buf_lock);
+    }
+    free(g->data);
+    g->data = NULL;
+}
+
+void pipeline_buffers_free(backup *b)
+{
+    while (b->nbufs)
+        free(b->bufs[--b->nbufs]);
+}
+
 static void stage_a(uv_work_t *w)
 {
     segment *g = container_of(w, segment, work);
@@ -118,7 +158,7 @@ static void stage_a(uv_work_t *w)
         }
     }
     size_t want = (size_t)MIN((uint64_t)SEGMENT_SIZE, f->region_end - f->off);
-    g->data = xmalloc(f->leftover_len + want + 1);
+    buf_take(f->b, g, f->leftover_len + want + 1);
     if (f->leftover_len)
         memcpy(g->data, f->leftover, f->leftover_len);
     size_t got = 0;
@@ -301,12 +341,12 @@ static void bfile_free(bfile *f)
     free(f);
 }
 
-static void segment_free(segment *g)
+static void segment_free(backup *b, segment *g)
 {
     for (size_t i = 0; i < g->np; i++)
         free(g->p[i].cdata);
     free(g->p);
-    free(g->data);
+    buf_give(b, g);
     free(g);
 }
 
@@ -357,7 +397,7 @@ static void append_segment(backup *b, segment *g)
     }
     b->inflight--;
     b->inflight_bytes -= g->charge;
-    segment_free(g);
+    segment_free(b, g);
 }
 
 /* Queues a finished segment and appends every segment whose turn has come. */
