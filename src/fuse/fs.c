@@ -216,10 +216,37 @@ void fs_free_open_files(fs *f)
     f->open_files = NULL;
 }
 
+static void job_work(uv_work_t *w);
+static void job_done(uv_work_t *w, int status);
+
+/*
+ * Whether a job runs right here on the loop thread. A hand-off to the pool and back costs two thread
+ * wake-ups, more than a job that needs no store I/O: metadata (from the catalog's block cache, after
+ * the first touch of a block), an open (the stream map is one small record for most files), a read
+ * whose chunks are all in the cache. squashfuse answers everything on its receiving thread; we keep
+ * the pool for what can wait on the disk or decompress: reads of chunks not cached, and read-ahead.
+ */
+static bool runs_inline(const job *j)
+{
+    switch (j->op) {
+    case OP_READ:
+        return cache_range_cached(j->f->cache, j->of->map, (uint64_t)j->off, j->size);
+    case OP_PREFETCH:
+        return false;
+    default:
+        return true;
+    }
+}
+
 static void queue(fuse_req_t req, job *j)
 {
     j->f = fs_of(req);
     j->req = req;
+    if (runs_inline(j)) {
+        job_work(&j->work);
+        job_done(&j->work, 0);
+        return;
+    }
     int r = uv_queue_work(j->f->loop, &j->work, job_work, job_done);
     if (r < 0) {
         fuse_reply_err(req, EIO);

@@ -237,6 +237,19 @@ void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret)
     pthread_mutex_unlock(&c->lock);
 }
 
+bool cache_range_cached(chunk_cache *c, const streammap *m, uint64_t off, size_t len)
+{
+    if (off >= m->size || len == 0)
+        return true;
+    uint64_t end = off + MIN((uint64_t)len, m->size - off);
+    pthread_mutex_lock(&c->lock);
+    bool all = true;
+    for (size_t i = streammap_find(m, off); all && i < m->n && m->start[i] < end; i++)
+        all = m->e[i].hole || find_locked(c, m->e[i].digest) != NULL;
+    pthread_mutex_unlock(&c->lock);
+    return all;
+}
+
 int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint64_t off, size_t *ret_n,
                 size_t *ret_bad, index_loc *ret_loc)
 {
