@@ -2,9 +2,10 @@
  * fs.c — the FUSE low-level operations of rehydratefs.
  *
  * Each handler that needs the store copies what it needs from the request (names are valid only
- * during the call), queues a job on libuv's thread pool and returns; the job replies exactly once
- * from the pool thread (fuse_reply_* may be called from any thread). Operations that would change
- * anything answer EROFS. See fs.h for the inode scheme.
+ * during the call) into a job. A job that needs no store I/O runs at once on the loop thread
+ * (runs_inline); the others are queued on libuv's thread pool. Either way the job replies exactly once
+ * (fuse_reply_* may be called from any thread). Operations that would change anything answer EROFS.
+ * See fs.h for the inode scheme.
  */
 #include "config.h"
 
@@ -19,6 +20,7 @@
 
 #include "common/util.h"
 #include "fuse/fs.h"
+#include "fuse/pagepush.h"
 #include "restore/reader.h"
 #include "store/container.h"
 
@@ -434,6 +436,22 @@ static void do_open(job *j)
     fuse_reply_open(j->req, &fi);
 }
 
+/* After a read of [off, off + n) is answered: gives the kernel the rest of the chunks at both ends,
+ * which the read fetched whole (pagepush.h). */
+static void push_around(fs *f, fuse_ino_t ino, const streammap *m, uint64_t off, size_t n)
+{
+    if (!f->pusher || n == 0)
+        return;
+    size_t first = streammap_find(m, off), last = streammap_find(m, off + n - 1);
+    uint64_t end = off + n;
+    chunk_ref *ref;
+    if (!m->e[first].hole && m->start[first] < off && (ref = chunk_peek(f->cache, m->e[first].digest)))
+        pusher_push(f->pusher, ino, m->start[first], ref, 0, off - m->start[first]);
+    uint64_t last_end = m->start[last] + m->e[last].length;
+    if (!m->e[last].hole && last_end > end && (ref = chunk_peek(f->cache, m->e[last].digest)))
+        pusher_push(f->pusher, ino, m->start[last], ref, end - m->start[last], last_end - end);
+}
+
 static void do_read(job *j)
 {
     fs *f = j->f;
@@ -471,6 +489,10 @@ static void do_read(job *j)
         }
     }
     pthread_mutex_unlock(&of->lock);
+    /* A sequential reader asks for the rest of these chunks next, and the kernel's readahead is
+     * already on its way: pushing them too would only copy them twice. */
+    if (!sequential)
+        push_around(f, j->ino, of->map, (uint64_t)j->off, n);
 }
 
 static void do_prefetch(job *j)

@@ -7,9 +7,10 @@
  * group's first entry. Nothing is kept per inode, so forget is free and memory does not grow with the
  * number of files looked at.
  *
- * Threads: operations run on libuv's thread pool (fs.c queues a job per request and the job replies);
- * the loop thread only receives requests, queues jobs and starts read-ahead. Catalog handles serialize
- * themselves; the chunk cache is thread-safe.
+ * Threads: the loop thread receives requests and answers those that need no store I/O itself
+ * (metadata, reads of cached chunks); the rest, and read-ahead, run as jobs on libuv's thread pool. A
+ * thread of its own pushes fetched chunks into the kernel's page cache (pagepush.h). Catalog handles
+ * serialize themselves; the chunk cache is thread-safe.
  */
 #ifndef RH_FUSE_FS_H
 #define RH_FUSE_FS_H
@@ -52,6 +53,7 @@ typedef struct fs {
     uid_t uid;
     gid_t gid;
     unsigned readahead; /* chunks to fetch ahead of a sequential reader */
+    struct pusher *pusher; /* gives fetched chunks to the kernel's page cache (pagepush.h), or NULL */
     pthread_mutex_t log_lock; /* protects logged */
     digest_set logged;        /* damage already reported (digest of container path + file) */
     pthread_mutex_t open_lock; /* protects open_files */

@@ -25,6 +25,7 @@
 
 #include "common/util.h"
 #include "fuse/fs.h"
+#include "fuse/pagepush.h"
 
 typedef struct options {
     char *store;
@@ -210,17 +211,52 @@ typedef struct daemon_state {
     fs *f;
     uv_poll_t poll;
     uv_signal_t sig[3];
+    uv_timer_t drain;
     struct fuse_buf fbuf;
-    bool stopping;
+    bool draining, stopping;
+    double drain_deadline;
 } daemon_state;
+
+#define DRAIN_SECONDS 2.0
+
+static void finish_shutdown(daemon_state *d);
+
+/* While the pusher finishes its current push (which may wait for a page that a read request holds),
+ * the loop goes on answering requests; then the shutdown proper. */
+static void on_drain_timer(uv_timer_t *t)
+{
+    daemon_state *d = t->data;
+    if (pusher_idle(d->f->pusher) || mono_seconds() > d->drain_deadline)
+        finish_shutdown(d);
+}
 
 static void shutdown_daemon(daemon_state *d, const char *why)
 {
     if (d->stopping)
         return;
-    d->stopping = true;
-    if (d->f->foreground && why)
+    if (!why) { /* the kernel ended the session: no request is in flight, so no push can wait */
+        finish_shutdown(d);
+        return;
+    }
+    if (d->draining)
+        return;
+    if (d->f->foreground)
         fprintf(stderr, "rehydratefs: %s: unmounting\n", why);
+    if (pusher_idle(d->f->pusher)) {
+        finish_shutdown(d);
+        return;
+    }
+    d->draining = true;
+    d->drain_deadline = mono_seconds() + DRAIN_SECONDS;
+    uv_timer_start(&d->drain, on_drain_timer, 1, 1);
+}
+
+static void finish_shutdown(daemon_state *d)
+{
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    uv_close((uv_handle_t *)&d->drain, NULL);
     fuse_session_exit(d->f->se);
     uv_close((uv_handle_t *)&d->poll, NULL);
     for (size_t i = 0; i < ARRAY_SIZE(d->sig); i++)
@@ -280,6 +316,8 @@ static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead)
     uv_poll_init(&loop, &d.poll, fd);
     d.poll.data = &d;
     uv_poll_start(&d.poll, UV_READABLE, on_readable);
+    uv_timer_init(&loop, &d.drain);
+    d.drain.data = &d;
     static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
     for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
         uv_signal_init(&loop, &d.sig[i]);
@@ -392,7 +430,11 @@ int main(int argc, char **argv)
     }
     if (!co.foreground)
         openlog("rehydratefs", LOG_PID, LOG_DAEMON);
+    if ((r = pusher_start(f.se, f.cache, &f.pusher)) < 0) /* after daemonizing: threads do not fork */
+        fprintf(stderr, "rehydratefs: cannot start the page pusher: %s\n", strerror(-r));
     r = run_loop(&f, co.mountpoint, kernel_readahead);
+    pusher_free(f.pusher);
+    f.pusher = NULL;
     fs_free_open_files(&f);
     status = r < 0 ? 1 : 0;
 out:

@@ -237,6 +237,16 @@ void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret)
     pthread_mutex_unlock(&c->lock);
 }
 
+chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN])
+{
+    pthread_mutex_lock(&c->lock);
+    chunk_ref *e = find_locked(c, digest);
+    if (e)
+        e->refs++;
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
 bool cache_range_cached(chunk_cache *c, const streammap *m, uint64_t off, size_t len)
 {
     if (off >= m->size || len == 0)

@@ -41,6 +41,8 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
 void chunk_release(chunk_cache *c, chunk_ref *ref);
 /* True when the chunk is cached (for read-ahead decisions; the answer may be stale at once). */
 bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN]);
+/* A reference to the chunk if it is cached, else NULL; never fetches. */
+chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN]);
 /* Whether every chunk of m that bytes [off, off + len) touch is in the cache (holes need none). */
 bool cache_range_cached(chunk_cache *c, const streammap *m, uint64_t off, size_t len);
 void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret);

@@ -41,6 +41,11 @@ rh backup "$STORE" "$SRC" --name two -q
 start_fs "$WORK/d1.log"
 check "the root lists the snapshots and latest" [ "$(ls "$MNT" | tr '\n' ' ')" = "latest one two " ]
 check "latest is a symlink to the newest" [ "$(readlink "$MNT/latest")" = two ]
+# A random read fetches a whole chunk; the daemon gives the kernel the rest of it (FUSE_NOTIFY_STORE),
+# so more than the one page asked for is cached. Without the push the kernel holds just that page.
+dd if="$MNT/two/unique.bin" of=/dev/null bs=4096 skip=128 count=1 status=none
+check "a random read leaves the rest of its chunk in the page cache" bash -c \
+    'for i in $(seq 50); do [ "$(fincore -b -n -o RES "$1")" -ge 8192 ] && exit 0; sleep 0.1; done; exit 1' _ "$MNT/two/unique.bin"
 check "the kernel's readahead on the mount is raised to 1 MiB (root)" bash -c \
     'for i in $(seq 50); do [ "$(cat /sys/class/bdi/$(stat -c %Hd:%Ld "$1")/read_ahead_kb)" = 1024 ] && exit 0; sleep 0.1; done; exit 1' _ "$MNT"
 check "snapshot one through the mount equals its source (content, modes, owners, ns times, xattrs, devices, hard links, holes)" \

@@ -1,0 +1,37 @@
+/*
+ * pagepush.h — hands decompressed chunks to the kernel's page cache (FUSE_NOTIFY_STORE).
+ *
+ * A read fetches and decompresses whole chunks (64 KiB on average) to answer a request that may be 4
+ * KiB. The pusher gives the kernel the rest of such a chunk, and the chunks that read-ahead fetched,
+ * so that later reads of those pages never reach the daemon. The page cache is the kernel's memory: it
+ * does not count against the daemon and is reclaimed under pressure, and a snapshot never changes, so
+ * the pages stay valid (files are opened with keep_cache).
+ *
+ * Storing into a page waits for the page's lock, which a read request in flight holds until it is
+ * answered. So pushes run on a thread of their own that nothing waits for, with a bounded queue (a push
+ * that does not fit is dropped: it is only an optimisation), and shutdown lets that thread finish its
+ * current push while the loop still answers requests (pusher_idle).
+ */
+#ifndef RH_FUSE_PAGEPUSH_H
+#define RH_FUSE_PAGEPUSH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fuse/fs.h"
+
+typedef struct pusher pusher;
+
+/* Starts the pusher thread for session se; chunks are released to cache c after their push. */
+int pusher_start(struct fuse_session *se, chunk_cache *c, pusher **ret);
+/*
+ * Queues bytes [from, from + len) of chunk ref, which starts at byte chunk_off of inode ino, for the
+ * page cache. Takes over the reference (released after the push, or at once when dropped).
+ */
+void pusher_push(pusher *p, fuse_ino_t ino, uint64_t chunk_off, chunk_ref *ref, uint64_t from, uint64_t len);
+/* Accepts no more pushes and drops the queued ones; true when no push is in progress any more. */
+bool pusher_idle(pusher *p);
+/* Stops and joins the thread (after pusher_idle returned true or the session is gone). NULL: no-op. */
+void pusher_free(pusher *p);
+
+#endif
