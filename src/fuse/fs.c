@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -456,10 +457,12 @@ static void do_read(job *j)
 {
     fs *f = j->f;
     ofile *of = j->of;
-    uint8_t *buf = xmalloc(j->size ? j->size : 1);
-    size_t n = 0, bad = 0;
+    /* The reply is written straight from the cached chunks (writev): no copy into a reply buffer. */
+    cache_iov v;
+    size_t bad = 0;
     index_loc loc = { 0 };
-    int r = cache_pread(f->cache, of->map, buf, j->size, (uint64_t)j->off, &n, &bad, &loc);
+    int r = cache_pread_iov(f->cache, of->map, (uint64_t)j->off, j->size, &v, &bad, &loc);
+    size_t n = v.bytes;
     if (r < 0) {
         _cleanup_(freep) char *path = entry_path(f->snaps[of->snap].c, of->entry);
         char cp[CONTAINER_PATH_MAX];
@@ -468,11 +471,20 @@ static void do_read(job *j)
                     f->snaps[of->snap].name, path, (unsigned long long)of->map->start[bad], cp,
                     (unsigned long long)loc.offset, rh_strerror(r));
         fuse_reply_err(j->req, EIO);
-        free(buf);
         return;
     }
-    fuse_reply_buf(j->req, (char *)buf, n);
-    free(buf);
+    if (v.n == 0) {
+        fuse_reply_buf(j->req, NULL, 0); /* at or past the end */
+    } else if (v.n < IOV_MAX) {
+        fuse_reply_iov(j->req, v.iov, (int)v.n);
+    } else { /* more pieces than writev takes (a range of many tiny data regions): copy them */
+        uint8_t *buf = xmalloc(n ? n : 1);
+        for (size_t i = 0, at = 0; i < v.n; at += v.iov[i++].iov_len)
+            memcpy(buf + at, v.iov[i].iov_base, v.iov[i].iov_len);
+        fuse_reply_buf(j->req, (char *)buf, n);
+        free(buf);
+    }
+    cache_iov_release(f->cache, &v);
     /* A sequential reader gets the following chunks fetched ahead; job_done queues that, because only
      * the loop thread may queue work. */
     uint64_t end = (uint64_t)j->off + n;

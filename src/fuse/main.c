@@ -65,7 +65,7 @@ static void usage(const char *prog)
            "    -o snapshot=NAME       mount snapshot NAME (or 'latest') as the root\n"
            "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes)\n"
            "    -o verify              check every chunk's SHA-256 when it is read\n"
-           "    -o readahead=N         chunks fetched ahead of a sequential reader (default 8)\n"
+           "    -o readahead=N         chunks fetched ahead of a sequential reader (default 32)\n"
            "    -o kernel_readahead=SIZE  the kernel's readahead on this mount (default 1M; 0 keeps\n"
            "                           the kernel's own, 128K)\n\n",
            prog);
@@ -342,7 +342,7 @@ int main(int argc, char **argv)
      * workers allocate a few buffers per read, so they hardly contend for it. */
     mallopt(M_ARENA_MAX, 1);
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    options o = { .readahead = 8 };
+    options o = { .readahead = 32 };
     struct fuse_cmdline_opts co = { 0 };
     int status = 1;
     fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };

@@ -292,3 +292,53 @@ int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint6
     *ret_n = done;
     return 0;
 }
+
+static const uint8_t zeros[128 << 10];
+
+int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v,
+                    size_t *ret_bad, index_loc *ret_loc)
+{
+    *v = (cache_iov){ 0 };
+    if (off >= m->size || len == 0)
+        return 0;
+    len = (size_t)MIN((uint64_t)len, m->size - off);
+    uint64_t end = off + len;
+    size_t first = streammap_find(m, off), cap = 0, nchunks = 0;
+    for (size_t i = first; i < m->n && m->start[i] < end; i++) {
+        uint64_t a = MAX(off, m->start[i]), b = MIN(end, m->start[i] + m->e[i].length);
+        cap += m->e[i].hole ? (size_t)((b - a + sizeof(zeros) - 1) / sizeof(zeros)) : 1;
+        nchunks += !m->e[i].hole;
+    }
+    v->iov = xmalloc(cap * sizeof(*v->iov));
+    v->refs = xmalloc((nchunks ? nchunks : 1) * sizeof(*v->refs));
+    for (size_t i = first; i < m->n && m->start[i] < end; i++) {
+        const streammap_entry *e = &m->e[i];
+        uint64_t a = MAX(off, m->start[i]), b = MIN(end, m->start[i] + e->length);
+        if (e->hole) {
+            for (; a < b; a += v->iov[v->n++].iov_len)
+                v->iov[v->n] = (struct iovec){ (void *)zeros, (size_t)MIN(b - a, (uint64_t)sizeof(zeros)) };
+            continue;
+        }
+        chunk_ref *ref;
+        int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
+        if (r < 0) {
+            if (ret_bad)
+                *ret_bad = i;
+            cache_iov_release(c, v);
+            return r;
+        }
+        v->refs[v->nrefs++] = ref;
+        v->iov[v->n++] = (struct iovec){ ref->data + (a - m->start[i]), (size_t)(b - a) };
+    }
+    v->bytes = len;
+    return 0;
+}
+
+void cache_iov_release(chunk_cache *c, cache_iov *v)
+{
+    for (size_t i = 0; i < v->nrefs; i++)
+        chunk_release(c, v->refs[i]);
+    free(v->iov);
+    free(v->refs);
+    *v = (cache_iov){ 0 };
+}

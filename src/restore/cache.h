@@ -10,6 +10,7 @@
 #define RH_RESTORE_CACHE_H
 
 #include <stdbool.h>
+#include <sys/uio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,5 +55,21 @@ void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret);
  */
 int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint64_t off, size_t *ret_n,
                 size_t *ret_bad, index_loc *ret_loc);
+
+/*
+ * The bytes [off, off+len) of stream map m as pieces of cached chunks, without copying: for a reply
+ * with writev (fuse_reply_iov). Holds a reference on every chunk in refs until cache_iov_release.
+ * Holes point at a static zero buffer. Failure as for cache_pread (nothing is held then).
+ */
+typedef struct cache_iov {
+    struct iovec *iov;
+    size_t n;
+    chunk_ref **refs;
+    size_t nrefs;
+    size_t bytes; /* short only at the end of the file */
+} cache_iov;
+int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v,
+                    size_t *ret_bad, index_loc *ret_loc);
+void cache_iov_release(chunk_cache *c, cache_iov *v);
 
 #endif

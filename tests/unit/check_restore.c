@@ -14,6 +14,7 @@
 #include "backup/backup.h"
 #include "common/fsutil.h"
 #include "common/util.h"
+#include "restore/cache.h"
 #include "restore/reader.h"
 #include "restore/reparse.h"
 #include "snapshot/catalog.h"
@@ -510,6 +511,50 @@ START_TEST(test_lazy_reads)
 }
 END_TEST
 
+/* The daemon's zero-copy reads (cache_pread_iov) give the same bytes as cache_pread, holes included.
+ * The cache is smaller than a read, so the pieces stay valid only through the references they hold. */
+START_TEST(test_cache_iov_matches_pread)
+{
+    chunk_cache *cc;
+    ck_assert_int_eq(chunk_cache_new(store, 256 << 10, false, &cc), 0);
+    char *cp = store_snapshot_path("s");
+    catalog *c;
+    ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
+    uint8_t *want = xmalloc(1 << 20), *got = xmalloc(1 << 20);
+    unsigned long long seed = 99;
+    for (int fi = 0; fi < 2; fi++) {
+        uint64_t idx;
+        ck_assert_int_eq(catalog_lookup_path(c, fi ? "sparse" : "repeats", &idx), 0);
+        catalog_entry *e;
+        ck_assert_int_eq(catalog_get(c, idx, &e), 0);
+        streammap *m;
+        ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+        for (int i = 0; i < 200; i++) {
+            seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+            uint64_t off = (seed >> 13) % (m->size + 10);
+            if (fi && i % 2) /* around the end of the sparse file's hole */
+                off = (1ull << 30) - 50000 + (seed >> 50) % 100000;
+            size_t len = (size_t)((seed >> 41) % (1 << 20)), n;
+            ck_assert_int_eq(cache_pread(cc, m, want, len, off, &n, NULL, NULL), 0);
+            cache_iov v;
+            ck_assert_int_eq(cache_pread_iov(cc, m, off, len, &v, NULL, NULL), 0);
+            ck_assert_uint_eq(v.bytes, n);
+            size_t at = 0;
+            for (size_t k = 0; k < v.n; at += v.iov[k++].iov_len)
+                memcpy(got + at, v.iov[k].iov_base, v.iov[k].iov_len);
+            ck_assert_uint_eq(at, n);
+            ck_assert(memcmp(got, want, n) == 0);
+            cache_iov_release(cc, &v);
+        }
+        streammap_free(m);
+        catalog_entry_free(e);
+    }
+    free(want), free(got), free(cp);
+    catalog_close(c);
+    chunk_cache_free(cc);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("restore");
@@ -523,6 +568,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_missing_container);
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_lazy_reads);
+    tcase_add_test(tc, test_cache_iov_matches_pread);
     suite_add_tcase(s, tc);
     return s;
 }
