@@ -35,6 +35,7 @@
 #define READ_MAX (8u << 20)       /* largest coalesced read */
 #define READ_GAP (256u << 10)     /* records this close are read together, the gap with them */
 #define INFLIGHT_MAX (64ull << 20) /* bytes read but not yet processed by the pool */
+#define WRITEBACK_STEP (32ull << 20) /* see start_writeback */
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -44,6 +45,7 @@ typedef struct rfile {
     int result; /* 0 so far, RH_NOT_A_STUB, or the first error */
     reparse_point rp;
     const streammap *map; /* owned by the need of its stream map */
+    uint64_t pending;     /* data bytes not written yet; the workers count them down atomically */
     dev_t dev;
 } rfile;
 
@@ -191,6 +193,16 @@ static int cmp_need_rank(const void *a, const void *b)
 
 static uint64_t rec_end(const need *nd) { return nd->loc.offset + RECORD_HEADER_SIZE + nd->loc.stored_len; }
 
+/* Counts n bytes of f as written. Writeback of a file starts when it is complete, and every
+ * WRITEBACK_STEP bytes of a large one, so that the disk writes while the engine reads and decompresses
+ * and the syncfs of finish_files has little left to wait for. */
+static void start_writeback(rfile *f, uint64_t n)
+{
+    uint64_t left = __atomic_sub_fetch(&f->pending, n, __ATOMIC_RELAXED);
+    if (left == 0 || (left + n) / WRITEBACK_STEP != left / WRITEBACK_STEP)
+        sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 /* Processes one block on the pool: check, decode, and (data) write every record in it. */
 static void block_work(uv_work_t *w)
 {
@@ -227,11 +239,14 @@ static void block_work(uv_work_t *w)
         } else if (r >= 0) {
             for (size_t k = 0; k < nd->nplaces && r >= 0; k++) {
                 const place *p = &e->places[nd->first + k];
-                ssize_t wn = pwrite(e->files[p->file].fd, raw, nd->raw_len, (off_t)p->off);
+                rfile *f = &e->files[p->file];
+                ssize_t wn = pwrite(f->fd, raw, nd->raw_len, (off_t)p->off);
                 if (wn < 0)
                     r = -errno;
                 else if ((uint64_t)wn != nd->raw_len)
                     r = -EIO;
+                else
+                    start_writeback(f, nd->raw_len);
             }
         }
         free(raw);
@@ -450,6 +465,7 @@ static int data_phase(engine *e)
             const streammap_entry *se = &f->map->e[k];
             if (se->hole)
                 continue; /* the stub is already a hole there */
+            f->pending += se->length;
             t[n] = (tuple){ .raw_len = se->length, .off = f->map->start[k], .file = (uint32_t)i };
             memcpy(t[n].digest, se->digest, HASH_LEN);
             n++;
