@@ -212,21 +212,32 @@ static void fd_release(struct fd_cache *c, struct fd_slot *sl)
     pthread_mutex_unlock(&c->lock);
 }
 
+/* An fd for the store file `path`: a cache slot's (*ret_slot set) or, when every slot is busy, a private
+ * one (*ret_slot NULL); or a negative errno. Give it back with local_put. */
+static int local_get(rh_store *s, const char *path, struct fd_slot **ret_slot)
+{
+    int r = 0;
+    *ret_slot = fd_acquire(s->fds, s->rootfd, path, &r);
+    return *ret_slot ? (*ret_slot)->fd : r;
+}
+
+static void local_put(rh_store *s, struct fd_slot *sl, int fd)
+{
+    if (sl)
+        fd_release(s->fds, sl);
+    else
+        close(fd);
+}
+
 static int local_read(void *ctx, const char *path, uint64_t offset, void *buf, size_t size)
 {
     rh_store *s = ctx;
-    int r = 0;
-    struct fd_slot *sl = fd_acquire(s->fds, s->rootfd, path, &r);
-    if (!sl) {
-        if (r < 0)
-            return r;
-        int fd = r; /* every slot was busy: a private fd */
-        r = fs_pread_full(fd, buf, size, offset);
-        close(fd);
-        return r;
-    }
-    r = fs_pread_full(sl->fd, buf, size, offset);
-    fd_release(s->fds, sl);
+    struct fd_slot *sl;
+    int fd = local_get(s, path, &sl);
+    if (fd < 0)
+        return fd;
+    int r = fs_pread_full(fd, buf, size, offset);
+    local_put(s, sl, fd);
     return r;
 }
 
@@ -235,16 +246,13 @@ static int local_read(void *ctx, const char *path, uint64_t offset, void *buf, s
 static int local_preview(void *ctx, const char *path, size_t n, const rh_extent *extents)
 {
     rh_store *s = ctx;
-    int r = 0;
-    struct fd_slot *sl = fd_acquire(s->fds, s->rootfd, path, &r);
-    if (!sl) { /* a prefetch is only a hint: errors are left to the reads */
-        if (r >= 0)
-            close(r);
-        return 0;
-    }
+    struct fd_slot *sl;
+    int fd = local_get(s, path, &sl);
+    if (fd < 0)
+        return 0; /* a prefetch is only a hint: errors are left to the reads */
     for (size_t i = 0; i < n; i++)
-        posix_fadvise(sl->fd, (off_t)extents[i].offset, (off_t)extents[i].length, POSIX_FADV_WILLNEED);
-    fd_release(s->fds, sl);
+        posix_fadvise(fd, (off_t)extents[i].offset, (off_t)extents[i].length, POSIX_FADV_WILLNEED);
+    local_put(s, sl, fd);
     return 0;
 }
 
