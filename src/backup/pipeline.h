@@ -15,6 +15,7 @@
 #ifndef RH_BACKUP_PIPELINE_H
 #define RH_BACKUP_PIPELINE_H
 
+#include <pthread.h>
 #include <uv.h>
 
 #include "backup/backup.h"
@@ -22,8 +23,6 @@
 #include "index/index.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
-#include <pthread.h>
-
 #include "store/streammap.h"
 
 #define SEGMENT_SIZE (8u << 20)

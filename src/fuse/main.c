@@ -90,6 +90,16 @@ static int parse_size(const char *s, size_t *ret)
     return 0;
 }
 
+/* Parses the value of -o NAME=VALUE into *ret (unchanged when the option was not given); false, with a
+ * message, when it is not a size. */
+static bool size_option(const char *name, const char *value, size_t *ret)
+{
+    if (!value || parse_size(value, ret) == 0)
+        return true;
+    fprintf(stderr, "rehydratefs: %s=%s: expected a size such as 64M\n", name, value);
+    return false;
+}
+
 /* Read-only at the kernel too, and the store path as the source (escaped: it may hold commas). */
 static void add_mount_options(struct fuse_args *args, const char *store)
 {
@@ -369,12 +379,8 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
-    if (o.kernel_readahead && parse_size(o.kernel_readahead, &kernel_readahead) < 0) {
-        fprintf(stderr, "rehydratefs: kernel_readahead=%s: expected a size such as 1M\n", o.kernel_readahead);
-        goto out;
-    }
-    if (o.cache_size && parse_size(o.cache_size, &cache_size) < 0) {
-        fprintf(stderr, "rehydratefs: cache_size=%s: expected a size such as 64M\n", o.cache_size);
+    if (!size_option("cache_size", o.cache_size, &cache_size) ||
+        !size_option("kernel_readahead", o.kernel_readahead, &kernel_readahead)) {
         status = 2;
         goto out;
     }
