@@ -14,13 +14,10 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-GiB=1073741824
 REPS=${BENCH_REPS:-3}
 case $REPS in ''|*[!0-9]*|0) echo "backup.sh: BENCH_REPS must be a positive integer" >&2; exit 1 ;; esac
 
-die() { echo "backup.sh: error: $*" >&2; exit 1; }
-note() { echo "backup.sh: $*" >&2; }
-
+BENCH_NAME=backup.sh
 tmp=$(mktemp -d /tmp/rehydrate-bench.XXXXXX)
 cleanup() {
     if [ -n "${BENCH_KEEP:-}" ]; then
@@ -31,25 +28,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# die, note, need, drop_caches, quiesce, file_bytes/file_count/hardlinked and the dataset generators
+# make_corpus and make_system, shared with bench/restore.sh and bench/mount.sh.
+# shellcheck source=bench/lib.sh
+. "$top/bench/lib.sh"
+
 # --- prerequisites ------------------------------------------------------------------------------------
 
 [ "$(id -u)" = 0 ] || die "run as root (installs packages and drops the page cache)"
 [ -w /proc/sys/vm/drop_caches ] || die "/proc/sys/vm/drop_caches is not writable; cannot measure cold runs"
 
-updated=""
-need() {        # need COMMAND DEBIAN-PACKAGE
-    command -v "$1" >/dev/null 2>&1 && return 0
-    note "installing $2"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >"$tmp/apt.log" 2>&1; then
-        if [ -z "$updated" ]; then
-            apt-get update -qq >>"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; die "apt-get update failed"; }
-            updated=1
-        fi
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >>"$tmp/apt.log" 2>&1 ||
-            { cat "$tmp/apt.log" >&2; die "cannot install $2"; }
-    fi
-    command -v "$1" >/dev/null 2>&1 || die "$2 installed but $1 not found"
-}
 need restic restic
 need borg borgbackup
 need python3 python3
@@ -71,8 +59,6 @@ RESTIC_CACHE=$tmp/restic-cache
 versions="rehydrate: $("$RH" --version | head -1) ($src_bin); $(restic version | cut -d' ' -f1-2); $(borg --version); zstd level 3 for rehydrate and borg, restic --compression auto"
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 warm() {        # warm DIR: read every file so that it is in the page cache
     find "$1" -type f -print0 | xargs -0 cat >/dev/null
@@ -116,22 +102,6 @@ borg_count()       { borg list --short "$1" | wc -l; }
 # The subshell in borg_backup loses T_*; re-read them from the time file.
 reread() { read -r T_WALL T_USER T_SYS <"$tmp/time.out"; }
 
-# quiesce: other work on the machine inflates wall times. Wait (up to 10 s) until the CPUs have been
-# at least 75 % idle for one second; count the runs that had to start on a busy machine anyway.
-busy_starts=0
-quiesce() {
-    local i a b idle total
-    for i in $(seq 10); do
-        a=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
-        sleep 1
-        b=$(awk '/^cpu /{print $5 + $6, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat)
-        read -r idle total <<<"$(echo "$a $b" | awk '{print $3 - $1, $4 - $2}')"
-        [ $((idle * 4)) -lt $((total * 3)) ] || return 0
-    done
-    busy_starts=$((busy_starts + 1))
-    note "machine still busy after 10 s (other jobs?); measuring anyway"
-}
-
 results=$tmp/results.tsv       # one line per repetition
 : >"$results"
 
@@ -166,135 +136,6 @@ bench_tool() {  # bench_tool DATASET TOOL SRC BYTES REP: one repetition of the t
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$ds" "$tool" "$bytes" \
         "$cold" "$cold_u" "$cold_s" "$warm_w" "$warm_u" "$warm_s" "$second" "$repo1_b" "$repo_b" >>"$results"
     note "$ds/$tool #$rep: first cold ${cold}s, warm ${warm_w}s (user ${warm_u}s sys ${warm_s}s), second ${second}s, repo $repo_b bytes"
-}
-
-# Bytes of file content, each inode once (hard links share one copy), and the number of paths.
-file_bytes() { find "$1" -type f -printf '%i %s\n' | sort -u -k1,1n | awk '{s += $2} END {printf "%d\n", s}'; }
-file_count() { find "$1" -type f | wc -l; }
-hardlinked() { find "$1" -type f -links +1 | wc -l; }
-
-# --- dataset 1: generated corpus ----------------------------------------------------------------------
-
-make_corpus() {
-    python3 - "$1" <<'EOF'
-# Deterministic (fixed seeds; Python's random is stable across 3.x for these calls) ~1 GiB tree.
-import math, os, random, sys
-
-root = sys.argv[1]
-KiB, MiB = 1 << 10, 1 << 20
-R = random.Random(20240601)
-MTIME = 1700000000
-
-# Text comes from pools of lines (prose and log) picked at random: lines are ~60 bytes, far below any
-# tool's chunk size, so picking them yields no chunk-level duplication, while zstd finds the word-level
-# redundancy of text (about 3:1).
-letters = "etaoinshrdlcumwfgypbvkjxqz"
-vocab = ["".join(R.choices(letters, weights=range(26, 0, -1), k=R.randint(2, 10))) for _ in range(4096)]
-cum, acc = [], 0.0
-for i in range(len(vocab)):         # Zipf-distributed word frequencies
-    acc += 1.0 / (i + 1)
-    cum.append(acc)
-def line(lo, hi):
-    return " ".join(R.choices(vocab, cum_weights=cum, k=R.randint(lo, hi)))
-prose = [(line(4, 16) + "\n").encode() for _ in range(65536)]
-levels = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"]
-logmsg = [f"{R.choice(levels)} [{R.choice(vocab)}.{R.choice(vocab)}] {line(3, 10)}\n".encode()
-          for _ in range(32768)]
-
-def text(rng, n):
-    out = b"".join(rng.choices(prose, k=n // 50 + 1))
-    return out[:n]
-
-def log(rng, n):
-    parts, t, size = [], rng.randrange(10**9), 0
-    while size < n:
-        t += rng.randrange(1, 4000)
-        p = b"2024-%02d-%02dT%02d:%02d:%02d.%03dZ " % (1 + t // 2592000000 % 12, 1 + t // 86400000 % 28,
-             t // 3600000 % 24, t // 60000 % 60, t // 1000 % 60, t % 1000) + rng.choice(logmsg)
-        parts.append(p); size += len(p)
-    return b"".join(parts)[:n]
-
-NIBBLES = bytes((b % 16) * 17 for b in range(256))  # maps every byte onto a 16-symbol alphabet
-def binary(rng, n):                                  # semi-compressible: 4 bits of entropy a byte, ~2:1
-    return rng.randbytes(n).translate(NIBBLES)
-
-def loguniform(rng, lo, hi):
-    return int(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
-stats = {}
-def put(path, data, kind):
-    full = os.path.join(root, path)
-    os.makedirs(os.path.dirname(full), exist_ok=True)
-    with open(full, "wb") as f:
-        f.write(data)
-    os.utime(full, (MTIME, MTIME))
-    n, b = stats.get(kind, (0, 0))
-    stats[kind] = (n + 1, b + len(data))
-    return path
-
-small, medium = [], []
-# 1. 16,000 small text files, 256 B - 32 KiB (log-uniform), 70 % prose, 30 % logs, 400 directories
-for i in range(16000):
-    rng = random.Random(1_000_000 + i)
-    n = loguniform(rng, 256, 32 * KiB)
-    kind = "small-prose" if rng.random() < 0.7 else "small-log"
-    data = text(rng, n) if kind == "small-prose" else log(rng, n)
-    small.append(put(f"docs/d{i % 20:02d}/s{i // 20 % 20:02d}/f{i:05d}.txt", data, kind))
-# 2. 1,500 medium files, 32 KiB - 1 MiB (log-uniform): 35 % prose, 25 % logs, 40 % semi-compressible binary
-for i in range(1500):
-    rng = random.Random(2_000_000 + i)
-    n = loguniform(rng, 32 * KiB, 1 * MiB)
-    u = rng.random()
-    if u < 0.35:   kind, data, ext = "medium-prose", text(rng, n), "txt"
-    elif u < 0.60: kind, data, ext = "medium-log", log(rng, n), "log"
-    else:          kind, data, ext = "medium-binary", binary(rng, n), "bin"
-    medium.append(put(f"data/d{i % 30:02d}/m{i:04d}.{ext}", data, kind))
-# 3. 8 large random (incompressible) files of 32 MiB
-large = []
-for i in range(8):
-    rng = random.Random(3_000_000 + i)
-    large.append(put(f"blobs/large{i}.img", rng.randbytes(32 * MiB), "large-random"))
-# 4. 500 exact duplicates (300 small, 200 medium files) under other names
-rng = random.Random(4_000_000)
-for j, p in enumerate(rng.sample(small, 300) + rng.sample(medium, 200)):
-    with open(os.path.join(root, p), "rb") as f:
-        put(f"copies/c{j % 10}/{j:03d}-{os.path.basename(p)}", f.read(), "duplicate-file")
-# 5. 4 files with duplicated regions: 32 MiB of a large file, cut in three pieces shifted by small
-#    insertions (so duplicates sit at unaligned offsets), plus 8 MiB new random data and 4 MiB zeros
-for i in range(4):
-    rng = random.Random(5_000_000 + i)
-    with open(os.path.join(root, large[i]), "rb") as f:
-        base = f.read()
-    a, b = rng.randrange(4 * MiB, 12 * MiB), rng.randrange(16 * MiB, 28 * MiB)
-    data = (base[:a] + rng.randbytes(rng.randrange(1, 4096)) + base[a:b] + rng.randbytes(8 * MiB)
-            + bytes(4 * MiB) + rng.randbytes(rng.randrange(1, 4096)) + base[b:])
-    put(f"blobs/variant{i}.img", data, "dup-region-file")
-
-with open(os.path.join(os.path.dirname(root), "corpus.manifest"), "w") as f:
-    for kind, (n, b) in stats.items():
-        f.write(f"| {kind} | {n} | {b / MiB:.1f} |\n")
-EOF
-}
-
-# --- dataset 2: a copy of this machine's files --------------------------------------------------------
-
-# Whole /usr/include, /usr/lib/gcc and /usr/share/doc, then whole top-level entries of
-# /usr/lib/x86_64-linux-gnu in C-locale name order until the total reaches 1 GiB.
-make_system() {
-    local dst=$1 total=0 sz name last="" n=0
-    mkdir -p "$dst/usr/lib/x86_64-linux-gnu" "$dst/usr/share"
-    for d in /usr/include /usr/lib/gcc /usr/share/doc; do
-        [ -d "$d" ] || die "$d is missing"
-        cp -a "$d" "$dst$(dirname "$d")/"
-    done
-    total=$(du -scb /usr/include /usr/lib/gcc /usr/share/doc | tail -1 | cut -f1)
-    while IFS=$'\t' read -r sz name; do
-        [ "$total" -lt "$GiB" ] || break
-        cp -a "$name" "$dst/usr/lib/x86_64-linux-gnu/"
-        total=$((total + sz)) last=$(basename "$name") n=$((n + 1))
-    done < <(cd /usr/lib/x86_64-linux-gnu && LC_ALL=C ls -A | LC_ALL=C sed 's|^|/usr/lib/x86_64-linux-gnu/|' |
-             tr '\n' '\0' | xargs -0 du -sb --)
-    system_desc="/usr/include, /usr/lib/gcc, /usr/share/doc (whole) + the first $n entries of /usr/lib/x86_64-linux-gnu in C-locale order (through \`$last\`)"
 }
 
 # --- run ----------------------------------------------------------------------------------------------
@@ -387,8 +228,4 @@ EOF
     echo "Total run time: $(( $(date +%s) - start )) s; measurements that started on a busy machine: $busy_starts."
 } >"$report"
 
-cat "$report"
-if [ -n "${BENCH_OUT:-}" ]; then
-    cp "$report" "$BENCH_OUT" || die "cannot write $BENCH_OUT"
-    note "results written to $BENCH_OUT"
-fi
+publish_report "$report"

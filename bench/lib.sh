@@ -1,10 +1,8 @@
 # shellcheck shell=bash disable=SC2034,SC2154
-# bench/lib.sh — shared helpers for bench/restore.sh and bench/mount.sh (source it; bash only).
-#
-# The dataset generators make_corpus and make_system below are copied verbatim from bench/backup.sh
-# (owned by another engineer; it does not source this file), so that every benchmark measures the same
-# ~1 GiB trees. bench_lib_drift warns when the two copies have diverged. make_bigfile adds the ~1 GiB
-# single-file dataset used by restore.sh and mount.sh.
+# bench/lib.sh — shared helpers for bench/backup.sh, bench/restore.sh and bench/mount.sh (source it;
+# bash only): messages, package installs, cache dropping, waiting for a quiet machine, and the dataset
+# generators, so that every benchmark measures the same ~1 GiB trees (make_corpus, make_system) and
+# the same ~1 GiB single file (make_bigfile).
 #
 # Before sourcing, set BENCH_NAME (the script's name, for messages) and tmp (the scratch directory).
 
@@ -33,7 +31,7 @@ need() {
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # quiesce: wait (up to 10 s) until the CPUs have been at least 75 % idle for one second; count the
-# measurements that had to start on a busy machine anyway (as bench/backup.sh does).
+# measurements that had to start on a busy machine anyway.
 busy_starts=0
 quiesce() {
     local i a b idle total
@@ -66,18 +64,6 @@ manifest() {
             print $1 "\t" $2 }' | LC_ALL=C sort
         find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum
     )
-}
-
-# bench_lib_drift: warn when the generators below differ from those in bench/backup.sh.
-bench_lib_drift() {
-    local f here=${BASH_SOURCE[0]} there
-    there=$(dirname "$here")/backup.sh
-    [ -f "$there" ] || return 0
-    for f in make_corpus make_system; do
-        if ! cmp -s <(sed -n "/^$f() {/,/^}/p" "$here") <(sed -n "/^$f() {/,/^}/p" "$there"); then
-            note "warning: $f in bench/lib.sh differs from bench/backup.sh; datasets may not match"
-        fi
-    done
 }
 
 # --- dataset 1: generated corpus ----------------------------------------------------------------------
@@ -233,4 +219,34 @@ with open(sys.argv[1], "wb") as f:
     f.write(rnd[100 * MiB + 123:356 * MiB + 123])
 os.utime(sys.argv[1], (1700000000, 1700000000))
 EOF
+}
+
+# make_datasets DIR DATASET...: generate each dataset (corpus, single, system) into DIR/DATASET, or
+# reuse one that an earlier run finished there (BENCH_DATA).
+make_datasets() {
+    local dir=$1 ds
+    shift
+    for ds in "$@"; do
+        if [ -f "$dir/$ds.done" ]; then
+            note "reusing $dir/$ds"
+            continue
+        fi
+        rm -rf "${dir:?}/$ds"
+        note "generating $ds"
+        case $ds in
+            corpus) make_corpus "$dir/corpus" ;;
+            single) make_bigfile "$dir/single" ;;
+            system) make_system "$dir/system" ;;
+        esac
+        touch "$dir/$ds.done"
+    done
+}
+
+# publish_report FILE: print the markdown report, and copy it to $BENCH_OUT when that is set.
+publish_report() {
+    cat "$1"
+    if [ -n "${BENCH_OUT:-}" ]; then
+        cp "$1" "$BENCH_OUT" || die "cannot write $BENCH_OUT"
+        note "results written to $BENCH_OUT"
+    fi
 }

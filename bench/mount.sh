@@ -56,7 +56,6 @@ trap 'exit 130' INT TERM
 
 # shellcheck source=bench/lib.sh
 . "$top/bench/lib.sh"
-bench_lib_drift
 
 # --- prerequisites ------------------------------------------------------------------------------------
 
@@ -101,20 +100,7 @@ start=$(date +%s)
 data=${BENCH_DATA:-$tmp/data}
 mkdir -p "$data"
 system_desc=""
-for ds in single "$TREE"; do
-    if [ -f "$data/$ds.done" ]; then
-        note "reusing $data/$ds"
-        continue
-    fi
-    rm -rf "${data:?}/$ds"
-    note "generating $ds"
-    case $ds in
-        corpus) make_corpus "$data/corpus" ;;
-        single) make_bigfile "$data/single" ;;
-        system) make_system "$data/system" ;;
-    esac
-    touch "$data/$ds.done"
-done
+make_datasets "$data" single "$TREE"
 [ -f "$data/single/big.bin" ] || die "$data/single/big.bin is missing"
 single_bytes=$(stat -c %s "$data/single/big.bin")
 single_sha=$(sha256sum <"$data/single/big.bin" | cut -d' ' -f1)
@@ -454,11 +440,7 @@ EOF
     echo "Total run time: $(( $(date +%s) - start )) s; measurements that started on a busy machine: $busy_starts."
 } >"$report"
 
-cat "$report"
-if [ -n "${BENCH_OUT:-}" ]; then
-    cp "$report" "$BENCH_OUT" || die "cannot write $BENCH_OUT"
-    note "results written to $BENCH_OUT"
-fi
+publish_report "$report"
 
 if [ -n "$PLOT" ]; then
     gnuplot >"$tmp/log.gnuplot" 2>&1 <<EOF || { cat "$tmp/log.gnuplot" >&2; die "gnuplot failed"; }

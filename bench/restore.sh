@@ -35,7 +35,6 @@ trap cleanup EXIT
 
 # shellcheck source=bench/lib.sh
 . "$top/bench/lib.sh"
-bench_lib_drift
 
 # --- prerequisites ------------------------------------------------------------------------------------
 
@@ -69,20 +68,7 @@ start=$(date +%s)
 data=${BENCH_DATA:-$tmp/data}
 mkdir -p "$data"
 system_desc="(as generated earlier into $data)"
-for ds in $DATASETS; do
-    if [ -f "$data/$ds.done" ]; then
-        note "reusing $data/$ds"
-        continue
-    fi
-    rm -rf "${data:?}/$ds"
-    note "generating $ds"
-    case $ds in
-        corpus) make_corpus "$data/corpus" ;;
-        single) make_bigfile "$data/single" ;;
-        system) make_system "$data/system" ;;
-    esac
-    touch "$data/$ds.done"
-done
+make_datasets "$data" $DATASETS
 declare -A ds_bytes ds_files manifest_of
 for ds in $DATASETS; do
     ds_bytes[$ds]=$(file_bytes "$data/$ds")
@@ -216,8 +202,4 @@ EOF
     echo "Total run time: $(( $(date +%s) - start )) s; measurements that started on a busy machine: $busy_starts."
 } >"$report"
 
-cat "$report"
-if [ -n "${BENCH_OUT:-}" ]; then
-    cp "$report" "$BENCH_OUT" || die "cannot write $BENCH_OUT"
-    note "results written to $BENCH_OUT"
-fi
+publish_report "$report"
