@@ -1,6 +1,12 @@
 /*
- * compress.c — zstd with one compression and one decompression context per thread, created on first use
- * and freed when the thread exits.
+ * compress.c — zstd with per-thread contexts, created on first use and freed when the thread exits.
+ *
+ * Chunks are compressed with a *static* context: one workspace, allocated once per thread and level,
+ * large enough for any input of at most STATIC_MAX_INPUT bytes. A normal context resizes its workspace
+ * as inputs of different sizes come (zstd picks smaller tables for small inputs, then frees a workspace
+ * that stays three times too large), and each new workspace costs page faults as it is first touched:
+ * a backup of many small files and some large ones did that thousands of times. Larger inputs (stream
+ * maps, chunks of stores cut with a larger max_size) use a normal context.
  */
 #include "config.h"
 
@@ -9,16 +15,35 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx, ZSTD_estimateCCtxSize_usingCParams */
 #include <zstd.h>
 
 #include <rehydrate/rehydrate.h>
 
 #include "compress/compress.h"
 
+#define STATIC_MAX_INPUT (256u << 10) /* the default max chunk size */
+
+typedef struct cctx_set {
+    ZSTD_CCtx *dynamic;
+    ZSTD_CCtx *fixed; /* lives in `ws` */
+    void *ws;
+    int level; /* of `fixed` */
+    uint8_t *out; /* compress_chunk_inplace's output */
+    size_t out_cap;
+} cctx_set;
+
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t cctx_key, dctx_key;
 
-static void free_cctx(void *p) { ZSTD_freeCCtx(p); }
+static void free_cctx(void *p)
+{
+    cctx_set *c = p;
+    ZSTD_freeCCtx(c->dynamic);
+    free(c->ws);
+    free(c->out);
+    free(c);
+}
 static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
 static void keys_init(void)
 {
@@ -26,17 +51,51 @@ static void keys_init(void)
     pthread_key_create(&dctx_key, free_dctx);
 }
 
-static ZSTD_CCtx *get_cctx(void)
+static cctx_set *get_cctx_set(void)
 {
     pthread_once(&once, keys_init);
-    ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+    cctx_set *c = pthread_getspecific(cctx_key);
     if (!c) {
-        c = ZSTD_createCCtx();
-        if (!c)
+        c = calloc(1, sizeof(*c));
+        if (!c || !(c->dynamic = ZSTD_createCCtx()))
             abort();
         pthread_setspecific(cctx_key, c);
     }
     return c;
+}
+
+/* The workspace zstd needs at `level` for any input of at most STATIC_MAX_INPUT bytes: the largest of its
+ * parameter tiers (inputs up to 16 KiB, 128 KiB, 256 KiB). */
+static size_t static_ws_size(int level)
+{
+    static const unsigned long long tiers[] = { 16u << 10, 128u << 10, STATIC_MAX_INPUT };
+    size_t max = 0;
+    for (size_t i = 0; i < sizeof(tiers) / sizeof(tiers[0]); i++) {
+        size_t n = ZSTD_estimateCCtxSize_usingCParams(ZSTD_getCParams(level, tiers[i], 0));
+        if (n > max)
+            max = n;
+    }
+    return max;
+}
+
+/* The context for n input bytes at `level`. */
+static ZSTD_CCtx *get_cctx(int level, size_t n)
+{
+    cctx_set *c = get_cctx_set();
+    if (n > STATIC_MAX_INPUT)
+        return c->dynamic;
+    if (!c->fixed || c->level != level) {
+        size_t size = static_ws_size(level);
+        free(c->ws);
+        c->fixed = NULL;
+        if (!(c->ws = malloc(size)) || !(c->fixed = ZSTD_initStaticCCtx(c->ws, size))) {
+            free(c->ws);
+            c->ws = NULL;
+            return c->dynamic;
+        }
+        c->level = level;
+    }
+    return c->fixed;
 }
 
 static ZSTD_DCtx *get_dctx(void)
@@ -64,7 +123,10 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
         *ret_len = n;
         return 0;
     }
-    size_t r = ZSTD_compressCCtx(get_cctx(), dst, cap, src, n, level);
+    ZSTD_CCtx *cctx = get_cctx(level, n);
+    size_t r = ZSTD_compressCCtx(cctx, dst, cap, src, n, level);
+    if (ZSTD_isError(r) && cctx != get_cctx_set()->dynamic) /* the estimate fell short: never fail on it */
+        r = ZSTD_compressCCtx(get_cctx_set()->dynamic, dst, cap, src, n, level);
     if (ZSTD_isError(r))
         return -EIO;
     if (r >= n) {
@@ -75,6 +137,23 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
         *ret_len = r;
     }
     return 0;
+}
+
+int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len)
+{
+    cctx_set *c = get_cctx_set();
+    size_t cap = compress_bound(n);
+    if (cap > c->out_cap) {
+        uint8_t *out = realloc(c->out, cap);
+        if (!out)
+            return -ENOMEM;
+        c->out = out;
+        c->out_cap = cap;
+    }
+    int r = compress_chunk(level, buf, n, c->out, cap, ret_codec, ret_len);
+    if (r >= 0 && *ret_codec == CODEC_ZSTD)
+        memcpy(buf, c->out, *ret_len);
+    return r;
 }
 
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len)

@@ -22,6 +22,12 @@ size_t compress_bound(size_t n);
  */
 int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, uint8_t *ret_codec,
                    size_t *ret_len);
+/*
+ * Like compress_chunk, but the result replaces the input: on CODEC_ZSTD, buf[0..*ret_len) holds the
+ * compressed bytes (compressed through a per-thread buffer, then copied back); on CODEC_RAW, buf is
+ * untouched. Spares the caller an output buffer per chunk, whose fresh pages cost faults.
+ */
+int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len);
 /* Decodes a record payload of `codec` into exactly raw_len bytes; RH_ECORRUPT if it does not fit. */
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len);
 /* Whether compress_chunk accepts this level (0 and 1..19). */

@@ -94,6 +94,43 @@ START_TEST(test_compress_roundtrip)
 }
 END_TEST
 
+/* In-place compression, with input sizes that make zstd pick different tables one call after another
+ * (the per-thread static context must fit all of them), several levels, and inputs larger than the
+ * static context covers. */
+START_TEST(test_compress_inplace)
+{
+    static const size_t sizes[] = { 100, 300000, 16384, 262144, 5000, 131072, 1 << 20, 70000 };
+    static const int levels[] = { 3, 1, 19, 3 };
+    size_t max = 1 << 20;
+    uint8_t *orig = xmalloc(max), *buf = xmalloc(max), *back = xmalloc(max);
+    for (size_t i = 0; i < max; i++)
+        orig[i] = (uint8_t)("rehydrate the chunks "[i % 21] + (i / 4096) % 7);
+    for (size_t l = 0; l < ARRAY_SIZE(levels); l++) {
+        for (size_t k = 0; k < 3 * ARRAY_SIZE(sizes); k++) {
+            size_t n = sizes[k % ARRAY_SIZE(sizes)];
+            memcpy(buf, orig, n);
+            uint8_t codec;
+            size_t len;
+            ck_assert_int_eq(compress_chunk_inplace(levels[l], buf, n, &codec, &len), 0);
+            ck_assert_int_eq(codec, CODEC_ZSTD);
+            ck_assert_uint_lt(len, n);
+            ck_assert_int_eq(decompress_chunk(codec, buf, len, back, n), 0);
+            ck_assert_mem_eq(back, orig, n);
+        }
+    }
+    /* random data: raw, untouched */
+    test_fill_random(orig, 65536, 9);
+    memcpy(buf, orig, 65536);
+    uint8_t codec;
+    size_t len;
+    ck_assert_int_eq(compress_chunk_inplace(3, buf, 65536, &codec, &len), 0);
+    ck_assert_int_eq(codec, CODEC_RAW);
+    ck_assert_uint_eq(len, 65536);
+    ck_assert_mem_eq(buf, orig, 65536);
+    free(orig), free(buf), free(back);
+}
+END_TEST
+
 START_TEST(test_digest_set)
 {
     digest_set s = { 0 };
@@ -198,6 +235,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_checksum_covers_head_and_payload);
     tcase_add_test(tc, test_mem_is_zero);
     tcase_add_test(tc, test_compress_roundtrip);
+    tcase_add_test(tc, test_compress_inplace);
     tcase_add_test(tc, test_digest_set);
     tcase_add_test(tc, test_cursor_bounds);
     tcase_add_test(tc, test_atomic_write_never_replaces);
