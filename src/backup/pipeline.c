@@ -29,8 +29,7 @@ typedef struct piece {
     uint64_t len;
     size_t off; /* in the segment's data (PIECE_DATA) */
     uint8_t digest[HASH_LEN];
-    uint8_t *cdata; /* compressed payload (owned), or NULL when stored raw */
-    size_t clen;
+    size_t clen; /* stored bytes: after stage B, g->data[off, off + clen) is the payload */
 } piece;
 
 typedef struct bfile {
@@ -48,19 +47,35 @@ typedef struct bfile {
     streammap_entry *map;
     size_t map_n, map_cap;
     uint64_t mapped, alloc;
+    struct bfile *next_parked; /* in b->parked, waiting for room to start its next segment */
 } bfile;
 
-struct segment {
-    uv_work_t work;
+/* One file's share of a segment: the pieces p[first .. first + n) and the bytes read for them. */
+typedef struct part {
     bfile *f;
-    uint64_t seq;
-    bool last;
+    size_t first, n;
+    uint64_t read;
+    bool last; /* the file's last segment: append finishes the file */
     int err;
     const char *err_op;
+} part;
+
+/*
+ * A segment is either up to SEGMENT_SIZE bytes of one data region of a file (one part), or a batch:
+ * whole small files, read and cut one after another by one task (one part each). Batching spares a
+ * small file the two hand-offs to the pool and back that cost more than its bytes do.
+ */
+struct segment {
+    uv_work_t work;
+    backup *b;
+    uint64_t seq;
+    bool batch;
+    part *parts;
+    size_t nparts, partcap;
+    size_t nfds; /* batch: open files it holds until stage A closes them */
     uint8_t *data;
-    bool pooled; /* data is a buffer of buf_size(b), from b->bufs */
+    bool big; /* data is a buffer of big_buf_size(), else of SMALL_BUF_SIZE */
     size_t len, leftover_off;
-    uint64_t read; /* bytes read from the file by this segment */
     piece *p;
     size_t np, pcap;
     uint64_t charge; /* bytes counted in inflight_bytes */
@@ -69,7 +84,7 @@ struct segment {
 
 /* ---- stage A: read, cut, hash (thread pool) ---- */
 
-static piece *add_piece(segment *g)
+static piece *add_piece(segment *g, part *pt)
 {
     if (g->np == g->pcap) {
         g->pcap = g->pcap ? 2 * g->pcap : 64;
@@ -77,13 +92,14 @@ static piece *add_piece(segment *g)
     }
     piece *p = &g->p[g->np++];
     memset(p, 0, sizeof(*p));
+    pt->n++;
     return p;
 }
 
-/* Moves f->off to the next data region; records the hole before it in g. */
-static int next_region(segment *g)
+/* Moves f->off to the next data region; records the hole before it in the part. */
+static int next_region(segment *g, part *pt)
 {
-    bfile *f = g->f;
+    bfile *f = pt->f;
     off_t d = lseek(f->fd, (off_t)f->off, SEEK_DATA);
     if (d < 0) {
         if (errno == ENXIO)
@@ -95,7 +111,7 @@ static int next_region(segment *g)
     }
     uint64_t data = MIN((uint64_t)d, f->size);
     if (data > f->off) {
-        piece *p = add_piece(g);
+        piece *p = add_piece(g, pt);
         p->kind = PIECE_HOLE;
         p->len = data - f->off;
     }
@@ -105,90 +121,37 @@ static int next_region(segment *g)
     return 0;
 }
 
-/* ---- segment buffers ---- */
-
-/* A segment holds the file's leftover (less than one chunk) and at most SEGMENT_SIZE new bytes. */
-static size_t buf_size(const backup *b) { return SEGMENT_SIZE + b->s->chunker.p.max_size + 1; }
-
-static void buf_take(backup *b, segment *g, size_t need)
+/* Reads exactly n bytes of f at f->off into buf and advances f->off. */
+static int read_full(part *pt, uint8_t *buf, size_t n)
 {
-    g->pooled = need > SEGMENT_SIZE / 2 && need <= buf_size(b);
-    if (!g->pooled) { /* small files: malloc serves these from its heap without faults */
-        g->data = xmalloc(need);
-        return;
-    }
-    pthread_mutex_lock(&b->buf_lock);
-    g->data = b->nbufs ? b->bufs[--b->nbufs] : NULL;
-    pthread_mutex_unlock(&b->buf_lock);
-    if (!g->data)
-        g->data = xmalloc(buf_size(b));
-}
-
-static void buf_give(backup *b, segment *g)
-{
-    if (g->pooled && g->data) {
-        pthread_mutex_lock(&b->buf_lock);
-        if (b->nbufs < ARRAY_SIZE(b->bufs)) {
-            b->bufs[b->nbufs++] = g->data;
-            g->data = NULL;
-        }
-        pthread_mutex_unlock(&b->buf_lock);
-    }
-    free(g->data);
-    g->data = NULL;
-}
-
-void pipeline_buffers_free(backup *b)
-{
-    while (b->nbufs)
-        free(b->bufs[--b->nbufs]);
-}
-
-static void stage_a(uv_work_t *w)
-{
-    segment *g = container_of(w, segment, work);
-    bfile *f = g->f;
-    const chunker *ch = &f->b->s->chunker;
-
-    if (f->leftover_len == 0 && f->off == f->region_end && f->off < f->size) {
-        g->err = next_region(g);
-        if (g->err < 0) {
-            g->err_op = "seek";
-            return;
-        }
-    }
-    size_t want = (size_t)MIN((uint64_t)SEGMENT_SIZE, f->region_end - f->off);
-    buf_take(f->b, g, f->leftover_len + want + 1);
-    if (f->leftover_len)
-        memcpy(g->data, f->leftover, f->leftover_len);
+    bfile *f = pt->f;
     size_t got = 0;
-    while (got < want) {
-        ssize_t n = pread(f->fd, g->data + f->leftover_len + got, want - got, (off_t)(f->off + got));
-        if (n < 0 && errno == EINTR)
+    while (got < n) {
+        ssize_t r = pread(f->fd, buf + got, n - got, (off_t)(f->off + got));
+        if (r < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            g->err = -errno;
-            g->err_op = "read";
-            return;
+        if (r <= 0) {
+            pt->err = r < 0 ? -errno : -ENODATA;
+            pt->err_op = r < 0 ? "read" : "read (the file shrank while it was read)";
+            return pt->err;
         }
-        if (n == 0) {
-            g->err = -ENODATA;
-            g->err_op = "read (the file shrank while it was read)";
-            return;
-        }
-        got += (size_t)n;
+        got += (size_t)r;
     }
-    f->off += got;
-    g->read = got;
-    g->len = f->leftover_len + got;
-    bool region_done = f->off == f->region_end;
+    f->off += n;
+    pt->read += n;
+    return 0;
+}
 
-    size_t pos = 0;
-    while (pos < g->len) {
-        size_t c = chunker_next(ch, g->data + pos, g->len - pos, region_done);
+/* Cuts g->data[pos, end) into pieces of pt: zero chunks become holes, the others are hashed. Returns
+ * where the last cut fell (end, when the region ends there). */
+static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool region_done)
+{
+    const chunker *ch = &g->b->s->chunker;
+    while (pos < end) {
+        size_t c = chunker_next(ch, g->data + pos, end - pos, region_done);
         if (c == 0)
             break;
-        piece *p = add_piece(g);
+        piece *p = add_piece(g, pt);
         p->len = c;
         p->off = pos;
         if (mem_is_zero(g->data + pos, c)) {
@@ -199,8 +162,114 @@ static void stage_a(uv_work_t *w)
         }
         pos += c;
     }
-    g->leftover_off = pos;
-    g->last = region_done && f->off >= f->size;
+    return pos;
+}
+
+/* ---- segment buffers ---- */
+
+/*
+ * A segment's buffer holds what stage A reads: a batch (at most BATCH_MAX_BYTES), or a file's leftover
+ * (less than one chunk) and at most SEGMENT_SIZE new bytes. Buffers come from two pools by size; a
+ * segment's size class is chosen when it starts (segment_big), since a big buffer is charged in full
+ * against PIPELINE_MAX_INFLIGHT_BYTES: that bounds how many big buffers the pool ever makes.
+ */
+#define SMALL_BUF_SIZE (BATCH_MAX_BYTES + 1)
+static size_t big_buf_size(const backup *b) { return SEGMENT_SIZE + b->s->chunker.p.max_size + 1; }
+
+static void buf_take(backup *b, segment *g)
+{
+    buf_pool *pool = &b->pools[g->big];
+    pthread_mutex_lock(&b->buf_lock);
+    g->data = pool->n ? pool->bufs[--pool->n] : NULL;
+    pthread_mutex_unlock(&b->buf_lock);
+    if (!g->data)
+        g->data = xmalloc(g->big ? big_buf_size(b) : SMALL_BUF_SIZE);
+}
+
+static void buf_give(backup *b, segment *g)
+{
+    buf_pool *pool = &b->pools[g->big];
+    if (g->data) {
+        pthread_mutex_lock(&b->buf_lock);
+        if (pool->n < ARRAY_SIZE(pool->bufs)) {
+            pool->bufs[pool->n++] = g->data;
+            g->data = NULL;
+        }
+        pthread_mutex_unlock(&b->buf_lock);
+    }
+    free(g->data);
+    g->data = NULL;
+}
+
+void pipeline_buffers_free(backup *b)
+{
+    for (size_t i = 0; i < ARRAY_SIZE(b->pools); i++)
+        while (b->pools[i].n)
+            free(b->pools[i].bufs[--b->pools[i].n]);
+}
+
+/* Stage A of a segment of one file: the next (up to) SEGMENT_SIZE bytes of its current data region. */
+static void read_segment(segment *g)
+{
+    part *pt = &g->parts[0];
+    bfile *f = pt->f;
+
+    if (f->leftover_len == 0 && f->off == f->region_end && f->off < f->size) {
+        int r = next_region(g, pt);
+        if (r < 0) {
+            pt->err = r;
+            pt->err_op = "seek";
+            return;
+        }
+    }
+    size_t want = (size_t)MIN((uint64_t)SEGMENT_SIZE, f->region_end - f->off);
+    buf_take(g->b, g);
+    if (f->leftover_len)
+        memcpy(g->data, f->leftover, f->leftover_len);
+    if (read_full(pt, g->data + f->leftover_len, want) < 0)
+        return;
+    g->len = f->leftover_len + want;
+    bool region_done = f->off == f->region_end;
+    g->leftover_off = cut_chunks(g, pt, 0, g->len, region_done);
+    pt->last = region_done && f->off >= f->size;
+}
+
+/* Stage A of a batch: every file whole, one after another, each closed once read. */
+static void read_batch(segment *g)
+{
+    buf_take(g->b, g);
+    for (size_t i = 0; i < g->nparts; i++) {
+        part *pt = &g->parts[i];
+        bfile *f = pt->f;
+        pt->first = g->np;
+        pt->last = true;
+        while (f->off < f->size) {
+            int r = next_region(g, pt);
+            if (r < 0) {
+                pt->err = r;
+                pt->err_op = "seek";
+                break;
+            }
+            size_t start = g->len, want = (size_t)(f->region_end - f->off);
+            if (read_full(pt, g->data + start, want) < 0)
+                break;
+            g->len += want;
+            cut_chunks(g, pt, start, g->len, true);
+        }
+        if (f->fd >= 0) {
+            close(f->fd);
+            f->fd = -1;
+        }
+    }
+}
+
+static void stage_a(uv_work_t *w)
+{
+    segment *g = container_of(w, segment, work);
+    if (g->batch)
+        read_batch(g);
+    else
+        read_segment(g);
 }
 
 /* ---- stage B: compress new chunks (thread pool) ---- */
@@ -208,17 +277,13 @@ static void stage_a(uv_work_t *w)
 static void stage_b(uv_work_t *w)
 {
     segment *g = container_of(w, segment, work);
-    int level = g->f->b->level;
+    int level = g->b->level;
     for (size_t i = 0; i < g->np; i++) {
         piece *p = &g->p[i];
         if (p->kind != PIECE_DATA || p->state != PIECE_NEW)
             continue;
-        size_t cap = compress_bound(p->len);
-        p->cdata = xmalloc(cap);
-        int r = compress_chunk(level, g->data + p->off, p->len, p->cdata, cap, &p->codec, &p->clen);
-        if (r < 0 || p->codec == CODEC_RAW) {
-            free(p->cdata);
-            p->cdata = NULL;
+        /* In place: the raw bytes are not needed once compressed (the digest is taken). */
+        if (compress_chunk_inplace(level, g->data + p->off, p->len, &p->codec, &p->clen) < 0) {
             p->codec = CODEC_RAW;
             p->clen = p->len;
         }
@@ -343,28 +408,28 @@ static void bfile_free(bfile *f)
 
 static void segment_free(backup *b, segment *g)
 {
-    for (size_t i = 0; i < g->np; i++)
-        free(g->p[i].cdata);
     free(g->p);
+    free(g->parts);
     buf_give(b, g);
     free(g);
 }
 
-static void append_segment(backup *b, segment *g)
+/* Appends one file's share of a segment; finishes the file after its last one. */
+static void append_part(backup *b, segment *g, part *pt)
 {
-    bfile *f = g->f;
-    if (g->err < 0 && !f->error) {
-        f->error = g->err;
-        f->error_op = g->err_op;
+    bfile *f = pt->f;
+    if (pt->err < 0 && !f->error) {
+        f->error = pt->err;
+        f->error_op = pt->err_op;
     }
-    for (size_t i = 0; i < g->np && !f->error && !b->fatal; i++) {
+    for (size_t i = pt->first; i < pt->first + pt->n && !f->error && !b->fatal; i++) {
         piece *p = &g->p[i];
         if (p->kind == PIECE_HOLE) {
             b->st->hole_bytes += p->len;
         } else if (p->state == PIECE_NEW) {
             index_loc loc;
             int r = append_record(b, CONTAINER_DATA, p->codec, p->digest,
-                                  p->cdata ? p->cdata : g->data + p->off, (uint32_t)p->clen,
+                                  g->data + p->off, (uint32_t)p->clen,
                                   (uint32_t)p->len, &loc);
             if (r >= 0)
                 r = index_add_chunk(b->ix, p->digest, &loc);
@@ -379,8 +444,8 @@ static void append_segment(backup *b, segment *g)
         }
         map_add(f, p);
     }
-    b->st->read_bytes += g->read;
-    if (g->last || g->err < 0) {
+    b->st->read_bytes += pt->read;
+    if (pt->last || pt->err < 0) {
         if (f->error) {
             catalog_writer_set_flags(b->cw, f->handle, CF_UNREADABLE);
             backup_warn(b, f->path, f->error, f->error_op);
@@ -395,9 +460,22 @@ static void append_segment(backup *b, segment *g)
         }
         bfile_free(f);
     }
+}
+
+static void start_segment(bfile *f);
+
+static void append_segment(backup *b, segment *g)
+{
+    for (size_t i = 0; i < g->nparts; i++)
+        append_part(b, g, &g->parts[i]);
     b->inflight--;
     b->inflight_bytes -= g->charge;
     segment_free(b, g);
+    while (b->parked && b->inflight_bytes < PIPELINE_MAX_INFLIGHT_BYTES) {
+        bfile *f = b->parked;
+        b->parked = f->next_parked;
+        start_segment(f);
+    }
 }
 
 /* Queues a finished segment and appends every segment whose turn has come. */
@@ -419,34 +497,16 @@ static void segment_done(backup *b, segment *g)
 static void after_b(uv_work_t *w, int status)
 {
     segment *g = container_of(w, segment, work);
-    segment_done(g->f->b, g);
+    segment_done(g->b, g);
 }
 
-static void start_segment(bfile *f);
+static void next_segment(bfile *f);
 
-static void after_a(uv_work_t *w, int status)
+/* Decides which of pt's chunks are new: neither this run nor the index has them. */
+static bool find_new(backup *b, segment *g, const part *pt)
 {
-    segment *g = container_of(w, segment, work);
-    bfile *f = g->f;
-    backup *b = f->b;
-
-    /* The bytes after the last cut start the next segment of this file. */
-    size_t left = g->err < 0 ? 0 : g->len - g->leftover_off;
-    free(f->leftover);
-    f->leftover = left ? xmemdup(g->data + g->leftover_off, left) : NULL;
-    f->leftover_len = left;
-    if (g->err >= 0 && !g->last) {
-        if (b->fatal) { /* stop this file; its segment still goes through the ordered append */
-            g->err = -ECANCELED;
-            g->err_op = "read (backup stopped)";
-        } else {
-            start_segment(f);
-        }
-    }
-
-    /* Deduplicate: only chunks that neither this run nor the index has go on to compression. */
     bool any_new = false;
-    for (size_t i = 0; i < g->np && g->err >= 0; i++) {
+    for (size_t i = pt->first; i < pt->first + pt->n && !b->fatal; i++) {
         piece *p = &g->p[i];
         if (p->kind != PIECE_DATA)
             continue;
@@ -466,6 +526,40 @@ static void after_a(uv_work_t *w, int status)
             b->fatal = r;
         }
     }
+    return any_new;
+}
+
+static void after_a(uv_work_t *w, int status)
+{
+    segment *g = container_of(w, segment, work);
+    backup *b = g->b;
+
+    if (g->batch) {
+        b->batch_fds -= g->nfds;
+    } else {
+        /* The bytes after the last cut start the next segment of this file. */
+        part *pt = &g->parts[0];
+        bfile *f = pt->f;
+        size_t left = pt->err < 0 ? 0 : g->len - g->leftover_off;
+        free(f->leftover);
+        f->leftover = left ? xmemdup(g->data + g->leftover_off, left) : NULL;
+        f->leftover_len = left;
+        if (pt->err >= 0 && !pt->last) {
+            if (b->fatal) { /* stop this file; its segment still goes through the ordered append */
+                pt->err = -ECANCELED;
+                pt->err_op = "read (backup stopped)";
+            } else {
+                next_segment(f);
+            }
+        }
+    }
+
+    /* Deduplicate: only new chunks go on to compression. A failed part's chunks never count as new,
+     * since they will not be appended. */
+    bool any_new = false;
+    for (size_t i = 0; i < g->nparts; i++)
+        if (g->parts[i].err >= 0 && find_new(b, g, &g->parts[i]))
+            any_new = true;
     if (any_new && !b->fatal) {
         int r = uv_queue_work(&b->loop, &g->work, stage_b, after_b);
         if (r == 0)
@@ -475,21 +569,76 @@ static void after_a(uv_work_t *w, int status)
     segment_done(b, g);
 }
 
-static void start_segment(bfile *f)
+static segment *segment_new(backup *b, bool batch)
 {
-    backup *b = f->b;
     segment *g = xcalloc(1, sizeof(*g));
-    g->f = f;
+    g->b = b;
+    g->batch = batch;
+    return g;
+}
+
+static part *segment_add_part(segment *g, bfile *f)
+{
+    if (g->nparts == g->partcap) {
+        g->partcap = g->partcap ? 2 * g->partcap : 1;
+        g->parts = xrealloc(g->parts, g->partcap * sizeof(*g->parts));
+    }
+    part *pt = &g->parts[g->nparts++];
+    memset(pt, 0, sizeof(*pt));
+    pt->f = f;
+    return pt;
+}
+
+/* Gives g its place in the append order and queues its stage A. */
+static void segment_start(backup *b, segment *g)
+{
+    g->big = g->charge + 1 > SMALL_BUF_SIZE;
+    if (g->big)
+        g->charge = big_buf_size(b);
     g->seq = b->next_seq++;
-    g->charge = MIN((uint64_t)SEGMENT_SIZE, f->size - f->off) + f->leftover_len;
     b->inflight++;
     b->inflight_bytes += g->charge;
     int r = uv_queue_work(&b->loop, &g->work, stage_a, after_a);
     if (r < 0) { /* only on a programming error; finish the segment as failed */
-        g->err = r;
-        g->err_op = "queue";
+        for (size_t i = 0; i < g->nparts; i++) {
+            g->parts[i].err = r;
+            g->parts[i].err_op = "queue";
+        }
         after_a(&g->work, 0);
     }
+}
+
+static void start_segment(bfile *f)
+{
+    backup *b = f->b;
+    segment *g = segment_new(b, false);
+    segment_add_part(g, f);
+    g->charge = MIN((uint64_t)SEGMENT_SIZE, f->size - f->off) + f->leftover_len;
+    segment_start(b, g);
+}
+
+/* Starts f's next segment, or parks f until appends make room: segments that wait for their turn to
+ * be appended hold their buffers, and every buffer made once is kept (and was paid for in faults). */
+static void next_segment(bfile *f)
+{
+    backup *b = f->b;
+    if (b->inflight_bytes < PIPELINE_MAX_INFLIGHT_BYTES) {
+        start_segment(f);
+        return;
+    }
+    bfile **pp = &b->parked;
+    while (*pp)
+        pp = &(*pp)->next_parked;
+    f->next_parked = NULL;
+    *pp = f;
+}
+
+static void submit_batch(backup *b)
+{
+    segment *g = b->batch;
+    b->batch = NULL;
+    if (g)
+        segment_start(b, g);
 }
 
 void pipeline_add_file(backup *b, int fd, uint64_t handle, const char *path, uint64_t size)
@@ -500,15 +649,31 @@ void pipeline_add_file(backup *b, int fd, uint64_t handle, const char *path, uin
     f->handle = handle;
     f->path = xstrdup(path);
     f->size = size;
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    start_segment(f);
+    if (size <= BATCH_FILE_MAX) {
+        if (b->batch && (b->batch->charge + size > BATCH_MAX_BYTES || b->batch->nparts == BATCH_MAX_FILES))
+            submit_batch(b);
+        if (!b->batch)
+            b->batch = segment_new(b, true);
+        segment_add_part(b->batch, f);
+        b->batch->charge += size;
+        if (fd >= 0) {
+            b->batch->nfds++;
+            b->batch_fds++;
+            posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED); /* the batch reads it soon: start now */
+        }
+    } else {
+        posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+        start_segment(f);
+    }
     while (!b->fatal && (b->inflight >= PIPELINE_MAX_INFLIGHT ||
-                         b->inflight_bytes >= PIPELINE_MAX_INFLIGHT_BYTES))
+                         b->inflight_bytes >= PIPELINE_MAX_INFLIGHT_BYTES ||
+                         b->batch_fds >= PIPELINE_MAX_BATCH_FDS))
         uv_run(&b->loop, UV_RUN_ONCE);
 }
 
 void pipeline_drain(backup *b)
 {
+    submit_batch(b);
     while (b->inflight > 0)
         uv_run(&b->loop, UV_RUN_ONCE);
 }

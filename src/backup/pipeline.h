@@ -27,9 +27,18 @@
 
 #define SEGMENT_SIZE (8u << 20)
 #define PIPELINE_MAX_INFLIGHT 24
-#define PIPELINE_MAX_INFLIGHT_BYTES (192ull << 20)
+#define PIPELINE_MAX_INFLIGHT_BYTES (64ull << 20) /* a segment with a big buffer counts its full size */
+#define BATCH_FILE_MAX (256u << 10)
+#define BATCH_MAX_BYTES (1u << 20)
+#define BATCH_MAX_FILES 128
+#define PIPELINE_MAX_BATCH_FDS 512 /* files held open by batches waiting for stage A (> BATCH_MAX_FILES) */
 
 typedef struct segment segment;
+
+typedef struct buf_pool {
+    void *bufs[PIPELINE_MAX_INFLIGHT];
+    size_t n;
+} buf_pool;
 
 /* The state of one backup run. */
 typedef struct backup {
@@ -49,14 +58,16 @@ typedef struct backup {
     segment *ready;                 /* finished segments waiting for their turn, sorted by seq */
     size_t inflight;
     uint64_t inflight_bytes;
+    segment *batch;   /* the batch being filled, not yet started */
+    struct bfile *parked; /* files whose next segment waits for inflight_bytes to drop (FIFO) */
+    size_t batch_fds; /* files open in batches (filled or started) until their stage A reads them */
     int fatal; /* the first error that stops the run (a failed store write) */
     uint64_t sealed_bytes;
     double started;
-    /* Large segment buffers, kept for reuse (pipeline_buffers_free): a fresh 8 MiB buffer per segment
-     * cost a page fault per 4 KiB read. Taken on the pool, given back on the loop thread. */
+    /* Segment buffers, kept for reuse (pipeline_buffers_free) in two sizes: a fresh buffer costs a page
+     * fault per 4 KiB read into it. Taken on the pool, given back on the loop thread. */
     pthread_mutex_t buf_lock;
-    void *bufs[PIPELINE_MAX_INFLIGHT];
-    size_t nbufs;
+    buf_pool pools[2]; /* [0] SMALL_BUF_SIZE bytes, [1] big_buf_size() bytes */
 } backup;
 
 /*

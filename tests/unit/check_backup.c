@@ -1,16 +1,19 @@
 /*
  * check_backup.c — the backup engine end to end at the library level: what backup_run stores reads
  * back byte for byte through the lazy reader; cut points do not depend on how a file is split into
- * segments; holes stay holes; duplicates are stored once; unchanged files are reused; containers rotate
- * at the seal size; a taken name or a held lock change nothing.
+ * segments; holes stay holes; duplicates are stored once; unchanged files are reused; small files
+ * go through in batches with a bounded number of open files; containers rotate at the seal size; a
+ * taken name or a held lock change nothing.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "backup/backup.h"
+#include "backup/pipeline.h"
 #include "common/util.h"
 #include "restore/reader.h"
 #include "snapshot/catalog.h"
@@ -275,6 +278,85 @@ START_TEST(test_dedup_and_reuse)
 }
 END_TEST
 
+/* Small file i: its size (around and at the batch limits, empty files included) and the seed of its
+ * bytes. Every tenth file is a copy of the one before. */
+static size_t small_file(unsigned i, unsigned *seed)
+{
+    static const size_t sizes[] = { 0, 1, 100, 5000, 20000, 70000, 200000, BATCH_FILE_MAX,
+                                    BATCH_FILE_MAX + 1 };
+    if (i % 10 == 9)
+        i--;
+    *seed = 1000 + i;
+    return sizes[i % ARRAY_SIZE(sizes)];
+}
+
+START_TEST(test_small_files_in_batches)
+{
+    /* Many more small files than one batch holds, under an open-file limit below their number. */
+    enum { NFILES = 1500 };
+    ck_assert_uint_gt(NFILES, PIPELINE_MAX_BATCH_FDS + 200);
+    struct rlimit rl = { 700, 700 };
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    uint8_t *buf = xmalloc(BATCH_FILE_MAX + 1);
+    uint64_t copies = 0;
+    for (unsigned i = 0; i < NFILES; i++) {
+        unsigned seed;
+        size_t n = small_file(i, &seed);
+        test_fill_random(buf, n, seed);
+        copies += i % 10 == 9 ? n : 0;
+        char name[32];
+        snprintf(name, sizeof(name), "f%04u", i);
+        write_file(name, buf, n);
+    }
+    /* tiny files: batches full by count (BATCH_MAX_FILES) rather than by bytes */
+    char *tiny = xasprintf("%s/tiny", src);
+    ck_assert_int_eq(mkdir(tiny, 0755), 0);
+    free(tiny);
+    for (unsigned i = 0; i < 3000; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "tiny/t%04u", i);
+        write_file(name, name, strlen(name));
+    }
+    /* a small sparse file: data, a hole, data */
+    char *p = xasprintf("%s/sparse", src);
+    int fd = open(p, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_eq(pwrite(fd, "head", 4, 0), 4);
+    ck_assert_int_eq(pwrite(fd, "tail", 4, 200000), 4);
+    close(fd);
+    free(p);
+
+    backup_stats st;
+    ck_assert_int_eq(run("s", &st), 0);
+    ck_assert(!st.partial);
+    ck_assert_uint_eq(st.errors, 0);
+    ck_assert_uint_eq(st.files, NFILES + 3000 + 1);
+    ck_assert_uint_ge(st.dedup_bytes, copies);
+
+    for (unsigned i = 0; i < NFILES; i++) {
+        unsigned seed;
+        size_t n = small_file(i, &seed), m;
+        test_fill_random(buf, n, seed);
+        char name[32];
+        snprintf(name, sizeof(name), "f%04u", i);
+        uint8_t *b = read_back("s", name, &m, NULL);
+        ck_assert_uint_eq(m, n);
+        ck_assert_msg(memcmp(b, buf, n) == 0, "%s differs", name);
+        free(b);
+    }
+    catalog_entry *e;
+    size_t m;
+    uint8_t *b = read_back("s", "sparse", &m, &e);
+    ck_assert_uint_eq(m, 200004);
+    ck_assert(memcmp(b, "head", 4) == 0 && memcmp(b + 200000, "tail", 4) == 0);
+    for (size_t i = 4; i < 200000; i++)
+        ck_assert_uint_eq(b[i], 0);
+    ck_assert_uint_lt(e->alloc, 200004 - 65536); /* the hole was not stored as data */
+    catalog_entry_free(e);
+    free(b);
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_refusals_change_nothing)
 {
     write_file("a", "data", 4);
@@ -340,6 +422,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_cut_points_independent_of_segments);
     tcase_add_test(tc, test_holes_stay_holes);
     tcase_add_test(tc, test_dedup_and_reuse);
+    tcase_add_test(tc, test_small_files_in_batches);
     tcase_add_test(tc, test_refusals_change_nothing);
     suite_add_tcase(s, tc);
     TCase *seal = tcase_create("seal");
