@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <time.h>
@@ -47,6 +48,38 @@ void *xmemdup(const void *p, size_t n)
     if (n)
         memcpy(q, p, n);
     return q;
+}
+
+typedef struct scratch {
+    void *p;
+    size_t cap;
+} scratch;
+
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+
+static void scratch_free(void *v)
+{
+    scratch *s = v;
+    free(s->p);
+    free(s);
+}
+static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
+
+void *thread_scratch(size_t n)
+{
+    pthread_once(&scratch_once, scratch_init);
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        s = xcalloc(1, sizeof(*s));
+        pthread_setspecific(scratch_key, s);
+    }
+    if (n > s->cap) {
+        free(s->p);
+        s->p = xmalloc(n);
+        s->cap = n;
+    }
+    return s->p;
 }
 
 char *xasprintf(const char *fmt, ...)

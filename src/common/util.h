@@ -43,6 +43,12 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 void *xmemdup(const void *p, size_t n);
+/*
+ * A buffer of at least n bytes that belongs to the calling thread, for data that does not outlive one
+ * step of work: it is reused (and grown) by the thread's next call, and freed when the thread exits.
+ * Hot paths use it instead of a malloc per chunk, whose fresh pages cost a fault each.
+ */
+void *thread_scratch(size_t n);
 /* A printf into a freshly allocated string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

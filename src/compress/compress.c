@@ -20,6 +20,7 @@
 
 #include <rehydrate/rehydrate.h>
 
+#include "common/util.h"
 #include "compress/compress.h"
 
 #define STATIC_MAX_INPUT (256u << 10) /* the default max chunk size */
@@ -29,8 +30,6 @@ typedef struct cctx_set {
     ZSTD_CCtx *fixed; /* lives in `ws` */
     void *ws;
     int level; /* of `fixed` */
-    uint8_t *out; /* compress_chunk_inplace's output */
-    size_t out_cap;
 } cctx_set;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -41,7 +40,6 @@ static void free_cctx(void *p)
     cctx_set *c = p;
     ZSTD_freeCCtx(c->dynamic);
     free(c->ws);
-    free(c->out);
     free(c);
 }
 static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
@@ -141,18 +139,11 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
 
 int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len)
 {
-    cctx_set *c = get_cctx_set();
     size_t cap = compress_bound(n);
-    if (cap > c->out_cap) {
-        uint8_t *out = realloc(c->out, cap);
-        if (!out)
-            return -ENOMEM;
-        c->out = out;
-        c->out_cap = cap;
-    }
-    int r = compress_chunk(level, buf, n, c->out, cap, ret_codec, ret_len);
+    uint8_t *out = thread_scratch(cap);
+    int r = compress_chunk(level, buf, n, out, cap, ret_codec, ret_len);
     if (r >= 0 && *ret_codec == CODEC_ZSTD)
-        memcpy(buf, c->out, *ret_len);
+        memcpy(buf, out, *ret_len);
     return r;
 }
 

@@ -32,9 +32,10 @@
 #include "store/container.h"
 #include "store/streammap.h"
 
-#define READ_MAX (8u << 20)       /* largest coalesced read */
+#define READ_MAX (4u << 20)       /* largest coalesced read */
 #define READ_GAP (256u << 10)     /* records this close are read together, the gap with them */
-#define INFLIGHT_MAX (64ull << 20) /* bytes read but not yet processed by the pool */
+#define INFLIGHT_MAX (32ull << 20) /* bytes read but not yet processed by the pool */
+#define POOL_MIN (128u << 10)      /* blocks larger than this read into pooled buffers */
 #define WRITEBACK_STEP (32ull << 20) /* see start_writeback */
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
@@ -76,6 +77,8 @@ typedef struct engine {
     size_t nplaces;
     uv_loop_t loop;
     uint64_t inflight;
+    uint8_t *pool[INFLIGHT_MAX / READ_MAX]; /* block buffers kept for reuse (block_buf) */
+    size_t npool;
 } engine;
 
 typedef struct block {
@@ -223,10 +226,15 @@ static void block_work(uv_work_t *w)
             r = RH_ECORRUPT;
         if (r >= 0)
             memcpy(nd->digest, got.digest, HASH_LEN);
-        uint8_t *raw = NULL;
-        if (r >= 0) {
-            raw = xmalloc(nd->raw_len ? nd->raw_len : 1);
-            r = decompress_chunk(got.codec, payload, got.stored_len, raw, nd->raw_len);
+        /* A raw record is written from the block itself; others are decoded into the thread's
+         * scratch buffer, which the next record reuses. */
+        const uint8_t *raw = payload;
+        if (r >= 0 && got.codec != CODEC_RAW) {
+            uint8_t *out = thread_scratch(nd->raw_len);
+            r = decompress_chunk(got.codec, payload, got.stored_len, out, nd->raw_len);
+            raw = out;
+        } else if (r >= 0 && got.stored_len != nd->raw_len) {
+            r = RH_ECORRUPT;
         }
         if (r >= 0 && (b->kind == CONTAINER_STREAM || (e->flags & RH_RESTORE_VERIFY))) {
             uint8_t d[HASH_LEN];
@@ -249,16 +257,33 @@ static void block_work(uv_work_t *w)
                     start_writeback(f, nd->raw_len);
             }
         }
-        free(raw);
         nd->err = r < 0 ? r : 0;
     }
+}
+
+/*
+ * Block buffers. A block of more than POOL_MIN bytes reads into a buffer of READ_MAX bytes that is kept
+ * for the next one (a fresh buffer costs a page fault per 4 KiB that pread copies into it) and counts
+ * READ_MAX against INFLIGHT_MAX, which bounds the pool. Both ends run on the loop thread.
+ */
+static uint64_t block_charge(uint64_t len) { return len > POOL_MIN && len <= READ_MAX ? READ_MAX : len; }
+
+static uint8_t *block_buf(engine *e, uint64_t len)
+{
+    if (block_charge(len) != READ_MAX)
+        return xmalloc(len);
+    return e->npool ? e->pool[--e->npool] : xmalloc(READ_MAX);
 }
 
 static void block_done(uv_work_t *w, int status)
 {
     block *b = container_of(w, block, work);
-    b->e->inflight -= b->len;
-    free(b->data);
+    engine *e = b->e;
+    e->inflight -= block_charge(b->len);
+    if (block_charge(b->len) == READ_MAX && e->npool < ARRAY_SIZE(e->pool))
+        e->pool[e->npool++] = b->data;
+    else
+        free(b->data);
     free(b->recs);
     free(b);
 }
@@ -367,7 +392,7 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
             b->kind = kind;
             b->base = ext[x].offset;
             b->len = ext[x].length;
-            b->data = xmalloc(b->len);
+            b->data = block_buf(e, b->len);
             b->nrecs = ext_first[x + 1] - ext_first[x];
             b->recs = xmemdup(order + ext_first[x], b->nrecs * sizeof(*b->recs));
             int rr = e->s->ops->read(e->s->ctx, cpath, b->base, b->data, b->len);
@@ -375,10 +400,11 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
                 rr = rr == -ENOENT ? RH_ENOCONTAINER : rr;
                 for (size_t k = 0; k < b->nrecs; k++)
                     b->recs[k]->err = rr;
-                free(b->data), free(b->recs), free(b);
+                e->inflight += block_charge(b->len);
+                block_done(&b->work, 0); /* gives the buffer back */
                 continue;
             }
-            e->inflight += b->len;
+            e->inflight += block_charge(b->len);
             if ((rr = uv_queue_work(&e->loop, &b->work, block_work, block_done)) < 0) {
                 block_work(&b->work); /* cannot happen with a valid loop; stay correct anyway */
                 block_done(&b->work, 0);
@@ -568,6 +594,8 @@ int engine_restore(rh_store *s, index_t *ix, size_t n, const char *const *paths,
         }
     }
     uv_loop_close(&e.loop);
+    while (e.npool)
+        free(e.pool[--e.npool]);
     free(e.needs);
     free(e.places);
     free(e.files);
