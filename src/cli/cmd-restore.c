@@ -1,7 +1,8 @@
 /*
  * cmd-restore.c — rehydrate restore STORE SNAPSHOT TARGET [PATH...]: the two-phase, resumable restore of
  * DESIGN.md. Phase 1 lays out the tree with a stub per regular file (restore/layout.c); phase 2 calls
- * rh_restore_files on the stubs in batches; phase 3 sets the metadata, directories last. --stubs-only
+ * rh_restore_files on the stubs in batches, two at a time, and sets each batch's metadata as soon as
+ * it is done; phase 3 sets the metadata of everything else, directories last. --stubs-only
  * stops after phase 1; --resume finishes a restore that was cut short.
  */
 #include "config.h"
@@ -11,6 +12,7 @@
 #include <dirent.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 
@@ -21,6 +23,10 @@
 #include "snapshot/catalog.h"
 
 #define BATCH_BYTES (1ull << 30) /* a batch ends at 10,000 files or this much data */
+/* Batches rehydrated at once, each through its own store handle (a handle's index is one SQLite
+ * connection, used by one thread at a time). Each rh_restore_files call ends by waiting in syncfs
+ * for its data to be durable; meanwhile the other batch reads, decodes and writes. */
+#define RESTORE_STREAMS 2
 
 typedef struct rstate {
     bool tty, json, quiet;
@@ -76,24 +82,36 @@ static int open_dir_beneath(int targetfd, const char *dir)
     return fd;
 }
 
-/* Runs phase 2 on stubs [from, to) and reports failures. */
-static void restore_batch(rh_store *s, const layout *l, size_t from, size_t to, int targetfd,
-                          const char *target, rstate *st)
+/* Phase 2: the batches, and who takes the next one. */
+typedef struct phase2 {
+    const char *storepath;
+    layout *l;
+    int targetfd;
+    const char *target;
+    rstate *st;
+    size_t *bounds; /* batch i is stubs [bounds[i], bounds[i + 1]) */
+    size_t nbatches, next;
+    int fatal;            /* from layout_finish_stubs: the catalog is damaged */
+    pthread_mutex_t lock; /* next, fatal, *st, *l and stderr */
+} phase2;
+
+/* Runs phase 2 on stubs [from, to) through store handle s and reports failures. */
+static void restore_batch(phase2 *p, rh_store *s, size_t from, size_t to)
 {
     size_t n = to - from;
     char **paths = xcalloc(n, sizeof(*paths));
     int *fds = xmalloc(n * sizeof(*fds));
     int *res = xcalloc(n, sizeof(*res));
     for (size_t i = 0; i < n; i++) {
-        const layout_stub *stub = layout_stub_get(l, from + i);
+        const layout_stub *stub = layout_stub_get(p->l, from + i);
         fds[i] = -1;
-        paths[i] = xasprintf("%s/%s", target, stub->path);
+        paths[i] = xasprintf("%s/%s", p->target, stub->path);
         if (strlen(paths[i]) >= PATH_MAX) {
             /* Too long for open(2): name the stub through an fd of its directory. */
             char *slash = strrchr(stub->path, '/');
             _cleanup_(freep) char *dir = xmemdup(stub->path, (size_t)(slash - stub->path) + 1);
             dir[slash - stub->path] = 0;
-            fds[i] = open_dir_beneath(targetfd, dir);
+            fds[i] = open_dir_beneath(p->targetfd, dir);
             free(paths[i]);
             paths[i] = fds[i] >= 0 ? xasprintf("/proc/self/fd/%d/%s", fds[i], slash + 1) : xstrdup("");
         }
@@ -103,20 +121,93 @@ static void restore_batch(rh_store *s, const layout *l, size_t from, size_t to, 
         for (size_t i = 0; i < n; i++)
             if (res[i] == 0)
                 res[i] = r;
+    pthread_mutex_lock(&p->lock);
     for (size_t i = 0; i < n; i++) {
-        const layout_stub *stub = layout_stub_get(l, from + i);
+        const layout_stub *stub = layout_stub_get(p->l, from + i);
         if (res[i] < 0) {
-            on_warn(st, stub->path, res[i], "restore");
-            st->failed++;
+            on_warn(p->st, stub->path, res[i], "restore");
+            p->st->failed++;
         }
-        st->files_done++;
-        st->bytes_done += stub->alloc;
+        p->st->files_done++;
+        p->st->bytes_done += stub->alloc;
+    }
+    progress(p->st);
+    /* Phase 3 for these files now, while the other stream still works, rather than all at the end. */
+    if (!p->fatal)
+        p->fatal = layout_finish_stubs(p->l, from, to);
+    pthread_mutex_unlock(&p->lock);
+    for (size_t i = 0; i < n; i++) {
         if (fds[i] >= 0)
             close(fds[i]);
         free(paths[i]);
     }
     free(paths), free(fds), free(res);
-    progress(st);
+}
+
+/* Takes batches until none is left (or the catalog turned out damaged). */
+static void run_batches(phase2 *p, rh_store *s)
+{
+    for (;;) {
+        pthread_mutex_lock(&p->lock);
+        size_t i = p->fatal ? p->nbatches : p->next++;
+        pthread_mutex_unlock(&p->lock);
+        if (i >= p->nbatches)
+            return;
+        restore_batch(p, s, p->bounds[i], p->bounds[i + 1]);
+    }
+}
+
+/* A second stream: its own handle on the store. If it cannot open one, the first stream does all. */
+static void *stream_main(void *arg)
+{
+    phase2 *p = arg;
+    rh_store *s;
+    if (rh_store_open(p->storepath, NULL, NULL, &s) == 0) {
+        run_batches(p, s);
+        rh_store_close(s);
+    }
+    return NULL;
+}
+
+/*
+ * Rehydrates every stub of the layout in batches of at most RH_RESTORE_MAX_FILES files and BATCH_BYTES.
+ * Each batch holds an fd per file until it ends: with RESTORE_STREAMS batches at once, a batch gets at
+ * most its share of the open-file limit (less 1024 for everything else), and a limit too low for two
+ * batches of 1024 files means one stream.
+ */
+static int phase2_run(rh_store *s, const char *storepath, layout *l, int targetfd, const char *target,
+                      rstate *st)
+{
+    struct rlimit rl;
+    uint64_t fds = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? (uint64_t)rl.rlim_cur : 1024;
+    size_t streams = fds >= 1024 + RESTORE_STREAMS * 1024 ? RESTORE_STREAMS : 1;
+    size_t max_files = streams > 1 ? (size_t)MIN((fds - 1024) / streams, RH_RESTORE_MAX_FILES)
+                                   : RH_RESTORE_MAX_FILES;
+    size_t nstubs = layout_stub_count(l);
+    phase2 p = { storepath, l, targetfd, target, st, xmalloc((nstubs + 1) * sizeof(size_t)), 0, 0, 0,
+                 PTHREAD_MUTEX_INITIALIZER };
+    p.bounds[0] = 0;
+    for (size_t i = 0; i < nstubs;) {
+        size_t j = i;
+        uint64_t bytes = 0;
+        while (j < nstubs && j - i < max_files && (j == i || bytes < BATCH_BYTES))
+            bytes += layout_stub_get(l, j++)->alloc;
+        p.bounds[++p.nbatches] = j;
+        i = j;
+    }
+    /* The first call opens (and if need be rebuilds) the index before a second handle looks at it. */
+    pthread_t helpers[RESTORE_STREAMS];
+    size_t nhelpers = 0;
+    if (p.nbatches > 1 && streams > 1 && rh_restore_files(s, 0, NULL, 0, NULL) == 0)
+        for (size_t k = 1; k < MIN(streams, p.nbatches); k++)
+            if (pthread_create(&helpers[nhelpers], NULL, stream_main, &p) == 0)
+                nhelpers++;
+    run_batches(&p, s);
+    for (size_t k = 0; k < nhelpers; k++)
+        pthread_join(helpers[k], NULL);
+    pthread_mutex_destroy(&p.lock);
+    free(p.bounds);
+    return p.fatal;
 }
 
 static int target_is_empty(const char *target, bool *ret)
@@ -244,15 +335,8 @@ int cmd_restore(int argc, char **argv)
         st.bytes_total += layout_stub_get(l, i)->alloc;
     st.files_total = nstubs;
     if (!lo.stubs_only) {
-        for (size_t i = 0; i < nstubs;) {
-            size_t j = i;
-            uint64_t bytes = 0;
-            while (j < nstubs && j - i < RH_RESTORE_MAX_FILES && (j == i || bytes < BATCH_BYTES))
-                bytes += layout_stub_get(l, j++)->alloc;
-            restore_batch(s, l, i, j, targetfd, abs_target, &st);
-            i = j;
-        }
-        if ((r = layout_finish(l)) < 0) {
+        r = phase2_run(s, storepath, l, targetfd, abs_target, &st);
+        if (r < 0 || (r = layout_finish(l)) < 0) {
             clear_line(&st);
             cli_error("%s: cannot set metadata: %s", cli_quote(target), rh_strerror(r));
             goto out;

@@ -41,6 +41,7 @@ typedef struct rec {
     uint64_t idx;
     uint64_t parent;   /* record of the directory that holds it; NO_REC: the target itself */
     uint64_t name_off; /* into l->names; the record of the snapshot root has the empty name */
+    bool finished;     /* its metadata is set already (layout_finish_stubs) */
 } rec;
 
 /* A hard-link member waiting for the end of phase 1 (sorted by group, then index). */
@@ -101,7 +102,7 @@ static int cmp_member(const void *a, const void *b)
 static uint64_t add_rec(layout *l, uint64_t idx, uint64_t parent, const char *name)
 {
     l->recs = grow(l->recs, &l->caprecs, l->nrecs, sizeof(*l->recs));
-    l->recs[l->nrecs] = (rec){ idx, parent, l->names.len };
+    l->recs[l->nrecs] = (rec){ idx, parent, l->names.len, false };
     buf_append(&l->names, name, strlen(name) + 1);
     if (idx != CATALOG_NONE)
         l->entries++;
@@ -401,10 +402,10 @@ static int make_file(layout *l, int dirfd, const char *name, const catalog_entry
     return commit_temp(dirfd, tmp, name, replace);
 }
 
-static void add_stub(layout *l, uint64_t dirrec, const char *name, const catalog_entry *e)
+static void add_stub(layout *l, uint64_t dirrec, const char *name, const catalog_entry *e, uint64_t me)
 {
     l->stubs = grow(l->stubs, &l->capstubs, l->nstubs, sizeof(*l->stubs));
-    l->stubs[l->nstubs++] = (layout_stub){ rec_path(l, dirrec, name), e->size, e->alloc };
+    l->stubs[l->nstubs++] = (layout_stub){ rec_path(l, dirrec, name), e->size, e->alloc, me };
 }
 
 /* A regular file that is not a hard-link member (or a member whose leader was not restored). */
@@ -434,7 +435,7 @@ static int lay_reg(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
         l->leaders[l->nleaders++] = (leader){ e->link_group, me };
     }
     if (stub)
-        add_stub(l, dirrec, name, e);
+        add_stub(l, dirrec, name, e, me);
     if (nodata)
         warn(l, dirrec, name, -ENODATA, "no data in snapshot");
     return 0;
@@ -808,41 +809,65 @@ static void finish_one(layout *l, int dirfd, uint64_t dirrec, const char *name, 
         warn(l, dirrec, name, -errno, "set times");
 }
 
+/* Where layout_finish and layout_finish_stubs are: the open directory of the last record finished. */
+typedef struct finisher {
+    uint64_t cur; /* record of that directory */
+    int dirfd;
+    bool owned;
+} finisher;
+
+/* Finishes record i; returns RH_ECORRUPT when the catalog is damaged, else 0. */
+static int finish_rec(layout *l, finisher *fs, size_t i)
+{
+    rec *r = &l->recs[i];
+    if (r->idx == CATALOG_NONE || r->finished)
+        return 0; /* a parent made for a subtree keeps its default metadata */
+    if (r->parent != fs->cur || fs->dirfd < 0) {
+        if (fs->owned)
+            close(fs->dirfd);
+        fs->cur = r->parent;
+        fs->dirfd = open_rec_dir(l, fs->cur, &fs->owned);
+    }
+    const char *name = *rec_name(l, i) ? rec_name(l, i) : ".";
+    if (fs->dirfd < 0) {
+        warn(l, r->parent, name, fs->dirfd, "open directory");
+        return 0;
+    }
+    catalog_entry *e;
+    int rc = catalog_get(l->c, r->idx, &e);
+    if (rc < 0) {
+        warn(l, r->parent, name, rc, "read catalog entry");
+        return rc == RH_ECORRUPT ? rc : 0;
+    }
+    finish_one(l, fs->dirfd, r->parent, name, e);
+    catalog_entry_free(e);
+    r->finished = true;
+    return 0;
+}
+
+int layout_finish_stubs(layout *l, size_t from, size_t to)
+{
+    if (!l || from > to || to > l->nstubs)
+        return -EINVAL;
+    finisher fs = { NO_REC, -1, false };
+    int fatal = 0;
+    for (size_t i = from; i < to && !fatal; i++)
+        fatal = finish_rec(l, &fs, l->stubs[i].rec);
+    if (fs.owned)
+        close(fs.dirfd);
+    return fatal;
+}
+
 int layout_finish(layout *l)
 {
     if (!l)
         return -EINVAL;
-    uint64_t cur = NO_REC;
-    int dirfd = l->tfd;
-    bool owned = false;
+    finisher fs = { NO_REC, l->tfd, false };
     int fatal = 0;
-    for (size_t i = l->nrecs; i-- > 0 && !fatal;) {
-        const rec *r = &l->recs[i];
-        if (r->idx == CATALOG_NONE)
-            continue; /* a parent made for a subtree: it keeps its default metadata */
-        if (r->parent != cur || dirfd < 0) {
-            if (owned)
-                close(dirfd);
-            cur = r->parent;
-            dirfd = open_rec_dir(l, cur, &owned);
-        }
-        const char *name = *rec_name(l, i) ? rec_name(l, i) : ".";
-        if (dirfd < 0) {
-            warn(l, r->parent, name, dirfd, "open directory");
-            continue;
-        }
-        catalog_entry *e;
-        int rc = catalog_get(l->c, r->idx, &e);
-        if (rc < 0) {
-            warn(l, r->parent, name, rc, "read catalog entry");
-            fatal = rc == RH_ECORRUPT ? rc : 0;
-            continue;
-        }
-        finish_one(l, dirfd, r->parent, name, e);
-        catalog_entry_free(e);
-    }
-    if (owned)
-        close(dirfd);
+    for (size_t i = l->nrecs; i-- > 0 && !fatal;)
+        fatal = finish_rec(l, &fs, i);
+    if (fs.owned)
+        close(fs.dirfd);
     return fatal;
 }
 

@@ -36,6 +36,7 @@ typedef struct layout_stub {
     char *path;     /* relative to the target, e.g. "dir/file" (any bytes but NUL) */
     uint64_t size;  /* bytes of data to rehydrate (the file's size) */
     uint64_t alloc; /* bytes that are data, not holes */
+    uint64_t rec;   /* the layout's record of it (private) */
 } layout_stub;
 
 typedef struct layout layout;
@@ -58,6 +59,9 @@ uint64_t layout_errors(const layout *l);
  * Stubs whose rehydration failed still carry their reparse xattr and keep it (so that a later resume
  * finds them); their other metadata is set like everyone else's. */
 int layout_finish(layout *l);
+/* Phase 3 for stubs [from, to) only, as soon as phase 2 is done with them; layout_finish then skips
+ * them. Not thread-safe: one call on a layout at a time. */
+int layout_finish_stubs(layout *l, size_t from, size_t to);
 void layout_free(layout *l); /* NULL is a no-op */
 
 #endif

@@ -71,6 +71,27 @@ check "a restore was killed with SIGKILL while incomplete" [ "$killed_mid" = yes
 rh restore "$STORE" big "$WORK/t4" --resume -q
 check "--resume after kill -9 gives the exact tree" diff_tree "$BIG" "$WORK/t4"
 
+# ---- many batches, two at a time, each finished as soon as it is done ----
+# An open-file limit of 3072 caps a batch at (3072 - 1024) / 2 = 1024 files: 3000 files make three
+# batches, rehydrated by two streams, whose modes and times are set while other batches still run.
+MANY=$WORK/manysrc
+"$PY" - "$MANY" <<'PY'
+import os, random, sys
+r = random.Random(11)
+for i in range(3000):
+    d = os.path.join(sys.argv[1], f'd{i % 7}', f'e{i % 3}')
+    os.makedirs(d, exist_ok=True)
+    p = os.path.join(d, f'f{i}')
+    with open(p, 'wb') as f:
+        f.write(r.randbytes(r.randrange(0, 20000)) if i % 2 else (b'text %d\n' % i) * r.randrange(1, 900))
+    os.chmod(p, r.choice([0o600, 0o644, 0o444, 0o755, 0o4755]))
+    os.utime(p, ns=(r.randrange(10**18, 2 * 10**18), r.randrange(10**18, 2 * 10**18)))
+PY
+rh backup "$STORE" "$MANY" --name many -q
+(ulimit -n 3072 && "$REHYDRATE" restore "$STORE" many "$WORK/t8" -q)
+check "a restore in batches of 1024 files exits 0" [ $? -eq 0 ]
+check "... and gives the exact tree (content, modes, ns times)" diff_tree "$MANY" "$WORK/t8"
+
 # ---- damage fails exactly the files that need it ----
 cp -a "$STORE" "$WORK/damaged"
 flip_chunk_byte "$SRC/unique.bin" "$WORK/damaged/containers/data" >/dev/null
