@@ -86,10 +86,7 @@ struct segment {
 
 static piece *add_piece(segment *g, part *pt)
 {
-    if (g->np == g->pcap) {
-        g->pcap = g->pcap ? 2 * g->pcap : 64;
-        g->p = xrealloc(g->p, g->pcap * sizeof(*g->p));
-    }
+    g->p = xgrow(g->p, &g->pcap, g->np, sizeof(*g->p), 64);
     piece *p = &g->p[g->np++];
     memset(p, 0, sizeof(*p));
     pt->n++;
@@ -297,10 +294,7 @@ static void map_add(bfile *f, const piece *p)
     if (p->kind == PIECE_HOLE && f->map_n && f->map[f->map_n - 1].hole) {
         f->map[f->map_n - 1].length += p->len; /* one entry per run of holes */
     } else {
-        if (f->map_n == f->map_cap) {
-            f->map_cap = f->map_cap ? 2 * f->map_cap : 16;
-            f->map = xrealloc(f->map, f->map_cap * sizeof(*f->map));
-        }
+        f->map = xgrow(f->map, &f->map_cap, f->map_n, sizeof(*f->map), 16);
         streammap_entry *e = &f->map[f->map_n++];
         memset(e, 0, sizeof(*e));
         e->length = p->len;
@@ -579,10 +573,7 @@ static segment *segment_new(backup *b, bool batch)
 
 static part *segment_add_part(segment *g, bfile *f)
 {
-    if (g->nparts == g->partcap) {
-        g->partcap = g->partcap ? 2 * g->partcap : 1;
-        g->parts = xrealloc(g->parts, g->partcap * sizeof(*g->parts));
-    }
+    g->parts = xgrow(g->parts, &g->partcap, g->nparts, sizeof(*g->parts), 1);
     part *pt = &g->parts[g->nparts++];
     memset(pt, 0, sizeof(*pt));
     pt->f = f;

@@ -164,10 +164,7 @@ int walk_list_dir(int fd, char ***ret_names, size_t *ret_n)
     while ((de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 32;
-            v = xrealloc(v, cap * sizeof(*v));
-        }
+        v = xgrow(v, &cap, n, sizeof(*v), 32);
         v[n++] = xstrdup(de->d_name);
         errno = 0;
     }

@@ -82,6 +82,14 @@ void *thread_scratch(size_t n)
     return s->p;
 }
 
+void *xgrow(void *p, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return p;
+    *cap = *cap ? 2 * *cap : first;
+    return xrealloc(p, *cap * size);
+}
+
 char *xasprintf(const char *fmt, ...)
 {
     va_list ap;

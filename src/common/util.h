@@ -43,6 +43,9 @@ void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 void *xmemdup(const void *p, size_t n);
+/* Makes room for one more element in a growable array of n elements of `size` bytes whose capacity is
+ * *cap: when it is full, the capacity doubles (or becomes `first`). Returns the array, maybe moved. */
+void *xgrow(void *p, size_t *cap, size_t n, size_t size, size_t first);
 /*
  * A buffer of at least n bytes that belongs to the calling thread, for data that does not outlive one
  * step of work: it is reused (and grown) by the thread's next call, and freed when the thread exits.

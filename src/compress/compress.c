@@ -76,10 +76,9 @@ static size_t static_ws_size(int level)
     return max;
 }
 
-/* The context for n input bytes at `level`. */
-static ZSTD_CCtx *get_cctx(int level, size_t n)
+/* The context of set c for n input bytes at `level`. */
+static ZSTD_CCtx *get_cctx(cctx_set *c, int level, size_t n)
 {
-    cctx_set *c = get_cctx_set();
     if (n > STATIC_MAX_INPUT)
         return c->dynamic;
     if (!c->fixed || c->level != level) {
@@ -121,10 +120,11 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
         *ret_len = n;
         return 0;
     }
-    ZSTD_CCtx *cctx = get_cctx(level, n);
+    cctx_set *c = get_cctx_set();
+    ZSTD_CCtx *cctx = get_cctx(c, level, n);
     size_t r = ZSTD_compressCCtx(cctx, dst, cap, src, n, level);
-    if (ZSTD_isError(r) && cctx != get_cctx_set()->dynamic) /* the estimate fell short: never fail on it */
-        r = ZSTD_compressCCtx(get_cctx_set()->dynamic, dst, cap, src, n, level);
+    if (ZSTD_isError(r) && cctx != c->dynamic) /* the estimate fell short: never fail on it */
+        r = ZSTD_compressCCtx(c->dynamic, dst, cap, src, n, level);
     if (ZSTD_isError(r))
         return -EIO;
     if (r >= n) {

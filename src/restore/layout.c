@@ -77,15 +77,6 @@ struct layout {
 
 /* ---- Records, names and paths ---- */
 
-/* Makes room for one more element in a growable array of n elements of `size` bytes. */
-static void *grow(void *p, size_t *cap, size_t n, size_t size)
-{
-    if (n < *cap)
-        return p;
-    *cap = *cap ? 2 * *cap : 64;
-    return xrealloc(p, *cap * size);
-}
-
 /* Orders leaders and members by their first field (the group), members then by catalog index. */
 static int cmp_group(const void *a, const void *b)
 {
@@ -101,7 +92,7 @@ static int cmp_member(const void *a, const void *b)
 
 static uint64_t add_rec(layout *l, uint64_t idx, uint64_t parent, const char *name)
 {
-    l->recs = grow(l->recs, &l->caprecs, l->nrecs, sizeof(*l->recs));
+    l->recs = xgrow(l->recs, &l->caprecs, l->nrecs, sizeof(*l->recs), 64);
     l->recs[l->nrecs] = (rec){ idx, parent, l->names.len, false };
     buf_append(&l->names, name, strlen(name) + 1);
     if (idx != CATALOG_NONE)
@@ -404,7 +395,7 @@ static int make_file(layout *l, int dirfd, const char *name, const catalog_entry
 
 static void add_stub(layout *l, uint64_t dirrec, const char *name, const catalog_entry *e, uint64_t me)
 {
-    l->stubs = grow(l->stubs, &l->capstubs, l->nstubs, sizeof(*l->stubs));
+    l->stubs = xgrow(l->stubs, &l->capstubs, l->nstubs, sizeof(*l->stubs), 64);
     l->stubs[l->nstubs++] = (layout_stub){ rec_path(l, dirrec, name), e->size, e->alloc, me };
 }
 
@@ -431,7 +422,7 @@ static int lay_reg(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
     }
     uint64_t me = add_rec(l, idx, dirrec, name);
     if (e->link_group != CATALOG_NONE && !(e->flags & CF_HARDLINK)) {
-        l->leaders = grow(l->leaders, &l->capleaders, l->nleaders, sizeof(*l->leaders));
+        l->leaders = xgrow(l->leaders, &l->capleaders, l->nleaders, sizeof(*l->leaders), 64);
         l->leaders[l->nleaders++] = (leader){ e->link_group, me };
     }
     if (stub)
@@ -489,7 +480,7 @@ static int lay_entry(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const 
         return lay_dir(l, dirfd, dirrec, idx, e, name);
     case CT_REG:
         if (e->flags & CF_HARDLINK) {
-            l->members = grow(l->members, &l->capmembers, l->nmembers, sizeof(*l->members));
+            l->members = xgrow(l->members, &l->capmembers, l->nmembers, sizeof(*l->members), 64);
             l->members[l->nmembers++] = (member){ e->link_group, idx, dirrec, l->names.len };
             buf_append(&l->names, name, strlen(name) + 1);
             return 0;

@@ -214,10 +214,7 @@ int container_writer_append(container_writer *w, uint8_t type, uint8_t codec,
     if (r < 0)
         return w->err = r;
 
-    if (w->n == w->cap) {
-        w->cap = w->cap ? 2 * w->cap : 256;
-        w->recs = xrealloc(w->recs, w->cap * sizeof(*w->recs));
-    }
+    w->recs = xgrow(w->recs, &w->cap, w->n, sizeof(*w->recs), 256);
     container_record *e = &w->recs[w->n++];
     *e = (container_record){ .offset = w->size, .type = type, .codec = codec, .stored_len = stored_len,
                              .raw_len = raw_len };
@@ -601,10 +598,7 @@ int container_scan(const rh_store_ops *ops, void *ctx, const char *path, contain
         p = s.buf + (off - s.base);
         if ((bad = container_parse_record(p, scan_avail(&s, off), off, &rec, &payload)) < 0)
             break;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 256;
-            recs = xrealloc(recs, cap * sizeof(*recs));
-        }
+        recs = xgrow(recs, &cap, n, sizeof(*recs), 256);
         recs[n++] = rec;
         off += RECORD_HEADER_SIZE + (uint64_t)stored;
     }

@@ -452,10 +452,7 @@ static int visit_container(void *ud, int dirfd, const char *name)
     struct stat st;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 64;
-        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-    }
+    l->v = xgrow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
     l->v[l->n++] = (index_container){ .id = id, .kind = l->kind, .size = (uint64_t)st.st_size };
     return 0;
 }
@@ -492,10 +489,7 @@ static int probe_containers(rh_store *s, struct container_list *l)
         uint8_t foot[16];
         if (!h.footer_offset || (r = s->ops->read(s->ctx, path, h.footer_offset, foot, sizeof(foot))) < 0)
             return r < 0 ? r : RH_ECORRUPT;
-        if (l->n == l->cap) {
-            l->cap = l->cap ? 2 * l->cap : 64;
-            l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-        }
+        l->v = xgrow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
         l->v[l->n++] = (index_container){ id, l->kind, h.footer_offset + 24 + 52ull * get_le32(foot + 8) };
     }
     return 0;
@@ -558,10 +552,7 @@ static int visit_snapshot(void *ud, int dirfd, const char *name)
     size_t n = strlen(name);
     if (n <= 5 || strcmp(name + n - 5, ".snap") != 0)
         return 0;
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 16;
-        l->v = xrealloc(l->v, l->cap * sizeof(*l->v));
-    }
+    l->v = xgrow(l->v, &l->cap, l->n, sizeof(*l->v), 16);
     l->v[l->n] = xmemdup(name, n - 4);
     l->v[l->n][n - 5] = 0;
     l->n++;
