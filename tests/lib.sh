@@ -40,6 +40,8 @@ finish() {
 
 # Digest of everything below a directory (names, types, contents) to detect any change to a store.
 tree_digest() { (cd "$1" && find . -printf '%p %y %s %m\n' | sort && find . -type f -print0 | sort -z | xargs -0 -r sha256sum) | sha256sum | cut -d' ' -f1; }
+# The same plus every modification time, for "a read path wrote nothing to the store".
+store_state() { (cd "$1" && find . -printf '%p %y %s %m %T@\n' | sort) | sha256sum; tree_digest "$1"; }
 
 # make_tree DIR: a tree with every case the backup must keep.
 make_tree() {

@@ -335,10 +335,12 @@ static int setup_schema(sqlite3 *db, const uint8_t uuid[16], bool create)
 }
 
 /* Connection settings. journal_mode is persistent in the file and a connection opened read-only cannot
- * change it, so only connections that can write set it. Setting it is the first statement that reads
+ * change it, so only writers set it: WAL while they write (readers keep reading), and back to the
+ * rollback journal when they close (index_close), so that a file at rest is one file and a read-only
+ * connection to it creates no -wal or -shm beside it. Setting it is the first statement that reads
  * the file (for a read-only connection, the schema check is), which is where a file that is not a
  * database shows itself (SQLITE_NOTADB). */
-static int configure(sqlite3 *db, bool can_write, bool writer, bool pooled)
+static int configure(sqlite3 *db, bool writer, bool pooled)
 {
     char sql[160];
     snprintf(sql, sizeof(sql),
@@ -350,7 +352,7 @@ static int configure(sqlite3 *db, bool can_write, bool writer, bool pooled)
         rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
     /* The mode that results is not checked: a file system without shared memory support keeps the
      * rollback journal, which is slower but correct. */
-    if (rc == SQLITE_OK && can_write)
+    if (rc == SQLITE_OK && writer)
         rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL", NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : map_rc(db, rc, true);
 }
@@ -391,7 +393,7 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
     int rc = sqlite3_open_v2(path, &ix->db, oflags, NULL);
     r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
     if (r == 0)
-        r = configure(ix->db, rw, !readonly, flags & INDEX_POOLED);
+        r = configure(ix->db, !readonly, flags & INDEX_POOLED);
     if (r == 0)
         r = setup_schema(ix->db, store_uuid, create);
     if (r == 0 && readonly && rw) {
@@ -414,6 +416,14 @@ void index_close(index_t *ix)
         return;
     for (int i = 0; i < STMT_COUNT; i++)
         sqlite3_finalize(ix->stmt[i]);
+    /* A writer leaves the file in rollback-journal mode: the switch checkpoints the WAL into the file and
+     * deletes it. It needs the file to itself; while another process has it open (a mounted daemon) it
+     * fails with SQLITE_BUSY at once, and the file stays in WAL mode until a later writer closes alone.
+     * Either way the file is consistent, so the result is not checked. */
+    if (!ix->readonly) {
+        sqlite3_busy_timeout(ix->db, 0);
+        sqlite3_exec(ix->db, "PRAGMA journal_mode = DELETE", NULL, NULL, NULL);
+    }
     /* An open transaction is rolled back by sqlite3_close; with every statement finalized it cannot
      * fail with SQLITE_BUSY. */
     sqlite3_close(ix->db);

@@ -6,7 +6,9 @@
  * includes sqlite3.h. Lookups use prepared statements kept for the life of the handle.
  *
  * Threading: one index handle belongs to one thread at a time (SQLite's multi-thread mode); open one
- * handle per thread that needs one. Several read handles and one writer may coexist (WAL).
+ * handle per thread that needs one. Several read handles and one writer may coexist (WAL while a
+ * writer is open; a writer puts the file back in rollback-journal mode when it closes, so that opening
+ * it read-only creates no file beside it: read paths never write to the store).
  */
 #ifndef RH_INDEX_INDEX_H
 #define RH_INDEX_INDEX_H
@@ -39,7 +41,8 @@ enum { INDEX_READONLY = 1, INDEX_CREATE = 2, INDEX_POOLED = 4 };
 /*
  * Opens (INDEX_CREATE: creating if missing, with the schema) the index at `path`. A database that is not
  * our schema, or of another store (the uuid stored at creation differs from `store_uuid`), gives
- * RH_ESTALEINDEX. WAL mode; synchronous=NORMAL (the index is rebuildable).
+ * RH_ESTALEINDEX. A writer (no INDEX_READONLY) uses WAL and leaves the rollback journal when it closes;
+ * synchronous=NORMAL (the index is rebuildable). A missing file without INDEX_CREATE is -ENOENT.
  * INDEX_POOLED: one of several lookup handles that a process keeps on the same file (the daemon's).
  * Such a handle maps nothing and keeps a small page cache: each handle's map would count every page
  * it touched in the process's RSS again, and grow with the store.

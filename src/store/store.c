@@ -663,8 +663,12 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
         if (r < 0)
             return r;
     }
+    /* A writer creates a missing index in place (an empty index of an empty store is current). A reader
+     * opens the file read-only, so that a read path never writes to the store; a missing index is then
+     * -ENOENT, and rebuilt below like a stale one. */
+    bool reader = flags & INDEX_READONLY;
     index_t *ix = NULL;
-    int r = index_open(path, s->cfg.uuid, flags | (rebuild ? INDEX_CREATE : 0), &ix);
+    int r = index_open(path, s->cfg.uuid, flags | (rebuild && !reader ? INDEX_CREATE : 0), &ix);
     bool current = false;
     if (r >= 0 && s->rootfd >= 0)
         r = index_is_current(s, ix, &current);

@@ -84,7 +84,8 @@ bool store_snapshot_name_ok(const char *name);
  * Opens the chunk index: STORE/index.db, or when the store is not writable a file under
  * $XDG_CACHE_HOME/rehydrate (default ~/.cache/rehydrate) named after the store UUID. When the index is
  * missing, stale (its containers differ from the store's) or unreadable and `rebuild` is true, it is
- * rebuilt first (reporting through `note`, which may be NULL). INDEX_READONLY opens for lookups only.
+ * rebuilt first (reporting through `note`, which may be NULL). INDEX_READONLY opens for lookups only,
+ * read-only: unless it has to rebuild, it creates and changes nothing in the store.
  */
 int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const char *msg),
                      index_t **ret);

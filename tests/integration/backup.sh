@@ -58,7 +58,11 @@ rh backup "$STORE" "$SRC" --name fourth --json >"$WORK/b4.json"
 check "a changed file is read again, and only it" [ "$(json_field reused_files <"$WORK/b4.json")" -eq $((distinct - 1)) ]
 check "... so only its bytes were read" [ "$(json_field read_bytes <"$WORK/b4.json")" -eq "$(stat -c %s "$SRC/small.txt")" ]
 
+state_before=$(store_state "$STORE")
 check "verify passes on a healthy store" rh verify "$STORE"
+rh ls "$STORE" latest -l -R >/dev/null
+rh snapshots "$STORE" >/dev/null
+check "verify, ls and snapshots write nothing to the store" [ "$(store_state "$STORE")" = "$state_before" ]
 
 # ---- the index is derived: delete it, rebuild it ----
 rm -f "$STORE/index.db" "$STORE/index.db-wal" "$STORE/index.db-shm"

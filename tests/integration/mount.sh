@@ -38,6 +38,7 @@ mkdir "$SRC/new dir"; echo new >"$SRC/new dir/file"
 rh backup "$STORE" "$SRC" --name two -q
 
 # ---- browsing and faithful metadata ----
+state_before=$(store_state "$STORE")
 start_fs "$WORK/d1.log"
 check "the root lists the snapshots and latest" [ "$(ls "$MNT" | tr '\n' ' ')" = "latest one two " ]
 check "latest is a symlink to the newest" [ "$(readlink "$MNT/latest")" = two ]
@@ -87,6 +88,8 @@ check "eight parallel readers agree with the source" [ "$(cat "$WORK"/reader*.rc
 stop_fs
 check "fusermount3 -u ends the daemon with status 0" [ $? -eq 0 ]
 check "... and leaves no mount behind" bash -c "! mountpoint -q '$MNT'"
+check "the mount wrote nothing to the store (no index.db-wal or -shm, no changed time)" \
+    [ "$(store_state "$STORE")" = "$state_before" ]
 
 # ---- -o snapshot= ----
 start_fs "$WORK/d2.log" -o snapshot=one

@@ -12,8 +12,11 @@ diff_tree() { "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$@"; }
 rh backup "$STORE" "$SRC" --name snap -q
 
 # ---- a full restore is exact ----
+state_before=$(store_state "$STORE")
 rh restore "$STORE" snap "$WORK/t1" -q
 check "restore exits 0" [ $? -eq 0 ]
+check "restore wrote nothing to the store (no index.db-wal or -shm, no changed time)" \
+    [ "$(store_state "$STORE")" = "$state_before" ]
 check "the restored tree equals the source (content, modes, owners, ns times, links, xattrs, devices, holes)" \
     diff_tree "$SRC" "$WORK/t1"
 check "no reparse point is left behind" bash -c "! getfattr -R -h -m user.rehydrate -d '$WORK/t1' 2>/dev/null | grep -q rehydrate"

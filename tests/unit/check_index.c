@@ -1,14 +1,17 @@
 /*
  * check_index.c — the SQLite chunk index: creation and reopening, lookups, INSERT OR IGNORE semantics,
  * transactions, the staleness checks of index_open (another store, garbage, an empty file), read-only
- * handles, index_matches, index_clear, index_stats, and a reader beside a writer (WAL).
+ * handles, index_matches, index_clear, index_stats, a reader beside a writer (WAL), and a file at rest
+ * that read-only handles open without creating anything beside it.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -457,6 +460,75 @@ START_TEST(test_clear_and_stats)
 }
 END_TEST
 
+/* ---- at rest: one file, and read-only handles create nothing ---- */
+
+/* The names in the test directory other than index.db, joined by spaces ("" when there are none). */
+static char *others_in_dir(void)
+{
+    char *list = xstrdup("");
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 || strcmp(e->d_name, "index.db") == 0)
+            continue;
+        char *l = xasprintf("%s%s ", list, e->d_name);
+        free(list);
+        list = l;
+    }
+    closedir(d);
+    return list;
+}
+
+START_TEST(test_readers_create_nothing)
+{
+    /* A writer uses WAL while it is open, and leaves one file behind when it closes. */
+    make_index(0);
+    index_t *w = open_ok(uuid_a, 0);
+    ck_assert_int_eq(index_begin(w), 0);
+    for (unsigned i = 0; i < 500; i++) {
+        uint8_t d[HASH_LEN];
+        index_loc l = loc_of(i);
+        digest_of(i, d);
+        ck_assert_int_eq(index_add_chunk(w, d, &l), 0);
+    }
+    ck_assert_int_eq(index_commit(w), 0);
+    char *during = others_in_dir();
+    ck_assert_msg(strstr(during, "index.db-wal "), "an open writer uses WAL: %s", during);
+    free(during);
+    index_close(w);
+    char *after = others_in_dir();
+    ck_assert_msg(strcmp(after, "") == 0, "a closed writer left: %s", after);
+    free(after);
+
+    /* Lookup handles, pooled or not, inside and outside a read transaction, change nothing. */
+    struct stat before, now;
+    ck_assert_int_eq(stat(db_path, &before), 0);
+    index_t *r = open_ok(uuid_a, INDEX_READONLY);
+    index_t *p = open_ok(uuid_a, INDEX_READONLY | INDEX_POOLED);
+    uint8_t d[HASH_LEN];
+    index_loc got, want = loc_of(7);
+    digest_of(7, d);
+    ck_assert_int_eq(index_find_chunk(r, d, &got), 0);
+    assert_loc_eq(&got, &want);
+    ck_assert_int_eq(index_begin(p), 0);
+    ck_assert_int_eq(index_find_chunk(p, d, &got), 0);
+    ck_assert_int_eq(index_commit(p), 0);
+    char *open_now = others_in_dir();
+    ck_assert_msg(strcmp(open_now, "") == 0, "read-only handles created: %s", open_now);
+    free(open_now);
+    index_close(p);
+    index_close(r);
+    ck_assert_int_eq(stat(db_path, &now), 0);
+    ck_assert_int_eq(now.st_size, before.st_size);
+    ck_assert_int_eq(now.st_mtim.tv_sec, before.st_mtim.tv_sec);
+    ck_assert_int_eq(now.st_mtim.tv_nsec, before.st_mtim.tv_nsec);
+    char *closed = others_in_dir();
+    ck_assert_str_eq(closed, "");
+    free(closed);
+}
+END_TEST
+
 /* ---- two handles ---- */
 
 START_TEST(test_writer_and_reader)
@@ -568,6 +640,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 20); /* test_second_writer_busy sits out the 5 s busy timeout */
     tcase_add_test(tc, test_writer_and_reader);
+    tcase_add_test(tc, test_readers_create_nothing);
     tcase_add_test(tc, test_second_writer_busy);
     suite_add_tcase(s, tc);
     return s;
