@@ -102,13 +102,14 @@ PY
     touch -d '1999-12-31 23:59:59.000000001' "$d/dir/sub"
 }
 
-# flip_chunk_byte SOURCE_FILE CONTAINER_DIR: flips one byte inside the stored copy of bytes
-# 300000..300064 of SOURCE_FILE (random data is stored raw, so the bytes appear verbatim in a data
-# container) and prints the container's name. Fails when the bytes are not found.
+# flip_chunk_byte SOURCE_FILE CONTAINER_DIR [OFFSET]: flips one byte inside the stored copy of bytes
+# OFFSET..OFFSET+64 (default 300000) of SOURCE_FILE (random data is stored raw, so the bytes appear
+# verbatim in a data container) and prints the container's name. Fails when the bytes are not found.
 flip_chunk_byte() {
-    "$PY" - "$1" "$2" <<'PY'
+    "$PY" - "$1" "$2" "${3:-300000}" <<'PY'
 import os, sys
-needle = open(sys.argv[1], 'rb').read()[300000:300064]
+at = int(sys.argv[3])
+needle = open(sys.argv[1], 'rb').read()[at:at + 64]
 for n in sorted(os.listdir(sys.argv[2])):
     p = os.path.join(sys.argv[2], n)
     data = open(p, 'rb').read()

@@ -20,6 +20,7 @@
 #include <syslog.h>
 
 #include "common/util.h"
+#include "fuse/dirahead.h"
 #include "fuse/fs.h"
 #include "fuse/pagepush.h"
 #include "restore/reader.h"
@@ -416,6 +417,7 @@ static void do_open(job *j)
         fuse_reply_err(j->req, EIO);
         return;
     }
+    dirahead_opened(f->dirahead, snap, f->snaps[snap].c, idx, e);
     catalog_entry_free(e);
     ofile *of = xcalloc(1, sizeof(*of));
     of->snap = snap;

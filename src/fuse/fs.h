@@ -53,6 +53,7 @@ typedef struct fs {
     uid_t uid;
     gid_t gid;
     unsigned readahead; /* chunks to fetch ahead of a sequential reader */
+    struct dirahead *dirahead; /* fetches the files after the one opened (dirahead.h), or NULL */
     struct pusher *pusher; /* gives fetched chunks to the kernel's page cache (pagepush.h), or NULL */
     pthread_mutex_t log_lock; /* protects logged */
     digest_set logged;        /* damage already reported (digest of container path + file) */

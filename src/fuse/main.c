@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "fuse/dirahead.h"
 #include "fuse/fs.h"
 #include "fuse/pagepush.h"
 
@@ -34,6 +35,7 @@ typedef struct options {
     char *kernel_readahead;
     int verify;
     int readahead;
+    int dir_readahead;
 } options;
 
 #define OPT(t, p) { t, offsetof(options, p), 1 }
@@ -42,6 +44,7 @@ static const struct fuse_opt opt_spec[] = {
     OPT("cache_size=%s", cache_size),
     OPT("verify", verify),
     OPT("readahead=%d", readahead),
+    OPT("dir_readahead=%d", dir_readahead),
     OPT("kernel_readahead=%s", kernel_readahead),
     FUSE_OPT_END,
 };
@@ -66,6 +69,8 @@ static void usage(const char *prog)
            "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes)\n"
            "    -o verify              check every chunk's SHA-256 when it is read\n"
            "    -o readahead=N         chunks fetched ahead of a sequential reader (default 32)\n"
+           "    -o dir_readahead=N     files fetched ahead of a reader going through a directory\n"
+           "                           (default 32, at most a quarter of the cache; 0: off)\n"
            "    -o kernel_readahead=SIZE  the kernel's readahead on this mount (default 1M; 0 keeps\n"
            "                           the kernel's own, 128K)\n\n",
            prog);
@@ -313,7 +318,8 @@ static void on_signal(uv_signal_t *s, int signum)
         fprintf(stderr, "rehydratefs: SIGHUP: %d new snapshot%s\n", added < 0 ? 0 : added, added == 1 ? "" : "s");
 }
 
-static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead)
+static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead, size_t cache_size,
+                    unsigned dir_readahead)
 {
     uv_loop_t loop;
     int r = uv_loop_init(&loop);
@@ -337,7 +343,10 @@ static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead)
     ra_tune ra = { .mountpoint = mountpoint, .bytes = kernel_readahead, .verbose = f->foreground };
     if (kernel_readahead)
         uv_queue_work(&loop, &ra.work, ra_tune_work, ra_tune_done);
+    dirahead_new(&loop, f->s, f->cache, cache_size, dir_readahead, &f->dirahead);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns when every handle is closed and every job is done */
+    dirahead_free(f->dirahead);
+    f->dirahead = NULL;
     free(d.fbuf.mem);
     r = uv_loop_close(&loop);
     f->loop = NULL;
@@ -352,7 +361,7 @@ int main(int argc, char **argv)
      * workers allocate a few buffers per read, so they hardly contend for it. */
     mallopt(M_ARENA_MAX, 1);
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    options o = { .readahead = 32 };
+    options o = { .readahead = 32, .dir_readahead = 32 };
     struct fuse_cmdline_opts co = { 0 };
     int status = 1;
     fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };
@@ -438,7 +447,8 @@ int main(int argc, char **argv)
         openlog("rehydratefs", LOG_PID, LOG_DAEMON);
     if ((r = pusher_start(f.se, f.cache, &f.pusher)) < 0) /* after daemonizing: threads do not fork */
         fprintf(stderr, "rehydratefs: cannot start the page pusher: %s\n", strerror(-r));
-    r = run_loop(&f, co.mountpoint, kernel_readahead);
+    r = run_loop(&f, co.mountpoint, kernel_readahead, cache_size,
+                 o.dir_readahead > 0 ? (unsigned)o.dir_readahead : 0);
     pusher_free(f.pusher);
     f.pusher = NULL;
     fs_free_open_files(&f);

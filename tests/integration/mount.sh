@@ -2,7 +2,8 @@
 # Integration test of rehydratefs: two snapshots through the mount compared entry by entry with their
 # sources, cp -a out of the mount (sparse files stay sparse), EROFS on every write, parallel readers,
 # damage giving EIO on exactly the files that use it, SIGTERM with reads in flight, fusermount3 -u,
-# -o snapshot=, mount(8), and no sanitizer report in the daemon's stderr.
+# -o snapshot=, mount(8), read-ahead across a directory's files, and no sanitizer report in the
+# daemon's stderr.
 . "$(dirname "$0")/../lib.sh"
 
 [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
@@ -148,6 +149,38 @@ check "... the damage is logged with the path and the container" grep -q 'unique
 check "... once" [ "$(grep -c 'record checksum mismatch' "$WORK/d5.log")" -eq 1 ]
 check "every other file still reads right" bash -c "cd '$MNT/one' && (cd '$WORK/src-one' && find . -type f ! -name unique.bin ! -name 'hardlink-*' ! -name sparse.img -print0 | xargs -0 sha256sum) | sha256sum --quiet -c -"
 stop_fs
+
+# ---- directory read-ahead: opening a file fetches the files after it ----
+# Forty small files in one directory. Opening the first fetches the next 32 into the daemon's cache;
+# then one byte of f05's and of f39's stored data is flipped. f05 still reads right (from the cache),
+# f39, past the window, gives EIO. Without the read-ahead f05 would give EIO too.
+DSRC=$WORK/dsrc
+mkdir -p "$DSRC/d"
+"$PY" - "$DSRC/d" <<'PY'
+import os, random, sys
+r = random.Random(5)
+for i in range(40):
+    with open(os.path.join(sys.argv[1], 'f%02d' % i), 'wb') as f: f.write(r.randbytes(20000))
+PY
+main_store=$STORE
+STORE=$WORK/dstore
+rh backup "$STORE" "$DSRC" --name d -q
+start_fs "$WORK/d6.log"
+cat "$MNT/d/d/f00" >/dev/null
+sleep 1 # the fetch runs on the thread pool; 32 small files take milliseconds
+flip_chunk_byte "$DSRC/d/f05" "$STORE/containers/data" 1000 >/dev/null
+flip_chunk_byte "$DSRC/d/f39" "$STORE/containers/data" 1000 >/dev/null
+check "opening a file fetched the files after it in its directory (f05 reads right from the cache)" \
+    cmp "$DSRC/d/f05" "$MNT/d/d/f05"
+check "... and no further than the window (f39's damage gives EIO)" bash -c "! cat '$MNT/d/d/f39' >/dev/null 2>&1"
+stop_fs
+start_fs "$WORK/d7.log" -o dir_readahead=0
+cat "$MNT/d/d/f00" >/dev/null
+sleep 1
+check "with -o dir_readahead=0 nothing is fetched ahead (f05's damage gives EIO)" \
+    bash -c "! cat '$MNT/d/d/f05' >/dev/null 2>&1"
+stop_fs
+STORE=$main_store
 
 # ---- no sanitizer reports from any daemon ----
 check "the daemon's stderr has no sanitizer report" bash -c "! grep -l 'ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer' $DAEMON_LOGS"
