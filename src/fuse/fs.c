@@ -22,6 +22,7 @@
 #include "common/util.h"
 #include "fuse/dirahead.h"
 #include "fuse/fs.h"
+#include "fuse/ofile.h"
 #include "fuse/pagepush.h"
 #include "restore/reader.h"
 #include "store/container.h"
@@ -153,20 +154,8 @@ static char *entry_path(catalog *c, uint64_t idx)
 
 /* ---- jobs ---- */
 
-enum op { OP_LOOKUP, OP_GETATTR, OP_READLINK, OP_OPEN, OP_READ, OP_READDIR, OP_GETXATTR, OP_LISTXATTR,
+enum op { OP_LOOKUP, OP_GETATTR, OP_READLINK, OP_READ, OP_READDIR, OP_GETXATTR, OP_LISTXATTR,
           OP_LSEEK, OP_PREFETCH };
-
-typedef struct ofile {
-    size_t snap;
-    uint64_t entry;
-    streammap *map;
-    uint64_t next_off;  /* where a sequential reader's next read starts; protected by lock */
-    size_t ra_upto;     /* stream map entries below this were queued for read-ahead */
-    pthread_mutex_t lock;
-    unsigned refs;      /* the kernel's open + queued prefetches; loop thread only */
-    struct ofile *prev, *next; /* in fs.open_files, protected by fs.open_lock */
-    fs *f;
-} ofile;
 
 typedef struct job {
     uv_work_t work;
@@ -185,50 +174,16 @@ typedef struct job {
 static void job_work(uv_work_t *w);
 static void job_done(uv_work_t *w, int status);
 
-/* Open files are reference counted on the loop thread only: the kernel's open holds one reference,
- * and so does every queued read, lseek and prefetch (a read's reply reaches the kernel before its
- * job_done runs, so RELEASE may arrive first). */
-static void ofile_free(ofile *of)
-{
-    streammap_free(of->map);
-    pthread_mutex_destroy(&of->lock);
-    free(of);
-}
-
-static void ofile_unref(ofile *of)
-{
-    if (--of->refs > 0)
-        return;
-    fs *f = of->f;
-    pthread_mutex_lock(&f->open_lock);
-    if (of->prev)
-        of->prev->next = of->next;
-    else
-        f->open_files = of->next;
-    if (of->next)
-        of->next->prev = of->prev;
-    pthread_mutex_unlock(&f->open_lock);
-    ofile_free(of);
-}
-
-void fs_free_open_files(fs *f)
-{
-    for (ofile *of = f->open_files, *next; of; of = next) {
-        next = of->next;
-        ofile_free(of);
-    }
-    f->open_files = NULL;
-}
-
 static void job_work(uv_work_t *w);
 static void job_done(uv_work_t *w, int status);
 
 /*
  * Whether a job runs right here on the loop thread. A hand-off to the pool and back costs two thread
  * wake-ups, more than a job that needs no store I/O: metadata (from the catalog's block cache, after
- * the first touch of a block), an open (the stream map is one small record for most files), a read
- * whose chunks are all in the cache. squashfuse answers everything on its receiving thread; we keep
- * the pool for what can wait on the disk or decompress: reads of chunks not cached, and read-ahead.
+ * the first touch of a block), loading a file's stream map on its first read (one small record for most
+ * files), a read whose chunks are all in the cache. squashfuse answers everything on its receiving
+ * thread; we keep the pool for what can wait on the disk or decompress: reads of chunks not cached,
+ * and read-ahead.
  */
 static bool runs_inline(const job *j)
 {
@@ -255,7 +210,7 @@ static void queue(fuse_req_t req, job *j)
     if (r < 0) {
         fuse_reply_err(req, EIO);
         if (j->op == OP_READ || j->op == OP_LSEEK)
-            ofile_unref(j->of);
+            ofile_put(&j->f->files, j->of);
         free(j->name);
         free(j);
     }
@@ -385,58 +340,50 @@ static void do_readlink(job *j)
     catalog_entry_free(e);
 }
 
-static void do_open(job *j)
+/*
+ * The record of regular file ino with a reference (ofile.h), loaded on the file's first read: its stream
+ * map is read once and then searched by offset, and the files after it in its directory are fetched
+ * ahead (dirahead.h). 0, or a positive errno for the reply. Loop thread.
+ */
+static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
 {
-    fs *f = j->f;
+    if ((*ret = ofile_get(&f->files, ino)))
+        return 0;
     size_t snap;
     uint64_t idx;
-    if (!ino_decode(f, j->ino, &snap, &idx)) {
-        fuse_reply_err(j->req, ENOENT);
-        return;
+    if (!ino_decode(f, ino, &snap, &idx))
+        return ENOENT;
+    catalog *c = f->snaps[snap].c;
+    catalog_entry *e;
+    int r = catalog_get(c, idx, &e);
+    if (r < 0) {
+        fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: entry %llu: %s", f->snaps[snap].name,
+                    (unsigned long long)idx, rh_strerror(r));
+        return to_errno(r);
     }
-    catalog_entry *e = get_entry(j, snap, idx);
-    if (!e)
-        return;
     if (e->type != CT_REG) {
-        fuse_reply_err(j->req, e->type == CT_DIR ? EISDIR : EINVAL);
+        r = e->type == CT_DIR ? EISDIR : EINVAL;
         catalog_entry_free(e);
-        return;
+        return r;
     }
     streammap *m = NULL;
-    int r = e->has_stream ? reader_load_streammap(f->s, &e->stream, &m) : RH_ENOTDEDUP;
+    r = e->has_stream ? reader_load_streammap(f->s, &e->stream, &m) : RH_ENOTDEDUP;
     if (r >= 0 && m->size != e->size)
         r = RH_ECORRUPT;
     if (r < 0) {
-        _cleanup_(freep) char *path = entry_path(f->snaps[snap].c, idx);
+        _cleanup_(freep) char *path = entry_path(c, idx);
         char cp[CONTAINER_PATH_MAX];
         container_path(CONTAINER_STREAM, e->stream.container, cp);
         fs_log_once(f, cp, path, "%s:%s: stream map in %s: %s", f->snaps[snap].name, path, cp,
                     r == RH_ENOTDEDUP ? "the file could not be read at backup time" : rh_strerror(r));
         streammap_free(m);
         catalog_entry_free(e);
-        fuse_reply_err(j->req, EIO);
-        return;
+        return EIO;
     }
-    dirahead_opened(f->dirahead, snap, f->snaps[snap].c, idx, e);
+    dirahead_opened(f->dirahead, snap, c, idx, e);
     catalog_entry_free(e);
-    ofile *of = xcalloc(1, sizeof(*of));
-    of->snap = snap;
-    of->entry = idx;
-    of->map = m;
-    of->refs = 1;
-    of->f = f;
-    pthread_mutex_init(&of->lock, NULL);
-    pthread_mutex_lock(&f->open_lock);
-    of->next = f->open_files;
-    if (of->next)
-        of->next->prev = of;
-    f->open_files = of;
-    pthread_mutex_unlock(&f->open_lock);
-    struct fuse_file_info fi = { 0 };
-    fi.fh = (uintptr_t)of;
-    fi.keep_cache = 1; /* a snapshot never changes: keep the page cache across opens */
-    /* If the open was interrupted no release will come; shutdown frees it (fs_free_open_files). */
-    fuse_reply_open(j->req, &fi);
+    *ret = ofile_add(&f->files, ino, snap, idx, m);
+    return 0;
 }
 
 /* After a read of [off, off + n) is answered: gives the kernel the rest of the chunks at both ends,
@@ -709,9 +656,6 @@ static void job_work(uv_work_t *w)
     case OP_READLINK:
         do_readlink(j);
         break;
-    case OP_OPEN:
-        do_open(j);
-        break;
     case OP_READ:
         do_read(j);
         break;
@@ -748,7 +692,7 @@ static void job_done(uv_work_t *w, int status)
         }
     }
     if (j->op == OP_PREFETCH || j->op == OP_READ || j->op == OP_LSEEK)
-        ofile_unref(j->of);
+        ofile_put(&j->f->files, j->of);
     free(j->name);
     free(j);
 }
@@ -765,6 +709,8 @@ static void fs_init(void *userdata, struct fuse_conn_info *conn)
         conn->want |= FUSE_CAP_CACHE_SYMLINKS;
     if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
         conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    fs *f = userdata;
+    f->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
 }
 
 static void fs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -781,13 +727,23 @@ static void fs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 static void fs_readlink(fuse_req_t req, fuse_ino_t ino) { queue(req, new_job(OP_READLINK, ino)); }
 
+/*
+ * Nothing is kept per open: reads find their file by inode (ofile.h). Where the kernel supports it, the
+ * first OPEN is answered ENOSYS, after which the kernel opens files itself (keeping their page cache)
+ * and sends no OPEN or RELEASE again; the "ro" mount refuses writable opens before they get here.
+ */
 static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
         fuse_reply_err(req, EROFS);
         return;
     }
-    queue(req, new_job(OP_OPEN, ino));
+    if (fs_of(req)->no_open) {
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
+    fi->keep_cache = 1; /* a snapshot never changes: keep the page cache across opens */
+    fuse_reply_open(req, fi);
 }
 
 static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
@@ -795,16 +751,16 @@ static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
     job *j = new_job(OP_READ, ino);
     j->size = size;
     j->off = off;
-    j->of = (ofile *)(uintptr_t)fi->fh;
-    j->of->refs++; /* the reply goes out before job_done runs, so RELEASE may come first */
+    int e = file_of(fs_of(req), ino, &j->of); /* the job holds the reference until job_done */
+    if (e) {
+        fuse_reply_err(req, e);
+        free(j);
+        return;
+    }
     queue(req, j);
 }
 
-static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    ofile_unref((ofile *)(uintptr_t)fi->fh); /* jobs still using it hold their own references */
-    fuse_reply_err(req, 0);
-}
+static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { fuse_reply_err(req, 0); }
 
 static void fs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -857,8 +813,12 @@ static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
     job *j = new_job(OP_LSEEK, ino);
     j->off = off;
     j->whence = whence;
-    j->of = (ofile *)(uintptr_t)fi->fh;
-    j->of->refs++;
+    int e = file_of(fs_of(req), ino, &j->of);
+    if (e) {
+        fuse_reply_err(req, e);
+        free(j);
+        return;
+    }
     queue(req, j);
 }
 

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "common/digestset.h"
+#include "fuse/ofile.h"
 #include "restore/cache.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
@@ -57,15 +58,12 @@ typedef struct fs {
     struct pusher *pusher; /* gives fetched chunks to the kernel's page cache (pagepush.h), or NULL */
     pthread_mutex_t log_lock; /* protects logged */
     digest_set logged;        /* damage already reported (digest of container path + file) */
-    pthread_mutex_t open_lock; /* protects open_files */
-    struct ofile *open_files;  /* every open file, so that shutdown frees those never released */
+    ofile_table files; /* the files being read, by inode (ofile.h); loop thread only */
+    bool no_open;      /* the kernel sends no OPEN or RELEASE once OPEN has answered ENOSYS */
 } fs;
 
 extern const struct fuse_lowlevel_ops fs_ops;
 
-/* After the loop has ended (no job runs): frees the files the kernel never released (a lazy unmount
- * with files still open). */
-void fs_free_open_files(fs *f);
 
 /* Logs a message once per (what, where) pair: to stderr in the foreground, else to syslog. */
 void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)

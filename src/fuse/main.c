@@ -366,7 +366,7 @@ int main(int argc, char **argv)
     int status = 1;
     fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };
     pthread_mutex_init(&f.log_lock, NULL);
-    pthread_mutex_init(&f.open_lock, NULL);
+    ofile_table_init(&f.files);
     size_t cache_size = 32u << 20, kernel_readahead = 1u << 20;
 
     if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0 || fuse_parse_cmdline(&args, &co) < 0)
@@ -451,7 +451,7 @@ int main(int argc, char **argv)
                  o.dir_readahead > 0 ? (unsigned)o.dir_readahead : 0);
     pusher_free(f.pusher);
     f.pusher = NULL;
-    fs_free_open_files(&f);
+    ofile_table_free(&f.files); /* the loop has run dry: no job uses a record */
     status = r < 0 ? 1 : 0;
 out:
     if (f.se)

@@ -180,6 +180,14 @@ sleep 1
 check "with -o dir_readahead=0 nothing is fetched ahead (f05's damage gives EIO)" \
     bash -c "! cat '$MNT/d/d/f05' >/dev/null 2>&1"
 stop_fs
+# ---- one request per small file: OPEN is answered ENOSYS once, then the kernel sends no more ----
+start_fs "$WORK/d8.log" -d
+for i in $(seq 10 29); do cat "$MNT/d/d/f$i" >/dev/null; done
+check "twenty files read with at most one OPEN request ($(grep -c 'opcode: OPEN ' "$WORK/d8.log"))" \
+    [ "$(grep -c 'opcode: OPEN ' "$WORK/d8.log")" -le 1 ]
+check "... and no RELEASE" [ "$(grep -c 'opcode: RELEASE ' "$WORK/d8.log")" -eq 0 ]
+check "... and they read right" bash -c "cd '$DSRC/d' && sha256sum f1* f2* | (cd '$MNT/d/d' && sha256sum --quiet -c -)"
+stop_fs
 STORE=$main_store
 
 # ---- no sanitizer reports from any daemon ----
