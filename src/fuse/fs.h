@@ -4,8 +4,9 @@
  * Inodes are computed, not stored: the root is 1, "latest" is 2, and entry e of snapshot s (its index in
  * the mount's snapshot table, which is sorted by creation time so that a newer snapshot never renumbers
  * an older one) is ((s + 1) << 40) | e. Every member of a hard-link group reports the inode of the
- * group's first entry. Nothing is kept per inode, so forget is free and memory does not grow with the
- * number of files looked at.
+ * group's first entry. Nothing is kept per inode that the kernel looks up, so forget is free; only the
+ * files being read have a record (ofile.h), and the idle ones are bounded, so memory does not grow with
+ * the number of files looked at or read.
  *
  * Threads: the loop thread receives requests and answers those that need no store I/O itself
  * (metadata, reads of cached chunks); the rest, and read-ahead, run as jobs on libuv's thread pool. A
