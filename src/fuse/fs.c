@@ -174,9 +174,6 @@ typedef struct job {
 static void job_work(uv_work_t *w);
 static void job_done(uv_work_t *w, int status);
 
-static void job_work(uv_work_t *w);
-static void job_done(uv_work_t *w, int status);
-
 /*
  * Whether a job runs right here on the loop thread. A hand-off to the pool and back costs two thread
  * wake-ups, more than a job that needs no store I/O: metadata (from the catalog's block cache, after
@@ -224,14 +221,22 @@ static job *new_job(enum op op, fuse_ino_t ino)
     return j;
 }
 
-/* Fetches entry idx of snapshot snap; replies with an error and returns NULL on failure. */
+/* Fetches entry idx of snapshot snap; logs a failure once (a damaged catalog) and returns its code. */
+static int read_entry(fs *f, size_t snap, uint64_t idx, catalog_entry **ret)
+{
+    int r = catalog_get(f->snaps[snap].c, idx, ret);
+    if (r < 0)
+        fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: entry %llu: %s", f->snaps[snap].name,
+                    (unsigned long long)idx, rh_strerror(r));
+    return r;
+}
+
+/* read_entry for a job: replies with the error and returns NULL on failure. */
 static catalog_entry *get_entry(job *j, size_t snap, uint64_t idx)
 {
     catalog_entry *e;
-    int r = catalog_get(j->f->snaps[snap].c, idx, &e);
+    int r = read_entry(j->f, snap, idx, &e);
     if (r < 0) {
-        fs_log_once(j->f, "catalog", j->f->snaps[snap].name, "snapshot %s: entry %llu: %s",
-                    j->f->snaps[snap].name, (unsigned long long)idx, rh_strerror(r));
         fuse_reply_err(j->req, to_errno(r));
         return NULL;
     }
@@ -355,12 +360,9 @@ static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
         return ENOENT;
     catalog *c = f->snaps[snap].c;
     catalog_entry *e;
-    int r = catalog_get(c, idx, &e);
-    if (r < 0) {
-        fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: entry %llu: %s", f->snaps[snap].name,
-                    (unsigned long long)idx, rh_strerror(r));
+    int r = read_entry(f, snap, idx, &e);
+    if (r < 0)
         return to_errno(r);
-    }
     if (e->type != CT_REG) {
         r = e->type == CT_DIR ? EISDIR : EINVAL;
         catalog_entry_free(e);
