@@ -61,6 +61,7 @@ typedef struct fs {
     digest_set logged;        /* damage already reported (digest of container path + file) */
     ofile_table files; /* the files being read, by inode (ofile.h); loop thread only */
     bool no_open;      /* the kernel sends no OPEN or RELEASE once OPEN has answered ENOSYS */
+    bool no_opendir;   /* ... and no OPENDIR or RELEASEDIR once OPENDIR has */
 } fs;
 
 extern const struct fuse_lowlevel_ops fs_ops;

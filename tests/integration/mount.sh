@@ -187,6 +187,14 @@ check "twenty files read with at most one OPEN request ($(grep -c 'opcode: OPEN 
     [ "$(grep -c 'opcode: OPEN ' "$WORK/d8.log")" -le 1 ]
 check "... and no RELEASE" [ "$(grep -c 'opcode: RELEASE ' "$WORK/d8.log")" -eq 0 ]
 check "... and they read right" bash -c "cd '$DSRC/d' && sha256sum f1* f2* | (cd '$MNT/d/d' && sha256sum --quiet -c -)"
+# ---- and directories: OPENDIR likewise ----
+find "$MNT" -print0 | LC_ALL=C sort -z >"$WORK/d8.list"
+check "listing the whole mount sent at most one OPENDIR ($(grep -c 'opcode: OPENDIR ' "$WORK/d8.log"))" \
+    [ "$(grep -c 'opcode: OPENDIR ' "$WORK/d8.log")" -le 1 ]
+check "... and no RELEASEDIR" [ "$(grep -c 'opcode: RELEASEDIR ' "$WORK/d8.log")" -eq 0 ]
+check "... and listed every entry of the tree" \
+    cmp <(cd "$DSRC" && find . -print0 | sed -z 's|^\.|'"$MNT"'/d|' | LC_ALL=C sort -z) \
+        <(grep -z "^$MNT/d" "$WORK/d8.list")
 stop_fs
 STORE=$main_store
 
