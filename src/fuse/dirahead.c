@@ -2,8 +2,8 @@
  * dirahead.c — read-ahead across the files of a directory (see dirahead.h).
  *
  * The handle follows one directory at a time: the one whose file was opened last. Its state lives on
- * the loop thread (opens are answered there), so it needs no lock; the fetches run on the pool and
- * touch only the chunk cache, the catalog and the store, which are thread-safe. A fetch that fails is
+ * the loop thread (first reads are answered there), so it needs no lock; the fetches run on the pool
+ * and touch only the chunk cache, the catalog, the store and the pusher, which are thread-safe. A fetch that fails is
  * dropped without a word: the reader's own open or read of that file meets the same damage and reports
  * it with the path.
  */
@@ -14,15 +14,15 @@
 
 #include "common/util.h"
 #include "fuse/dirahead.h"
+#include "fuse/fs.h"
+#include "fuse/pagepush.h"
 #include "restore/reader.h"
 
 /* Fetch jobs in flight at most: a reader that jumps between directories cannot flood the pool. */
 #define DIRAHEAD_MAX_JOBS 4
 
 struct dirahead {
-    uv_loop_t *loop;
-    rh_store *s;
-    chunk_cache *cache;
+    fs *f;
     unsigned files; /* the window: files after the one opened */
     /* The directory followed, loop thread only. */
     bool valid;
@@ -36,12 +36,12 @@ struct dirahead {
 typedef struct fetch {
     uv_work_t work;
     dirahead *d;
+    size_t snap;
     catalog *c;
     uint64_t from, to; /* entry indices */
 } fetch;
 
-void dirahead_new(uv_loop_t *loop, rh_store *s, chunk_cache *cache, size_t cache_capacity, unsigned files,
-                  dirahead **ret)
+void dirahead_new(fs *f, size_t cache_capacity, unsigned files, dirahead **ret)
 {
     size_t fit = cache_capacity / 4 / DIRAHEAD_FILE_BYTES;
     if (files > fit)
@@ -51,31 +51,41 @@ void dirahead_new(uv_loop_t *loop, rh_store *s, chunk_cache *cache, size_t cache
         return;
     }
     dirahead *d = xcalloc(1, sizeof(*d));
-    d->loop = loop;
-    d->s = s;
-    d->cache = cache;
+    d->f = f;
     d->files = files;
     *ret = d;
 }
 
 void dirahead_free(dirahead *d) { free(d); }
 
-/* Puts the first DIRAHEAD_FILE_BYTES of a file's data into the cache. */
-static void fetch_file(dirahead *d, const catalog_entry *e)
+/*
+ * Puts the first DIRAHEAD_FILE_BYTES of a file's data (at least one chunk) into the chunk cache and,
+ * one push per run of data between holes, into the kernel's page cache as the pages of inode ino.
+ */
+static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
 {
+    chunk_cache *cache = d->f->cache;
     streammap *m;
-    if (reader_load_streammap(d->s, &e->stream, &m) < 0)
+    if (reader_load_streammap(d->f->s, &e->stream, &m) < 0)
         return;
-    uint64_t bytes = 0;
-    for (size_t k = 0; k < m->n && bytes < DIRAHEAD_FILE_BYTES; k++) {
+    push_piece run[PUSH_MAX_PIECES];
+    size_t n = 0, k; /* run holds the n chunks before entry k */
+    for (k = 0; k < m->n && m->start[k] < DIRAHEAD_FILE_BYTES; k++) {
         const streammap_entry *c = &m->e[k];
-        bytes += c->length;
-        if (c->hole || chunk_cached(d->cache, c->digest))
-            continue;
-        chunk_ref *ref;
-        if (chunk_get(d->cache, c->digest, c->length, &ref, NULL) == 0)
-            chunk_release(d->cache, ref);
+        chunk_ref *ref = NULL;
+        if (!c->hole && chunk_get(cache, c->digest, c->length, &ref, NULL) < 0)
+            ref = NULL; /* damage ends the run like a hole */
+        if (n > 0 && (!ref || n == PUSH_MAX_PIECES)) {
+            pusher_push_pieces(d->f->pusher, ino, m->start[k - n], run, n);
+            n = 0;
+        }
+        if (ref && d->f->pusher)
+            run[n++] = (push_piece){ ref, 0, c->length };
+        else if (ref)
+            chunk_release(cache, ref);
     }
+    if (n > 0)
+        pusher_push_pieces(d->f->pusher, ino, m->start[k - n], run, n);
     streammap_free(m);
 }
 
@@ -87,7 +97,7 @@ static void fetch_work(uv_work_t *w)
         if (catalog_get(f->c, i, &e) < 0)
             return;
         if (e->type == CT_REG && e->has_stream && e->size > 0)
-            fetch_file(f->d, e);
+            fetch_file(f->d, fs_entry_ino(f->d->f, f->snap, i, e), e);
         catalog_entry_free(e);
     }
 }
@@ -132,10 +142,11 @@ void dirahead_opened(dirahead *d, size_t snap, catalog *c, uint64_t idx, const c
         return;
     fetch *f = xcalloc(1, sizeof(*f));
     f->d = d;
+    f->snap = snap;
     f->c = c;
     f->from = d->next;
     f->to = want;
-    if (uv_queue_work(d->loop, &f->work, fetch_work, fetch_done) < 0) {
+    if (uv_queue_work(d->f->loop, &f->work, fetch_work, fetch_done) < 0) {
         free(f);
         return;
     }

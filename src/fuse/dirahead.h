@@ -3,12 +3,15 @@
  * file (tar, cp -r, rsync, a backup of the mount).
  *
  * Such a reader opens a small file, reads it, closes it and opens the next one in directory order. Each
- * cold read would wait for a fetch on the thread pool (two thread hand-offs, an index lookup, a record
- * read, a decompression) while the reader and the kernel sit idle. When a file is opened, the files
- * that follow it in its directory (catalog order is readdir order) are fetched ahead on the pool: their
- * stream maps are read and the first chunks of each go into the chunk cache, so that the reader's next
- * opens find their data cached and are answered on the loop thread. Backup wrote those files one after
- * the other, so their chunks lie side by side in the containers.
+ * cold read would wait for a request to the daemon and a fetch on the thread pool (two thread
+ * hand-offs, an index lookup, a record read, a decompression) while the reader and the kernel sit idle.
+ * When a file is first read, the files that follow it in its directory (catalog order is readdir order)
+ * are fetched ahead on the pool: their stream maps are read, the first chunks of each go into the chunk
+ * cache, and the same bytes are pushed into the kernel's page cache (pagepush.h). The reader's next
+ * reads are then answered by the kernel without a request to the daemon; where a push did not land
+ * (the kernel takes pages only for inodes it knows, i.e. files it has looked up or listed, and drops
+ * pushes when the queue is full), the chunk cache answers on the loop thread. Backup wrote those files
+ * one after the other, so their chunks lie side by side in the containers.
  *
  * The window is bounded in files and in bytes per file (a large file gets the sequential read-ahead of
  * its own reads instead), and in total by a quarter of the chunk cache, so that read-ahead never evicts
@@ -33,10 +36,10 @@ typedef struct dirahead dirahead;
 /*
  * files: how many files after the one opened to keep fetched (0 turns directory read-ahead off and
  * makes *ret NULL). cache_capacity: the chunk cache's size in bytes; the window is cut to fit a quarter
- * of it. The loop, store and cache must outlive the handle.
+ * of it. f's loop, store, cache and pusher (NULL: nothing is pushed) must outlive the handle.
  */
-void dirahead_new(uv_loop_t *loop, rh_store *s, chunk_cache *cache, size_t cache_capacity, unsigned files,
-                  dirahead **ret);
+struct fs;
+void dirahead_new(struct fs *f, size_t cache_capacity, unsigned files, dirahead **ret);
 /* Frees the handle once the loop has run dry (no fetch is in flight then). NULL is a no-op. */
 void dirahead_free(dirahead *d);
 /*

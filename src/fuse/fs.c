@@ -50,8 +50,7 @@ static bool ino_decode(const fs *f, fuse_ino_t ino, size_t *ret_snap, uint64_t *
     return true;
 }
 
-/* The inode a catalog entry is seen as: hard-link members share their group's first entry's. */
-static fuse_ino_t entry_ino(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e)
+fuse_ino_t fs_entry_ino(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e)
 {
     if (e->link_group != CATALOG_NONE)
         idx = e->link_group;
@@ -63,7 +62,7 @@ static fuse_ino_t entry_ino(const fs *f, size_t snap, uint64_t idx, const catalo
 static void entry_stat(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e, struct stat *st)
 {
     memset(st, 0, sizeof(*st));
-    st->st_ino = entry_ino(f, snap, idx, e);
+    st->st_ino = fs_entry_ino(f, snap, idx, e);
     st->st_mode = e->mode;
     /* Directories report 1 link: "unknown", so find(1) does not take the leaf shortcut. */
     st->st_nlink = e->type == CT_DIR ? 1 : e->nlink ? e->nlink : 1;

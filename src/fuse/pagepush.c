@@ -8,12 +8,15 @@
 #include "common/util.h"
 #include "fuse/pagepush.h"
 
-#define PUSH_QUEUE 32
+/* Pushes queued at most, and bytes: the queue pins its chunks in memory until they are pushed. */
+#define PUSH_QUEUE 256
+#define PUSH_QUEUE_BYTES (8u << 20)
 
 typedef struct push {
     fuse_ino_t ino;
-    uint64_t chunk_off, from, len;
-    chunk_ref *ref;
+    uint64_t off, bytes;
+    size_t n;
+    push_piece piece[PUSH_MAX_PIECES];
 } push;
 
 struct pusher {
@@ -24,8 +27,15 @@ struct pusher {
     pthread_cond_t wake;
     push q[PUSH_QUEUE];
     size_t head, n;
+    uint64_t queued_bytes;
     bool stop, busy;
 };
+
+static void release_pieces(chunk_cache *c, const push *x)
+{
+    for (size_t i = 0; i < x->n; i++)
+        chunk_release(c, x->piece[i].ref);
+}
 
 static void *run(void *arg)
 {
@@ -39,13 +49,20 @@ static void *run(void *arg)
         push x = p->q[p->head];
         p->head = (p->head + 1) % PUSH_QUEUE;
         p->n--;
+        p->queued_bytes -= x.bytes;
         p->busy = true;
         pthread_mutex_unlock(&p->lock);
-        struct fuse_bufvec bv = FUSE_BUFVEC_INIT(x.len);
-        bv.buf[0].mem = (void *)(chunk_data(x.ref) + x.from);
+        /* A bufvec of n buffers (fuse_bufvec ends in buf[1]); with more than one, libfuse copies them
+         * into one buffer for the write. */
+        struct fuse_bufvec *bv = xmalloc(sizeof(*bv) + (x.n - 1) * sizeof(bv->buf[0]));
+        *bv = (struct fuse_bufvec){ .count = x.n };
+        for (size_t i = 0; i < x.n; i++)
+            bv->buf[i] = (struct fuse_buf){ .size = x.piece[i].len,
+                                            .mem = (void *)(chunk_data(x.piece[i].ref) + x.piece[i].from) };
         /* Fails harmlessly when the kernel has forgotten the inode (ENOENT) or the mount is gone. */
-        fuse_lowlevel_notify_store(p->se, x.ino, (off_t)(x.chunk_off + x.from), &bv, 0);
-        chunk_release(p->cache, x.ref);
+        fuse_lowlevel_notify_store(p->se, x.ino, (off_t)x.off, bv, 0);
+        free(bv);
+        release_pieces(p->cache, &x);
         pthread_mutex_lock(&p->lock);
         p->busy = false;
     }
@@ -71,22 +88,34 @@ int pusher_start(struct fuse_session *se, chunk_cache *c, pusher **ret)
     return 0;
 }
 
+void pusher_push_pieces(pusher *p, fuse_ino_t ino, uint64_t off, const push_piece *pieces, size_t n)
+{
+    push x = { .ino = ino, .off = off, .n = n };
+    for (size_t i = 0; i < n; i++) {
+        x.piece[i] = pieces[i];
+        x.bytes += pieces[i].len;
+    }
+    pthread_mutex_lock(&p->lock);
+    bool queued = !p->stop && p->n < PUSH_QUEUE && p->queued_bytes + x.bytes <= PUSH_QUEUE_BYTES;
+    if (queued) {
+        p->q[(p->head + p->n) % PUSH_QUEUE] = x;
+        p->n++;
+        p->queued_bytes += x.bytes;
+        pthread_cond_signal(&p->wake);
+    }
+    pthread_mutex_unlock(&p->lock);
+    if (!queued)
+        release_pieces(p->cache, &x);
+}
+
 void pusher_push(pusher *p, fuse_ino_t ino, uint64_t chunk_off, chunk_ref *ref, uint64_t from, uint64_t len)
 {
     if (len == 0) {
         chunk_release(p->cache, ref);
         return;
     }
-    pthread_mutex_lock(&p->lock);
-    bool queued = !p->stop && p->n < PUSH_QUEUE;
-    if (queued) {
-        p->q[(p->head + p->n) % PUSH_QUEUE] = (push){ ino, chunk_off, from, len, ref };
-        p->n++;
-        pthread_cond_signal(&p->wake);
-    }
-    pthread_mutex_unlock(&p->lock);
-    if (!queued)
-        chunk_release(p->cache, ref);
+    push_piece one = { ref, from, len };
+    pusher_push_pieces(p, ino, chunk_off + from, &one, 1);
 }
 
 bool pusher_idle(pusher *p)
@@ -96,10 +125,11 @@ bool pusher_idle(pusher *p)
     pthread_mutex_lock(&p->lock);
     p->stop = true;
     while (p->n) {
-        chunk_release(p->cache, p->q[p->head].ref);
+        release_pieces(p->cache, &p->q[p->head]);
         p->head = (p->head + 1) % PUSH_QUEUE;
         p->n--;
     }
+    p->queued_bytes = 0;
     pthread_cond_signal(&p->wake);
     bool idle = !p->busy;
     pthread_mutex_unlock(&p->lock);
