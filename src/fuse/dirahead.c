@@ -3,9 +3,9 @@
  *
  * The handle follows one directory at a time: the one whose file was opened last. Its state lives on
  * the loop thread (first reads are answered there), so it needs no lock; the fetches run on the pool
- * and touch only the chunk cache, the catalog, the store and the pusher, which are thread-safe. A fetch that fails is
- * dropped without a word: the reader's own open or read of that file meets the same damage and reports
- * it with the path.
+ * and touch only the chunk cache, the catalog, the store and the pusher, which are thread-safe. A
+ * fetch that fails is dropped without a word: the reader's own read of that file meets the same damage
+ * and reports it with the path.
  */
 #include "config.h"
 
@@ -66,7 +66,7 @@ static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
 {
     chunk_cache *cache = d->f->cache;
     streammap *m;
-    if (reader_load_streammap(d->f->s, &e->stream, &m) < 0)
+    if (reader_load_file_map(d->f->s, e, &m) < 0) /* checked against e: no push past its end */
         return;
     push_piece run[PUSH_MAX_PIECES];
     size_t n = 0, k; /* run holds the n chunks before entry k */

@@ -367,17 +367,14 @@ static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
         catalog_entry_free(e);
         return r;
     }
-    streammap *m = NULL;
-    r = e->has_stream ? reader_load_streammap(f->s, &e->stream, &m) : RH_ENOTDEDUP;
-    if (r >= 0 && m->size != e->size)
-        r = RH_ECORRUPT;
+    streammap *m;
+    r = reader_load_file_map(f->s, e, &m);
     if (r < 0) {
         _cleanup_(freep) char *path = entry_path(c, idx);
         char cp[CONTAINER_PATH_MAX];
         container_path(CONTAINER_STREAM, e->stream.container, cp);
         fs_log_once(f, cp, path, "%s:%s: stream map in %s: %s", f->snaps[snap].name, path, cp,
                     r == RH_ENOTDEDUP ? "the file could not be read at backup time" : rh_strerror(r));
-        streammap_free(m);
         catalog_entry_free(e);
         return EIO;
     }

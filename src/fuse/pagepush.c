@@ -40,6 +40,9 @@ static void release_pieces(chunk_cache *c, const push *x)
 static void *run(void *arg)
 {
     pusher *p = arg;
+    /* Room for PUSH_MAX_PIECES buffers (fuse_bufvec ends in buf[1]); with more than one, libfuse copies
+     * them into one buffer for the write. */
+    struct fuse_bufvec *bv = xmalloc(sizeof(*bv) + (PUSH_MAX_PIECES - 1) * sizeof(bv->buf[0]));
     pthread_mutex_lock(&p->lock);
     for (;;) {
         while (!p->n && !p->stop)
@@ -52,21 +55,18 @@ static void *run(void *arg)
         p->queued_bytes -= x.bytes;
         p->busy = true;
         pthread_mutex_unlock(&p->lock);
-        /* A bufvec of n buffers (fuse_bufvec ends in buf[1]); with more than one, libfuse copies them
-         * into one buffer for the write. */
-        struct fuse_bufvec *bv = xmalloc(sizeof(*bv) + (x.n - 1) * sizeof(bv->buf[0]));
         *bv = (struct fuse_bufvec){ .count = x.n };
         for (size_t i = 0; i < x.n; i++)
             bv->buf[i] = (struct fuse_buf){ .size = x.piece[i].len,
                                             .mem = (void *)(chunk_data(x.piece[i].ref) + x.piece[i].from) };
         /* Fails harmlessly when the kernel has forgotten the inode (ENOENT) or the mount is gone. */
         fuse_lowlevel_notify_store(p->se, x.ino, (off_t)x.off, bv, 0);
-        free(bv);
         release_pieces(p->cache, &x);
         pthread_mutex_lock(&p->lock);
         p->busy = false;
     }
     pthread_mutex_unlock(&p->lock);
+    free(bv);
     return NULL;
 }
 

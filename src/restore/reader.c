@@ -69,10 +69,8 @@ int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN],
     return 0;
 }
 
-int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret)
+int reader_load_file_map(rh_store *s, const catalog_entry *e, streammap **ret)
 {
-    if (e->type != CT_REG)
-        return -EINVAL;
     if (!e->has_stream)
         return RH_ENOTDEDUP;
     streammap *m;
@@ -83,6 +81,18 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
         streammap_free(m);
         return RH_ECORRUPT;
     }
+    *ret = m;
+    return 0;
+}
+
+int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret)
+{
+    if (e->type != CT_REG)
+        return -EINVAL;
+    streammap *m;
+    int r = reader_load_file_map(s, e, &m);
+    if (r < 0)
+        return r;
     reader_file *f = xcalloc(1, sizeof(*f));
     f->s = s;
     f->ix = ix;

@@ -30,6 +30,10 @@ typedef struct reader_file {
 
 /* Reads and decodes the stream map that `cs` refers to (checking its digest). */
 int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret);
+/* The stream map of regular file e (for a hard-link member, the stream it carries), checked against
+ * the entry: RH_ENOTDEDUP when the file has none (it could not be read at backup time), RH_ECORRUPT
+ * when the map's size is not the entry's. */
+int reader_load_file_map(rh_store *s, const catalog_entry *e, streammap **ret);
 /* Opens the file of catalog entry e (a regular file with a stream; for a hard-link member, the stream
  * it carries). ix is used for chunk lookups and must outlive the file. */
 int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret);
