@@ -745,18 +745,24 @@ static void fs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     fuse_reply_open(req, fi);
 }
 
-static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+/* Queues job j on regular file j->ino, holding a reference to its record (file_of) until job_done. */
+static void queue_on_file(fuse_req_t req, job *j)
 {
-    job *j = new_job(OP_READ, ino);
-    j->size = size;
-    j->off = off;
-    int e = file_of(fs_of(req), ino, &j->of); /* the job holds the reference until job_done */
+    int e = file_of(fs_of(req), j->ino, &j->of);
     if (e) {
         fuse_reply_err(req, e);
         free(j);
         return;
     }
     queue(req, j);
+}
+
+static void fs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+    job *j = new_job(OP_READ, ino);
+    j->size = size;
+    j->off = off;
+    queue_on_file(req, j);
 }
 
 static void fs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { fuse_reply_err(req, 0); }
@@ -821,13 +827,7 @@ static void fs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, stru
     job *j = new_job(OP_LSEEK, ino);
     j->off = off;
     j->whence = whence;
-    int e = file_of(fs_of(req), ino, &j->of);
-    if (e) {
-        fuse_reply_err(req, e);
-        free(j);
-        return;
-    }
-    queue(req, j);
+    queue_on_file(req, j);
 }
 
 static void fs_statfs(fuse_req_t req, fuse_ino_t ino)

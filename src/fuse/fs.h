@@ -70,7 +70,6 @@ extern const struct fuse_lowlevel_ops fs_ops;
  * first entry's. */
 fuse_ino_t fs_entry_ino(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e);
 
-
 /* Logs a message once per (what, where) pair: to stderr in the foreground, else to syslog. */
 void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
