@@ -382,6 +382,7 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
         .o = o,
         .st = st,
         .level = o->compression_level >= 0 ? o->compression_level : s->cfg.compression_level,
+        .packs = s->cfg.version >= 2,
         .started = mono_seconds(),
     };
     if ((r = store_next_container_id(s, CONTAINER_DATA, &b.next_data_id)) < 0 ||

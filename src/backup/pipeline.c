@@ -29,8 +29,24 @@ typedef struct piece {
     uint64_t len;
     size_t off; /* in the segment's data (PIECE_DATA) */
     uint8_t digest[HASH_LEN];
-    size_t clen; /* stored bytes: after stage B, g->data[off, off + clen) is the payload */
+    size_t clen;   /* stored bytes: after stage B, g->data[off, off + clen) is the payload */
+    uint32_t pack; /* a new chunk stored in a pack: 1 + its index in the segment's packs; else 0 */
 } piece;
+
+/*
+ * New chunks of one segment stored together as a pack record (store format 2): neighbours compress
+ * better together than alone. The members are the new pieces in [first, last] whose `pack` names this
+ * pack; stage B moves their bytes together and compresses them as one.
+ */
+typedef struct pack {
+    size_t first, last;
+    uint16_t members;
+    uint32_t raw;   /* the members' bytes */
+    size_t off;     /* after stage B, g->data[off, off + clen) is the stored data */
+    size_t clen;
+    uint8_t codec;
+    bool appended;
+} pack;
 
 typedef struct bfile {
     backup *b;
@@ -78,6 +94,8 @@ struct segment {
     size_t len, leftover_off;
     piece *p;
     size_t np, pcap;
+    pack *packs;
+    size_t npacks, packcap;
     uint64_t charge; /* bytes counted in inflight_bytes */
     segment *next;
 };
@@ -271,13 +289,78 @@ static void stage_a(uv_work_t *w)
 
 /* ---- stage B: compress new chunks (thread pool) ---- */
 
+static bool piece_new(const piece *p) { return p->kind == PIECE_DATA && p->state == PIECE_NEW; }
+
+/* Ends the pack being gathered, [first, last] with n members and raw bytes: two members or more make a
+ * pack; a lone chunk stays a record of its own. */
+static void close_pack(segment *g, size_t first, size_t last, unsigned n, uint32_t raw)
+{
+    if (n < 2) {
+        if (n == 1)
+            g->p[first].pack = 0;
+        return;
+    }
+    g->packs = xgrow(g->packs, &g->packcap, g->npacks, sizeof(*g->packs), 8);
+    g->packs[g->npacks++] = (pack){ .first = first, .last = last, .members = (uint16_t)n, .raw = raw };
+}
+
+/* Groups the segment's new chunks, in order, into packs of at most PACK_RAW_MAX bytes. */
+static void form_packs(segment *g)
+{
+    size_t first = 0, last = 0;
+    unsigned n = 0;
+    uint32_t raw = 0;
+    for (size_t i = 0; i < g->np; i++) {
+        piece *p = &g->p[i];
+        if (!piece_new(p))
+            continue;
+        if (n && (raw + p->len > PACK_RAW_MAX || n == PACK_MEMBERS_MAX)) {
+            close_pack(g, first, last, n, raw);
+            n = 0;
+            raw = 0;
+        }
+        if (n == 0)
+            first = i;
+        last = i;
+        n++;
+        raw += (uint32_t)p->len;
+        p->pack = (uint32_t)g->npacks + 1; /* the index it gets if it closes with two members or more */
+    }
+    close_pack(g, first, last, n, raw);
+}
+
+/* Moves a pack's members together (their bytes are no longer needed where they were: known chunks
+ * between them are not stored) and compresses them in place as one. */
+static void compress_pack(segment *g, pack *pk, int level)
+{
+    uint32_t id = (uint32_t)(pk - g->packs) + 1;
+    pk->off = g->p[pk->first].off;
+    size_t at = pk->off;
+    for (size_t i = pk->first; i <= pk->last; i++) {
+        piece *p = &g->p[i];
+        if (!piece_new(p) || p->pack != id)
+            continue;
+        if (p->off != at)
+            memmove(g->data + at, g->data + p->off, p->len);
+        at += p->len;
+    }
+    if (compress_pack_inplace(level, g->data + pk->off, pk->raw, &pk->codec, &pk->clen) < 0) {
+        pk->codec = CODEC_RAW;
+        pk->clen = pk->raw;
+    }
+}
+
 static void stage_b(uv_work_t *w)
 {
     segment *g = container_of(w, segment, work);
     int level = g->b->level;
+    if (g->b->packs)
+        form_packs(g);
+    for (size_t i = 0; i < g->npacks; i++)
+        compress_pack(g, &g->packs[i], level);
     for (size_t i = 0; i < g->np; i++) {
         piece *p = &g->p[i];
-        if (p->kind != PIECE_DATA || p->state != PIECE_NEW)
+        if (!piece_new(p) || p->pack)
             continue;
         /* In place: the raw bytes are not needed once compressed (the digest is taken). */
         if (compress_chunk_inplace(level, g->data + p->off, p->len, &p->codec, &p->clen) < 0) {
@@ -326,14 +409,19 @@ static int seal_one(backup *b, container_writer **w, uint8_t kind)
     return index_add_container(b->ix, &c);
 }
 
-/* Appends a record to the data or stream container, opening or rotating containers as needed. */
+/*
+ * Appends a record to the data or stream container, opening or rotating containers as needed: a chunk
+ * or stream map (members 0), or a pack of `members` chunks whose member table is `table`.
+ */
 static int append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t digest[HASH_LEN],
-                         const void *payload, uint32_t stored, uint32_t raw, index_loc *ret)
+                         uint16_t members, const uint8_t *table, const void *payload, uint32_t stored,
+                         uint32_t raw, index_loc *ret)
 {
     container_writer **w = kind == CONTAINER_DATA ? &b->data_w : &b->stream_w;
     uint32_t *next_id = kind == CONTAINER_DATA ? &b->next_data_id : &b->next_stream_id;
+    uint32_t table_len = (uint32_t)members * PACK_ENTRY_SIZE;
     int r;
-    if (*w && container_writer_size(*w) + RECORD_HEADER_SIZE + stored > b->s->cfg.seal_size &&
+    if (*w && container_writer_size(*w) + RECORD_HEADER_SIZE + table_len + stored > b->s->cfg.seal_size &&
         container_writer_records(*w) > 0 && (r = seal_one(b, w, kind)) < 0)
         return r;
     if (!*w) {
@@ -345,13 +433,46 @@ static int append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t d
             return r;
     }
     uint64_t off;
-    r = container_writer_append(*w, kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM, codec, digest,
-                                payload, stored, raw, &off);
+    if (members)
+        r = container_writer_append_pack(*w, codec, members, table, payload, stored, raw, &off);
+    else
+        r = container_writer_append(*w, kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM, codec,
+                                    digest, payload, stored, raw, &off);
     if (r < 0)
         return r;
-    *ret = (index_loc){ container_writer_id(*w), off, stored, raw, codec };
-    b->st->stored_bytes += RECORD_HEADER_SIZE + stored;
+    *ret = (index_loc){ container_writer_id(*w), off, table_len + stored, raw, codec, 0 };
+    b->st->stored_bytes += RECORD_HEADER_SIZE + table_len + stored;
     return 0;
+}
+
+/* Appends pack pk of segment g and tells the index where each of its members is. */
+static int append_pack(backup *b, segment *g, pack *pk)
+{
+    uint32_t id = (uint32_t)(pk - g->packs) + 1;
+    _cleanup_(freep) uint8_t *table = xmalloc((size_t)pk->members * PACK_ENTRY_SIZE);
+    size_t k = 0;
+    for (size_t i = pk->first; i <= pk->last; i++) {
+        const piece *p = &g->p[i];
+        if (piece_new(p) && p->pack == id) {
+            memcpy(table + k * PACK_ENTRY_SIZE, p->digest, HASH_LEN);
+            put_le32(table + k * PACK_ENTRY_SIZE + HASH_LEN, (uint32_t)p->len);
+            k++;
+        }
+    }
+    index_loc loc;
+    int r = append_record(b, CONTAINER_DATA, pk->codec, NULL, pk->members, table, g->data + pk->off,
+                          (uint32_t)pk->clen, pk->raw, &loc);
+    pk->appended = true;
+    k = 0;
+    for (size_t i = pk->first; r >= 0 && i <= pk->last; i++) {
+        const piece *p = &g->p[i];
+        if (piece_new(p) && p->pack == id) {
+            loc.raw_len = (uint32_t)p->len;
+            loc.member = (uint16_t)++k;
+            r = index_add_chunk(b->ix, p->digest, &loc);
+        }
+    }
+    return r;
 }
 
 /* Stores f's stream map (unless an identical one exists) and points its catalog entry at it. */
@@ -373,8 +494,8 @@ static int finish_file(bfile *f)
         if (r >= 0 && raw.len > RECORD_LEN_MAX)
             r = -EFBIG; /* format v1 keeps a stream map in one record (doc/format.md, "Limits") */
         if (r >= 0)
-            r = append_record(b, CONTAINER_STREAM, codec, cs.digest, codec == CODEC_RAW ? raw.data : c,
-                              (uint32_t)clen, (uint32_t)raw.len, &loc);
+            r = append_record(b, CONTAINER_STREAM, codec, cs.digest, 0, NULL,
+                              codec == CODEC_RAW ? raw.data : c, (uint32_t)clen, (uint32_t)raw.len, &loc);
         if (r >= 0)
             r = index_add_stream(b->ix, cs.digest, &loc);
     }
@@ -402,6 +523,7 @@ static void bfile_free(bfile *f)
 
 static void segment_free(backup *b, segment *g)
 {
+    free(g->packs);
     free(g->p);
     free(g->parts);
     buf_give(b, g);
@@ -421,12 +543,18 @@ static void append_part(backup *b, segment *g, part *pt)
         if (p->kind == PIECE_HOLE) {
             b->st->hole_bytes += p->len;
         } else if (p->state == PIECE_NEW) {
-            index_loc loc;
-            int r = append_record(b, CONTAINER_DATA, p->codec, p->digest,
-                                  g->data + p->off, (uint32_t)p->clen,
-                                  (uint32_t)p->len, &loc);
-            if (r >= 0)
-                r = index_add_chunk(b->ix, p->digest, &loc);
+            int r = 0;
+            if (p->pack) {
+                pack *pk = &g->packs[p->pack - 1];
+                if (!pk->appended) /* at its first member: the others may belong to later parts */
+                    r = append_pack(b, g, pk);
+            } else {
+                index_loc loc;
+                r = append_record(b, CONTAINER_DATA, p->codec, p->digest, 0, NULL, g->data + p->off,
+                                  (uint32_t)p->clen, (uint32_t)p->len, &loc);
+                if (r >= 0)
+                    r = index_add_chunk(b->ix, p->digest, &loc);
+            }
             if (r < 0) {
                 b->fatal = r;
                 break;

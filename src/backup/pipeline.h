@@ -5,7 +5,8 @@
  * through three steps:
  *   A (thread pool)  read, find holes (SEEK_DATA/SEEK_HOLE), cut chunks, SHA-256 them, spot zero chunks;
  *   D (loop thread)  look each digest up (this run's new chunks, then the index): only new ones go on;
- *   B (thread pool)  compress the new chunks;
+ *   B (thread pool)  compress the new chunks: in a store of format 2, neighbouring new chunks of the
+ *                    segment go together into packs of up to PACK_RAW_MAX bytes, compressed as one;
  *   then, on the loop thread and in the order the segments were started, the new chunks are appended to
  *   the data container, the index learns where they are, and the file's stream map grows. When a file's
  *   last segment is appended, its stream map is stored (once per distinct map) and its catalog entry
@@ -31,6 +32,7 @@
 #define BATCH_FILE_MAX (256u << 10)
 #define BATCH_MAX_BYTES (1u << 20)
 #define BATCH_MAX_FILES 128
+#define PACK_RAW_MAX (256u << 10) /* a pack's members add up to at most this */
 #define PIPELINE_MAX_BATCH_FDS 512 /* files held open by batches waiting for stage A (> BATCH_MAX_FILES) */
 
 typedef struct segment segment;
@@ -51,6 +53,7 @@ typedef struct backup {
     catalog_writer *cw;
     catalog *prev; /* the previous snapshot, for unchanged files, or NULL */
     int level;     /* zstd level */
+    bool packs;    /* store format 2: new chunks go into packs */
     container_writer *data_w, *stream_w;
     uint32_t next_data_id, next_stream_id;
     digest_set new_chunks; /* chunks this run found new (the index learns them only at append) */

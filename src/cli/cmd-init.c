@@ -1,5 +1,5 @@
 /*
- * cmd-init.c — rehydrate init STORE: create an empty store.
+ * cmd-init.c — rehydrate init STORE [--format N]: create an empty store.
  */
 #include "config.h"
 
@@ -12,14 +12,32 @@
 
 int cmd_init(int argc, char **argv)
 {
-    int st = cli_parse_plain(argc, argv, "init", "", NULL);
-    if (st >= 0)
-        return st;
+    static const struct option opts[] = {
+        { "format", required_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' }, { 0 }
+    };
+    store_config cfg;
+    store_config_default(&cfg);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'f') {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < STORE_FORMAT_MIN || v > STORE_FORMAT_VERSION)
+                return cli_usage("init", "--format takes %d or %d", STORE_FORMAT_MIN, STORE_FORMAT_VERSION);
+            cfg.version = (uint32_t)v;
+        } else if (c == 'h') {
+            cli_help("init", "  --format N         store format: 2 (default) compresses neighbouring chunks\n"
+                             "                     together in packs; 1 stores every chunk alone (the only\n"
+                             "                     format rehydrate 0.1 reads)\n");
+            return EXIT_OK;
+        } else {
+            return EXIT_USAGE;
+        }
+    }
     if (argc - optind != 1)
         return cli_usage("init", "expected exactly one operand, the store path");
     const char *path = argv[optind];
-    store_config cfg;
-    store_config_default(&cfg);
     int r = store_create(path, &cfg);
     if (r < 0) {
         cli_error("%s: cannot create store: %s", cli_quote(path),

@@ -38,10 +38,10 @@ int cmd_verify(int argc, char **argv)
     }
     bool ok = rep.nproblems == 0 && rep.naffected == 0;
     if (json) {
-        printf("{\"ok\":%s,\"containers\":%llu,\"records\":%llu,\"chunks\":%llu,\"streams\":%llu,"
-               "\"snapshots\":%llu,\"entries\":%llu,\"bytes\":%llu,\"problems\":[",
+        printf("{\"ok\":%s,\"containers\":%llu,\"records\":%llu,\"chunks\":%llu,\"packs\":%llu,"
+               "\"streams\":%llu,\"snapshots\":%llu,\"entries\":%llu,\"bytes\":%llu,\"problems\":[",
                ok ? "true" : "false", (unsigned long long)rep.containers, (unsigned long long)rep.records,
-               (unsigned long long)rep.chunks, (unsigned long long)rep.streams,
+               (unsigned long long)rep.chunks, (unsigned long long)rep.packs, (unsigned long long)rep.streams,
                (unsigned long long)rep.snapshots, (unsigned long long)rep.entries,
                (unsigned long long)rep.bytes);
         for (size_t i = 0; i < rep.nproblems; i++) {
@@ -72,10 +72,11 @@ int cmd_verify(int argc, char **argv)
             fputc('\n', stderr);
         }
         char b[16];
-        printf("checked %llu containers (%llu records, %s), %llu snapshots (%llu entries): %s\n",
+        printf("checked %llu containers (%llu records, %s; %llu chunks, %llu packs), "
+               "%llu snapshots (%llu entries): %s\n",
                (unsigned long long)rep.containers, (unsigned long long)rep.records,
-               fmt_bytes(rep.bytes, b), (unsigned long long)rep.snapshots,
-               (unsigned long long)rep.entries,
+               fmt_bytes(rep.bytes, b), (unsigned long long)rep.chunks, (unsigned long long)rep.packs,
+               (unsigned long long)rep.snapshots, (unsigned long long)rep.entries,
                ok ? "no problems found" : "DAMAGE FOUND");
         if (!ok)
             printf("%zu problems, %zu damaged files\n", rep.nproblems, rep.naffected);

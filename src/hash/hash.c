@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
 #include "hash/hash.h"
@@ -52,6 +53,18 @@ uint64_t hash_checksum(const void *head, size_t head_len, const void *payload, s
 {
     uint64_t seed = XXH3_64bits(head, head_len);
     return XXH3_64bits_withSeed(payload, payload_len, seed);
+}
+
+uint64_t hash_checksum2(const void *head, size_t head_len, const void *a, size_t a_len, const void *b,
+                        size_t b_len)
+{
+    if (b_len == 0)
+        return hash_checksum(head, head_len, a, a_len);
+    XXH3_state_t st;
+    XXH3_64bits_reset_withSeed(&st, XXH3_64bits(head, head_len));
+    XXH3_64bits_update(&st, a, a_len);
+    XXH3_64bits_update(&st, b, b_len);
+    return XXH3_64bits_digest(&st);
 }
 
 const char *hash_hex(const uint8_t d[HASH_LEN], char out[2 * HASH_LEN + 1])

@@ -17,6 +17,10 @@ void hash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN]);
 
 /* The record checksum: XXH3-64 of `payload`, seeded with XXH3-64 of `head` (see doc/format.md). */
 uint64_t hash_checksum(const void *head, size_t head_len, const void *payload, size_t payload_len);
+/* The same checksum of a payload given in two pieces (a pack's member table, then its data):
+ * hash_checksum2(h, hl, a, an, b, bn) == hash_checksum(h, hl, a ++ b, an + bn). */
+uint64_t hash_checksum2(const void *head, size_t head_len, const void *a, size_t a_len, const void *b,
+                        size_t b_len);
 
 /* Lowercase hex of a digest into out (2*HASH_LEN+1 bytes). */
 const char *hash_hex(const uint8_t d[HASH_LEN], char out[2 * HASH_LEN + 1]);

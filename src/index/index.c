@@ -32,7 +32,7 @@
 #include "common/util.h"
 #include "index/index.h"
 
-#define INDEX_SCHEMA_VERSION 1
+#define INDEX_SCHEMA_VERSION 2
 /* PRAGMA application_id: "RHIX", so that file(1) and a quick check can tell the database is ours. */
 #define INDEX_APPLICATION_ID 0x52484958
 #define INDEX_BUSY_TIMEOUT_MS 5000
@@ -58,12 +58,14 @@
 
 /* Every statement, prepared once at open. The X-macro keeps ids and SQL side by side. */
 #define INDEX_STMTS(X)                                                                              \
-    X(FIND_CHUNK, "SELECT container, offset, stored_len, raw_len, codec FROM chunks WHERE digest = ?1") \
-    X(FIND_STREAM, "SELECT container, offset, stored_len, raw_len, codec FROM streams WHERE digest = ?1") \
-    X(ADD_CHUNK, "INSERT OR IGNORE INTO chunks(digest, container, offset, stored_len, raw_len, codec) " \
-                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                                 \
-    X(ADD_STREAM, "INSERT OR IGNORE INTO streams(digest, container, offset, stored_len, raw_len, codec) " \
-                  "VALUES (?1, ?2, ?3, ?4, ?5, ?6)")                                                \
+    X(FIND_CHUNK, "SELECT container, offset, stored_len, raw_len, codec, member FROM chunks "      \
+                  "WHERE digest = ?1")                                                              \
+    X(FIND_STREAM, "SELECT container, offset, stored_len, raw_len, codec, member FROM streams "    \
+                   "WHERE digest = ?1")                                                             \
+    X(ADD_CHUNK, "INSERT OR IGNORE INTO chunks(digest, container, offset, stored_len, raw_len, codec, " \
+                 "member) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                     \
+    X(ADD_STREAM, "INSERT OR IGNORE INTO streams(digest, container, offset, stored_len, raw_len, codec, " \
+                  "member) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                    \
     X(ADD_CONTAINER, "INSERT OR IGNORE INTO containers(id, kind, size) VALUES (?1, ?2, ?3)")        \
     X(LIST_CONTAINERS, "SELECT kind, id, size FROM containers ORDER BY kind, id")                   \
     X(CLEAR_CHUNKS, "DELETE FROM chunks")                                                           \
@@ -94,9 +96,11 @@ static const char *const stmt_sql[STMT_COUNT] = {
 static const char schema_sql[] =
     "CREATE TABLE meta(key TEXT PRIMARY KEY, value) WITHOUT ROWID;"
     "CREATE TABLE chunks(digest BLOB PRIMARY KEY, container INTEGER NOT NULL, offset INTEGER NOT NULL,"
-    " stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL) WITHOUT ROWID;"
+    " stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL,"
+    " member INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE streams(digest BLOB PRIMARY KEY, container INTEGER NOT NULL, offset INTEGER NOT NULL,"
-    " stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL) WITHOUT ROWID;"
+    " stored_len INTEGER NOT NULL, raw_len INTEGER NOT NULL, codec INTEGER NOT NULL,"
+    " member INTEGER NOT NULL) WITHOUT ROWID;"
     "CREATE TABLE containers(id INTEGER NOT NULL, kind INTEGER NOT NULL, size INTEGER NOT NULL,"
     " PRIMARY KEY(kind, id)) WITHOUT ROWID;";
 
@@ -432,15 +436,16 @@ void index_close(index_t *ix)
 
 /* ---- lookups ---- */
 
-/* Reads a location row (container, offset, stored_len, raw_len, codec), checking every value's range:
+/* Reads a location row (container, offset, stored_len, raw_len, codec, member), checking every value's range:
  * the index is a file on disk like any other. */
 static int read_loc(sqlite3_stmt *st, index_loc *ret)
 {
     sqlite3_int64 container = sqlite3_column_int64(st, 0), offset = sqlite3_column_int64(st, 1),
                   stored_len = sqlite3_column_int64(st, 2), raw_len = sqlite3_column_int64(st, 3),
-                  codec = sqlite3_column_int64(st, 4);
+                  codec = sqlite3_column_int64(st, 4), member = sqlite3_column_int64(st, 5);
     if (container < 0 || container > UINT32_MAX || offset < 0 || stored_len < 0 ||
-        stored_len > UINT32_MAX || raw_len < 0 || raw_len > UINT32_MAX || codec < 0 || codec > UINT8_MAX)
+        stored_len > UINT32_MAX || raw_len < 0 || raw_len > UINT32_MAX || codec < 0 || codec > UINT8_MAX ||
+        member < 0 || member > UINT16_MAX)
         return RH_ECORRUPT;
     *ret = (index_loc){
         .container = (uint32_t)container,
@@ -448,6 +453,7 @@ static int read_loc(sqlite3_stmt *st, index_loc *ret)
         .stored_len = (uint32_t)stored_len,
         .raw_len = (uint32_t)raw_len,
         .codec = (uint8_t)codec,
+        .member = (uint16_t)member,
     };
     return 0;
 }
@@ -536,6 +542,8 @@ static int add_loc(index_t *ix, int id, const uint8_t digest[HASH_LEN], const in
         rc = sqlite3_bind_int64(st, 5, loc->raw_len);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int(st, 6, loc->codec);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int(st, 7, loc->member);
     if (rc != SQLITE_OK)
         return map_rc(ix->db, rc, false);
     return run(ix, id);

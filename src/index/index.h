@@ -27,6 +27,9 @@ typedef struct index_loc {
     uint32_t stored_len; /* payload bytes as stored */
     uint32_t raw_len;    /* payload bytes after decoding */
     uint8_t codec;       /* CODEC_RAW / CODEC_ZSTD */
+    /* 0: the record holds this chunk alone (or is a stream map). k > 0: the record is a pack, and the
+     * chunk is its member k - 1; stored_len and codec are the pack's, raw_len the chunk's. */
+    uint16_t member;
 } index_loc;
 
 /* A container as the index remembers it. kind is CONTAINER_DATA or CONTAINER_STREAM (store/container.h:

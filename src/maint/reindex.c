@@ -1,6 +1,7 @@
 /*
  * reindex.c — rebuilds index.db from the containers. Sealed containers are read through their footers
- * (three small reads each, so a rebuild costs little even for a large store); a committed container
+ * (three small reads each, and one more per pack for its member table, so a rebuild costs little even
+ * for a large store); a committed container
  * without a footer is scanned record by record. The rebuild happens in one transaction: a crash during
  * it leaves the previous index as it was.
  */
@@ -28,6 +29,22 @@ static int open_fresh(rh_store *s, const char *path, index_t **ret)
     return index_open(path, s->cfg.uuid, INDEX_CREATE, ret);
 }
 
+/* The members of a pack, from its member table (one small read). */
+static int add_pack(rh_store *s, index_t *ix, const char *path, const container_record *rec, index_loc *loc)
+{
+    _cleanup_(freep) uint8_t *table = NULL;
+    int r = container_read_pack_table(s->ops, s->ctx, path, rec, &table);
+    for (unsigned k = 0; r >= 0 && k < rec->members; k++) {
+        pack_entry pe;
+        if ((r = pack_member(rec, table, k, &pe)) < 0)
+            break;
+        loc->raw_len = pe.raw_len;
+        loc->member = (uint16_t)(k + 1);
+        r = index_add_chunk(ix, pe.digest, loc);
+    }
+    return r;
+}
+
 static int add_container(rh_store *s, index_t *ix, const index_container *c, uint64_t *chunks,
                          uint64_t *streams)
 {
@@ -46,8 +63,11 @@ static int add_container(rh_store *s, index_t *ix, const index_container *c, uin
         r = container_scan(s->ops, s->ctx, path, &rec, &n, &end, NULL);
     }
     for (size_t i = 0; r >= 0 && i < n; i++) {
-        index_loc loc = { c->id, rec[i].offset, rec[i].stored_len, rec[i].raw_len, rec[i].codec };
-        if (rec[i].type == RECORD_CHUNK && c->kind == CONTAINER_DATA) {
+        index_loc loc = { c->id, rec[i].offset, rec[i].stored_len, rec[i].raw_len, rec[i].codec, 0 };
+        if (rec[i].type == RECORD_PACK && c->kind == CONTAINER_DATA) {
+            r = add_pack(s, ix, path, &rec[i], &loc);
+            *chunks += rec[i].members;
+        } else if (rec[i].type == RECORD_CHUNK && c->kind == CONTAINER_DATA) {
             r = index_add_chunk(ix, rec[i].digest, &loc);
             (*chunks)++;
         } else if (rec[i].type == RECORD_STREAM && c->kind == CONTAINER_STREAM) {

@@ -50,6 +50,29 @@ static void affected(verifier *v, const char *snap, const char *path)
     r->affected[r->naffected++] = (verify_affected){ xstrdup(snap), xstrdup(path) };
 }
 
+/* Decodes a pack and checks every member against its digest; the good ones join chunks_ok. */
+static int check_pack(verifier *v, const container_record *rec, const uint8_t *payload, uint8_t *scratch)
+{
+    uint32_t n;
+    const uint8_t *data = pack_data(rec, payload, &n);
+    int r = decompress_chunk(rec->codec, data, n, scratch, rec->raw_len);
+    if (r < 0)
+        return r;
+    for (unsigned k = 0; k < rec->members; k++) {
+        pack_entry pe;
+        uint8_t d[HASH_LEN];
+        if ((r = pack_member(rec, payload, k, &pe)) < 0)
+            return r;
+        hash_sha256(scratch + pe.offset, pe.raw_len, d);
+        if (memcmp(d, pe.digest, HASH_LEN) != 0)
+            return RH_EDIGEST; /* the members checked so far are intact and stay counted */
+        digest_set_add(&v->chunks_ok, pe.digest);
+        v->rep->chunks++;
+    }
+    v->rep->packs++;
+    return 0;
+}
+
 /* Checks one decoded record payload against its digest (and, for stream maps, its structure). */
 static int check_payload(const container_record *rec, const uint8_t *payload, uint8_t *scratch)
 {
@@ -71,7 +94,8 @@ static int check_payload(const container_record *rec, const uint8_t *payload, ui
 
 static bool same_record(const container_record *a, const container_record *b)
 {
-    return a->type == b->type && a->codec == b->codec && a->stored_len == b->stored_len &&
+    return a->type == b->type && a->codec == b->codec && a->members == b->members &&
+           a->stored_len == b->stored_len &&
            a->raw_len == b->raw_len && memcmp(a->digest, b->digest, HASH_LEN) == 0;
 }
 
@@ -113,7 +137,8 @@ static void verify_records(verifier *v, const char *path, const container_record
                     scratch_cap = got.raw_len;
                     scratch = xrealloc(scratch, scratch_cap);
                 }
-                r = check_payload(&got, payload, scratch);
+                r = got.type == RECORD_PACK ? check_pack(v, &got, payload, scratch)
+                                            : check_payload(&got, payload, scratch);
             }
             v->rep->records++;
             if (r < 0) {
@@ -128,6 +153,8 @@ static void verify_records(verifier *v, const char *path, const container_record
             if (got.type == RECORD_CHUNK) {
                 digest_set_add(&v->chunks_ok, got.digest);
                 v->rep->chunks++;
+            } else if (got.type == RECORD_PACK) {
+                /* check_pack counted its members */
             } else {
                 digest_set_add(&v->streams_ok, got.digest);
                 v->rep->streams++;
@@ -179,7 +206,7 @@ static void verify_container(verifier *v, const index_container *c)
     }
     sort_array(rec, n, sizeof(*rec), cmp_rec);
     for (size_t i = 0; i < n; i++)
-        if (rec[i].type != (c->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM))
+        if ((rec[i].type == RECORD_STREAM) != (c->kind == CONTAINER_STREAM))
             problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");
     verify_records(v, path, rec, n, h.footer_offset);
     free(rec);

@@ -25,7 +25,7 @@ typedef struct verify_affected {
 } verify_affected;
 
 typedef struct verify_report {
-    uint64_t containers, records, chunks, streams, snapshots, entries, bytes;
+    uint64_t containers, records, chunks, packs, streams, snapshots, entries, bytes; /* packs: of chunks */
     verify_problem *problems;
     size_t nproblems;
     verify_affected *affected;

@@ -165,6 +165,41 @@ static void pool_give(chunk_cache *c, index_t *ix)
     index_close(ix);
 }
 
+/* Links a new entry (refs as set by the caller) at the head; the caller holds the lock and has checked
+ * that the digest is absent. */
+static void insert_locked(chunk_cache *c, chunk_ref *n)
+{
+    size_t b = bucket_of(c, n->digest);
+    n->hnext = c->buckets[b];
+    c->buckets[b] = n;
+    lru_push_head(c, n);
+    c->bytes += n->len;
+    c->st.entries++;
+    c->st.fetched_bytes += n->len;
+    evict_locked(c);
+}
+
+/* A pack's other members, decoded by a fetch anyway: kept, since readers mostly read neighbours. */
+static void insert_sibling(void *ud, const uint8_t digest[HASH_LEN], const uint8_t *data, uint32_t len)
+{
+    chunk_cache *c = ud;
+    if (chunk_cached(c, digest))
+        return;
+    chunk_ref *n = xmalloc(sizeof(*n) + (size_t)len);
+    memcpy(n->digest, digest, HASH_LEN);
+    memcpy(n->data, data, len);
+    n->len = len;
+    n->refs = 0;
+    pthread_mutex_lock(&c->lock);
+    if (find_locked(c, digest)) {
+        pthread_mutex_unlock(&c->lock);
+        free(n);
+        return;
+    }
+    insert_locked(c, n);
+    pthread_mutex_unlock(&c->lock);
+}
+
 int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
               index_loc *ret_loc)
 {
@@ -190,7 +225,8 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
     index_t *ix;
     int r = pool_take(c, &ix);
     if (r >= 0) {
-        r = reader_fetch_chunk(c->s, ix, digest, len, c->verify, n->data, ret_loc);
+        r = reader_fetch_chunk_ex(c->s, ix, digest, len, c->verify, n->data, ret_loc, NULL, insert_sibling,
+                                  c);
         pool_give(c, ix);
     }
     if (r < 0) {
@@ -204,14 +240,7 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
         free(n);
         n = e;
     } else {
-        size_t b = bucket_of(c, digest);
-        n->hnext = c->buckets[b];
-        c->buckets[b] = n;
-        lru_push_head(c, n);
-        c->bytes += len;
-        c->st.entries++;
-        c->st.fetched_bytes += len;
-        evict_locked(c);
+        insert_locked(c, n);
     }
     pthread_mutex_unlock(&c->lock);
     *ret = n;

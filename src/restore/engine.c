@@ -161,7 +161,7 @@ static void build_needs(engine *e, tuple *t, size_t n)
             nd->first = e->nplaces;
             if (t[i].stream)
                 nd->loc = (index_loc){ t[i].stream->container, t[i].stream->offset, t[i].stream->stored_len,
-                                       t[i].stream->raw_len, t[i].stream->codec };
+                                       t[i].stream->raw_len, t[i].stream->codec, 0 };
         }
         e->places[e->nplaces++] = (place){ t[i].off, t[i].file };
         e->needs[e->nneeds - 1].nplaces++;
@@ -206,57 +206,112 @@ static void start_writeback(rfile *f, uint64_t n)
         sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
+/* Writes a chunk's bytes to every place that needs them. */
+static int place_chunk(engine *e, const need *nd, const uint8_t *raw)
+{
+    for (size_t k = 0; k < nd->nplaces; k++) {
+        const place *p = &e->places[nd->first + k];
+        rfile *f = &e->files[p->file];
+        ssize_t wn = pwrite(f->fd, raw, nd->raw_len, (off_t)p->off);
+        if (wn < 0)
+            return -errno;
+        if ((uint64_t)wn != nd->raw_len)
+            return -EIO;
+        start_writeback(f, nd->raw_len);
+    }
+    return 0;
+}
+
+/*
+ * A pack member: the pack is checked and decoded once for all its members in the block (they follow one
+ * another in b->recs, since they share an offset). *pk remembers the last pack decoded: its offset (or
+ * UINT64_MAX), its record, its payload and the result of decoding it, in `data`.
+ */
+typedef struct decoded_pack {
+    uint64_t offset;
+    int err;
+    container_record rec;
+    const uint8_t *payload;
+    uint8_t *data;
+} decoded_pack;
+
+static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_raw)
+{
+    if (pk->offset != nd->loc.offset) {
+        pk->offset = nd->loc.offset;
+        uint64_t at = nd->loc.offset - b->base;
+        int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &pk->rec, &pk->payload);
+        if (r >= 0 && (pk->rec.type != RECORD_PACK || pk->rec.stored_len != nd->loc.stored_len))
+            r = RH_ECORRUPT;
+        if (r >= 0) {
+            uint32_t n;
+            const uint8_t *stored = pack_data(&pk->rec, pk->payload, &n);
+            pk->data = pk->rec.codec == CODEC_RAW ? (uint8_t *)stored : thread_scratch(pk->rec.raw_len);
+            if (pk->rec.codec != CODEC_RAW)
+                r = decompress_chunk(pk->rec.codec, stored, n, pk->data, pk->rec.raw_len);
+        }
+        pk->err = r < 0 ? r : 0;
+    }
+    if (pk->err < 0)
+        return pk->err;
+    pack_entry pe;
+    int r = pack_member(&pk->rec, pk->payload, nd->loc.member - 1u, &pe);
+    if (r >= 0 && (pe.raw_len != nd->raw_len || memcmp(pe.digest, nd->digest, HASH_LEN) != 0))
+        r = RH_ECORRUPT;
+    *ret_raw = pk->data + pe.offset;
+    return r;
+}
+
+/* A record of its own: a chunk or a stream map. */
+static int record_need(block *b, need *nd, const uint8_t **ret_raw)
+{
+    uint64_t at = nd->loc.offset - b->base;
+    container_record got;
+    const uint8_t *payload;
+    int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &got, &payload);
+    /* A stream map need knows only a prefix of its digest (from the reparse point): the rest
+     * comes from the record, whose checksum container_parse_record has checked. */
+    size_t known = b->kind == CONTAINER_STREAM ? REPARSE_DIGEST_PREFIX : HASH_LEN;
+    if (r >= 0 && (memcmp(got.digest, nd->digest, known) != 0 || got.raw_len != nd->raw_len ||
+                   got.stored_len != nd->loc.stored_len ||
+                   got.type != (b->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM)))
+        r = RH_ECORRUPT;
+    if (r < 0)
+        return r;
+    memcpy(nd->digest, got.digest, HASH_LEN);
+    /* A raw record is written from the block itself; others are decoded into the thread's
+     * scratch buffer, which the next record reuses. */
+    *ret_raw = payload;
+    if (got.codec != CODEC_RAW) {
+        uint8_t *out = thread_scratch(nd->raw_len);
+        r = decompress_chunk(got.codec, payload, got.stored_len, out, nd->raw_len);
+        *ret_raw = out;
+    } else if (got.stored_len != nd->raw_len) {
+        r = RH_ECORRUPT;
+    }
+    return r;
+}
+
 /* Processes one block on the pool: check, decode, and (data) write every record in it. */
 static void block_work(uv_work_t *w)
 {
     block *b = container_of(w, block, work);
     engine *e = b->e;
+    decoded_pack pk = { .offset = UINT64_MAX };
     for (size_t i = 0; i < b->nrecs; i++) {
         need *nd = b->recs[i];
-        uint64_t at = nd->loc.offset - b->base;
-        container_record got;
-        const uint8_t *payload;
-        int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &got, &payload);
-        /* A stream map need knows only a prefix of its digest (from the reparse point): the rest
-         * comes from the record, whose checksum container_parse_record has checked. */
-        size_t known = b->kind == CONTAINER_STREAM ? REPARSE_DIGEST_PREFIX : HASH_LEN;
-        if (r >= 0 && (memcmp(got.digest, nd->digest, known) != 0 || got.raw_len != nd->raw_len ||
-                       got.stored_len != nd->loc.stored_len ||
-                       got.type != (b->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM)))
-            r = RH_ECORRUPT;
-        if (r >= 0)
-            memcpy(nd->digest, got.digest, HASH_LEN);
-        /* A raw record is written from the block itself; others are decoded into the thread's
-         * scratch buffer, which the next record reuses. */
-        const uint8_t *raw = payload;
-        if (r >= 0 && got.codec != CODEC_RAW) {
-            uint8_t *out = thread_scratch(nd->raw_len);
-            r = decompress_chunk(got.codec, payload, got.stored_len, out, nd->raw_len);
-            raw = out;
-        } else if (r >= 0 && got.stored_len != nd->raw_len) {
-            r = RH_ECORRUPT;
-        }
+        const uint8_t *raw = NULL;
+        int r = nd->loc.member ? pack_need(b, nd, &pk, &raw) : record_need(b, nd, &raw);
         if (r >= 0 && (b->kind == CONTAINER_STREAM || (e->flags & RH_RESTORE_VERIFY))) {
             uint8_t d[HASH_LEN];
             hash_sha256(raw, nd->raw_len, d);
             if (memcmp(d, nd->digest, HASH_LEN) != 0)
                 r = RH_EDIGEST;
         }
-        if (r >= 0 && b->kind == CONTAINER_STREAM) {
+        if (r >= 0 && b->kind == CONTAINER_STREAM)
             r = streammap_decode(raw, nd->raw_len, &nd->map);
-        } else if (r >= 0) {
-            for (size_t k = 0; k < nd->nplaces && r >= 0; k++) {
-                const place *p = &e->places[nd->first + k];
-                rfile *f = &e->files[p->file];
-                ssize_t wn = pwrite(f->fd, raw, nd->raw_len, (off_t)p->off);
-                if (wn < 0)
-                    r = -errno;
-                else if ((uint64_t)wn != nd->raw_len)
-                    r = -EIO;
-                else
-                    start_writeback(f, nd->raw_len);
-            }
-        }
+        else if (r >= 0)
+            r = place_chunk(e, nd, raw);
         nd->err = r < 0 ? r : 0;
     }
 }
@@ -368,6 +423,8 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
         for (size_t k = i; k < j; k++) {
             need *nd = order[k];
             rh_extent *last = next ? &ext[next - 1] : NULL;
+            if (last && rec_end(nd) <= last->offset + last->length && nd->loc.offset >= last->offset)
+                continue; /* another member of a pack the extent already holds */
             if (last && nd->loc.offset >= last->offset + last->length &&
                 nd->loc.offset - (last->offset + last->length) <= READ_GAP &&
                 rec_end(nd) - last->offset <= READ_MAX) {

@@ -35,8 +35,104 @@ int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret
     return streammap_decode(raw, got.raw_len, ret);
 }
 
-int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
-                       bool verify, uint8_t *out, index_loc *ret_loc)
+void pack_memo_clear(pack_memo *m)
+{
+    free(m->buf);
+    free(m->raw);
+    *m = (pack_memo){ 0 };
+}
+
+/* Reads and decodes the pack at loc into m, unless m holds it already. */
+static int load_pack(rh_store *s, const index_loc *loc, const char *path, pack_memo *m, bool *ret_fresh)
+{
+    *ret_fresh = false;
+    if (m->valid && m->container == loc->container && m->offset == loc->offset)
+        return 0;
+    m->valid = false;
+    size_t len = RECORD_HEADER_SIZE + (size_t)loc->stored_len;
+    if (len > m->buf_cap) {
+        free(m->buf);
+        m->buf = xmalloc(len);
+        m->buf_cap = len;
+    }
+    const uint8_t *payload;
+    int r = container_read_record(s->ops, s->ctx, path, loc->offset, loc->stored_len, m->buf, &m->rec,
+                                  &payload);
+    if (r == -ENOENT)
+        r = RH_ENOCONTAINER;
+    if (r < 0)
+        return r;
+    if (m->rec.type != RECORD_PACK || loc->member > m->rec.members)
+        return RH_ECORRUPT;
+    uint32_t n;
+    const uint8_t *data = pack_data(&m->rec, payload, &n);
+    if (m->rec.codec == CODEC_RAW) { /* checked: n == raw_len */
+        m->data = data;
+    } else {
+        if (m->rec.raw_len > m->raw_cap) {
+            free(m->raw);
+            m->raw = xmalloc(m->rec.raw_len);
+            m->raw_cap = m->rec.raw_len;
+        }
+        if ((r = decompress_chunk(m->rec.codec, data, n, m->raw, m->rec.raw_len)) < 0)
+            return r;
+        m->data = m->raw;
+    }
+    m->container = loc->container;
+    m->offset = loc->offset;
+    m->valid = true;
+    *ret_fresh = true;
+    return 0;
+}
+
+/* Hands every member of the pack in m but `skip` to sibling. */
+static void give_siblings(const pack_memo *m, unsigned skip, bool verify, reader_sibling_fn *sibling,
+                          void *ud)
+{
+    const uint8_t *table = m->buf + RECORD_HEADER_SIZE;
+    for (unsigned k = 0; k < m->rec.members; k++) {
+        pack_entry pe;
+        if (k == skip || pack_member(&m->rec, table, k, &pe) < 0)
+            continue;
+        if (verify) {
+            uint8_t d[HASH_LEN];
+            hash_sha256(m->data + pe.offset, pe.raw_len, d);
+            if (memcmp(d, pe.digest, HASH_LEN) != 0)
+                continue; /* fails when it is asked for itself */
+        }
+        sibling(ud, pe.digest, m->data + pe.offset, pe.raw_len);
+    }
+}
+
+/* Member loc->member - 1 of a pack into out. */
+static int fetch_member(rh_store *s, const index_loc *loc, const char *path, const uint8_t digest[HASH_LEN],
+                        uint64_t raw_len, bool verify, uint8_t *out, pack_memo *memo,
+                        reader_sibling_fn *sibling, void *ud)
+{
+    pack_memo local = { 0 };
+    pack_memo *m = memo ? memo : &local;
+    bool fresh;
+    int r = load_pack(s, loc, path, m, &fresh);
+    pack_entry pe;
+    if (r >= 0)
+        r = pack_member(&m->rec, m->buf + RECORD_HEADER_SIZE, loc->member - 1u, &pe);
+    /* The member table is covered by the record's checksum: it must name the chunk the index named. */
+    if (r >= 0 && (pe.raw_len != raw_len || memcmp(pe.digest, digest, HASH_LEN) != 0))
+        r = RH_ECORRUPT;
+    if (r >= 0) {
+        memcpy(out, m->data + pe.offset, raw_len);
+        if (sibling && fresh)
+            give_siblings(m, loc->member - 1u, verify, sibling, ud);
+    }
+    if (r < 0)
+        m->valid = false;
+    pack_memo_clear(&local);
+    return r;
+}
+
+int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
+                          reader_sibling_fn *sibling, void *ud)
 {
     index_loc loc;
     int r = index_find_chunk(ix, digest, &loc);
@@ -48,17 +144,22 @@ int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN],
         return RH_ECORRUPT;
     char path[CONTAINER_PATH_MAX];
     container_path(CONTAINER_DATA, loc.container, path);
-    _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)loc.stored_len);
-    container_record got;
-    const uint8_t *payload;
-    r = container_read_record(s->ops, s->ctx, path, loc.offset, loc.stored_len, rec, &got, &payload);
-    if (r == -ENOENT)
-        r = RH_ENOCONTAINER;
+    if (loc.member) {
+        r = fetch_member(s, &loc, path, digest, raw_len, verify, out, memo, sibling, ud);
+    } else {
+        _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)loc.stored_len);
+        container_record got;
+        const uint8_t *payload;
+        r = container_read_record(s->ops, s->ctx, path, loc.offset, loc.stored_len, rec, &got, &payload);
+        if (r == -ENOENT)
+            r = RH_ENOCONTAINER;
+        if (r < 0)
+            return r;
+        if (got.type != RECORD_CHUNK || got.raw_len != raw_len || memcmp(got.digest, digest, HASH_LEN))
+            return RH_ECORRUPT;
+        r = decompress_chunk(got.codec, payload, got.stored_len, out, raw_len);
+    }
     if (r < 0)
-        return r;
-    if (got.type != RECORD_CHUNK || got.raw_len != raw_len || memcmp(got.digest, digest, HASH_LEN))
-        return RH_ECORRUPT;
-    if ((r = decompress_chunk(got.codec, payload, got.stored_len, out, raw_len)) < 0)
         return r;
     if (verify) {
         uint8_t d[HASH_LEN];
@@ -67,6 +168,12 @@ int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN],
             return RH_EDIGEST;
     }
     return 0;
+}
+
+int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                       bool verify, uint8_t *out, index_loc *ret_loc)
+{
+    return reader_fetch_chunk_ex(s, ix, digest, raw_len, verify, out, ret_loc, NULL, NULL, NULL);
 }
 
 int reader_load_file_map(rh_store *s, const catalog_entry *e, streammap **ret)
@@ -107,6 +214,7 @@ void reader_close(reader_file *f)
     if (!f)
         return;
     streammap_free(f->map);
+    pack_memo_clear(&f->memo);
     free(f->cache);
     free(f);
 }
@@ -135,7 +243,8 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
                     f->cache_cap = e->length;
                 }
                 f->cache_valid = false;
-                int r = reader_fetch_chunk(f->s, f->ix, e->digest, e->length, f->verify, f->cache, NULL);
+                int r = reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify, f->cache, NULL,
+                                              &f->memo, NULL, NULL);
                 if (r < 0)
                     return r;
                 f->cached = i;

@@ -13,14 +13,31 @@
 
 #include "index/index.h"
 #include "snapshot/catalog.h"
+#include "store/container.h"
 #include "store/store.h"
 #include "store/streammap.h"
+
+/*
+ * The last pack a reader decoded, so that reading its members one after another decodes it once. The
+ * record is kept as read (header, member table, data) beside its decoded data.
+ */
+typedef struct pack_memo {
+    bool valid;
+    uint32_t container;
+    uint64_t offset;
+    container_record rec;
+    uint8_t *buf, *raw;
+    size_t buf_cap, raw_cap;
+    const uint8_t *data; /* the decoded data: in raw, or in buf for a pack stored raw */
+} pack_memo;
+void pack_memo_clear(pack_memo *m); /* frees the buffers */
 
 typedef struct reader_file {
     rh_store *s;
     index_t *ix;
     streammap *map;
     bool verify;
+    pack_memo memo;
     /* the last chunk decoded, so that small sequential reads decode each chunk once */
     size_t cached;
     uint8_t *cache;
@@ -49,5 +66,17 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
  */
 int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
                        bool verify, uint8_t *out, index_loc *ret_loc);
+
+/* Gets the other members of a pack that a fetch decoded (checked against their digests when the fetch
+ * verifies), for a cache to keep: they are likely read next. */
+typedef void reader_sibling_fn(void *ud, const uint8_t digest[HASH_LEN], const uint8_t *data, uint32_t len);
+/*
+ * reader_fetch_chunk, with two options for chunks stored in packs: memo (may be NULL) keeps the pack
+ * decoded for the next fetch; sibling (may be NULL) is called with every other member of a pack the
+ * fetch had to decode.
+ */
+int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
+                          reader_sibling_fn *sibling, void *ud);
 
 #endif

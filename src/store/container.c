@@ -29,7 +29,7 @@
 #define RECORD_MAGIC "RREC"
 #define FOOTER_MAGIC "RHYDFOOT"
 #define FOOTER_HEAD_SIZE 16  /* magic, count, reserved */
-#define FOOTER_ENTRY_SIZE 52 /* digest, offset, stored_len, raw_len, type, codec, reserved */
+#define FOOTER_ENTRY_SIZE 52 /* digest, offset, stored_len, raw_len, type, codec, members */
 #define FOOTER_SUM_SIZE 8
 /* Sanity bounds: no record payload (compressed or not) exceeds 256 MiB, and no container holds more
  * than 2^24 records. They keep a corrupt length from turning into a huge allocation. */
@@ -78,34 +78,48 @@ static void header_encode(const container_header *h, uint8_t out[CONTAINER_HEADE
     put_le64(out + 56, hash_checksum(out, 56, NULL, 0));
 }
 
-static bool type_valid(uint8_t type) { return type == RECORD_CHUNK || type == RECORD_STREAM; }
+static bool type_valid(uint8_t type)
+{
+    return type == RECORD_CHUNK || type == RECORD_STREAM || type == RECORD_PACK;
+}
 static bool codec_valid(uint8_t codec) { return codec == CODEC_RAW || codec == CODEC_ZSTD; }
 
+/* The members field is reserved (and ignored) in records other than packs. */
+static uint16_t members_of(uint8_t type, uint16_t field) { return type == RECORD_PACK ? field : 0; }
+
 /* The checks that apply to a record's fields wherever they come from (writer, record header, footer). */
-static bool record_fields_valid(uint8_t type, uint8_t codec, uint32_t stored_len, uint32_t raw_len)
+static bool record_fields_valid(uint8_t type, uint8_t codec, uint16_t members, uint32_t stored_len,
+                                uint32_t raw_len)
 {
     if (!type_valid(type) || !codec_valid(codec))
         return false;
     if (stored_len > RECORD_LEN_MAX || raw_len > RECORD_LEN_MAX)
         return false;
+    /* A pack's payload is its member table, then its data. */
+    uint32_t table = type == RECORD_PACK ? (uint32_t)members * PACK_ENTRY_SIZE : 0;
+    if (type == RECORD_PACK && (members < 1 || members > PACK_MEMBERS_MAX || stored_len < table))
+        return false;
     /* A raw payload is the data itself. */
-    if (codec == CODEC_RAW && stored_len != raw_len)
+    if (codec == CODEC_RAW && stored_len - table != raw_len)
         return false;
     return true;
 }
 
 static void record_header_encode(uint8_t out[RECORD_HEADER_SIZE], uint8_t type, uint8_t codec,
-                                 const uint8_t digest[HASH_LEN], const void *payload,
-                                 uint32_t stored_len, uint32_t raw_len)
+                                 uint16_t members, const uint8_t digest[HASH_LEN], const void *a,
+                                 uint32_t a_len, const void *b, uint32_t b_len, uint32_t raw_len)
 {
     memcpy(out, RECORD_MAGIC, 4);
     out[4] = type;
     out[5] = codec;
-    put_le16(out + 6, 0);
-    put_le32(out + 8, stored_len);
+    put_le16(out + 6, members);
+    put_le32(out + 8, a_len + b_len);
     put_le32(out + 12, raw_len);
-    memcpy(out + 16, digest, HASH_LEN);
-    put_le64(out + 48, hash_checksum(out, 48, payload, stored_len));
+    if (digest)
+        memcpy(out + 16, digest, HASH_LEN);
+    else
+        memset(out + 16, 0, HASH_LEN);
+    put_le64(out + 48, hash_checksum2(out, 48, a, a_len, b, b_len));
 }
 
 /* ---- writing ---- */
@@ -190,39 +204,72 @@ static int writer_put(container_writer *w, const void *p, size_t n)
     return 0;
 }
 
-int container_writer_append(container_writer *w, uint8_t type, uint8_t codec,
-                            const uint8_t digest[HASH_LEN], const void *payload, uint32_t stored_len,
-                            uint32_t raw_len, uint64_t *ret_offset)
+/* Appends a record whose payload is a[0..a_len) followed by b[0..b_len); digest NULL for a pack. */
+static int writer_append(container_writer *w, uint8_t type, uint8_t codec, uint16_t members,
+                         const uint8_t *digest, const void *a, uint32_t a_len, const void *b,
+                         uint32_t b_len, uint32_t raw_len, uint64_t *ret_offset)
 {
-    if (!w || !digest || (!payload && stored_len > 0))
-        return -EINVAL;
     if (w->err)
         return w->err;
-    if (!record_fields_valid(type, codec, stored_len, raw_len))
+    if ((uint64_t)a_len + b_len > RECORD_LEN_MAX)
         return -EINVAL;
-    /* Data containers hold chunks and stream containers stream maps: readers go by the kind. */
-    if ((w->h.kind == CONTAINER_DATA) != (type == RECORD_CHUNK))
+    uint32_t stored_len = a_len + b_len;
+    if (!record_fields_valid(type, codec, members, stored_len, raw_len))
+        return -EINVAL;
+    /* Data containers hold chunks (alone or in packs) and stream containers stream maps: readers go
+     * by the kind. */
+    if ((w->h.kind == CONTAINER_DATA) != (type != RECORD_STREAM))
         return -EINVAL;
     if (w->n >= CONTAINER_RECORDS_MAX)
         return -EFBIG;
 
     uint8_t hdr[RECORD_HEADER_SIZE];
-    record_header_encode(hdr, type, codec, digest, payload, stored_len, raw_len);
+    record_header_encode(hdr, type, codec, members, digest, a, a_len, b, b_len, raw_len);
     int r = writer_put(w, hdr, sizeof(hdr));
     if (r >= 0)
-        r = writer_put(w, payload, stored_len);
+        r = writer_put(w, a, a_len);
+    if (r >= 0)
+        r = writer_put(w, b, b_len);
     if (r < 0)
         return w->err = r;
 
     w->recs = xgrow(w->recs, &w->cap, w->n, sizeof(*w->recs), 256);
     container_record *e = &w->recs[w->n++];
-    *e = (container_record){ .offset = w->size, .type = type, .codec = codec, .stored_len = stored_len,
-                             .raw_len = raw_len };
-    memcpy(e->digest, digest, HASH_LEN);
+    *e = (container_record){ .offset = w->size, .type = type, .codec = codec, .members = members,
+                             .stored_len = stored_len, .raw_len = raw_len };
+    if (digest)
+        memcpy(e->digest, digest, HASH_LEN);
     if (ret_offset)
         *ret_offset = w->size;
     w->size += RECORD_HEADER_SIZE + (uint64_t)stored_len;
     return 0;
+}
+
+int container_writer_append(container_writer *w, uint8_t type, uint8_t codec,
+                            const uint8_t digest[HASH_LEN], const void *payload, uint32_t stored_len,
+                            uint32_t raw_len, uint64_t *ret_offset)
+{
+    if (!w || !digest || (!payload && stored_len > 0) || type == RECORD_PACK)
+        return -EINVAL;
+    return writer_append(w, type, codec, 0, digest, payload, stored_len, NULL, 0, raw_len, ret_offset);
+}
+
+int container_writer_append_pack(container_writer *w, uint8_t codec, uint16_t members, const uint8_t *table,
+                                 const void *data, uint32_t data_len, uint32_t raw_len, uint64_t *ret_offset)
+{
+    if (!w || !table || !data || members < 2)
+        return -EINVAL;
+    uint64_t sum = 0;
+    for (unsigned k = 0; k < members; k++) {
+        uint32_t n = get_le32(table + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
+        if (n == 0)
+            return -EINVAL;
+        sum += n;
+    }
+    if (sum != raw_len)
+        return -EINVAL;
+    return writer_append(w, RECORD_PACK, codec, members, NULL, table, (uint32_t)members * PACK_ENTRY_SIZE,
+                         data, data_len, raw_len, ret_offset);
 }
 
 uint64_t container_writer_size(const container_writer *w) { return w ? w->size : 0; }
@@ -260,7 +307,7 @@ static void footer_encode(const container_record *recs, size_t n, bytebuf *out)
         buf_put_le32(out, recs[i].raw_len);
         buf_put_u8(out, recs[i].type);
         buf_put_u8(out, recs[i].codec);
-        buf_put_le16(out, 0);
+        buf_put_le16(out, recs[i].members);
     }
     buf_put_le64(out, hash_checksum(out->data, out->len, NULL, 0));
 }
@@ -356,9 +403,9 @@ static int footer_entries_decode(const uint8_t *p, size_t n, uint64_t footer_off
         e->raw_len = cursor_le32(&c);
         e->type = cursor_u8(&c);
         e->codec = cursor_u8(&c);
-        (void)cursor_le16(&c); /* reserved */
+        e->members = members_of(e->type, cursor_le16(&c));
         if (c.bad || e->offset != expect ||
-            !record_fields_valid(e->type, e->codec, e->stored_len, e->raw_len))
+            !record_fields_valid(e->type, e->codec, e->members, e->stored_len, e->raw_len))
             return RH_ECORRUPT;
         expect += RECORD_HEADER_SIZE + (uint64_t)e->stored_len;
         if (expect > footer_offset)
@@ -414,7 +461,8 @@ static int record_header_check(const uint8_t *rec, size_t avail, uint32_t *ret_s
     if (avail < RECORD_HEADER_SIZE || memcmp(rec, RECORD_MAGIC, 4) != 0)
         return RH_ECORRUPT;
     uint32_t stored = get_le32(rec + 8);
-    if (!record_fields_valid(rec[4], rec[5], stored, get_le32(rec + 12)))
+    if (!record_fields_valid(rec[4], rec[5], members_of(rec[4], get_le16(rec + 6)), stored,
+                             get_le32(rec + 12)))
         return RH_ECORRUPT;
     *ret_stored = stored;
     return 0;
@@ -435,9 +483,22 @@ int container_parse_record(const uint8_t *rec, size_t avail, uint64_t offset, co
     if (get_le64(rec + 48) != hash_checksum(rec, 48, payload, stored))
         return RH_ECHECKSUM;
 
-    container_record out = { .offset = offset, .type = rec[4], .codec = rec[5], .stored_len = stored,
+    container_record out = { .offset = offset, .type = rec[4], .codec = rec[5],
+                             .members = members_of(rec[4], get_le16(rec + 6)), .stored_len = stored,
                              .raw_len = get_le32(rec + 12) };
     memcpy(out.digest, rec + 16, HASH_LEN);
+    if (out.type == RECORD_PACK) {
+        /* Every member has bytes, and together they are the pack's data. */
+        uint64_t sum = 0;
+        for (unsigned k = 0; k < out.members; k++) {
+            uint32_t n = get_le32(payload + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
+            if (n == 0)
+                return RH_ECORRUPT;
+            sum += n;
+        }
+        if (sum != out.raw_len)
+            return RH_ECORRUPT;
+    }
     *ret = out;
     *ret_payload = payload;
     return 0;
@@ -614,4 +675,57 @@ fail:
     free(s.buf);
     free(recs);
     return r;
+}
+
+/* ---- packs ---- */
+
+int pack_member(const container_record *rec, const uint8_t *payload, unsigned k, pack_entry *ret)
+{
+    if (rec->type != RECORD_PACK || k >= rec->members)
+        return RH_ECORRUPT;
+    uint32_t off = 0;
+    for (unsigned i = 0; i < k; i++)
+        off += get_le32(payload + (size_t)i * PACK_ENTRY_SIZE + HASH_LEN);
+    const uint8_t *e = payload + (size_t)k * PACK_ENTRY_SIZE;
+    *ret = (pack_entry){ .digest = e, .raw_len = get_le32(e + HASH_LEN), .offset = off };
+    return 0;
+}
+
+const uint8_t *pack_data(const container_record *rec, const uint8_t *payload, uint32_t *ret_len)
+{
+    uint32_t table = (uint32_t)rec->members * PACK_ENTRY_SIZE;
+    *ret_len = rec->stored_len - table;
+    return payload + table;
+}
+
+int container_read_pack_table(const rh_store_ops *ops, void *ctx, const char *path,
+                              const container_record *rec, uint8_t **ret)
+{
+    if (rec->type != RECORD_PACK)
+        return -EINVAL;
+    size_t table = (size_t)rec->members * PACK_ENTRY_SIZE;
+    uint8_t *buf = xmalloc(RECORD_HEADER_SIZE + table);
+    int r = ops->read(ctx, path, rec->offset, buf, RECORD_HEADER_SIZE + table);
+    uint32_t stored;
+    if (r >= 0)
+        r = record_header_check(buf, RECORD_HEADER_SIZE + table, &stored);
+    if (r >= 0 && (buf[4] != RECORD_PACK || buf[5] != rec->codec || get_le16(buf + 6) != rec->members ||
+                   stored != rec->stored_len || get_le32(buf + 12) != rec->raw_len))
+        r = RH_ECORRUPT;
+    uint64_t sum = 0;
+    for (unsigned k = 0; r >= 0 && k < rec->members; k++) {
+        uint32_t n = get_le32(buf + RECORD_HEADER_SIZE + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
+        sum += n;
+        if (n == 0)
+            r = RH_ECORRUPT;
+    }
+    if (r >= 0 && sum != rec->raw_len)
+        r = RH_ECORRUPT;
+    if (r < 0) {
+        free(buf);
+        return r == -EIO ? RH_ECORRUPT : r;
+    }
+    memmove(buf, buf + RECORD_HEADER_SIZE, table);
+    *ret = buf;
+    return 0;
 }

@@ -23,13 +23,18 @@
 #include "hash/hash.h"
 
 enum container_kind { CONTAINER_DATA = 1, CONTAINER_STREAM = 2 };
-enum record_type { RECORD_CHUNK = 1, RECORD_STREAM = 2 };
+/* A pack (store format 2) holds several chunks of a data container compressed together: see
+ * doc/format.md, "Pack records". */
+enum record_type { RECORD_CHUNK = 1, RECORD_STREAM = 2, RECORD_PACK = 3 };
 
 #define CONTAINER_HEADER_SIZE 64
 #define RECORD_HEADER_SIZE 56
 #define CONTAINER_SEAL_DEFAULT (64ull << 20)
 /* No record payload, compressed or raw, exceeds this (readers reject larger ones as corrupt). */
 #define RECORD_LEN_MAX (256u << 20)
+/* A pack's payload starts with one entry per member: its digest and its raw length (u32). */
+#define PACK_ENTRY_SIZE (HASH_LEN + 4)
+#define PACK_MEMBERS_MAX 1024
 /* Longest store path of a container, e.g. "containers/stream/0000002a.ctr". */
 #define CONTAINER_PATH_MAX 48
 
@@ -47,9 +52,17 @@ typedef struct container_record {
     uint64_t offset; /* of the record header within the container */
     uint8_t type;    /* enum record_type */
     uint8_t codec;   /* CODEC_RAW / CODEC_ZSTD */
+    uint16_t members; /* RECORD_PACK: how many chunks it holds; 0 for the other types */
     uint32_t stored_len, raw_len;
-    uint8_t digest[HASH_LEN];
+    uint8_t digest[HASH_LEN]; /* all zero for a pack */
 } container_record;
+
+/* One member of a pack, as pack_member finds it in a checked record. */
+typedef struct pack_entry {
+    const uint8_t *digest; /* points into the record's payload */
+    uint32_t raw_len;
+    uint32_t offset; /* where its bytes start in the pack's decoded data */
+} pack_entry;
 
 /* "containers/data/%08x.ctr" or "containers/stream/%08x.ctr" into out; the directory part is
  * container_dir(kind): "containers/data" or "containers/stream". */
@@ -68,6 +81,13 @@ int container_writer_open(int dirfd, uint8_t kind, uint32_t id, const uint8_t uu
 int container_writer_append(container_writer *w, uint8_t type, uint8_t codec,
                             const uint8_t digest[HASH_LEN], const void *payload, uint32_t stored_len,
                             uint32_t raw_len, uint64_t *ret_offset);
+/*
+ * Appends a pack of `members` chunks (2 .. PACK_MEMBERS_MAX; a lone chunk is a RECORD_CHUNK): `table`
+ * is members × PACK_ENTRY_SIZE bytes (digest, raw_len), `data` the members' bytes as stored (codec)
+ * and raw_len their total length decoded.
+ */
+int container_writer_append_pack(container_writer *w, uint8_t codec, uint16_t members, const uint8_t *table,
+                                 const void *data, uint32_t data_len, uint32_t raw_len, uint64_t *ret_offset);
 uint64_t container_writer_size(const container_writer *w); /* bytes written so far, header included */
 uint32_t container_writer_id(const container_writer *w);
 size_t container_writer_records(const container_writer *w);
@@ -107,5 +127,20 @@ int container_parse_record(const uint8_t *rec, size_t avail, uint64_t offset, co
 int container_read_record(const rh_store_ops *ops, void *ctx, const char *path, uint64_t offset,
                           uint32_t stored_len, uint8_t *buf, container_record *ret,
                           const uint8_t **ret_payload);
+
+/* ---- packs ---- */
+
+/* Member k of the pack record rec whose checked payload is `payload`; RH_ECORRUPT if k >= members. */
+int pack_member(const container_record *rec, const uint8_t *payload, unsigned k, pack_entry *ret);
+/* The stored (compressed or raw) data of a pack: what follows its member table. */
+const uint8_t *pack_data(const container_record *rec, const uint8_t *payload, uint32_t *ret_len);
+/*
+ * Reads the member table of pack `rec` (a footer entry or a scanned record) without its data: one read
+ * of RECORD_HEADER_SIZE + members × PACK_ENTRY_SIZE bytes, whose header must repeat rec's fields. The
+ * table cannot be checked against the record checksum without the data; a chunk read through it is
+ * (reader_fetch_chunk checks the whole record and the member's digest). *ret is malloc'd.
+ */
+int container_read_pack_table(const rh_store_ops *ops, void *ctx, const char *path,
+                              const container_record *rec, uint8_t **ret);
 
 #endif

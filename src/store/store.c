@@ -75,7 +75,7 @@ int store_config_decode(const uint8_t in[STORE_IDENTITY_SIZE], store_config *ret
         return RH_ECORRUPT;
     store_config c = { 0 };
     c.version = get_le32(in + 8);
-    if (c.version != STORE_FORMAT_VERSION)
+    if (c.version < STORE_FORMAT_MIN || c.version > STORE_FORMAT_VERSION)
         return RH_EVERSION;
     memcpy(c.uuid, in + 16, 16);
     c.chunker.min_size = get_le32(in + 32);

@@ -15,7 +15,10 @@
 #include "chunk/chunker.h"
 #include "index/index.h"
 
-#define STORE_FORMAT_VERSION 1
+/* Format 2 adds pack records (several chunks compressed together); a store of format 1 is read and
+ * written as format 1 (no packs), so that older rehydrate can still read it. */
+#define STORE_FORMAT_VERSION 2
+#define STORE_FORMAT_MIN 1
 #define STORE_IDENTITY_FILE "rehydrate.store"
 #define STORE_IDENTITY_SIZE 128
 #define STORE_LOCK_FILE "lock"
@@ -42,7 +45,7 @@ struct rh_store {
     struct fd_cache *fds;      /* open store files of a local store (store.c) */
 };
 
-/* Defaults: format 1, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
+/* Defaults: format 2, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
 void store_config_default(store_config *c);
 /* Encodes/decodes the 128-byte identity file. Decode: RH_ENOTSTORE (magic), RH_EVERSION, RH_ECORRUPT. */
 void store_config_encode(const store_config *c, uint8_t out[STORE_IDENTITY_SIZE]);

@@ -77,6 +77,27 @@ rh backup "$STORE" "$SRC" --name sixth --no-parent --json >"$WORK/b6.json" 2>"$W
 check "a garbage index is rebuilt by the next backup, with a message" grep -q 'rebuilding' "$WORK/b6.err"
 check "... and deduplication still works" [ "$(json_field new_chunks <"$WORK/b6.json")" -eq 0 ]
 
+# ---- store formats: 2 (the default) keeps neighbouring chunks in packs, 1 keeps every chunk alone ----
+rh verify "$STORE" --json >"$WORK/f2.json"
+check "a new store is of format 2 and holds packs" "$PY" -c '
+import json,sys; r=json.load(open(sys.argv[1])); assert r["ok"] and r["packs"] > 0' "$WORK/f2.json"
+V1=$WORK/store-v1
+rh init "$V1" --format 1 >/dev/null
+check "init --format 1 writes format_version 1" [ "$(od -An -tu4 -j8 -N4 "$V1/rehydrate.store" | tr -d ' ')" -eq 1 ]
+rh backup "$V1" "$SRC" --name v1 -q
+rh verify "$V1" --json >"$WORK/f1.json"
+check "... and its backup stores every chunk alone" "$PY" -c '
+import json,sys; r=json.load(open(sys.argv[1])); assert r["ok"] and r["packs"] == 0 and r["chunks"] > 0' "$WORK/f1.json"
+rh restore "$V1" v1 "$WORK/v1out" -q
+check "... and restores exactly" "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$SRC" "$WORK/v1out"
+rh backup "$WORK/store-v2" "$SRC" --name v2 -q
+v1_bytes=$(du -sb --apparent-size "$V1/containers/data" | cut -f1)
+v2_bytes=$(du -sb --apparent-size "$WORK/store-v2/containers/data" | cut -f1)
+check "the same tree takes less room in format 2 ($v2_bytes bytes) than in format 1 ($v1_bytes)" \
+    [ "$v2_bytes" -lt "$v1_bytes" ]
+check_fails "init --format 3 is refused" rh init "$WORK/v3" --format 3
+check "... and creates nothing" [ ! -e "$WORK/v3" ]
+
 # ---- bad input: clear errors, non-zero exit, store unchanged ----
 digest=$(tree_digest "$STORE")
 check_fails "a snapshot name that exists is refused" rh backup "$STORE" "$SRC" --name first

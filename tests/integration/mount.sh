@@ -191,6 +191,11 @@ check "... and they read right" bash -c "cd '$DSRC/d' && sha256sum f0[1-9] f1* f
 check "a file of several chunks fetched ahead reads right" cmp "$DSRC/d/f00a" "$MNT/d/d/f00a"
 check "a sparse file fetched ahead reads right" cmp "$DSRC/d/f00b" "$MNT/d/d/f00b"
 stop_fs
+# Damage is the probe of what was fetched ahead. In a pack it would spread to the pack's neighbours,
+# so these tests read a copy of the tree from a store of format 1, where every chunk is alone.
+STORE=$WORK/dstore1
+rh init "$STORE" --format 1 >/dev/null
+rh backup "$STORE" "$DSRC" --name d -q
 start_fs "$WORK/d6.log"
 cat "$MNT/d/d/f00" >/dev/null
 sleep 1 # the fetch runs on the thread pool; 32 small files take milliseconds
@@ -206,6 +211,7 @@ sleep 1
 check "with -o dir_readahead=0 nothing is fetched ahead (f05's damage gives EIO)" \
     bash -c "! cat '$MNT/d/d/f05' >/dev/null 2>&1"
 stop_fs
+STORE=$WORK/dstore
 # ---- one request per small file: OPEN is answered ENOSYS once, then the kernel sends no more ----
 start_fs "$WORK/d8.log" -d
 for i in $(seq 10 29); do cat "$MNT/d/d/f$i" >/dev/null; done

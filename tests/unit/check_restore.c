@@ -14,6 +14,7 @@
 #include "backup/backup.h"
 #include "common/fsutil.h"
 #include "common/util.h"
+#include "compress/compress.h"
 #include "restore/cache.h"
 #include "restore/reader.h"
 #include "restore/reparse.h"
@@ -25,7 +26,8 @@
 static char *dir, *src, *storepath, *target;
 static rh_store *store; /* local: for the backup and for catalog reads */
 
-static uint8_t *big, *rep;
+static uint8_t *big, *rep, *text;
+#define TEXT_SIZE (1u << 20) /* compressible: its packs are stored with zstd */
 #define BIG_SIZE (12u << 20)
 #define REP_BLOCK (300u << 10)
 #define REP_COUNT 8
@@ -42,7 +44,7 @@ static void write_file(const char *name, const void *data, size_t n)
     free(p);
 }
 
-static const char *files[] = { "big", "big-copy", "repeats", "sparse", "empty", "small" };
+static const char *files[] = { "big", "big-copy", "repeats", "sparse", "empty", "small", "text" };
 #define NFILES (sizeof(files) / sizeof(files[0]))
 
 static void setup(void)
@@ -73,6 +75,13 @@ static void setup(void)
     free(sp);
     write_file("empty", "", 0);
     write_file("small", "tiny\n", 5);
+    text = xmalloc(TEXT_SIZE);
+    unsigned long long ts = 3;
+    for (size_t i = 0; i < TEXT_SIZE; i++) {
+        ts = ts * 6364136223846793005ull + 1442695040888963407ull;
+        text[i] = (uint8_t)("abcdefgh \n"[(ts >> 33) % 10]);
+    }
+    write_file("text", text, TEXT_SIZE);
 
     store_config c;
     store_config_default(&c);
@@ -88,7 +97,7 @@ static void teardown(void)
 {
     rh_store_close(store);
     test_rmtree(dir);
-    free(dir), free(src), free(storepath), free(target), free(big), free(rep);
+    free(dir), free(src), free(storepath), free(target), free(big), free(rep), free(text);
 }
 
 /* Creates the stub of snapshot file `name` at target/name, as phase 1 of a restore would. */
@@ -353,7 +362,9 @@ static index_loc locate(const char *name, uint64_t off, uint8_t digest[HASH_LEN]
     return loc;
 }
 
-/* Rewrites one payload byte of a record; with fix_checksum the record stays well-formed. */
+/* Rewrites byte 100 of a chunk's stored bytes (random data is stored raw); with fix_checksum the
+ * record stays well-formed. In a pack, the chunk's bytes follow the member table and the members
+ * before it. */
 static void damage(index_loc loc, bool fix_checksum)
 {
     char cp[CONTAINER_PATH_MAX];
@@ -363,8 +374,15 @@ static void damage(index_loc loc, bool fix_checksum)
     uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + loc.stored_len);
     ck_assert_int_eq(fs_pread_full(fd, rec, RECORD_HEADER_SIZE + loc.stored_len, loc.offset), 0);
     ck_assert_int_eq(rec[5], 0); /* random data is stored raw */
-    ck_assert_uint_gt(loc.stored_len, 100);
-    rec[RECORD_HEADER_SIZE + 100] ^= 0x5a;
+    ck_assert_uint_gt(loc.raw_len, 100);
+    size_t at = RECORD_HEADER_SIZE + 100;
+    if (loc.member) {
+        ck_assert_uint_eq(rec[4], RECORD_PACK);
+        at += (size_t)get_le16(rec + 6) * PACK_ENTRY_SIZE;
+        for (unsigned k = 0; k + 1 < loc.member; k++)
+            at += get_le32(rec + RECORD_HEADER_SIZE + k * PACK_ENTRY_SIZE + HASH_LEN);
+    }
+    rec[at] ^= 0x5a;
     if (fix_checksum)
         put_le64(rec + 48, hash_checksum(rec, 48, rec + RECORD_HEADER_SIZE, loc.stored_len));
     ck_assert_int_eq(fs_pwrite_full(fd, rec, RECORD_HEADER_SIZE + loc.stored_len, loc.offset), 0);
@@ -511,6 +529,70 @@ START_TEST(test_lazy_reads)
 }
 END_TEST
 
+/* A store of format 2 keeps neighbouring chunks in packs: random data in raw ones, text in compressed
+ * ones. Lazy reads (with the reader's memo of the last pack) and cached reads give their bytes back, and
+ * a cached read of one member keeps the pack's other members too. */
+START_TEST(test_packs)
+{
+    uint8_t d0[HASH_LEN], d1[HASH_LEN];
+    index_loc big0 = locate("big", 0, d0), text0 = locate("text", 0, d1);
+    ck_assert_uint_gt(big0.member, 0);
+    ck_assert_uint_eq(big0.codec, CODEC_RAW);
+    ck_assert_uint_gt(text0.member, 0);
+    ck_assert_uint_eq(text0.codec, CODEC_ZSTD);
+    ck_assert_uint_lt(text0.stored_len, text0.raw_len * 2); /* the whole pack, compressed */
+
+    rh_snapshot *sn;
+    rh_file *f;
+    ck_assert_int_eq(rh_snapshot_open(store, "s", &sn), 0);
+    ck_assert_int_eq(rh_file_open(sn, "text", RH_RESTORE_VERIFY, &f), 0);
+    uint8_t *buf = xmalloc(TEXT_SIZE);
+    size_t n;
+    for (size_t off = 0; off < TEXT_SIZE; off += n) { /* small sequential reads across every pack */
+        ck_assert_int_eq(rh_file_pread(f, buf + off, 5000, off, &n), 0);
+        ck_assert_uint_gt(n, 0);
+    }
+    ck_assert(memcmp(buf, text, TEXT_SIZE) == 0);
+    rh_file_close(f);
+    rh_snapshot_close(sn);
+
+    /* The chunk after text's first one is in the same pack: fetching the first caches the second. */
+    char *cp = store_snapshot_path("s");
+    catalog *c;
+    ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
+    uint64_t idx;
+    ck_assert_int_eq(catalog_lookup_path(c, "text", &idx), 0);
+    catalog_entry *e;
+    ck_assert_int_eq(catalog_get(c, idx, &e), 0);
+    streammap *m;
+    ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+    ck_assert_uint_gt(m->n, 2);
+    index_loc l1;
+    ck_assert_int_eq(index_find_chunk(store->ix, m->e[1].digest, &l1), 0);
+    ck_assert_uint_eq(l1.offset, text0.offset);
+    ck_assert_uint_eq(l1.member, text0.member + 1);
+    chunk_cache *cc;
+    ck_assert_int_eq(chunk_cache_new(store, 8 << 20, true, &cc), 0);
+    ck_assert(!chunk_cached(cc, m->e[1].digest));
+    ck_assert_int_eq(cache_pread(cc, m, buf, 10, 0, &n, NULL, NULL), 0);
+    ck_assert(chunk_cached(cc, m->e[1].digest));
+    cache_stats cs;
+    chunk_cache_get_stats(cc, &cs);
+    ck_assert_uint_eq(cs.misses, 1);
+    ck_assert_int_eq(cache_pread(cc, m, buf, TEXT_SIZE, 0, &n, NULL, NULL), 0);
+    ck_assert_uint_eq(n, TEXT_SIZE);
+    ck_assert(memcmp(buf, text, TEXT_SIZE) == 0);
+    chunk_cache_get_stats(cc, &cs);
+    ck_assert_uint_lt(cs.misses, m->n); /* fewer fetches than chunks */
+    chunk_cache_free(cc);
+    streammap_free(m);
+    catalog_entry_free(e);
+    catalog_close(c);
+    free(cp);
+    free(buf);
+}
+END_TEST
+
 /* The daemon's zero-copy reads (cache_pread_iov) give the same bytes as cache_pread, holes included.
  * The cache is smaller than a read, so the pieces stay valid only through the references they hold. */
 START_TEST(test_cache_iov_matches_pread)
@@ -569,6 +651,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_refusals);
     tcase_add_test(tc, test_lazy_reads);
     tcase_add_test(tc, test_cache_iov_matches_pread);
+    tcase_add_test(tc, test_packs);
     suite_add_tcase(s, tc);
     return s;
 }
