@@ -28,10 +28,8 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
  * untouched. Spares the caller an output buffer per chunk, whose fresh pages cost faults.
  */
 int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len);
-/*
- * compress_chunk_inplace for a pack (several chunks, at most 256 KiB): data that saves less than half
- * on the first try is compressed once more with longer minimum matches, and the smaller result kept.
- */
+/* compress_chunk_inplace for a pack (several chunks, at most 256 KiB): at levels whose parameters look
+ * for matches shorter than 5 bytes with the fastest strategies, it asks for 5 (see compress.c). */
 int compress_pack_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len);
 /* Decodes a record payload of `codec` into exactly raw_len bytes; RH_ECORRUPT if it does not fit. */
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len);
