@@ -398,6 +398,8 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     b.timer.data = &b;
     uv_timer_start(&b.timer, on_timer, 200, 200);
     b.cw = catalog_writer_new();
+    if (b.packs) /* format 2: the catalog is packed too */
+        catalog_writer_pack(b.cw, b.level);
 
     r = run(&b, src, srcfd, &srcst);
     if (r < 0) {

@@ -120,14 +120,16 @@ size_t catalog_writer_count(const catalog_writer *w);
  * RH_EEXIST when a snapshot of that name exists; nothing is left behind on failure.
  */
 int catalog_writer_commit(catalog_writer *w, int snapdirfd, const char *name, const catalog_meta *meta);
+/* Makes commit write the packed form, its blocks compressed at zstd `level` (stores of format 2). */
+void catalog_writer_pack(catalog_writer *w, int level);
 
 /* ---- Reading ---- */
 
 typedef struct catalog catalog;
 
 /*
- * Opens the catalog at store path `path` (e.g. "snapshots/monday.snap"), read through ops/ctx. Reads
- * and checks the header only. RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed.
+ * Opens the catalog at store path `path` (e.g. "snapshots/monday.snap"), read through ops/ctx, in either
+ * form (plain or packed). Reads and checks the header only (of a packed one, also its block index). RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed.
  * A catalog handle may be used from several threads; it serializes its own reads.
  */
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret);

@@ -19,6 +19,27 @@
 #define CATALOG_VERSION 1
 
 /* ---- Header (128 bytes at offset 0) ---- */
+/*
+ * A packed catalog (stores of format 2) holds the same bytes, the "logical" catalog, cut into blocks of
+ * CATALOG_PACK_BLOCK bytes that are compressed one by one, behind a header of its own and before an
+ * index of the blocks' stored lengths (doc/format.md, "Packed catalogs").
+ */
+#define CATALOG_PACK_MAGIC "RHYDSNPK"
+#define CATALOG_PACK_VERSION 1
+#define CATALOG_PACK_HEADER_SIZE 64
+#define CPH_MAGIC 0          /* u8[8] "RHYDSNPK" */
+#define CPH_VERSION 8        /* u32 CATALOG_PACK_VERSION */
+#define CPH_BLOCK_SIZE 12    /* u32 = CATALOG_PACK_BLOCK */
+#define CPH_LOGICAL_SIZE 16  /* u64 bytes of the logical catalog */
+#define CPH_INDEX_OFFSET 24  /* u64 file offset of the block index */
+#define CPH_INDEX_CHECKSUM 32 /* u64 hash_checksum(index, block_count * 16, NULL, 0) */
+#define CPH_RESERVED 40      /* u8[16] zero */
+#define CPH_CHECKSUM 56      /* u64 hash_checksum(header[0..56), 56, NULL, 0) */
+#define CATALOG_PACK_HEADER_SUMMED 56
+#define CATALOG_PACK_BLOCK (32u << 10)
+#define CATALOG_PACK_ENTRY_SIZE 16 /* u32 stored_len, u8 codec, u8[3] zero, u64 checksum */
+#define CATALOG_PACK_LOGICAL_MAX (1ull << 38) /* 256 GiB: an index of at most 128 MiB */
+
 #define CATALOG_HEADER_SIZE 128
 #define CH_MAGIC 0         /* u8[8] "RHYDSNAP" */
 #define CH_VERSION 8       /* u32 CATALOG_VERSION */

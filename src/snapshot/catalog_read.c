@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "compress/compress.h"
 #include "hash/hash.h"
 #include "snapshot/catalog.h"
 #include "snapshot/catalog_format.h"
@@ -41,11 +42,21 @@ typedef struct cblock {
     uint64_t used; /* LRU clock; 0 when the block holds nothing */
 } cblock;
 
+/* Where one block of a packed catalog is stored. */
+typedef struct pblock {
+    uint64_t off, sum;
+    uint32_t len;
+    uint8_t codec;
+} pblock;
+
 struct catalog {
     const rh_store_ops *ops;
     void *ctx;
     char *path;
+    /* file_end is the end of the catalog's bytes: of the file, or of a packed file's logical catalog */
     uint64_t entry_count, table_off, heap_off, meta_off, file_end;
+    pblock *blocks_at; /* a packed catalog's blocks, NULL for a plain one */
+    uint8_t *zbuf;     /* one stored block (protected by lock) */
     catalog_meta meta;
     char *source, *hostname;
 
@@ -85,6 +96,22 @@ void catalog_entry_free(catalog_entry *e)
 
 /* ---- Reading bytes ---- */
 
+/* Called with c->lock held: block b of a packed catalog, decoded into dst. */
+static int load_block(catalog *c, uint64_t b, uint8_t *dst)
+{
+    const pblock *pb = &c->blocks_at[b];
+    size_t n = (size_t)MIN((uint64_t)CATALOG_PACK_BLOCK, c->file_end - b * CATALOG_PACK_BLOCK);
+    uint8_t *into = pb->codec == CODEC_RAW ? dst : c->zbuf; /* a raw block's length is n (checked at open) */
+    int r = c->ops->read(c->ctx, c->path, pb->off, into, pb->len);
+    if (r < 0)
+        return r == -EIO ? RH_ECORRUPT : r; /* the index said the bytes are there */
+    /* The entries' own checksums would catch damage to what a block decodes to; this one also catches
+     * damage that decodes to the same bytes, as every stored byte of a store is checked. */
+    if (hash_checksum(into, pb->len, NULL, 0) != pb->sum)
+        return RH_ECORRUPT;
+    return pb->codec == CODEC_RAW ? 0 : decompress_chunk(pb->codec, c->zbuf, pb->len, dst, n);
+}
+
 /* Called with c->lock held: the cached block that starts at `start`, read on a miss. */
 static int cache_block(catalog *c, uint64_t start, cblock **ret)
 {
@@ -103,7 +130,8 @@ static int cache_block(catalog *c, uint64_t start, cblock **ret)
         victim->data = xmalloc(CACHE_BLOCK);
     victim->used = 0;
     size_t len = (size_t)MIN((uint64_t)CACHE_BLOCK, c->file_end - start);
-    int r = c->ops->read(c->ctx, c->path, start, victim->data, len);
+    int r = c->blocks_at ? load_block(c, start / CATALOG_PACK_BLOCK, victim->data)
+                         : c->ops->read(c->ctx, c->path, start, victim->data, len);
     if (r < 0)
         return r;
     victim->start = start;
@@ -121,18 +149,23 @@ static int cat_read(catalog *c, uint64_t off, void *dst, size_t len)
         return 0;
     int r = 0;
     pthread_mutex_lock(&c->lock);
-    if (len >= DIRECT_READ_MIN) {
+    if (len >= DIRECT_READ_MIN && !c->blocks_at) {
         r = c->ops->read(c->ctx, c->path, off, dst, len);
     } else {
+        /* A large read of a packed catalog decodes the blocks it covers whole straight into dst. */
+        bool direct = len >= DIRECT_READ_MIN;
         uint8_t *p = dst;
         while (len > 0 && r == 0) {
-            cblock *b;
             uint64_t start = off - off % CACHE_BLOCK;
-            r = cache_block(c, start, &b);
-            if (r < 0)
-                break;
             size_t n = (size_t)MIN((uint64_t)len, start + CACHE_BLOCK - off);
-            memcpy(p, b->data + (off - start), n);
+            if (direct && off == start && (n == CACHE_BLOCK || off + n == c->file_end)) {
+                r = load_block(c, start / CATALOG_PACK_BLOCK, p);
+            } else {
+                cblock *b;
+                r = cache_block(c, start, &b);
+                if (r >= 0)
+                    memcpy(p, b->data + (off - start), n);
+            }
             p += n;
             off += n;
             len -= n;
@@ -589,28 +622,93 @@ static int parse_meta(catalog *c, const uint8_t *p, size_t len, uint64_t sum)
     return 0;
 }
 
+/*
+ * The header and block index of a packed catalog (its first CATALOG_PACK_HEADER_SIZE bytes in h): checks
+ * them and fills c->blocks_at and c->file_end (the logical size). The index must tile the file from the
+ * header to itself, and every block must be one that could have been written: a raw block is exactly
+ * its logical length, a compressed one at most zstd's bound for it.
+ */
+static int open_packed(catalog *c, const uint8_t *h)
+{
+    if (get_le64(h + CPH_CHECKSUM) != hash_checksum(h, CATALOG_PACK_HEADER_SUMMED, NULL, 0))
+        return RH_ECORRUPT;
+    if (get_le32(h + CPH_VERSION) != CATALOG_PACK_VERSION)
+        return RH_EVERSION;
+    uint64_t size = get_le64(h + CPH_LOGICAL_SIZE), index_off = get_le64(h + CPH_INDEX_OFFSET);
+    if (get_le32(h + CPH_BLOCK_SIZE) != CATALOG_PACK_BLOCK ||
+        !mem_is_zero(h + CPH_RESERVED, CPH_CHECKSUM - CPH_RESERVED) ||
+        size < CATALOG_HEADER_SIZE + CATALOG_ENTRY_SIZE || size > CATALOG_PACK_LOGICAL_MAX ||
+        index_off < CATALOG_PACK_HEADER_SIZE)
+        return RH_ECORRUPT;
+    /* Every block takes at least one byte before the index: a bound on what a bad header can make us
+     * allocate, besides the size limit. */
+    uint64_t n = (size + CATALOG_PACK_BLOCK - 1) / CATALOG_PACK_BLOCK;
+    if (n > index_off - CATALOG_PACK_HEADER_SIZE)
+        return RH_ECORRUPT;
+    _cleanup_(freep) uint8_t *ix = xmalloc(n * CATALOG_PACK_ENTRY_SIZE);
+    int r = c->ops->read(c->ctx, c->path, index_off, ix, n * CATALOG_PACK_ENTRY_SIZE);
+    if (r < 0)
+        return open_read_error(c->ops, c->ctx, c->path, r);
+    if (hash_checksum(ix, n * CATALOG_PACK_ENTRY_SIZE, NULL, 0) != get_le64(h + CPH_INDEX_CHECKSUM))
+        return RH_ECORRUPT;
+    c->blocks_at = xmalloc(n * sizeof(*c->blocks_at));
+    uint64_t at = CATALOG_PACK_HEADER_SIZE;
+    for (uint64_t b = 0; b < n; b++) {
+        const uint8_t *e = ix + b * CATALOG_PACK_ENTRY_SIZE;
+        pblock *pb = &c->blocks_at[b];
+        size_t want = (size_t)MIN((uint64_t)CATALOG_PACK_BLOCK, size - b * CATALOG_PACK_BLOCK);
+        *pb = (pblock){ .off = at, .sum = get_le64(e + 8), .len = get_le32(e), .codec = e[4] };
+        if (e[5] || e[6] || e[7] || (pb->codec == CODEC_RAW && pb->len != want) ||
+            (pb->codec == CODEC_ZSTD && pb->len > compress_bound(want)) ||
+            (pb->codec != CODEC_RAW && pb->codec != CODEC_ZSTD))
+            return RH_ECORRUPT;
+        at += pb->len;
+    }
+    if (at != index_off)
+        return RH_ECORRUPT;
+    c->zbuf = xmalloc(compress_bound(CATALOG_PACK_BLOCK));
+    c->file_end = size;
+    return 0;
+}
+
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret)
 {
     if (!ops || !ops->read || !path || !ret)
         return -EINVAL;
+    /* Enough to tell the two forms apart: a packed catalog may be shorter than a plain header. */
     uint8_t h[CATALOG_HEADER_SIZE];
-    int r = ops->read(ctx, path, 0, h, sizeof(h));
+    int r = ops->read(ctx, path, 0, h, CATALOG_PACK_HEADER_SIZE);
     if (r < 0)
         return open_read_error(ops, ctx, path, r);
 
     catalog *c = xcalloc(1, sizeof(*c));
     c->ops = ops;
     c->ctx = ctx;
+    c->path = xstrdup(path);
     pthread_mutex_init(&c->lock, NULL);
+    bool packed = memcmp(h, CATALOG_PACK_MAGIC, CATALOG_MAGIC_LEN) == 0;
+    if (packed) {
+        if ((r = open_packed(c, h)) == 0)
+            r = cat_read(c, 0, h, CATALOG_HEADER_SIZE);
+    } else {
+        r = ops->read(ctx, path, CATALOG_PACK_HEADER_SIZE, h + CATALOG_PACK_HEADER_SIZE,
+                      CATALOG_HEADER_SIZE - CATALOG_PACK_HEADER_SIZE);
+        if (r < 0)
+            r = open_read_error(ops, ctx, path, r);
+    }
+    uint64_t logical_size = c->file_end;
     uint32_t meta_len = 0;
-    r = parse_header(c, h, &meta_len);
+    if (r == 0)
+        r = parse_header(c, h, &meta_len);
+    if (r == 0 && packed && c->file_end != logical_size)
+        r = RH_ECORRUPT;
     if (r == 0) {
         /* The meta blob ends the file: reading it also proves the file is complete. */
         uint8_t *m = xmalloc(meta_len);
-        r = ops->read(ctx, path, c->meta_off, m, meta_len);
-        if (r < 0)
+        r = packed ? cat_read(c, c->meta_off, m, meta_len) : ops->read(ctx, path, c->meta_off, m, meta_len);
+        if (r < 0 && !packed)
             r = open_read_error(ops, ctx, path, r);
-        else
+        else if (r == 0)
             r = parse_meta(c, m, meta_len, get_le64(h + CH_META_CHECKSUM));
         free(m);
     }
@@ -618,7 +716,6 @@ int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog *
         catalog_close(c);
         return r;
     }
-    c->path = xstrdup(path);
     *ret = c;
     return 0;
 }
@@ -629,6 +726,8 @@ void catalog_close(catalog *c)
         return;
     for (int i = 0; i < CACHE_BLOCKS; i++)
         free(c->blocks[i].data);
+    free(c->blocks_at);
+    free(c->zbuf);
     pthread_mutex_destroy(&c->lock);
     free(c->source);
     free(c->hostname);

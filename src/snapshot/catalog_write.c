@@ -19,10 +19,12 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/fsutil.h"
 #include "common/util.h"
+#include "compress/compress.h"
 #include "hash/hash.h"
 #include "snapshot/catalog.h"
 #include "snapshot/catalog_format.h"
@@ -30,6 +32,8 @@
 #define OUT_FLUSH (1u << 20) /* bytes buffered per output stream before a pwrite */
 
 struct catalog_writer {
+    bool pack;      /* commit writes the packed form */
+    int pack_level; /* zstd level of its blocks */
     catalog_entry *ents; /* by handle; parent holds the parent's handle */
     uint64_t *link_to;   /* by handle: the leader handle of set_link, or CATALOG_NONE */
     size_t n, cap;
@@ -472,6 +476,87 @@ static int write_catalog(const catalog_writer *w, const layout *l, int fd, const
     return r;
 }
 
+void catalog_writer_pack(catalog_writer *w, int level)
+{
+    w->pack = true;
+    w->pack_level = level;
+}
+
+/*
+ * Copies the plain catalog in `in` (size bytes) to `dst` in the packed form: header, the blocks
+ * compressed one by one, the block index. Memory stays at two blocks whatever the catalog's size.
+ */
+static int pack_catalog(int in, uint64_t size, int dst, int level)
+{
+    uint64_t nblocks = (size + CATALOG_PACK_BLOCK - 1) / CATALOG_PACK_BLOCK;
+    size_t cap = compress_bound(CATALOG_PACK_BLOCK);
+    _cleanup_(freep) uint8_t *raw = xmalloc(CATALOG_PACK_BLOCK);
+    _cleanup_(freep) uint8_t *z = xmalloc(cap);
+    _cleanup_(buf_free) bytebuf index = { 0 };
+    uint64_t at = CATALOG_PACK_HEADER_SIZE;
+    int r = 0;
+    for (uint64_t b = 0; b < nblocks && r >= 0; b++) {
+        size_t n = (size_t)MIN((uint64_t)CATALOG_PACK_BLOCK, size - b * CATALOG_PACK_BLOCK);
+        uint8_t codec;
+        size_t len;
+        if ((r = fs_pread_full(in, raw, n, b * CATALOG_PACK_BLOCK)) < 0 ||
+            (r = compress_chunk(level, raw, n, z, cap, &codec, &len)) < 0 ||
+            (r = fs_pwrite_full(dst, codec == CODEC_RAW ? raw : z, len, at)) < 0)
+            break;
+        buf_put_le32(&index, (uint32_t)len);
+        buf_put_u8(&index, codec);
+        buf_append(&index, "\0\0\0", 3);
+        buf_put_le64(&index, hash_checksum(codec == CODEC_RAW ? raw : z, len, NULL, 0));
+        at += len;
+    }
+    if (r < 0)
+        return r;
+    if ((r = fs_pwrite_full(dst, index.data, index.len, at)) < 0)
+        return r;
+    uint8_t h[CATALOG_PACK_HEADER_SIZE] = { 0 };
+    memcpy(h + CPH_MAGIC, CATALOG_PACK_MAGIC, CATALOG_MAGIC_LEN);
+    put_le32(h + CPH_VERSION, CATALOG_PACK_VERSION);
+    put_le32(h + CPH_BLOCK_SIZE, CATALOG_PACK_BLOCK);
+    put_le64(h + CPH_LOGICAL_SIZE, size);
+    put_le64(h + CPH_INDEX_OFFSET, at);
+    put_le64(h + CPH_INDEX_CHECKSUM, hash_checksum(index.data, index.len, NULL, 0));
+    put_le64(h + CPH_CHECKSUM, hash_checksum(h, CATALOG_PACK_HEADER_SUMMED, NULL, 0));
+    return fs_pwrite_full(dst, h, sizeof(h), 0);
+}
+
+/* A file for the plain catalog before it is packed: unnamed where the file system allows it, else a temp
+ * file whose name is removed at once. */
+static int open_scratch(int snapdirfd, const char *file)
+{
+    int fd = openat(snapdirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+        return fd >= 0 ? fd : -errno;
+    _cleanup_(freep) char *name = xasprintf("%s.plain", file), *tmp = NULL;
+    fd = fs_create_temp(snapdirfd, name, &tmp);
+    if (fd >= 0)
+        unlinkat(snapdirfd, tmp, 0);
+    return fd;
+}
+
+/* Writes the catalog to fd, plain or (w->pack) packed. */
+static int write_form(const catalog_writer *w, const layout *l, int snapdirfd, const char *file, int fd,
+                      const catalog_meta *meta)
+{
+    if (!w->pack)
+        return write_catalog(w, l, fd, meta);
+    int plain = open_scratch(snapdirfd, file);
+    if (plain < 0)
+        return plain;
+    int r = write_catalog(w, l, plain, meta);
+    struct stat st;
+    if (r >= 0 && fstat(plain, &st) < 0)
+        r = -errno;
+    if (r >= 0)
+        r = pack_catalog(plain, (uint64_t)st.st_size, fd, w->pack_level);
+    close(plain);
+    return r;
+}
+
 /* Leaves room for ".snap" and the temp suffix ".tmp.PID.NNNNNNNNN" within NAME_MAX. */
 #define SNAPSHOT_NAME_MAX 200
 
@@ -517,7 +602,7 @@ int catalog_writer_commit(catalog_writer *w, int snapdirfd, const char *name, co
         r = fd;
         goto out;
     }
-    r = write_catalog(w, &l, fd, meta);
+    r = write_form(w, &l, snapdirfd, file, fd, meta);
     if (r >= 0)
         r = fs_commit_temp(snapdirfd, fd, tmp, file, 0);
     if (r < 0)
