@@ -988,13 +988,26 @@ START_TEST(test_threads)
 }
 END_TEST
 
+typedef struct test_case {
+    const char *name;
+    const TTest *test;
+} test_case;
+
+static void add_cases(Suite *s, const test_case *cases, size_t n, void (*fixture)(void), int timeout)
+{
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_checked_fixture(tc, fixture, teardown);
+        tcase_set_timeout(tc, timeout);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+}
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("catalog");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const test_case plain[] = {
         { "round_trip", test_round_trip },
         { "order", test_order },
         { "hardlinks", test_hardlinks },
@@ -1009,31 +1022,20 @@ static Suite *suite(void)
         { "every_flip_detected", test_every_flip_detected },
         { "threads", test_threads },
     };
-    for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
     /* The same reads of packed catalogs (the tests that patch plain bytes by offset stay plain). */
-    struct {
-        const char *name;
-        const TTest *test;
-    } packed_cases[] = {
-        { "round_trip_packed", test_round_trip },   { "order_packed", test_order },
-        { "hardlinks_packed", test_hardlinks },     { "lookup_packed", test_lookup },
-        { "readdir_paging_packed", test_readdir_paging }, { "big_lookup_packed", test_big_lookup },
-        { "every_flip_detected_packed", test_every_flip_detected }, { "threads_packed", test_threads },
+    const test_case packed_cases[] = {
+        { "round_trip_packed", test_round_trip },
+        { "order_packed", test_order },
+        { "hardlinks_packed", test_hardlinks },
+        { "lookup_packed", test_lookup },
+        { "readdir_paging_packed", test_readdir_paging },
+        { "big_lookup_packed", test_big_lookup },
+        { "every_flip_detected_packed", test_every_flip_detected },
+        { "threads_packed", test_threads },
         { "packed_form", test_packed_form },
     };
-    for (size_t i = 0; i < ARRAY_SIZE(packed_cases); i++) {
-        TCase *tc = tcase_create(packed_cases[i].name);
-        tcase_add_checked_fixture(tc, setup_packed, teardown);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, packed_cases[i].test);
-        suite_add_tcase(s, tc);
-    }
+    add_cases(s, plain, ARRAY_SIZE(plain), setup, 30);
+    add_cases(s, packed_cases, ARRAY_SIZE(packed_cases), setup_packed, 60);
     return s;
 }
 
