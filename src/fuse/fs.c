@@ -393,10 +393,10 @@ static void push_around(fs *f, fuse_ino_t ino, const streammap *m, uint64_t off,
     size_t first = streammap_find(m, off), last = streammap_find(m, off + n - 1);
     uint64_t end = off + n;
     chunk_ref *ref;
-    if (!m->e[first].hole && m->start[first] < off && (ref = chunk_peek(f->cache, m->e[first].digest)))
+    if (!m->e[first].hole && m->start[first] < off && (ref = chunk_peek(f->cache, m->e[first].digest, m->e[first].length)))
         pusher_push(f->pusher, ino, m->start[first], ref, 0, off - m->start[first]);
     uint64_t last_end = m->start[last] + m->e[last].length;
-    if (!m->e[last].hole && last_end > end && (ref = chunk_peek(f->cache, m->e[last].digest)))
+    if (!m->e[last].hole && last_end > end && (ref = chunk_peek(f->cache, m->e[last].digest, m->e[last].length)))
         pusher_push(f->pusher, ino, m->start[last], ref, end - m->start[last], last_end - end);
 }
 

@@ -66,7 +66,13 @@ static int add_container(rh_store *s, index_t *ix, const index_container *c, uin
         index_loc loc = { c->id, rec[i].offset, rec[i].stored_len, rec[i].raw_len, rec[i].codec, 0 };
         if (rec[i].type == RECORD_PACK && c->kind == CONTAINER_DATA) {
             r = add_pack(s, ix, path, &rec[i], &loc);
-            *chunks += rec[i].members;
+            if (r == RH_ECORRUPT) { /* its table is damaged: that costs this pack, not the container */
+                fprintf(stderr, "rehydrate: %s: pack at offset %llu: %s (skipped; run 'rehydrate verify')\n",
+                        path, (unsigned long long)rec[i].offset, rh_strerror(r));
+                r = 0;
+            } else if (r >= 0) {
+                *chunks += rec[i].members;
+            }
         } else if (rec[i].type == RECORD_CHUNK && c->kind == CONTAINER_DATA) {
             r = index_add_chunk(ix, rec[i].digest, &loc);
             (*chunks)++;

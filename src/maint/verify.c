@@ -58,19 +58,23 @@ static int check_pack(verifier *v, const container_record *rec, const uint8_t *p
     int r = decompress_chunk(rec->codec, data, n, scratch, rec->raw_len);
     if (r < 0)
         return r;
+    /* A member that fails costs only its own files: the others still join chunks_ok. */
+    int bad = 0;
     for (unsigned k = 0; k < rec->members; k++) {
         pack_entry pe;
         uint8_t d[HASH_LEN];
         if ((r = pack_member(rec, payload, k, &pe)) < 0)
             return r;
         hash_sha256(scratch + pe.offset, pe.raw_len, d);
-        if (memcmp(d, pe.digest, HASH_LEN) != 0)
-            return RH_EDIGEST; /* the members checked so far are intact and stay counted */
+        if (memcmp(d, pe.digest, HASH_LEN) != 0) {
+            bad = RH_EDIGEST;
+            continue;
+        }
         digest_set_add(&v->chunks_ok, pe.digest);
         v->rep->chunks++;
     }
     v->rep->packs++;
-    return 0;
+    return bad;
 }
 
 /* Checks one decoded record payload against its digest (and, for stream maps, its structure). */

@@ -3,7 +3,9 @@
  *
  * The cache is a chained hash table on the digest plus an LRU list, under one mutex. Entries are
  * reference counted: an entry in use is never evicted or freed, so readers copy out of it without the
- * lock. Two threads that miss the same chunk at once may both fetch it; the second insert finds the
+ * lock. Every hit is checked against the length its reader expects: entries come from records whose
+ * lengths were checked, and from pack member tables, which a damaged store could make disagree with a
+ * stream map. Two threads that miss the same chunk at once may both fetch it; the second insert finds the
  * first and drops its copy. That wastes a fetch in a rare race instead of making readers wait on each
  * other.
  */
@@ -205,6 +207,10 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
 {
     pthread_mutex_lock(&c->lock);
     chunk_ref *e = find_locked(c, digest);
+    if (e && e->len != len) { /* a stream map or a pack's member table is damaged */
+        pthread_mutex_unlock(&c->lock);
+        return RH_ECORRUPT;
+    }
     if (e) {
         e->refs++;
         lru_unlink(c, e);
@@ -235,6 +241,11 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
     }
     pthread_mutex_lock(&c->lock);
     e = find_locked(c, digest);
+    if (e && e->len != len) {
+        pthread_mutex_unlock(&c->lock);
+        free(n);
+        return RH_ECORRUPT;
+    }
     if (e) { /* another reader fetched it meanwhile: use theirs */
         e->refs++;
         free(n);
@@ -266,10 +277,12 @@ void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret)
     pthread_mutex_unlock(&c->lock);
 }
 
-chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN])
+chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len)
 {
     pthread_mutex_lock(&c->lock);
     chunk_ref *e = find_locked(c, digest);
+    if (e && e->len != len)
+        e = NULL;
     if (e)
         e->refs++;
     pthread_mutex_unlock(&c->lock);

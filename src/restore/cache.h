@@ -35,15 +35,16 @@ void chunk_cache_free(chunk_cache *c); /* NULL is a no-op; no chunk may be held 
 /*
  * The chunk `digest` of raw length `len`: from the cache, or fetched (index lookup, one read through the
  * callbacks, checksum, decompression) and inserted. *ret_loc (may be NULL) gets the location on a fetch
- * failure, for messages. Errors as reader_fetch_chunk.
+ * failure, for messages. Errors as reader_fetch_chunk; RH_ECORRUPT also when the cached chunk of that
+ * digest has another length.
  */
 int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
               index_loc *ret_loc);
 void chunk_release(chunk_cache *c, chunk_ref *ref);
 /* True when the chunk is cached (for read-ahead decisions; the answer may be stale at once). */
 bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN]);
-/* A reference to the chunk if it is cached, else NULL; never fetches. */
-chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN]);
+/* A reference to the chunk of length len if it is cached, else NULL; never fetches. */
+chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len);
 /* Whether every chunk of m that bytes [off, off + len) touch is in the cache (holes need none). */
 bool cache_range_cached(chunk_cache *c, const streammap *m, uint64_t off, size_t len);
 void chunk_cache_get_stats(chunk_cache *c, cache_stats *ret);

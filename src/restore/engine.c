@@ -258,7 +258,8 @@ static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_r
     int r = pack_member(&pk->rec, pk->payload, nd->loc.member - 1u, &pe);
     if (r >= 0 && (pe.raw_len != nd->raw_len || memcmp(pe.digest, nd->digest, HASH_LEN) != 0))
         r = RH_ECORRUPT;
-    *ret_raw = pk->data + pe.offset;
+    if (r >= 0)
+        *ret_raw = pk->data + pe.offset;
     return r;
 }
 

@@ -49,6 +49,8 @@ static int load_pack(rh_store *s, const index_loc *loc, const char *path, pack_m
     if (m->valid && m->container == loc->container && m->offset == loc->offset)
         return 0;
     m->valid = false;
+    if (loc->stored_len > RECORD_LEN_MAX) /* before allocating what a damaged index row says */
+        return RH_ECORRUPT;
     size_t len = RECORD_HEADER_SIZE + (size_t)loc->stored_len;
     if (len > m->buf_cap) {
         free(m->buf);
@@ -147,6 +149,8 @@ int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LE
     if (loc.member) {
         r = fetch_member(s, &loc, path, digest, raw_len, verify, out, memo, sibling, ud);
     } else {
+        if (loc.stored_len > RECORD_LEN_MAX)
+            return RH_ECORRUPT;
         _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)loc.stored_len);
         container_record got;
         const uint8_t *payload;

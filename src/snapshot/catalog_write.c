@@ -531,11 +531,16 @@ static int open_scratch(int snapdirfd, const char *file)
     int fd = openat(snapdirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
         return fd >= 0 ? fd : -errno;
+    /* fs_create_temp opens for writing only; packing reads the file back */
     _cleanup_(freep) char *name = xasprintf("%s.plain", file), *tmp = NULL;
-    fd = fs_create_temp(snapdirfd, name, &tmp);
-    if (fd >= 0)
-        unlinkat(snapdirfd, tmp, 0);
-    return fd;
+    int wfd = fs_create_temp(snapdirfd, name, &tmp);
+    if (wfd < 0)
+        return wfd;
+    fd = openat(snapdirfd, tmp, O_RDWR | O_CLOEXEC);
+    int r = fd < 0 ? -errno : fd;
+    close(wfd);
+    unlinkat(snapdirfd, tmp, 0);
+    return r;
 }
 
 /* Writes the catalog to fd, plain or (w->pack) packed. */

@@ -15,6 +15,7 @@
 #include "common/fsutil.h"
 #include "common/util.h"
 #include "compress/compress.h"
+#include "maint/verify.h"
 #include "restore/cache.h"
 #include "restore/reader.h"
 #include "restore/reparse.h"
@@ -593,6 +594,86 @@ START_TEST(test_packs)
 }
 END_TEST
 
+/* Bytes of the member table entry of the chunk at loc (a pack member): its raw_len field. */
+static void damage_table(index_loc loc)
+{
+    char cp[CONTAINER_PATH_MAX];
+    container_path(CONTAINER_DATA, loc.container, cp);
+    char *p = pathf(storepath, cp);
+    int fd = open(p, O_RDWR);
+    uint8_t b[4];
+    uint64_t at = loc.offset + RECORD_HEADER_SIZE + (loc.member - 1u) * PACK_ENTRY_SIZE + HASH_LEN;
+    ck_assert_int_eq(fs_pread_full(fd, b, 4, at), 0);
+    put_le32(b, get_le32(b) + 1);
+    ck_assert_int_eq(fs_pwrite_full(fd, b, 4, at), 0);
+    close(fd);
+    free(p);
+}
+
+/* A damaged member costs only itself in verify's count, and a damaged member table only its pack in a
+ * rebuilt index: the other records of the container are still indexed. */
+START_TEST(test_pack_damage_is_contained)
+{
+    verify_report vr;
+    ck_assert_int_eq(verify_store(store, &vr, NULL, NULL), 0);
+    ck_assert_uint_eq(vr.nproblems, 0);
+    uint64_t chunks = vr.chunks;
+    verify_report_free(&vr);
+
+    /* The first member of a pack of big (the others follow it), and a pack after it in the same
+     * container. */
+    uint8_t d[HASH_LEN], d2[HASH_LEN];
+    index_loc loc = { 0 }, later = { 0 };
+    for (uint64_t off = 0; off + 600000 < BIG_SIZE; off += 16u << 10) {
+        loc = locate("big", off, d);
+        later = locate("big", off + 600000, d2);
+        if (loc.member == 1 && later.member && later.container == loc.container && later.offset > loc.offset)
+            break;
+    }
+    ck_assert_uint_eq(loc.member, 1);
+    ck_assert_uint_gt(later.member, 0);
+    ck_assert_uint_eq(later.container, loc.container);
+    ck_assert_uint_gt(later.offset, loc.offset);
+    damage(loc, true); /* a well-formed record whose member's bytes are wrong */
+    ck_assert_int_eq(verify_store(store, &vr, NULL, NULL), 0);
+    ck_assert_uint_eq(vr.nproblems, 1);
+    ck_assert_uint_eq(vr.chunks, chunks - 1);
+    verify_report_free(&vr);
+
+    /* The earlier pack's table damaged too: reindex skips that pack alone, the later one is indexed. */
+    damage_table(loc);
+    char *ix = store_index_path(store);
+    uint64_t n;
+    ck_assert_int_eq(store_reindex(store, ix, &n, NULL), 0);
+    free(ix);
+    index_loc got;
+    ck_assert_int_eq(index_find_chunk(store->ix, d, &got), RH_ENOCHUNK);
+    ck_assert_int_eq(index_find_chunk(store->ix, d2, &got), 0);
+    ck_assert_uint_eq(got.offset, later.offset);
+    ck_assert_uint_lt(n, chunks);
+}
+END_TEST
+
+/* The cache hands out a chunk only at the length its reader expects: a damaged stream map or member
+ * table that disagrees gets an error, never a read past the chunk. */
+START_TEST(test_cache_checks_lengths)
+{
+    uint8_t d[HASH_LEN];
+    index_loc loc = locate("big", 0, d);
+    chunk_cache *cc;
+    ck_assert_int_eq(chunk_cache_new(store, 8 << 20, false, &cc), 0);
+    chunk_ref *ref;
+    ck_assert_int_eq(chunk_get(cc, d, loc.raw_len, &ref, NULL), 0);
+    chunk_release(cc, ref);
+    ck_assert_int_eq(chunk_get(cc, d, loc.raw_len + 1, &ref, NULL), RH_ECORRUPT);
+    ck_assert_ptr_null(chunk_peek(cc, d, loc.raw_len + 1));
+    ref = chunk_peek(cc, d, loc.raw_len);
+    ck_assert_ptr_nonnull(ref);
+    chunk_release(cc, ref);
+    chunk_cache_free(cc);
+}
+END_TEST
+
 /* The daemon's zero-copy reads (cache_pread_iov) give the same bytes as cache_pread, holes included.
  * The cache is smaller than a read, so the pieces stay valid only through the references they hold. */
 START_TEST(test_cache_iov_matches_pread)
@@ -652,6 +733,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_lazy_reads);
     tcase_add_test(tc, test_cache_iov_matches_pread);
     tcase_add_test(tc, test_packs);
+    tcase_add_test(tc, test_pack_damage_is_contained);
+    tcase_add_test(tc, test_cache_checks_lengths);
     suite_add_tcase(s, tc);
     return s;
 }
