@@ -84,6 +84,19 @@ static bool type_valid(uint8_t type)
 }
 static bool codec_valid(uint8_t codec) { return codec == CODEC_RAW || codec == CODEC_ZSTD; }
 
+/* A pack's member table gives every member at least one byte and the members together raw_len. */
+static bool pack_table_ok(const uint8_t *table, uint16_t members, uint32_t raw_len)
+{
+    uint64_t sum = 0;
+    for (unsigned k = 0; k < members; k++) {
+        uint32_t n = get_le32(table + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
+        if (n == 0)
+            return false;
+        sum += n;
+    }
+    return sum == raw_len;
+}
+
 /* The members field is reserved (and ignored) in records other than packs. */
 static uint16_t members_of(uint8_t type, uint16_t field) { return type == RECORD_PACK ? field : 0; }
 
@@ -257,16 +270,7 @@ int container_writer_append(container_writer *w, uint8_t type, uint8_t codec,
 int container_writer_append_pack(container_writer *w, uint8_t codec, uint16_t members, const uint8_t *table,
                                  const void *data, uint32_t data_len, uint32_t raw_len, uint64_t *ret_offset)
 {
-    if (!w || !table || !data || members < 2)
-        return -EINVAL;
-    uint64_t sum = 0;
-    for (unsigned k = 0; k < members; k++) {
-        uint32_t n = get_le32(table + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
-        if (n == 0)
-            return -EINVAL;
-        sum += n;
-    }
-    if (sum != raw_len)
+    if (!w || !table || !data || members < 2 || !pack_table_ok(table, members, raw_len))
         return -EINVAL;
     return writer_append(w, RECORD_PACK, codec, members, NULL, table, (uint32_t)members * PACK_ENTRY_SIZE,
                          data, data_len, raw_len, ret_offset);
@@ -487,18 +491,8 @@ int container_parse_record(const uint8_t *rec, size_t avail, uint64_t offset, co
                              .members = members_of(rec[4], get_le16(rec + 6)), .stored_len = stored,
                              .raw_len = get_le32(rec + 12) };
     memcpy(out.digest, rec + 16, HASH_LEN);
-    if (out.type == RECORD_PACK) {
-        /* Every member has bytes, and together they are the pack's data. */
-        uint64_t sum = 0;
-        for (unsigned k = 0; k < out.members; k++) {
-            uint32_t n = get_le32(payload + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
-            if (n == 0)
-                return RH_ECORRUPT;
-            sum += n;
-        }
-        if (sum != out.raw_len)
-            return RH_ECORRUPT;
-    }
+    if (out.type == RECORD_PACK && !pack_table_ok(payload, out.members, out.raw_len))
+        return RH_ECORRUPT;
     *ret = out;
     *ret_payload = payload;
     return 0;
@@ -712,14 +706,7 @@ int container_read_pack_table(const rh_store_ops *ops, void *ctx, const char *pa
     if (r >= 0 && (buf[4] != RECORD_PACK || buf[5] != rec->codec || get_le16(buf + 6) != rec->members ||
                    stored != rec->stored_len || get_le32(buf + 12) != rec->raw_len))
         r = RH_ECORRUPT;
-    uint64_t sum = 0;
-    for (unsigned k = 0; r >= 0 && k < rec->members; k++) {
-        uint32_t n = get_le32(buf + RECORD_HEADER_SIZE + (size_t)k * PACK_ENTRY_SIZE + HASH_LEN);
-        sum += n;
-        if (n == 0)
-            r = RH_ECORRUPT;
-    }
-    if (r >= 0 && sum != rec->raw_len)
+    if (r >= 0 && !pack_table_ok(buf + RECORD_HEADER_SIZE, rec->members, rec->raw_len))
         r = RH_ECORRUPT;
     if (r < 0) {
         free(buf);
