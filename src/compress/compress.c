@@ -112,8 +112,24 @@ size_t compress_bound(size_t n) { return ZSTD_compressBound(n); }
 
 int compress_level_valid(int level) { return level >= 0 && level <= 19; }
 
-int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, uint8_t *ret_codec,
-                   size_t *ret_len)
+/* One zstd run at `level` on cctx; min_match > 0 replaces the level's minimum match length. */
+static size_t zstd_run(ZSTD_CCtx *cctx, int level, int min_match, void *dst, size_t cap, const void *src,
+                       size_t n)
+{
+    if (min_match == 0)
+        return ZSTD_compressCCtx(cctx, dst, cap, src, n, level);
+    size_t r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+    if (!ZSTD_isError(r))
+        r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, min_match);
+    if (!ZSTD_isError(r))
+        r = ZSTD_compress2(cctx, dst, cap, src, n);
+    /* ZSTD_compressCCtx goes by the level alone: leave nothing of this behind */
+    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+    return r;
+}
+
+static int compress_into(int level, int min_match, const void *src, size_t n, void *dst, size_t cap,
+                         uint8_t *ret_codec, size_t *ret_len)
 {
     if (level == 0) {
         *ret_codec = CODEC_RAW;
@@ -122,9 +138,9 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
     }
     cctx_set *c = get_cctx_set();
     ZSTD_CCtx *cctx = get_cctx(c, level, n);
-    size_t r = ZSTD_compressCCtx(cctx, dst, cap, src, n, level);
+    size_t r = zstd_run(cctx, level, min_match, dst, cap, src, n);
     if (ZSTD_isError(r) && cctx != c->dynamic) /* the estimate fell short: never fail on it */
-        r = ZSTD_compressCCtx(c->dynamic, dst, cap, src, n, level);
+        r = zstd_run(c->dynamic, level, min_match, dst, cap, src, n);
     if (ZSTD_isError(r))
         return -EIO;
     if (r >= n) {
@@ -137,14 +153,26 @@ int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, 
     return 0;
 }
 
-int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len)
+static int compress_inplace(int level, int min_match, void *buf, size_t n, uint8_t *ret_codec,
+                            size_t *ret_len)
 {
     size_t cap = compress_bound(n);
     uint8_t *out = thread_scratch(cap);
-    int r = compress_chunk(level, buf, n, out, cap, ret_codec, ret_len);
+    int r = compress_into(level, min_match, buf, n, out, cap, ret_codec, ret_len);
     if (r >= 0 && *ret_codec == CODEC_ZSTD)
         memcpy(buf, out, *ret_len);
     return r;
+}
+
+int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, uint8_t *ret_codec,
+                   size_t *ret_len)
+{
+    return compress_into(level, 0, src, n, dst, cap, ret_codec, ret_len);
+}
+
+int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len)
+{
+    return compress_inplace(level, 0, buf, n, ret_codec, ret_len);
 }
 
 /*
@@ -161,30 +189,8 @@ int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, s
 int compress_pack_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len)
 {
     ZSTD_compressionParameters cp = ZSTD_getCParams(level, n, 0);
-    if (level == 0 || cp.strategy > ZSTD_dfast || cp.minMatch >= PACK_MIN_MATCH)
-        return compress_chunk_inplace(level, buf, n, ret_codec, ret_len);
-    size_t cap = compress_bound(n);
-    uint8_t *out = thread_scratch(cap);
-    cctx_set *c = get_cctx_set();
-    ZSTD_CCtx *cctx = get_cctx(c, level, n);
-    size_t r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
-    if (!ZSTD_isError(r))
-        r = ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, PACK_MIN_MATCH);
-    if (!ZSTD_isError(r))
-        r = ZSTD_compress2(cctx, out, cap, buf, n);
-    /* compress_chunk goes by the level alone: leave nothing of this behind */
-    ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
-    if (ZSTD_isError(r)) /* the static workspace fell short: never fail on it */
-        return compress_chunk_inplace(level, buf, n, ret_codec, ret_len);
-    if (r >= n) {
-        *ret_codec = CODEC_RAW;
-        *ret_len = n;
-        return 0;
-    }
-    memcpy(buf, out, r);
-    *ret_codec = CODEC_ZSTD;
-    *ret_len = r;
-    return 0;
+    bool raise = level > 0 && cp.strategy <= ZSTD_dfast && cp.minMatch < PACK_MIN_MATCH;
+    return compress_inplace(level, raise ? PACK_MIN_MATCH : 0, buf, n, ret_codec, ret_len);
 }
 
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len)
