@@ -53,9 +53,8 @@ static void affected(verifier *v, const char *snap, const char *path)
 /* Decodes a pack and checks every member against its digest; the good ones join chunks_ok. */
 static int check_pack(verifier *v, const container_record *rec, const uint8_t *payload, uint8_t *scratch)
 {
-    uint32_t n;
-    const uint8_t *data = pack_data(rec, payload, &n);
-    int r = decompress_chunk(rec->codec, data, n, scratch, rec->raw_len);
+    const uint8_t *data;
+    int r = pack_decode(rec, payload, scratch, &data);
     if (r < 0)
         return r;
     /* A member that fails costs only its own files: the others still join chunks_ok. */
@@ -65,7 +64,7 @@ static int check_pack(verifier *v, const container_record *rec, const uint8_t *p
         uint8_t d[HASH_LEN];
         if ((r = pack_member(rec, payload, k, &pe)) < 0)
             return r;
-        hash_sha256(scratch + pe.offset, pe.raw_len, d);
+        hash_sha256(data + pe.offset, pe.raw_len, d);
         if (memcmp(d, pe.digest, HASH_LEN) != 0) {
             bad = RH_EDIGEST;
             continue;

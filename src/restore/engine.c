@@ -232,7 +232,7 @@ typedef struct decoded_pack {
     int err;
     container_record rec;
     const uint8_t *payload;
-    uint8_t *data;
+    const uint8_t *data;
 } decoded_pack;
 
 static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_raw)
@@ -243,13 +243,9 @@ static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_r
         int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &pk->rec, &pk->payload);
         if (r >= 0 && (pk->rec.type != RECORD_PACK || pk->rec.stored_len != nd->loc.stored_len))
             r = RH_ECORRUPT;
-        if (r >= 0) {
-            uint32_t n;
-            const uint8_t *stored = pack_data(&pk->rec, pk->payload, &n);
-            pk->data = pk->rec.codec == CODEC_RAW ? (uint8_t *)stored : thread_scratch(pk->rec.raw_len);
-            if (pk->rec.codec != CODEC_RAW)
-                r = decompress_chunk(pk->rec.codec, stored, n, pk->data, pk->rec.raw_len);
-        }
+        if (r >= 0)
+            r = pack_decode(&pk->rec, pk->payload,
+                            pk->rec.codec == CODEC_RAW ? NULL : thread_scratch(pk->rec.raw_len), &pk->data);
         pk->err = r < 0 ? r : 0;
     }
     if (pk->err < 0)

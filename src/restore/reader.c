@@ -66,20 +66,13 @@ static int load_pack(rh_store *s, const index_loc *loc, const char *path, pack_m
         return r;
     if (m->rec.type != RECORD_PACK || loc->member > m->rec.members)
         return RH_ECORRUPT;
-    uint32_t n;
-    const uint8_t *data = pack_data(&m->rec, payload, &n);
-    if (m->rec.codec == CODEC_RAW) { /* checked: n == raw_len */
-        m->data = data;
-    } else {
-        if (m->rec.raw_len > m->raw_cap) {
-            free(m->raw);
-            m->raw = xmalloc(m->rec.raw_len);
-            m->raw_cap = m->rec.raw_len;
-        }
-        if ((r = decompress_chunk(m->rec.codec, data, n, m->raw, m->rec.raw_len)) < 0)
-            return r;
-        m->data = m->raw;
+    if (m->rec.codec != CODEC_RAW && m->rec.raw_len > m->raw_cap) {
+        free(m->raw);
+        m->raw = xmalloc(m->rec.raw_len);
+        m->raw_cap = m->rec.raw_len;
     }
+    if ((r = pack_decode(&m->rec, payload, m->raw, &m->data)) < 0)
+        return r;
     m->container = loc->container;
     m->offset = loc->offset;
     m->valid = true;

@@ -692,6 +692,19 @@ const uint8_t *pack_data(const container_record *rec, const uint8_t *payload, ui
     return payload + table;
 }
 
+int pack_decode(const container_record *rec, const uint8_t *payload, uint8_t *scratch,
+                const uint8_t **ret_data)
+{
+    uint32_t n;
+    const uint8_t *data = pack_data(rec, payload, &n);
+    if (rec->codec == CODEC_RAW) { /* record_fields_valid: n == raw_len */
+        *ret_data = data;
+        return 0;
+    }
+    *ret_data = scratch;
+    return decompress_chunk(rec->codec, data, n, scratch, rec->raw_len);
+}
+
 int container_read_pack_table(const rh_store_ops *ops, void *ctx, const char *path,
                               const container_record *rec, uint8_t **ret)
 {

@@ -134,6 +134,10 @@ int container_read_record(const rh_store_ops *ops, void *ctx, const char *path, 
 int pack_member(const container_record *rec, const uint8_t *payload, unsigned k, pack_entry *ret);
 /* The stored (compressed or raw) data of a pack: what follows its member table. */
 const uint8_t *pack_data(const container_record *rec, const uint8_t *payload, uint32_t *ret_len);
+/* A checked pack's data decoded: *ret_data is the stored data itself when the pack is raw (scratch may
+ * then be NULL), else scratch (rec->raw_len bytes), decoded into. */
+int pack_decode(const container_record *rec, const uint8_t *payload, uint8_t *scratch,
+                const uint8_t **ret_data);
 /*
  * Reads the member table of pack `rec` (a footer entry or a scanned record) without its data: one read
  * of RECORD_HEADER_SIZE + members × PACK_ENTRY_SIZE bytes, whose header must repeat rec's fields. The

@@ -688,6 +688,12 @@ START_TEST(test_pack_roundtrip)
         const uint8_t *stored = pack_data(&got, payload, &dlen);
         uint8_t *dec = xmalloc(raw);
         ck_assert_int_eq(decompress_chunk(got.codec, stored, dlen, dec, raw), 0);
+        const uint8_t *decoded;
+        uint8_t *scratch = xmalloc(raw);
+        ck_assert_int_eq(pack_decode(&got, payload, scratch, &decoded), 0);
+        ck_assert_mem_eq(decoded, data, raw);
+        ck_assert(got.codec == CODEC_RAW ? decoded == stored : decoded == scratch);
+        free(scratch);
         uint32_t at = 0;
         for (unsigned k = 0; k < PACK_N; k++) {
             pack_entry pe;
