@@ -10,19 +10,39 @@
 #include "restore/reader.h"
 #include "store/container.h"
 
+/*
+ * Reads and checks the record of `stored_len` payload bytes at `offset` of container `id` of `kind` into
+ * *buf, which grows to fit (*cap is its size). The length comes from the index or a catalog: one over
+ * the record limit is corrupt before anything is allocated. A missing container is RH_ENOCONTAINER.
+ */
+static int read_record(rh_store *s, uint8_t kind, uint32_t id, uint64_t offset, uint32_t stored_len,
+                       uint8_t **buf, size_t *cap, container_record *got, const uint8_t **payload)
+{
+    if (stored_len > RECORD_LEN_MAX)
+        return RH_ECORRUPT;
+    size_t len = RECORD_HEADER_SIZE + (size_t)stored_len;
+    if (len > *cap) {
+        free(*buf);
+        *buf = xmalloc(len);
+        *cap = len;
+    }
+    char path[CONTAINER_PATH_MAX];
+    container_path(kind, id, path);
+    int r = container_read_record(s->ops, s->ctx, path, offset, stored_len, *buf, got, payload);
+    return r == -ENOENT ? RH_ENOCONTAINER : r;
+}
+
 int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret)
 {
-    char path[CONTAINER_PATH_MAX];
-    container_path(CONTAINER_STREAM, cs->container, path);
-    _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)cs->stored_len);
-    _cleanup_(freep) uint8_t *raw = xmalloc(cs->raw_len ? cs->raw_len : 1);
+    _cleanup_(freep) uint8_t *rec = NULL;
+    size_t cap = 0;
     container_record got;
     const uint8_t *payload;
-    int r = container_read_record(s->ops, s->ctx, path, cs->offset, cs->stored_len, rec, &got, &payload);
-    if (r == -ENOENT)
-        r = RH_ENOCONTAINER;
+    int r = read_record(s, CONTAINER_STREAM, cs->container, cs->offset, cs->stored_len, &rec, &cap, &got,
+                        &payload);
     if (r < 0)
         return r;
+    _cleanup_(freep) uint8_t *raw = xmalloc(cs->raw_len ? cs->raw_len : 1);
     if (got.type != RECORD_STREAM || got.raw_len != cs->raw_len || memcmp(got.digest, cs->digest, HASH_LEN))
         return RH_ECORRUPT;
     if ((r = decompress_chunk(got.codec, payload, got.stored_len, raw, got.raw_len)) < 0)
@@ -43,25 +63,15 @@ void pack_memo_clear(pack_memo *m)
 }
 
 /* Reads and decodes the pack at loc into m, unless m holds it already. */
-static int load_pack(rh_store *s, const index_loc *loc, const char *path, pack_memo *m, bool *ret_fresh)
+static int load_pack(rh_store *s, const index_loc *loc, pack_memo *m, bool *ret_fresh)
 {
     *ret_fresh = false;
     if (m->valid && m->container == loc->container && m->offset == loc->offset)
         return 0;
     m->valid = false;
-    if (loc->stored_len > RECORD_LEN_MAX) /* before allocating what a damaged index row says */
-        return RH_ECORRUPT;
-    size_t len = RECORD_HEADER_SIZE + (size_t)loc->stored_len;
-    if (len > m->buf_cap) {
-        free(m->buf);
-        m->buf = xmalloc(len);
-        m->buf_cap = len;
-    }
     const uint8_t *payload;
-    int r = container_read_record(s->ops, s->ctx, path, loc->offset, loc->stored_len, m->buf, &m->rec,
-                                  &payload);
-    if (r == -ENOENT)
-        r = RH_ENOCONTAINER;
+    int r = read_record(s, CONTAINER_DATA, loc->container, loc->offset, loc->stored_len, &m->buf, &m->buf_cap,
+                        &m->rec, &payload);
     if (r < 0)
         return r;
     if (m->rec.type != RECORD_PACK || loc->member > m->rec.members)
@@ -100,14 +110,13 @@ static void give_siblings(const pack_memo *m, unsigned skip, bool verify, reader
 }
 
 /* Member loc->member - 1 of a pack into out. */
-static int fetch_member(rh_store *s, const index_loc *loc, const char *path, const uint8_t digest[HASH_LEN],
-                        uint64_t raw_len, bool verify, uint8_t *out, pack_memo *memo,
-                        reader_sibling_fn *sibling, void *ud)
+static int fetch_member(rh_store *s, const index_loc *loc, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                        bool verify, uint8_t *out, pack_memo *memo, reader_sibling_fn *sibling, void *ud)
 {
     pack_memo local = { 0 };
     pack_memo *m = memo ? memo : &local;
     bool fresh;
-    int r = load_pack(s, loc, path, m, &fresh);
+    int r = load_pack(s, loc, m, &fresh);
     pack_entry pe;
     if (r >= 0)
         r = pack_member(&m->rec, m->buf + RECORD_HEADER_SIZE, loc->member - 1u, &pe);
@@ -137,19 +146,15 @@ int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LE
         *ret_loc = loc;
     if (loc.raw_len != raw_len)
         return RH_ECORRUPT;
-    char path[CONTAINER_PATH_MAX];
-    container_path(CONTAINER_DATA, loc.container, path);
     if (loc.member) {
-        r = fetch_member(s, &loc, path, digest, raw_len, verify, out, memo, sibling, ud);
+        r = fetch_member(s, &loc, digest, raw_len, verify, out, memo, sibling, ud);
     } else {
-        if (loc.stored_len > RECORD_LEN_MAX)
-            return RH_ECORRUPT;
-        _cleanup_(freep) uint8_t *rec = xmalloc(RECORD_HEADER_SIZE + (size_t)loc.stored_len);
+        _cleanup_(freep) uint8_t *rec = NULL;
+        size_t cap = 0;
         container_record got;
         const uint8_t *payload;
-        r = container_read_record(s->ops, s->ctx, path, loc.offset, loc.stored_len, rec, &got, &payload);
-        if (r == -ENOENT)
-            r = RH_ENOCONTAINER;
+        r = read_record(s, CONTAINER_DATA, loc.container, loc.offset, loc.stored_len, &rec, &cap, &got,
+                        &payload);
         if (r < 0)
             return r;
         if (got.type != RECORD_CHUNK || got.raw_len != raw_len || memcmp(got.digest, digest, HASH_LEN))
