@@ -392,11 +392,12 @@ static void push_around(fs *f, fuse_ino_t ino, const streammap *m, uint64_t off,
         return;
     size_t first = streammap_find(m, off), last = streammap_find(m, off + n - 1);
     uint64_t end = off + n;
+    const streammap_entry *a = &m->e[first], *z = &m->e[last];
     chunk_ref *ref;
-    if (!m->e[first].hole && m->start[first] < off && (ref = chunk_peek(f->cache, m->e[first].digest, m->e[first].length)))
+    if (!a->hole && m->start[first] < off && (ref = chunk_peek(f->cache, a->digest, a->length)))
         pusher_push(f->pusher, ino, m->start[first], ref, 0, off - m->start[first]);
-    uint64_t last_end = m->start[last] + m->e[last].length;
-    if (!m->e[last].hole && last_end > end && (ref = chunk_peek(f->cache, m->e[last].digest, m->e[last].length)))
+    uint64_t last_end = m->start[last] + z->length;
+    if (!z->hole && last_end > end && (ref = chunk_peek(f->cache, z->digest, z->length)))
         pusher_push(f->pusher, ino, m->start[last], ref, end - m->start[last], last_end - end);
 }
 

@@ -129,7 +129,8 @@ typedef struct catalog catalog;
 
 /*
  * Opens the catalog at store path `path` (e.g. "snapshots/monday.snap"), read through ops/ctx, in either
- * form (plain or packed). Reads and checks the header only (of a packed one, also its block index). RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed.
+ * form (plain or packed). Reads and checks the header only (of a packed one, also its block index).
+ * RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed.
  * A catalog handle may be used from several threads; it serializes its own reads.
  */
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret);

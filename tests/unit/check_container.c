@@ -646,8 +646,8 @@ START_TEST(test_pack_roundtrip)
     uint64_t off1, off2, off3;
     ck_assert_int_eq(container_writer_open(dctx.dirfd, CONTAINER_DATA, 0x30, test_uuid, &cw), 0);
     ck_assert_int_eq(container_writer_append(cw, RECORD_CHUNK, CODEC_RAW, digest, one, 10, 10, &off1), 0);
-    ck_assert_int_eq(container_writer_append_pack(cw, CODEC_ZSTD, PACK_N, table, z, (uint32_t)zlen, raw, &off2),
-                     0);
+    ck_assert_int_eq(
+        container_writer_append_pack(cw, CODEC_ZSTD, PACK_N, table, z, (uint32_t)zlen, raw, &off2), 0);
     ck_assert_int_eq(container_writer_append_pack(cw, CODEC_RAW, PACK_N, table, data, raw, raw, &off3), 0);
     ck_assert_int_eq(container_writer_seal(cw), 0);
     ck_assert_uint_eq(off2, off1 + RECORD_HEADER_SIZE + 10);
@@ -749,7 +749,8 @@ START_TEST(test_pack_rejects)
 
     /* A stream container takes no packs. */
     ck_assert_int_eq(container_writer_open(dctx.dirfd, CONTAINER_STREAM, 0x32, test_uuid, &cw), 0);
-    ck_assert_int_eq(container_writer_append_pack(cw, CODEC_RAW, PACK_N, table, data, raw, raw, NULL), -EINVAL);
+    ck_assert_int_eq(container_writer_append_pack(cw, CODEC_RAW, PACK_N, table, data, raw, raw, NULL),
+                     -EINVAL);
     container_writer_abort(cw);
 
     /* A record whose checksum is right but whose table does not add up to raw_len is corrupt: build

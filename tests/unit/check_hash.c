@@ -140,7 +140,8 @@ START_TEST(test_checksum2)
     uint64_t whole = hash_checksum(head, sizeof(head), p, sizeof(p));
     static const size_t cuts[] = { 0, 1, 36, 1500, 2999, 3000 };
     for (size_t i = 0; i < ARRAY_SIZE(cuts); i++)
-        ck_assert_uint_eq(hash_checksum2(head, sizeof(head), p, cuts[i], p + cuts[i], sizeof(p) - cuts[i]), whole);
+        ck_assert_uint_eq(hash_checksum2(head, sizeof(head), p, cuts[i], p + cuts[i], sizeof(p) - cuts[i]),
+                          whole);
     p[2000] ^= 1;
     ck_assert_uint_ne(hash_checksum2(head, sizeof(head), p, 36, p + 36, sizeof(p) - 36), whole);
 }
