@@ -337,8 +337,8 @@ START_TEST(test_tape_contract)
 }
 END_TEST
 
-/* Finds the record of the chunk that holds byte `off` of source file `name`. */
-static index_loc locate(const char *name, uint64_t off, uint8_t digest[HASH_LEN])
+/* The stream map of file `name` of snapshot s. */
+static streammap *file_map(const char *name)
 {
     char *cp = store_snapshot_path("s");
     catalog *c;
@@ -347,19 +347,26 @@ static index_loc locate(const char *name, uint64_t off, uint8_t digest[HASH_LEN]
     ck_assert_int_eq(catalog_lookup_path(c, name, &idx), 0);
     catalog_entry *e;
     ck_assert_int_eq(catalog_get(c, idx, &e), 0);
+    streammap *m;
+    ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+    catalog_entry_free(e);
+    catalog_close(c);
+    free(cp);
+    return m;
+}
+
+/* Finds the record of the chunk that holds byte `off` of source file `name`. */
+static index_loc locate(const char *name, uint64_t off, uint8_t digest[HASH_LEN])
+{
     rh_snapshot *sn; /* opens the store's index (store->ix), used below */
     ck_assert_int_eq(rh_snapshot_open(store, "s", &sn), 0);
     rh_snapshot_close(sn);
-    streammap *m;
-    ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+    streammap *m = file_map(name);
     size_t i = streammap_find(m, off);
     memcpy(digest, m->e[i].digest, HASH_LEN);
     index_loc loc;
     ck_assert_int_eq(index_find_chunk(store->ix, digest, &loc), 0);
     streammap_free(m);
-    catalog_entry_free(e);
-    catalog_close(c);
-    free(cp);
     return loc;
 }
 
@@ -558,15 +565,7 @@ START_TEST(test_packs)
     rh_snapshot_close(sn);
 
     /* The chunk after text's first one is in the same pack: fetching the first caches the second. */
-    char *cp = store_snapshot_path("s");
-    catalog *c;
-    ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
-    uint64_t idx;
-    ck_assert_int_eq(catalog_lookup_path(c, "text", &idx), 0);
-    catalog_entry *e;
-    ck_assert_int_eq(catalog_get(c, idx, &e), 0);
-    streammap *m;
-    ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+    streammap *m = file_map("text");
     ck_assert_uint_gt(m->n, 2);
     index_loc l1;
     ck_assert_int_eq(index_find_chunk(store->ix, m->e[1].digest, &l1), 0);
@@ -587,9 +586,6 @@ START_TEST(test_packs)
     ck_assert_uint_lt(cs.misses, m->n); /* fewer fetches than chunks */
     chunk_cache_free(cc);
     streammap_free(m);
-    catalog_entry_free(e);
-    catalog_close(c);
-    free(cp);
     free(buf);
 }
 END_TEST
@@ -680,18 +676,10 @@ START_TEST(test_cache_iov_matches_pread)
 {
     chunk_cache *cc;
     ck_assert_int_eq(chunk_cache_new(store, 256 << 10, false, &cc), 0);
-    char *cp = store_snapshot_path("s");
-    catalog *c;
-    ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
     uint8_t *want = xmalloc(1 << 20), *got = xmalloc(1 << 20);
     unsigned long long seed = 99;
     for (int fi = 0; fi < 2; fi++) {
-        uint64_t idx;
-        ck_assert_int_eq(catalog_lookup_path(c, fi ? "sparse" : "repeats", &idx), 0);
-        catalog_entry *e;
-        ck_assert_int_eq(catalog_get(c, idx, &e), 0);
-        streammap *m;
-        ck_assert_int_eq(reader_load_streammap(store, &e->stream, &m), 0);
+        streammap *m = file_map(fi ? "sparse" : "repeats");
         for (int i = 0; i < 200; i++) {
             seed = seed * 6364136223846793005ull + 1442695040888963407ull;
             uint64_t off = (seed >> 13) % (m->size + 10);
@@ -710,10 +698,8 @@ START_TEST(test_cache_iov_matches_pread)
             cache_iov_release(cc, &v);
         }
         streammap_free(m);
-        catalog_entry_free(e);
     }
-    free(want), free(got), free(cp);
-    catalog_close(c);
+    free(want), free(got);
     chunk_cache_free(cc);
 }
 END_TEST
