@@ -111,6 +111,9 @@ static void add_mount_options(struct fuse_args *args, const char *store)
     char *mopts = NULL;
     char *fsname = xasprintf("fsname=%s", store);
     fuse_opt_add_opt(&mopts, "ro");
+    /* The kernel checks every access against the backed-up owners and modes, as on the original system:
+     * without this, -o allow_other let every local user read every file of the backup. Always on. */
+    fuse_opt_add_opt(&mopts, "default_permissions");
     fuse_opt_add_opt(&mopts, "subtype=rehydratefs");
     fuse_opt_add_opt_escaped(&mopts, fsname);
     fuse_opt_add_arg(args, "-o");
