@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
@@ -108,10 +109,10 @@ int cmd_backup(int argc, char **argv)
                                            "not starting with '.', not 'latest')", cli_quote(optarg));
             break;
         case 'c': {
-            char *end;
-            long l = strtol(optarg, &end, 10);
-            if (*end || !compress_level_valid((int)l))
-                return cli_usage("backup", "--compression takes a zstd level from 0 (none) to 19");
+            uint64_t l;
+            if (parse_u64(optarg, &l) < 0 || l > INT_MAX || !compress_level_valid((int)l))
+                return cli_usage("backup", "--compression %s: expected a zstd level from 0 (none) to 19",
+                                 cli_quote(optarg));
             o.compression_level = (int)l;
             break;
         }

@@ -21,9 +21,8 @@ int cmd_init(int argc, char **argv)
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (c == 'f') {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < STORE_FORMAT_MIN || v > STORE_FORMAT_VERSION)
+            uint64_t v;
+            if (parse_u64(optarg, &v) < 0 || v < STORE_FORMAT_MIN || v > STORE_FORMAT_VERSION)
                 return cli_usage("init", "--format takes %d or %d", STORE_FORMAT_MIN, STORE_FORMAT_VERSION);
             cfg.version = (uint32_t)v;
         } else if (c == 'h') {

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -208,4 +209,62 @@ const char *fmt_bytes(uint64_t n, char out[static 16])
     else
         snprintf(out, 16, "%.1f %s", v, units[u]);
     return out;
+}
+
+/* Parses the leading decimal digits of s into *ret; returns the end, or NULL when there are none or
+ * they overflow (*overflow says which). */
+static const char *digits(const char *s, uint64_t *ret, bool *overflow)
+{
+    uint64_t v = 0;
+    const char *p = s;
+    *overflow = false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            *overflow = true;
+        else
+            v = v * 10 + d;
+    }
+    if (p == s || *overflow)
+        return NULL;
+    *ret = v;
+    return p;
+}
+
+int parse_u64(const char *s, uint64_t *ret)
+{
+    uint64_t v;
+    bool overflow;
+    const char *end = s ? digits(s, &v, &overflow) : NULL;
+    if (!end)
+        return s && overflow ? -ERANGE : -EINVAL;
+    if (*end)
+        return -EINVAL;
+    *ret = v;
+    return 0;
+}
+
+int parse_size(const char *s, uint64_t *ret)
+{
+    uint64_t v;
+    bool overflow;
+    const char *end = s ? digits(s, &v, &overflow) : NULL;
+    if (!end)
+        return s && overflow ? -ERANGE : -EINVAL;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default: break;
+    }
+    if (shift)
+        end++;
+    if (*end && strcmp(end, "B") && (!shift || strcmp(end, "iB")))
+        return -EINVAL;
+    if (shift && v > UINT64_MAX >> shift)
+        return -ERANGE;
+    *ret = v << shift;
+    return 0;
 }

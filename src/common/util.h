@@ -106,6 +106,16 @@ uint64_t cursor_le64(cursor *c);
 uint64_t now_ns(void);
 double mono_seconds(void);
 
+/*
+ * Strict parsers for numbers that people type (options, mount options). parse_u64 takes decimal digits
+ * only: no sign, no spaces, no base prefix. parse_size takes the same with an optional K, M, G or T
+ * suffix (powers of 1024), optionally followed by "B" or "iB" ("64M", "64MiB", "1G"). Both return 0,
+ * -EINVAL for anything else, or -ERANGE when the value does not fit in 64 bits; *ret is untouched on
+ * failure. Callers check the value's range themselves and say which range in their message.
+ */
+int parse_u64(const char *s, uint64_t *ret);
+int parse_size(const char *s, uint64_t *ret);
+
 /* Formats a byte count as "1.5 GiB" into out (at least 16 bytes). */
 const char *fmt_bytes(uint64_t n, char out[static 16]);
 

@@ -33,9 +33,9 @@ typedef struct options {
     char *snapshot;
     char *cache_size;
     char *kernel_readahead;
+    char *readahead;
+    char *dir_readahead;
     int verify;
-    int readahead;
-    int dir_readahead;
 } options;
 
 #define OPT(t, p) { t, offsetof(options, p), 1 }
@@ -43,8 +43,8 @@ static const struct fuse_opt opt_spec[] = {
     OPT("snapshot=%s", snapshot),
     OPT("cache_size=%s", cache_size),
     OPT("verify", verify),
-    OPT("readahead=%d", readahead),
-    OPT("dir_readahead=%d", dir_readahead),
+    OPT("readahead=%s", readahead),
+    OPT("dir_readahead=%s", dir_readahead),
     OPT("kernel_readahead=%s", kernel_readahead),
     FUSE_OPT_END,
 };
@@ -76,33 +76,44 @@ static void usage(const char *prog)
            prog);
 }
 
-static int parse_size(const char *s, size_t *ret)
+/*
+ * Every size and count a user gives is checked against a range before anything is mounted: a cache of
+ * -1 bytes was 16 EiB and aborted the daemon, one of 2^64 bytes wrapped to 0, and a kernel readahead of
+ * -1 reached the mount's read_ahead_kb as 18014398509481980.
+ */
+typedef struct num_option {
+    const char *name;
+    const char *value; /* as given, or NULL when the option was not given */
+    bool size;         /* takes K, M, G, T suffixes */
+    uint64_t min, max; /* inclusive; 0 is also accepted when zero_ok */
+    bool zero_ok;
+    const char *what; /* the range in words, for the message */
+    uint64_t *ret;    /* unchanged when the option was not given */
+} num_option;
+
+/* Parses and range-checks one numeric option; false, with a message naming it, when it is out of range
+ * or not a number. */
+static bool num_option_ok(const num_option *o)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -EINVAL;
-    switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    default: break;
+    if (!o->value)
+        return true;
+    uint64_t v;
+    int r = o->size ? parse_size(o->value, &v) : parse_u64(o->value, &v);
+    if (r == 0 && ((v >= o->min && v <= o->max) || (v == 0 && o->zero_ok))) {
+        *o->ret = v;
+        return true;
     }
-    if (*end && strcmp(end, "B") && strcmp(end, "iB"))
-        return -EINVAL;
-    *ret = (size_t)v;
-    return 0;
+    fprintf(stderr, "rehydratefs: -o %s=%s: %s %s\n", o->name, o->value,
+            r == -EINVAL ? (o->size ? "not a size; expected" : "not a whole number; expected") : "out of range; expected",
+            o->what);
+    return false;
 }
 
-/* Parses the value of -o NAME=VALUE into *ret (unchanged when the option was not given); false, with a
- * message, when it is not a size. */
-static bool size_option(const char *name, const char *value, size_t *ret)
+/* The machine's memory: the chunk cache may not be larger. */
+static uint64_t phys_memory(void)
 {
-    if (!value || parse_size(value, ret) == 0)
-        return true;
-    fprintf(stderr, "rehydratefs: %s=%s: expected a size such as 64M\n", name, value);
-    return false;
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_C(1) << 40;
 }
 
 /* Read-only at the kernel too, and the store path as the source (escaped: it may hold commas). */
@@ -279,6 +290,7 @@ static void finish_shutdown(daemon_state *d)
     uv_close((uv_handle_t *)&d->poll, NULL);
     for (size_t i = 0; i < ARRAY_SIZE(d->sig); i++)
         uv_close((uv_handle_t *)&d->sig[i], NULL);
+
     /* Lazy: open files do not keep the mount point busy. Queued jobs still reply; the loop ends when
      * the last one is done. */
     fuse_session_unmount(d->f->se);
@@ -364,13 +376,13 @@ int main(int argc, char **argv)
      * workers allocate a few buffers per read, so they hardly contend for it. */
     mallopt(M_ARENA_MAX, 1);
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
-    options o = { .readahead = 32, .dir_readahead = 32 };
+    options o = { 0 };
     struct fuse_cmdline_opts co = { 0 };
     int status = 1;
     fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };
     pthread_mutex_init(&f.log_lock, NULL);
     ofile_table_init(&f.files);
-    size_t cache_size = 32u << 20, kernel_readahead = 1u << 20;
+    uint64_t cache_size = 32u << 20, kernel_readahead = 1u << 20, readahead = 32, dir_readahead = 32;
 
     if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0 || fuse_parse_cmdline(&args, &co) < 0)
         goto out;
@@ -391,10 +403,20 @@ int main(int argc, char **argv)
         status = 2;
         goto out;
     }
-    if (!size_option("cache_size", o.cache_size, &cache_size) ||
-        !size_option("kernel_readahead", o.kernel_readahead, &kernel_readahead)) {
-        status = 2;
-        goto out;
+    const num_option nums[] = {
+        { "cache_size", o.cache_size, true, 1u << 20, phys_memory(), false,
+          "a size from 1M to this machine's memory", &cache_size },
+        { "kernel_readahead", o.kernel_readahead, true, 4u << 10, 1u << 30, true,
+          "0 (the kernel's own) or a size from 4K to 1G", &kernel_readahead },
+        { "readahead", o.readahead, false, 0, 1024, true, "a number of chunks from 0 to 1024", &readahead },
+        { "dir_readahead", o.dir_readahead, false, 0, 4096, true, "a number of files from 0 to 4096",
+          &dir_readahead },
+    };
+    for (size_t i = 0; i < ARRAY_SIZE(nums); i++) {
+        if (!num_option_ok(&nums[i])) {
+            status = 2;
+            goto out;
+        }
     }
     /* fuse_daemonize changes to "/", even in the foreground: from here on the store is absolute. */
     char *abs = realpath(o.store, NULL);
@@ -405,7 +427,7 @@ int main(int argc, char **argv)
     free(o.store);
     o.store = abs;
     f.foreground = co.foreground;
-    f.readahead = o.readahead > 0 ? (unsigned)o.readahead : 0;
+    f.readahead = (unsigned)readahead;
     int r = rh_store_open(o.store, NULL, NULL, &f.s);
     if (r < 0) {
         fprintf(stderr, "rehydratefs: %s: %s\n", o.store, rh_strerror(r));
@@ -434,7 +456,7 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    chunk_cache_new(f.s, cache_size, o.verify, &f.cache);
+    chunk_cache_new(f.s, (size_t)cache_size, o.verify, &f.cache);
 
     add_mount_options(&args, o.store);
     f.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &f);
@@ -450,8 +472,7 @@ int main(int argc, char **argv)
         openlog("rehydratefs", LOG_PID, LOG_DAEMON);
     if ((r = pusher_start(f.se, f.cache, &f.pusher)) < 0) /* after daemonizing: threads do not fork */
         fprintf(stderr, "rehydratefs: cannot start the page pusher: %s\n", strerror(-r));
-    r = run_loop(&f, co.mountpoint, kernel_readahead, cache_size,
-                 o.dir_readahead > 0 ? (unsigned)o.dir_readahead : 0);
+    r = run_loop(&f, co.mountpoint, (size_t)kernel_readahead, (size_t)cache_size, (unsigned)dir_readahead);
     pusher_free(f.pusher);
     f.pusher = NULL;
     ofile_table_free(&f.files); /* the loop has run dry: no job uses a record */
@@ -469,6 +490,7 @@ out:
     rh_store_close(f.s);
     free(co.mountpoint);
     free(o.store), free(o.snapshot), free(o.cache_size), free(o.kernel_readahead);
+    free(o.readahead), free(o.dir_readahead);
     fuse_opt_free_args(&args);
     return status;
 }

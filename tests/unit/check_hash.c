@@ -217,6 +217,43 @@ START_TEST(test_cursor_bounds)
 }
 END_TEST
 
+START_TEST(test_parse_numbers)
+{
+    uint64_t v = 7;
+    ck_assert_int_eq(parse_u64("0", &v), 0);
+    ck_assert_uint_eq(v, 0);
+    ck_assert_int_eq(parse_u64("18446744073709551615", &v), 0);
+    ck_assert_uint_eq(v, UINT64_MAX);
+    v = 7;
+    ck_assert_int_eq(parse_u64("18446744073709551616", &v), -ERANGE);
+    ck_assert_int_eq(parse_u64("-1", &v), -EINVAL);
+    ck_assert_int_eq(parse_u64("+1", &v), -EINVAL);
+    ck_assert_int_eq(parse_u64(" 1", &v), -EINVAL);
+    ck_assert_int_eq(parse_u64("", &v), -EINVAL);
+    ck_assert_int_eq(parse_u64("12x", &v), -EINVAL);
+    ck_assert_int_eq(parse_u64("0x10", &v), -EINVAL);
+    ck_assert_uint_eq(v, 7); /* untouched on failure */
+
+    ck_assert_int_eq(parse_size("64M", &v), 0);
+    ck_assert_uint_eq(v, 64u << 20);
+    ck_assert_int_eq(parse_size("64MiB", &v), 0);
+    ck_assert_uint_eq(v, 64u << 20);
+    ck_assert_int_eq(parse_size("1gB", &v), 0);
+    ck_assert_uint_eq(v, 1u << 30);
+    ck_assert_int_eq(parse_size("2T", &v), 0);
+    ck_assert_uint_eq(v, UINT64_C(2) << 40);
+    ck_assert_int_eq(parse_size("4096", &v), 0);
+    ck_assert_uint_eq(v, 4096);
+    ck_assert_int_eq(parse_size("17179869184G", &v), -ERANGE); /* 2^64: wrapped to 0 before */
+    ck_assert_int_eq(parse_size("16777215T", &v), 0);
+    ck_assert_int_eq(parse_size("16777216T", &v), -ERANGE);
+    ck_assert_int_eq(parse_size("-1", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("1X", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("1iB", &v), -EINVAL);
+    ck_assert_int_eq(parse_size("M", &v), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_atomic_write_never_replaces)
 {
     char *dir = test_mkdtemp();
@@ -294,6 +331,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_compress_pack);
     tcase_add_test(tc, test_digest_set);
     tcase_add_test(tc, test_cursor_bounds);
+    tcase_add_test(tc, test_parse_numbers);
     tcase_add_test(tc, test_atomic_write_never_replaces);
     tcase_add_test(tc, test_strerror);
     tcase_add_test(tc, test_store_identity);
