@@ -3,7 +3,8 @@
  *
  * The FUSE session is driven by a libuv loop: a uv_poll_t on the session fd receives requests and
  * dispatches them (fs.c queues a job per request on the thread pool, which replies); uv_signal_t
- * handles SIGINT and SIGTERM (unmount and exit) and SIGHUP (pick up snapshots made since the mount).
+ * handles SIGINT and SIGTERM (unmount and exit); new snapshots are picked up as they appear (see
+ * snap_watch below; SIGHUP asks for a rescan too).
  * Shutdown, whatever starts it (a signal, or fusermount3 -u making the session fd report ENODEV):
  * stop receiving, unmount lazily, let every queued job finish and reply, close every handle, then
  * destroy the session, which closes /dev/fuse so that anything still waiting gets ENOTCONN.
@@ -236,11 +237,31 @@ static void ra_tune_work(uv_work_t *w)
 
 static void ra_tune_done(uv_work_t *w, int status) { (void)w, (void)status; }
 
+/*
+ * New snapshots appear in a running mount without a signal. Two watchers on STORE/snapshots: inotify
+ * (uv_fs_event_t) says at once when a backup renames its catalog in; a stat every second (uv_fs_poll_t)
+ * covers stores on file systems where inotify sees nothing (NFS, other FUSE mounts). Either one queues
+ * a rescan on the thread pool: listing the directory and opening the new catalogs is I/O, and the
+ * kernel invalidations that follow may wait for a lookup that only the loop thread can answer (the
+ * kernel holds the root's lock while it waits), so none of it may run on the loop thread. One rescan
+ * runs at a time; an event during it asks for another. Snapshots are only ever appended to the table:
+ * what an open snapshot shows never changes.
+ */
+typedef struct snap_watch {
+    uv_fs_event_t event;
+    uv_fs_poll_t poll;
+    uv_work_t work;
+    bool event_on, poll_on;
+    bool running, again; /* loop thread only */
+    int added;           /* written by the rescan, read in its after-work callback */
+} snap_watch;
+
 typedef struct daemon_state {
     fs *f;
     uv_poll_t poll;
     uv_signal_t sig[3];
     uv_timer_t drain;
+    snap_watch watch;
     struct fuse_buf fbuf;
     bool draining, stopping;
     double drain_deadline;
@@ -290,7 +311,10 @@ static void finish_shutdown(daemon_state *d)
     uv_close((uv_handle_t *)&d->poll, NULL);
     for (size_t i = 0; i < ARRAY_SIZE(d->sig); i++)
         uv_close((uv_handle_t *)&d->sig[i], NULL);
-
+    if (d->watch.event_on)
+        uv_close((uv_handle_t *)&d->watch.event, NULL);
+    if (d->watch.poll_on)
+        uv_close((uv_handle_t *)&d->watch.poll, NULL);
     /* Lazy: open files do not keep the mount point busy. Queued jobs still reply; the loop ends when
      * the last one is done. */
     fuse_session_unmount(d->f->se);
@@ -317,6 +341,83 @@ static void on_readable(uv_poll_t *p, int status, int events)
     }
 }
 
+/* On the pool: picks up new snapshots and tells the kernel that the root's listing and "latest" changed. */
+static void rescan_work(uv_work_t *w)
+{
+    daemon_state *d = w->data;
+    fs *f = d->f;
+    int added = d->watch.added = load_snapshots(f, !f->foreground);
+    if (added <= 0 || f->single >= 0)
+        return;
+    fuse_lowlevel_notify_inval_inode(f->se, FS_INO_ROOT, 0, 0);
+    fuse_lowlevel_notify_inval_entry(f->se, FS_INO_ROOT, "latest", 6);
+    /* The link's target is cached with its inode (FUSE_CAP_CACHE_SYMLINKS), which the kernel may keep after
+     * the entry is dropped; "one" -> "two" would not even change its size. */
+    fuse_lowlevel_notify_inval_inode(f->se, FS_INO_LATEST, 0, 0);
+}
+
+static void start_rescan(daemon_state *d);
+
+static void rescan_done(uv_work_t *w, int status)
+{
+    daemon_state *d = w->data;
+    d->watch.running = false;
+    if (d->f->foreground && d->watch.added > 0)
+        fprintf(stderr, "rehydratefs: %d new snapshot%s\n", d->watch.added, d->watch.added == 1 ? "" : "s");
+    if (d->watch.again) {
+        d->watch.again = false;
+        start_rescan(d);
+    }
+}
+
+static void start_rescan(daemon_state *d)
+{
+    if (d->stopping)
+        return;
+    if (d->watch.running) {
+        d->watch.again = true;
+        return;
+    }
+    d->watch.running = true;
+    d->watch.work.data = d;
+    uv_queue_work(d->f->loop, &d->watch.work, rescan_work, rescan_done);
+}
+
+static void on_snapdir_event(uv_fs_event_t *h, const char *name, int events, int status)
+{
+    /* Only a catalog's arrival matters; a writer's temp files come and go unseen. A NULL name (the
+     * kernel's queue overflowed) could be anything. */
+    size_t n = name ? strlen(name) : 0;
+    if (!name || (n > 5 && !strcmp(name + n - 5, ".snap")))
+        start_rescan(h->data);
+}
+
+static void on_snapdir_poll(uv_fs_poll_t *h, int status, const uv_stat_t *prev, const uv_stat_t *curr)
+{
+    if (status == 0)
+        start_rescan(h->data);
+}
+
+/* Starts both watchers (each is optional: a failure only costs that way of noticing). */
+static void watch_snapshots(daemon_state *d, uv_loop_t *loop)
+{
+    if (d->f->single >= 0)
+        return; /* one snapshot as the root: nothing new can appear */
+    _cleanup_(freep) char *dir = xasprintf("%s/snapshots", d->f->s->path);
+    snap_watch *w = &d->watch;
+    if (uv_fs_event_init(loop, &w->event) == 0) {
+        w->event.data = d;
+        w->event_on = true;
+        if (uv_fs_event_start(&w->event, on_snapdir_event, dir, 0) < 0 && d->f->foreground)
+            fprintf(stderr, "rehydratefs: %s: cannot watch for new snapshots; polling once a second\n", dir);
+    }
+    if (uv_fs_poll_init(loop, &w->poll) == 0) {
+        w->poll.data = d;
+        w->poll_on = true;
+        uv_fs_poll_start(&w->poll, on_snapdir_poll, dir, 1000);
+    }
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     daemon_state *d = s->data;
@@ -324,13 +425,7 @@ static void on_signal(uv_signal_t *s, int signum)
         shutdown_daemon(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
         return;
     }
-    int added = load_snapshots(d->f, !d->f->foreground);
-    if (added > 0) /* the root's listing and the "latest" link changed */
-        fuse_lowlevel_notify_inval_inode(d->f->se, FS_INO_ROOT, 0, 0);
-    if (added > 0 && d->f->single < 0)
-        fuse_lowlevel_notify_inval_entry(d->f->se, FS_INO_ROOT, "latest", 6);
-    if (d->f->foreground)
-        fprintf(stderr, "rehydratefs: SIGHUP: %d new snapshot%s\n", added < 0 ? 0 : added, added == 1 ? "" : "s");
+    start_rescan(d); /* still a way to ask, where neither watcher sees the store change */
 }
 
 static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead, size_t cache_size,
@@ -355,6 +450,7 @@ static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead, size
         d.sig[i].data = &d;
         uv_signal_start(&d.sig[i], on_signal, sigs[i]);
     }
+    watch_snapshots(&d, &loop);
     ra_tune ra = { .mountpoint = mountpoint, .bytes = kernel_readahead, .verbose = f->foreground };
     if (kernel_readahead)
         uv_queue_work(&loop, &ra.work, ra_tune_work, ra_tune_done);
