@@ -12,7 +12,18 @@
  * call fails. Destructors accept NULL.
  *
  * This header is the reference manual: each declaration says who owns what it returns, and which thread
- * calls each callback.
+ * calls each callback. The man pages (rh_store_open(3), rh_restore_files(3), rh_file_open(3)) say the
+ * same at more length, with complete examples.
+ *
+ * Compatibility: within one major version (the soname), functions are only added, the members of
+ * rh_store_ops are only appended (see RH_STORE_OPS_VERSION), and no documented behaviour changes.
+ * Compare RH_VERSION_NUMBER (the header's) with rh_version_number() (the library's) to find out at run
+ * time what the library knows.
+ *
+ * The library never prints, never exits, never aborts on bad input or I/O errors, and never calls a
+ * callback from a thread the application did not expect (see rh_store_ops).
+ *
+ * SPDX-License-Identifier: BSD-2-Clause (see LICENSE).
  */
 #ifndef REHYDRATE_REHYDRATE_H
 #define REHYDRATE_REHYDRATE_H
@@ -64,8 +75,11 @@ enum {
  */
 RH_EXPORT const char *rh_strerror(int code);
 
-/* The library's version string, e.g. "0.1.0"; compare with RH_VERSION_STRING at compile time. */
+/* The library's version: its string ("0.2.0"; static, never free it) and its comparable number
+ * (MAJOR * 10000 + MINOR * 100 + PATCH), to compare with RH_VERSION_STRING and RH_VERSION_NUMBER of the
+ * header the application was compiled against. */
 RH_EXPORT const char *rh_version(void);
+RH_EXPORT unsigned rh_version_number(void);
 
 typedef struct rh_store rh_store;
 typedef struct rh_extent {
@@ -79,24 +93,36 @@ typedef struct rh_container_extent {
 /*
  * The backup-store callback table, our counterpart of IDedupReadFileCallback. Paths are relative to the
  * store root and use '/' ("rehydrate.store", "containers/data/00000003.ctr", "snapshots/monday.snap").
- * Callbacks are called on the thread that called the rh_ function that needs them. An rh_store, and the
- * snapshots and files opened from it, may be used by one thread at a time (like an SQLite connection):
- * callers that share one across threads serialize their calls, and callbacks are then never called
- * concurrently. The table must outlive the store; `ctx` is passed back unchanged.
+ *
+ * Threads: every callback is called on the thread that called the rh_ function that needs it, never on
+ * a thread of the library's own (rh_restore_files decompresses and writes on worker threads, but reads
+ * only on the caller's). An rh_store, and the snapshots and files opened from it, may be used by one
+ * thread at a time (like an SQLite connection): callers that share one across threads serialize their
+ * calls, and callbacks are then never called concurrently, nor reentered from inside a callback.
+ * Applications that open several rh_stores over the same ctx get calls from each store's thread.
+ *
+ * Lifetime: the table and ctx must outlive the store; `ctx` is passed back unchanged.
+ *
+ * Growth: `version` says which members the application filled in. A later library appends members
+ * (never reorders, removes or changes one) and raises RH_STORE_OPS_VERSION; it reads a member only when
+ * the table's version is high enough to have it, so a table compiled against an older header keeps
+ * working. A version of 0, or higher than the library knows, is refused by rh_store_open with -EINVAL.
  */
 #define RH_STORE_OPS_VERSION 1
 typedef struct rh_store_ops {
-    unsigned version; /* RH_STORE_OPS_VERSION */
+    unsigned version; /* RH_STORE_OPS_VERSION of the header the table was written against */
     /* ReadBackupFile: read exactly `size` bytes at `offset` of the store file `path`. Returns 0, or a
      * negative code: -ENOENT when the file does not exist, -EIO or any other on failure. A short read
      * (the file ends before offset+size) is an error, not a partial success. Required. */
     int (*read)(void *ctx, const char *path, uint64_t offset, void *buf, size_t size);
     /* OrderContainersRestore: the engine names every container that it needs; the application may set
-     * *ret_plan to a malloc'd array of extents in the order it wants them read (container_index indexes
-     * `paths`; length UINT64_MAX means "to the end"), which the engine frees, or leave it NULL to accept
-     * the engine's own order. Called once for stream-map containers and once for data containers (when
-     * any is needed). Containers the plan leaves out are read after those it names; a negative return
-     * fails every file of this call. Optional (NULL). */
+     * *ret_plan to an array of *ret_len extents, allocated with rh_plan_alloc(), in the order it wants
+     * them read (container_index indexes `paths`; length UINT64_MAX means "to the end"), or leave it
+     * NULL to accept the engine's own order. The plan then belongs to the engine, which frees it with
+     * rh_plan_free(), also when the callback fails. `paths` is valid during the call only. Called once
+     * for stream-map containers and once for data containers (when any is needed). Containers the plan
+     * leaves out are read after those it names; a negative return fails every file of this call.
+     * Optional (NULL). */
     int (*order_containers)(void *ctx, size_t n, const char *const *paths,
                             rh_container_extent **ret_plan, size_t *ret_len);
     /* PreviewContainerRead: called before the reads of a container, with the extents that will be read
@@ -113,6 +139,15 @@ typedef struct rh_store_ops {
 RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store);
 RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
 
+/*
+ * The memory of a read plan (order_containers): rh_plan_alloc returns room for n extents (NULL when it
+ * cannot, or when n is 0 or too large), from the allocator the library frees it with; rh_plan_free
+ * releases it (NULL is a no-op). An application that allocated a plan and then does not hand it over
+ * frees it with rh_plan_free.
+ */
+RH_EXPORT rh_container_extent *rh_plan_alloc(size_t n);
+RH_EXPORT void rh_plan_free(rh_container_extent *plan);
+
 /* ---- Restoring files: the counterpart of IDedupBackupSupport::RestoreFiles ---- */
 
 #define RH_RESTORE_MAX_FILES 10000
@@ -128,14 +163,20 @@ RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
  * `results` (may be NULL) gets one code per path: 0, RH_NOT_A_STUB (the file has no reparse point; it is
  * left alone), or a negative code (RH_ECORRUPT, RH_ECHECKSUM, RH_EDIGEST, RH_ENOCONTAINER, RH_ENOCHUNK,
  * RH_EWRONGSTORE, a negated errno, ...) that rh_strerror explains; a failed file keeps its xattr and may
- * be retried. Returns 0 when no file failed (RH_NOT_A_STUB is not a failure), RH_EPARTIAL when some
- * files failed and others did not, otherwise (every file failed) the first path's error. More than RH_RESTORE_MAX_FILES paths or an unknown flag bit: -EINVAL, and nothing
- * is touched.
+ * be retried.
+ *
+ * Returns 0 when no file failed (RH_NOT_A_STUB is not a failure), RH_EPARTIAL when some files failed
+ * and others did not, otherwise (every file failed) the first path's error. The failure contract:
+ * -EINVAL (store NULL, paths NULL with n > 0, a NULL path, more than RH_RESTORE_MAX_FILES paths, an
+ * unknown flag bit) is returned before anything is read or touched, and `results` is left untouched;
+ * on every other return, every element of `results` has been written, so a caller never reads a
+ * stale code (a failure before any file could be looked at, such as an unreadable index, is that
+ * failure in every element).
  *
  * Every store file is read through the store's callbacks, on the calling thread: first
  * order_containers for the stream-map containers, then for each of them (in the returned order)
  * preview and the reads of its records; then the same for the data containers. Each container is read
- * once per call, in coalesced reads of up to 8 MiB; a chunk that occurs in many files, or many times in
+ * once per call, in coalesced reads of up to 4 MiB; a chunk that occurs in many files, or many times in
  * one, is decompressed once and written with pwrite to every place it belongs. Decompression and writing
  * run on libuv's thread pool (UV_THREADPOOL_SIZE threads), never inside a callback.
  */

@@ -29,3 +29,4 @@ RH_EXPORT const char *rh_strerror(int code)
 }
 
 RH_EXPORT const char *rh_version(void) { return RH_VERSION_STRING; }
+RH_EXPORT unsigned rh_version_number(void) { return RH_VERSION_NUMBER; }

@@ -45,10 +45,23 @@ RH_EXPORT int rh_restore_files(rh_store *store, size_t n, const char *const *pat
             return -EINVAL;
     index_t *ix;
     int r = store_index(store, &ix);
-    if (r < 0)
+    if (r < 0) { /* the contract: past the argument checks, every result is written */
+        for (size_t i = 0; results && i < n; i++)
+            results[i] = r;
         return r;
+    }
     return engine_restore(store, ix, n, paths, flags, results);
 }
+
+/* A plan is an array of plain structs; the library's malloc and free are the matching pair. */
+RH_EXPORT rh_container_extent *rh_plan_alloc(size_t n)
+{
+    if (n == 0 || n > SIZE_MAX / sizeof(rh_container_extent))
+        return NULL;
+    return malloc(n * sizeof(rh_container_extent));
+}
+
+RH_EXPORT void rh_plan_free(rh_container_extent *plan) { free(plan); }
 
 RH_EXPORT int rh_snapshot_open(rh_store *store, const char *name, rh_snapshot **ret_snapshot)
 {

@@ -402,7 +402,7 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
         r = e->s->ops->order_containers(e->s->ctx, nids, pp, &plan, &plan_len);
     if (r >= 0)
         r = apply_plan(e, order, n, ids, nids, plan, plan ? plan_len : 0);
-    free(plan);
+    rh_plan_free(plan);
     if (r < 0)
         goto out;
     sort_array(order, n, sizeof(*order), cmp_need_rank);

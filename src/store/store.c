@@ -266,7 +266,7 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
 {
     if (!path || !ret_store)
         return -EINVAL;
-    if (ops && (ops->version < 1 || !ops->read))
+    if (ops && (ops->version < 1 || ops->version > RH_STORE_OPS_VERSION || !ops->read))
         return -EINVAL;
     rh_store *s = xcalloc(1, sizeof(*s));
     s->path = xstrdup(path);

@@ -246,7 +246,8 @@ static int tape_order(void *ctx, size_t n, const char *const *paths, rh_containe
     snprintf(e.path, sizeof(e.path), "%s", n ? paths[0] : "");
     record(t, e);
     /* Tape order: the reverse of the engine's, whole containers. */
-    rh_container_extent *plan = xcalloc(n, sizeof(*plan));
+    rh_container_extent *plan = rh_plan_alloc(n);
+    ck_assert_ptr_nonnull(plan);
     int k = t->calls < 2 ? t->calls : 1;
     for (size_t i = 0; i < n; i++) {
         plan[i] = (rh_container_extent){ (uint32_t)(n - 1 - i), 0, UINT64_MAX };
@@ -465,14 +466,44 @@ START_TEST(test_missing_container)
 }
 END_TEST
 
+/* The header's version macros and the library agree; a table newer than the library is refused. */
+START_TEST(test_versions)
+{
+    ck_assert_uint_eq(rh_version_number(), RH_VERSION_NUMBER);
+    ck_assert_str_eq(rh_version(), RH_VERSION_STRING);
+    char want[32];
+    snprintf(want, sizeof(want), "%d.%d.%d", RH_VERSION_MAJOR, RH_VERSION_MINOR, RH_VERSION_PATCH);
+    ck_assert_str_eq(rh_version(), want);
+    ck_assert_uint_eq(RH_VERSION_NUMBER, RH_VERSION_MAJOR * 10000 + RH_VERSION_MINOR * 100 + RH_VERSION_PATCH);
+    rh_store_ops future = tape_ops;
+    future.version = RH_STORE_OPS_VERSION + 1;
+    rh_store *s = (rh_store *)&future; /* untouched on failure */
+    ck_assert_int_eq(rh_store_open("x", &future, NULL, &s), -EINVAL);
+    ck_assert_ptr_eq(s, (rh_store *)&future);
+    future.version = 0;
+    ck_assert_int_eq(rh_store_open("x", &future, NULL, &s), -EINVAL);
+    ck_assert_ptr_null(rh_plan_alloc(0));
+    ck_assert_ptr_null(rh_plan_alloc(SIZE_MAX / 2));
+    rh_container_extent *plan = rh_plan_alloc(3);
+    ck_assert_ptr_nonnull(plan);
+    rh_plan_free(plan);
+    rh_plan_free(NULL);
+}
+END_TEST
+
 START_TEST(test_refusals)
 {
     char *p = make_stub("small");
     const char **many = xcalloc(RH_RESTORE_MAX_FILES + 1, sizeof(*many));
     for (size_t i = 0; i <= RH_RESTORE_MAX_FILES; i++)
         many[i] = p;
+    int untouched[2] = { 12345, 12345 };
     ck_assert_int_eq(rh_restore_files(store, RH_RESTORE_MAX_FILES + 1, many, 0, NULL), -EINVAL);
-    ck_assert_int_eq(rh_restore_files(store, 1, many, 0x80, NULL), -EINVAL);
+    ck_assert_int_eq(rh_restore_files(store, 1, many, 0x80, untouched), -EINVAL);
+    const char *with_null[2] = { p, NULL };
+    ck_assert_int_eq(rh_restore_files(store, 2, with_null, 0, untouched), -EINVAL);
+    ck_assert_int_eq(untouched[0], 12345); /* the contract: -EINVAL leaves results alone */
+    ck_assert_int_eq(untouched[1], 12345);
     ck_assert(has_xattr(p)); /* nothing was touched */
     /* a plain file is not a stub; a directory neither */
     char *plain = pathf(target, "plain");
@@ -716,6 +747,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_verify_flag_checks_digests);
     tcase_add_test(tc, test_missing_container);
     tcase_add_test(tc, test_refusals);
+    tcase_add_test(tc, test_versions);
     tcase_add_test(tc, test_lazy_reads);
     tcase_add_test(tc, test_cache_iov_matches_pread);
     tcase_add_test(tc, test_packs);
