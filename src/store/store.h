@@ -68,6 +68,12 @@ int store_read(rh_store *s, const char *path, uint64_t off, void *buf, size_t le
 /* Takes the store's exclusive writer lock (flock on STORE/lock, non-blocking); the fd holds it. -EBUSY
  * when another process holds it. */
 int store_lock(rh_store *s, int *ret_fd);
+/*
+ * Removes the temp files that writers killed mid-way left behind (stale.c): temp containers and
+ * catalogs, which only a holder of the store lock writes (so the caller must hold it), and a temp
+ * identity file whose creating process is gone. *ret_removed (may be NULL) gets how many.
+ */
+int store_remove_stale_temps(rh_store *s, size_t *ret_removed);
 /* The next unused container id of `kind` (one more than the highest id of a committed or temp file). */
 int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id);
 /* Every committed container (id, kind, size), sorted by kind then id. A store behind callbacks is
