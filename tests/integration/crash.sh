@@ -2,7 +2,8 @@
 # Integration test of what crashed writers leave behind: temp containers, catalogs and identity files
 # that a killed backup (or store creation) left in a store are removed by the next backup and by
 # reindex, but only under the store lock, and never a file that a live process may still own or a
-# snapshot whose name merely looks like a temp name.
+# snapshot whose name merely looks like a temp name; the temp stubs that a restore killed in phase 1
+# left in its target are removed by --resume and --force and never end up in the restored tree.
 . "$(dirname "$0")/../lib.sh"
 
 rh() { "$REHYDRATE" "$@"; }
@@ -14,6 +15,9 @@ r = random.Random(3)
 for i in range(6):
     with open(os.path.join(sys.argv[1], f'f{i}.bin'), 'wb') as f:
         f.write(r.randbytes(500000))
+os.mkdir(os.path.join(sys.argv[1], 'd'))
+with open(os.path.join(sys.argv[1], 'd', 'g.bin'), 'wb') as f:
+    f.write(r.randbytes(300000))
 PY
 STORE=$WORK/store
 rh backup "$STORE" "$SRC" --name one -q
@@ -68,5 +72,36 @@ echo "# left by the killed backup: $(cd "$STORE" && find . -name '*.tmp.*' | tr 
 check "a backup after one killed with SIGKILL succeeds" rh backup "$STORE" "$SRC" --name three -q
 check "... and leaves no temp file in the store" [ -z "$(cd "$STORE" && find . -name '*.tmp.*' ! -name 'a.snap.tmp.1.2.snap')" ]
 check "verify passes afterwards" bash -c "'$REHYDRATE' verify '$STORE' >/dev/null"
+
+# ---- temp stubs of a restore killed in phase 1 ----
+# A stub is made as an empty 0600 file ".rh-stub.XXXXXXXX", given its reparse point, sized, renamed: a
+# kill leaves the temp file empty without the attribute, or with it.
+plant_stubs() { # TARGET
+    (umask 077; : >"$1/.rh-stub.0badf00d"; : >"$1/d/.rh-stub.12345678"; : >"$1/.rh-stub.aaaa0001")
+    [ -s "$WORK/rp" ] || getfattr -h -n user.rehydrate.reparse -e hex "$1/f1.bin" 2>/dev/null |
+        sed -n 's/^user.rehydrate.reparse=//p' >"$WORK/rp"
+    setfattr -h -n user.rehydrate.reparse -v "$(cat "$WORK/rp")" "$1/.rh-stub.aaaa0001"
+    truncate -s 500000 "$1/.rh-stub.aaaa0001"
+    echo "not ours" >"$1/.rh-stub.cafe0001"   # a user's file that only looks like a temp name
+}
+no_temps() { [ -z "$(find "$1" -name '.rh-stub.*' ! -name '.rh-stub.cafe0001')" ]; }
+same_tree() { diff -r -x .rh-stub.cafe0001 "$SRC" "$1" >/dev/null; }
+T=$WORK/t1
+rh restore "$STORE" one "$T" --stubs-only -q
+plant_stubs "$T"
+check "--resume after a restore killed in phase 1 succeeds" rh restore "$STORE" one "$T" --resume -q
+check "... removes the temp stubs it left (empty, and with a reparse point)" no_temps "$T"
+check "... and gives the exact tree" same_tree "$T"
+check "... keeping a file that only looks like a temp stub" [ "$(cat "$T/.rh-stub.cafe0001")" = "not ours" ]
+plant_stubs "$T"
+check "a fresh restore (--force) into the same target succeeds" rh restore "$STORE" one "$T" --force -q
+check "... removes the temp stubs" no_temps "$T"
+check "... and gives the exact tree" same_tree "$T"
+T=$WORK/t2
+rh restore "$STORE" one "$T" f1.bin --stubs-only -q
+mkdir "$T/d"; plant_stubs "$T"; rm -r "$T/d"
+check "--resume of a subtree restore removes the temp stubs in the target itself" bash -c \
+    "'$REHYDRATE' restore '$STORE' one '$T' f1.bin --resume -q && [ -z \"\$(find '$T' -name '.rh-stub.*' ! -name '.rh-stub.cafe0001')\" ]"
+check "... and restores the file" cmp "$SRC/f1.bin" "$T/f1.bin"
 
 finish
