@@ -57,6 +57,13 @@ int store_config_decode(const uint8_t in[STORE_IDENTITY_SIZE], store_config *ret
  * something else.
  */
 int store_create(const char *path, const store_config *cfg);
+/*
+ * For a `path` where store_create found a directory that is not empty: waits (up to timeout_ms) while
+ * another process is creating a store there (it holds the lock file). 0 once a store exists, -EBUSY
+ * if the creator has not finished in time, -ENOTEMPTY if nobody is creating one (the directory holds
+ * something else, or a creation that was interrupted).
+ */
+int store_await_creation(const char *path, unsigned timeout_ms);
 /* True when `path` is a directory that holds a rehydrate.store file. */
 bool store_exists(const char *path);
 
