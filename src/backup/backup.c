@@ -357,7 +357,8 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
         return r;
     /* Under the lock, every temp container or catalog is a crashed writer's: none is ours yet. */
     if ((r = store_remove_stale_temps(s, NULL)) < 0 && o->note) {
-        _cleanup_(freep) char *msg = xasprintf("%s: cannot remove stale temp files: %s", s->path, rh_strerror(r));
+        _cleanup_(freep) char *msg =
+            xasprintf("%s: cannot remove stale temp files: %s", s->path, rh_strerror(r));
         o->note(msg);
     }
 

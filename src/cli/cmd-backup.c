@@ -163,7 +163,8 @@ int cmd_backup(int argc, char **argv)
         if (r == RH_EEXIST)
             r = 0;
         if (r == -EBUSY) {
-            cli_error("%s: another backup is creating a store there and has not finished in 30 s", cli_quote(store));
+            cli_error("%s: another backup is creating a store there and has not finished in 30 s",
+                      cli_quote(store));
             return EXIT_FAIL;
         }
         if (r < 0) {

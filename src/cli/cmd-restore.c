@@ -241,7 +241,8 @@ static int check_subtrees(catalog *cat, const char *snapname, const char *const 
         for (const char *c = p; *c;) {
             size_t len = strcspn(c, "/");
             if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-                return cli_usage("restore", "%s: a PATH may not contain '.' or '..' components", cli_quote(p));
+                return cli_usage("restore", "%s: a PATH may not contain '.' or '..' components",
+                                 cli_quote(p));
             c += len;
             c += *c == '/';
         }

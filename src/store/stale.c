@@ -58,7 +58,8 @@ static bool is_store_temp(const char *dir, const char *name, long *ret_pid)
     if (strcmp(dir, "snapshots") == 0)
         return ends_with(name, (size_t)stem, ".snap") || ends_with(name, (size_t)stem, ".snap.plain");
     if (strcmp(dir, ".") == 0)
-        return (size_t)stem == strlen(STORE_IDENTITY_FILE) && memcmp(name, STORE_IDENTITY_FILE, (size_t)stem) == 0;
+        return (size_t)stem == strlen(STORE_IDENTITY_FILE) &&
+               memcmp(name, STORE_IDENTITY_FILE, (size_t)stem) == 0;
     /* a container directory: "%08x.ctr" */
     if (stem != 12 || strncmp(name + 8, ".ctr", 4) != 0)
         return false;
