@@ -272,26 +272,6 @@ static void default_name(rh_store *s, char out[256])
     }
 }
 
-/* Removes temp containers left by a backup that crashed: no snapshot can refer to them, because a
- * container is renamed into place before any catalog that uses it is written. Called under the lock. */
-static void remove_stale_temps(rh_store *s)
-{
-    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM; kind++) {
-        int dfd = openat(s->rootfd, container_dir(kind), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-            continue;
-        char **names;
-        size_t n;
-        if (walk_list_dir(dfd, &names, &n) == 0) {
-            for (size_t i = 0; i < n; i++)
-                if (strstr(names[i], ".ctr.tmp"))
-                    unlinkat(dfd, names[i], 0);
-            walk_free_names(names, n);
-        }
-        close(dfd);
-    }
-}
-
 static int run(backup *b, const char *src, int srcfd, const struct stat *srcst)
 {
     rh_store *s = b->s;
@@ -375,7 +355,12 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     int r = store_lock(s, &lockfd);
     if (r < 0)
         return r;
-    remove_stale_temps(s);
+    /* Under the lock, every temp container or catalog is a crashed writer's: none is ours yet. */
+    if ((r = store_remove_stale_temps(s, NULL)) < 0 && o->note) {
+        _cleanup_(freep) char *msg =
+            xasprintf("%s: cannot remove stale temp files: %s", s->path, rh_strerror(r));
+        o->note(msg);
+    }
 
     backup b = {
         .s = s,

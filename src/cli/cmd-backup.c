@@ -157,12 +157,23 @@ int cmd_backup(int argc, char **argv)
         store_config cfg;
         store_config_default(&cfg);
         int r = store_create(store, &cfg);
+        bool made = r == 0;
+        /* Another backup may be creating the store right now: wait for it, then back up into it. */
+        if (r == -ENOTEMPTY)
+            r = store_await_creation(store, 30000);
+        if (r == RH_EEXIST)
+            r = 0;
+        if (r == -EBUSY) {
+            cli_error("%s: another backup is creating a store there and has not finished in 30 s",
+                      cli_quote(store));
+            return EXIT_FAIL;
+        }
         if (r < 0) {
             cli_error("%s: not a store, and cannot create one there: %s", cli_quote(store),
                       r == -ENOTEMPTY ? "the directory is not empty" : rh_strerror(r));
             return EXIT_FAIL;
         }
-        if (!u.quiet && !u.json)
+        if (made && !u.quiet && !u.json)
             printf("created store %s\n", store);
     }
     rh_store *s;

@@ -27,6 +27,9 @@ int cmd_reindex(int argc, char **argv)
         rh_store_close(s);
         return EXIT_FAIL;
     }
+    /* Under the lock, every temp container or catalog is a crashed backup's. */
+    if ((r = store_remove_stale_temps(s, NULL)) < 0)
+        cli_error("%s: cannot remove stale temp files: %s", cli_quote(s->path), rh_strerror(r));
     char *path = store_index_path(s);
     uint64_t chunks = 0, streams = 0;
     double t0 = mono_seconds();

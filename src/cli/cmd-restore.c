@@ -229,6 +229,78 @@ static int target_is_empty(const char *target, bool *ret)
     return 0;
 }
 
+/*
+ * Checks the subtree PATHs before anything is created: no "." or ".." component (a PATH names an
+ * entry of the snapshot, never a place outside it), and each in the snapshot. Reports the first that
+ * fails; returns an exit status, EXIT_OK when all are good.
+ */
+static int check_subtrees(catalog *cat, const char *snapname, const char *const *paths, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *p = paths[i];
+        for (const char *c = p; *c;) {
+            size_t len = strcspn(c, "/");
+            if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
+                return cli_usage("restore", "%s: a PATH may not contain '.' or '..' components",
+                                 cli_quote(p));
+            c += len;
+            c += *c == '/';
+        }
+        uint64_t idx;
+        int r = catalog_lookup_path(cat, p, &idx);
+        if (r == -ENOENT) {
+            cli_error("%s: not in snapshot %s", cli_quote(p), snapname);
+            return EXIT_FAIL;
+        }
+        if (r < 0) {
+            cli_error("%s: cannot look it up in snapshot %s: %s", cli_quote(p), snapname, rh_strerror(r));
+            return EXIT_FAIL;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* The directories that fs_mkdir_p(target) would create, outermost first (malloc'd, *ret_n of them). */
+static char **missing_dirs(const char *target, size_t *ret_n)
+{
+    char **v = NULL;
+    size_t n = 0;
+    char *p = xstrdup(target);
+    for (;;) {
+        size_t len = strlen(p);
+        while (len > 1 && p[len - 1] == '/')
+            p[--len] = 0;
+        struct stat st;
+        if (len == 0 || lstat(p, &st) == 0 || errno != ENOENT)
+            break;
+        v = xrealloc(v, (n + 1) * sizeof(*v));
+        v[n++] = xstrdup(p);
+        char *slash = strrchr(p, '/');
+        if (!slash)
+            break;
+        *(slash == p ? slash + 1 : slash) = 0;
+    }
+    free(p);
+    for (size_t i = 0; i < n / 2; i++) { /* innermost was found first */
+        char *t = v[i];
+        v[i] = v[n - 1 - i];
+        v[n - 1 - i] = t;
+    }
+    *ret_n = n;
+    return v;
+}
+
+/* When `remove`, removes the directories this restore created, innermost first, as long as they are
+ * empty: a restore that failed before writing anything leaves nothing behind. Frees dirs. */
+static void drop_created(char **dirs, size_t n, bool remove)
+{
+    for (size_t i = n; i-- > 0;) {
+        remove = remove && rmdir(dirs[i]) == 0;
+        free(dirs[i]);
+    }
+    free(dirs);
+}
+
 int cmd_restore(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -281,6 +353,8 @@ int cmd_restore(int argc, char **argv)
     if (cli_open_store(storepath, &s) < 0)
         return EXIT_FAIL;
     int status = EXIT_FAIL, targetfd = -1;
+    char **created = NULL; /* the directories of the target path that this restore made */
+    size_t ncreated = 0;
     char *name = NULL, *cpath = NULL, *abs_target = NULL;
     catalog *cat = NULL;
     layout *l = NULL;
@@ -294,6 +368,10 @@ int cmd_restore(int argc, char **argv)
         cli_error("%s: %s", cpath, rh_strerror(r));
         goto out;
     }
+    if ((status = check_subtrees(cat, name, subtrees, nsub)) != EXIT_OK)
+        goto out;
+    status = EXIT_FAIL;
+    created = missing_dirs(target, &ncreated);
     if ((r = fs_mkdir_p(target, 0755)) < 0) {
         cli_error("%s: cannot create the target: %s", cli_quote(target), rh_strerror(r));
         goto out;
@@ -372,6 +450,7 @@ out:
     catalog_close(cat);
     if (targetfd >= 0)
         close(targetfd);
+    drop_created(created, ncreated, status == EXIT_FAIL || status == EXIT_USAGE);
     free(abs_target), free(cpath), free(name);
     rh_store_close(s);
     return status;

@@ -558,6 +558,19 @@ int main(int argc, char **argv)
     f.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &f);
     if (!f.se)
         goto out;
+    /* A mount on a file would succeed and leave the file unusable. (The mount helper may pass
+     * /dev/fd/N, a fuse device it opened: that is no path to check.) */
+    struct stat mst;
+    const char *not_dir = NULL;
+    if (strncmp(co.mountpoint, "/dev/fd/", 8) != 0 && stat(co.mountpoint, &mst) < 0)
+        not_dir = strerror(errno);
+    else if (strncmp(co.mountpoint, "/dev/fd/", 8) != 0 && !S_ISDIR(mst.st_mode))
+        not_dir = "the mount point is not a directory";
+    if (not_dir) {
+        fprintf(stderr, "rehydratefs: %s: %s\n", co.mountpoint, not_dir);
+        status = 2;
+        goto out;
+    }
     if (fuse_session_mount(f.se, co.mountpoint) != 0)
         goto out;
     if (fuse_daemonize(co.foreground) != 0) {

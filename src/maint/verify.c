@@ -181,14 +181,59 @@ static int cmp_rec(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/* Checks the records of a container once their list is known (from the footer or from a walk). */
+static void verify_listed(verifier *v, const char *path, uint8_t kind, container_record *rec, size_t n,
+                          uint64_t end)
+{
+    sort_array(rec, n, sizeof(*rec), cmp_rec);
+    for (size_t i = 0; i < n; i++)
+        if ((rec[i].type == RECORD_STREAM) != (kind == CONTAINER_STREAM))
+            problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");
+    verify_records(v, path, rec, n, end);
+    free(rec);
+    v->rep->containers++;
+}
+
+/*
+ * A container whose header (h NULL) or footer cannot be trusted still holds its records, which readers
+ * find through the index and check one by one: walk them from the end of the fixed-size header, so that
+ * only the chunks that are really unreadable count as damaged. The walk stops at the footer (at
+ * h->footer_offset, or at a footer magic when the header is damaged) or at the first record that fails;
+ * the latter is reported with its offset.
+ */
+static void verify_walked(verifier *v, const char *path, uint8_t kind, const container_header *h)
+{
+    container_record *rec;
+    size_t n;
+    uint64_t end;
+    int bad;
+    int r = h ? container_scan(v->s->ops, v->s->ctx, path, &rec, &n, &end, &bad)
+              : container_scan_headerless(v->s->ops, v->s->ctx, path, &rec, &n, &end, &bad);
+    if (r < 0) {
+        problem(v, path, true, CONTAINER_HEADER_SIZE, r, "cannot walk the records");
+        return;
+    }
+    if (bad < 0) {
+        char detail[160];
+        snprintf(detail, sizeof(detail), "record at offset %llu: %s (the records after it were not checked)",
+                 (unsigned long long)end, rh_strerror(bad));
+        problem(v, path, true, end, bad, detail);
+    }
+    verify_listed(v, path, kind, rec, n, end);
+}
+
 static void verify_container(verifier *v, const index_container *c)
 {
     char path[CONTAINER_PATH_MAX];
     container_path(c->kind, c->id, path);
     container_header h;
+    char detail[160];
     int r = container_read_header(v->s->ops, v->s->ctx, path, &h);
     if (r < 0) {
-        problem(v, path, true, 0, r, "bad container header");
+        snprintf(detail, sizeof(detail), "header at offset 0: %s; its records were checked one by one",
+                 rh_strerror(r));
+        problem(v, path, true, 0, r, detail);
+        verify_walked(v, path, c->kind, NULL);
         return;
     }
     if (h.kind != c->kind || h.id != c->id || memcmp(h.uuid, v->s->cfg.uuid, 16) != 0) {
@@ -199,21 +244,17 @@ static void verify_container(verifier *v, const index_container *c)
     size_t n;
     if (!h.footer_offset) {
         problem(v, path, false, 0, RH_ECORRUPT, "container is not sealed (no footer)");
-        uint64_t end;
-        if (container_scan(v->s->ops, v->s->ctx, path, &rec, &n, &end, NULL) < 0)
-            return;
-        h.footer_offset = end;
-    } else if ((r = container_read_footer(v->s->ops, v->s->ctx, path, &h, &rec, &n)) < 0) {
-        problem(v, path, true, h.footer_offset, r, "bad footer");
+        verify_walked(v, path, c->kind, &h);
         return;
     }
-    sort_array(rec, n, sizeof(*rec), cmp_rec);
-    for (size_t i = 0; i < n; i++)
-        if ((rec[i].type == RECORD_STREAM) != (c->kind == CONTAINER_STREAM))
-            problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");
-    verify_records(v, path, rec, n, h.footer_offset);
-    free(rec);
-    v->rep->containers++;
+    if ((r = container_read_footer(v->s->ops, v->s->ctx, path, &h, &rec, &n)) < 0) {
+        snprintf(detail, sizeof(detail), "footer (record table) at offset %llu: %s; its records were checked "
+                 "one by one", (unsigned long long)h.footer_offset, rh_strerror(r));
+        problem(v, path, true, h.footer_offset, r, detail);
+        verify_walked(v, path, c->kind, &h);
+        return;
+    }
+    verify_listed(v, path, c->kind, rec, n, h.footer_offset);
 }
 
 /* Whether every chunk of the stream map that `e` refers to was found intact. */

@@ -245,7 +245,33 @@ static DIR *dir_stream(int dirfd)
     return d;
 }
 
-/* In a directory that existed before, removes temp files of an earlier run that carry a reparse point. */
+/* Whether name is one that make_temp gives: TEMP_PREFIX and eight lowercase hex digits. */
+static bool temp_name(const char *name)
+{
+    size_t n = strlen(TEMP_PREFIX);
+    if (strncmp(name, TEMP_PREFIX, n) != 0 || strlen(name) != n + 8)
+        return false;
+    for (const char *p = name + n; *p; p++)
+        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+            return false;
+    return true;
+}
+
+/*
+ * Whether (dirfd, name) is a temp file that an earlier run killed in phase 1 left: a regular file of
+ * make_temp's naming that either carries a reparse point (killed after fsetxattr) or is still as
+ * make_temp created it, empty and with no permission beyond 0600 (killed before fsetxattr). Anything
+ * else of that name is left alone: it is not ours.
+ */
+static bool stale_temp(int dirfd, const char *name)
+{
+    struct stat st;
+    if (!temp_name(name) || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        return false;
+    return has_reparse(dirfd, name) || (st.st_size == 0 && (st.st_mode & 07177) == 0);
+}
+
+/* In a directory that existed before, removes the temp files of an earlier run (stale_temp). */
 static void clean_temps(layout *l, int dirfd, uint64_t dirrec)
 {
     DIR *d = dir_stream(dirfd);
@@ -255,10 +281,7 @@ static void clean_temps(layout *l, int dirfd, uint64_t dirrec)
     }
     struct dirent *de;
     while ((de = readdir(d))) {
-        struct stat st;
-        if (strncmp(de->d_name, TEMP_PREFIX, strlen(TEMP_PREFIX)) != 0 ||
-            fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode) ||
-            !has_reparse(dirfd, de->d_name))
+        if (!stale_temp(dirfd, de->d_name))
             continue;
         if (unlinkat(dirfd, de->d_name, 0) < 0)
             warn(l, dirrec, de->d_name, -errno, "remove leftover temp file");
@@ -676,6 +699,9 @@ static int lay_all(layout *l, char **paths, const uint64_t *idxs, size_t n)
         r = lay_children(l, l->tfd, me, 0, root);
         catalog_entry_free(root);
     } else {
+        /* A subtree that is a file of the snapshot's root has its temp files in the target itself. */
+        if (l->may_exist)
+            clean_temps(l, l->tfd, NO_REC);
         for (size_t i = 0; i < n && r == 0; i++) {
             bool dup = false; /* a subtree inside another (or given twice) is laid out once */
             for (size_t j = 0; j < n && !dup; j++)

@@ -610,26 +610,21 @@ static int scan_fill(scanner *s, uint64_t off, size_t want)
 /* Bytes available at off (within the window). */
 static size_t scan_avail(const scanner *s, uint64_t off) { return (size_t)(s->base + s->len - off); }
 
-int container_scan(const rh_store_ops *ops, void *ctx, const char *path, container_record **ret,
-                   size_t *ret_n, uint64_t *ret_end, int *ret_bad)
+/* The scan itself: footer_offset is the header's (0 when unsealed or unknown: then the scan stops at a
+ * footer magic or where the records end). */
+static int scan_records(const rh_store_ops *ops, void *ctx, const char *path, uint64_t footer_offset,
+                        container_record **ret, size_t *ret_n, uint64_t *ret_end, int *ret_bad)
 {
-    if (!ops || !ops->read || !path || !ret || !ret_n || !ret_end)
-        return -EINVAL;
-    container_header h;
-    int r = container_read_header(ops, ctx, path, &h);
-    if (r < 0)
-        return r;
-
-    bool sealed = h.footer_offset != 0;
+    bool sealed = footer_offset != 0;
     scanner s = { .ops = ops, .ctx = ctx, .path = path, .base = CONTAINER_HEADER_SIZE,
-                  .limit = sealed ? h.footer_offset : UINT64_MAX };
+                  .limit = sealed ? footer_offset : UINT64_MAX };
     container_record *recs = NULL;
     size_t n = 0, cap = 0;
     uint64_t off = CONTAINER_HEADER_SIZE;
-    int bad = 0;
+    int bad = 0, r;
 
     for (;;) {
-        if (sealed && off == h.footer_offset)
+        if (sealed && off == footer_offset)
             break;
         if ((r = scan_fill(&s, off, RECORD_HEADER_SIZE)) < 0)
             goto fail;
@@ -669,6 +664,26 @@ fail:
     free(s.buf);
     free(recs);
     return r;
+}
+
+int container_scan(const rh_store_ops *ops, void *ctx, const char *path, container_record **ret,
+                   size_t *ret_n, uint64_t *ret_end, int *ret_bad)
+{
+    if (!ops || !ops->read || !path || !ret || !ret_n || !ret_end)
+        return -EINVAL;
+    container_header h;
+    int r = container_read_header(ops, ctx, path, &h);
+    if (r < 0)
+        return r;
+    return scan_records(ops, ctx, path, h.footer_offset, ret, ret_n, ret_end, ret_bad);
+}
+
+int container_scan_headerless(const rh_store_ops *ops, void *ctx, const char *path, container_record **ret,
+                              size_t *ret_n, uint64_t *ret_end, int *ret_bad)
+{
+    if (!ops || !ops->read || !path || !ret || !ret_n || !ret_end)
+        return -EINVAL;
+    return scan_records(ops, ctx, path, 0, ret, ret_n, ret_end, ret_bad);
 }
 
 /* ---- packs ---- */

@@ -114,6 +114,13 @@ int container_read_footer(const rh_store_ops *ops, void *ctx, const char *path,
 int container_scan(const rh_store_ops *ops, void *ctx, const char *path, container_record **ret,
                    size_t *ret_n, uint64_t *ret_end, int *ret_bad);
 /*
+ * The same scan without reading the header, for a container whose header is damaged: the header has a
+ * fixed size, so the records still start at offset 64. Having no footer_offset, the scan stops at a
+ * footer magic (a sealed container's footer) as it does in a temp file, or where the records end.
+ */
+int container_scan_headerless(const rh_store_ops *ops, void *ctx, const char *path, container_record **ret,
+                              size_t *ret_n, uint64_t *ret_end, int *ret_bad);
+/*
  * Checks the record whose header starts at rec[0] (avail bytes available from there, header + payload):
  * magic, lengths, checksum. On success fills *ret (offset set to `offset`) and *ret_payload.
  * RH_ECHECKSUM for a checksum mismatch, RH_ECORRUPT for a malformed header or when avail is too short.

@@ -15,6 +15,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "common/fsutil.h"
 #include "common/util.h"
@@ -124,19 +125,63 @@ int store_create(const char *path, const store_config *cfg)
     if (!empty)
         return -ENOTEMPTY;
 
+    /* The lock is the first entry and is held while the store is made: another process that finds
+     * the directory not empty can tell (store_await_creation) that a store is on its way. Two that
+     * both found it empty meet here; the second finds the store made. */
+    _cleanup_(closep) int lfd = openat(fd, STORE_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lfd < 0)
+        return -errno;
+    if (flock(lfd, LOCK_EX) < 0)
+        return -errno;
+    if (store_exists(path))
+        return RH_EEXIST;
     static const char *dirs[] = { "containers", "containers/data", "containers/stream", "snapshots" };
     for (size_t i = 0; i < ARRAY_SIZE(dirs); i++)
         if (mkdirat(fd, dirs[i], 0755) < 0 && errno != EEXIST)
             return -errno;
-    int lfd = openat(fd, STORE_LOCK_FILE, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
-    if (lfd < 0)
-        return -errno;
-    close(lfd);
     uint8_t id[STORE_IDENTITY_SIZE];
     store_config_encode(cfg, id);
     /* The identity file is written last: a directory without it is not a store, so a crash here leaves
      * nothing that a later command would mistake for one. */
-    return fs_write_atomic(fd, STORE_IDENTITY_FILE, id, sizeof(id), 0);
+    r = fs_write_atomic(fd, STORE_IDENTITY_FILE, id, sizeof(id), 0);
+    return r == -EEXIST ? RH_EEXIST : r;
+}
+
+/* Whether another process holds the lock file of the directory `path` (0 no, 1 yes, or an error;
+ * -ENOENT when there is no lock file). */
+static int lock_held(const char *path)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof(p), "%s/%s", path, STORE_LOCK_FILE) >= (int)sizeof(p))
+        return -ENAMETOOLONG;
+    _cleanup_(closep) int fd = open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+        return 0;
+    return errno == EWOULDBLOCK ? 1 : -errno;
+}
+
+int store_await_creation(const char *path, unsigned timeout_ms)
+{
+    unsigned free_seen = 0;
+    for (unsigned waited = 0;; waited += 50) {
+        if (store_exists(path))
+            return 0;
+        int r = lock_held(path);
+        if (r == -ENOENT)
+            return -ENOTEMPTY; /* no store creation made this directory */
+        if (r < 0)
+            return r;
+        /* The lock is free: nobody is creating a store. Looked at twice, as the creator takes it just
+         * after creating the file. */
+        if (r == 0 && ++free_seen >= 3)
+            return store_exists(path) ? 0 : -ENOTEMPTY;
+        if (waited >= timeout_ms)
+            return -EBUSY;
+        struct timespec ts = { 0, 50 * 1000 * 1000 };
+        nanosleep(&ts, NULL);
+    }
 }
 
 /* ---- the built-in callbacks for a local store directory ---- */

@@ -57,6 +57,13 @@ int store_config_decode(const uint8_t in[STORE_IDENTITY_SIZE], store_config *ret
  * something else.
  */
 int store_create(const char *path, const store_config *cfg);
+/*
+ * For a `path` where store_create found a directory that is not empty: waits (up to timeout_ms) while
+ * another process is creating a store there (it holds the lock file). 0 once a store exists, -EBUSY
+ * if the creator has not finished in time, -ENOTEMPTY if nobody is creating one (the directory holds
+ * something else, or a creation that was interrupted).
+ */
+int store_await_creation(const char *path, unsigned timeout_ms);
 /* True when `path` is a directory that holds a rehydrate.store file. */
 bool store_exists(const char *path);
 
@@ -68,6 +75,12 @@ int store_read(rh_store *s, const char *path, uint64_t off, void *buf, size_t le
 /* Takes the store's exclusive writer lock (flock on STORE/lock, non-blocking); the fd holds it. -EBUSY
  * when another process holds it. */
 int store_lock(rh_store *s, int *ret_fd);
+/*
+ * Removes the temp files that writers killed mid-way left behind (stale.c): temp containers and
+ * catalogs, which only a holder of the store lock writes (so the caller must hold it), and a temp
+ * identity file whose creating process is gone. *ret_removed (may be NULL) gets how many.
+ */
+int store_remove_stale_temps(rh_store *s, size_t *ret_removed);
 /* The next unused container id of `kind` (one more than the highest id of a committed or temp file). */
 int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id);
 /* Every committed container (id, kind, size), sorted by kind then id. A store behind callbacks is
