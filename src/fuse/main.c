@@ -13,14 +13,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/sysmacros.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -200,10 +199,9 @@ static int load_snapshots(fs *f, bool quiet)
  * The kernel gives a FUSE mount the default readahead of a block device (128 KiB) and only ever lowers
  * it to what the daemon's init reply asks for, so a sequential reader's requests stay 128 KiB however
  * large max_readahead is. The mount's backing device info can be raised through sysfs by root; that
- * needs the mount's device number, which a stat of the mount point gives once the loop answers. So
- * this runs on the pool, after the loop has started.
+ * needs the mount's device number, which /proc/self/mountinfo lists once fuse_session_mount has
+ * returned. It runs on the pool, after the loop has started, as it did when it took a stat.
  */
-#define FUSE_SUPER_MAGIC 0x65735546
 
 typedef struct ra_tune {
     uv_work_t work;
@@ -212,17 +210,55 @@ typedef struct ra_tune {
     bool verbose;
 } ra_tune;
 
+/*
+ * The device number of the rehydratefs mount at `mountpoint` (canonical, as libfuse made it), from
+ * /proc/self/mountinfo: the last mount there, which must be ours. A stat of the mount point would give
+ * it too, but that walks into the mount, and an unmount that meets the walk fails with EBUSY: a
+ * `fusermount3 -u` right after mounting failed now and then under load for that reason.
+ */
+static int mount_device(const char *mountpoint, unsigned *ret_major, unsigned *ret_minor)
+{
+    FILE *mi = fopen("/proc/self/mountinfo", "re");
+    if (!mi)
+        return -errno;
+    /* mountinfo escapes space, tab, newline and backslash in octal */
+    char want[PATH_MAX * 4 + 1], *w = want;
+    for (const char *p = mountpoint; *p && w < want + sizeof(want) - 5; p++) {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
+            w += sprintf(w, "\\%03o", (unsigned char)*p);
+        else
+            *w++ = *p;
+    }
+    *w = 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int r = -ENOTCONN;
+    while (getline(&line, &cap, mi) > 0) {
+        unsigned maj, min;
+        int at = 0;
+        if (sscanf(line, "%*u %*u %u:%u %*s %n", &maj, &min, &at) != 2 || !at)
+            continue;
+        size_t n = strlen(want);
+        if (strncmp(line + at, want, n) != 0 || line[at + n] != ' ')
+            continue;
+        const char *sep = strstr(line + at, " - ");
+        /* the last mount at that point decides: ours, or (unmounted already) not ours */
+        r = sep && !strncmp(sep + 3, "fuse.rehydratefs ", 17) ? 0 : -ENOTCONN;
+        *ret_major = maj, *ret_minor = min;
+    }
+    free(line);
+    fclose(mi);
+    return r;
+}
+
 static void ra_tune_work(uv_work_t *w)
 {
     ra_tune *t = (ra_tune *)w;
-    struct stat st;
-    struct statfs sfs;
-    int r = stat(t->mountpoint, &st) < 0 || statfs(t->mountpoint, &sfs) < 0 ? -errno : 0;
-    if (r == 0 && sfs.f_type != FUSE_SUPER_MAGIC)
-        r = -ENOTCONN; /* unmounted already: never touch the device underneath */
+    unsigned maj = 0, min = 0;
+    int r = mount_device(t->mountpoint, &maj, &min); /* never the device underneath */
     if (r == 0) {
         char path[64], val[32];
-        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev), minor(st.st_dev));
+        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
         int n = snprintf(val, sizeof(val), "%zu", t->bytes >> 10);
         int fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd < 0 || write(fd, val, (size_t)n) != n)
