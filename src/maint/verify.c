@@ -385,9 +385,11 @@ static void verify_snapshot(verifier *v, const char *name)
 {
     _cleanup_(freep) char *path = store_snapshot_path(name);
     catalog *c;
-    int r = catalog_open(v->s->ops, v->s->ctx, path, &c);
+    char why[CATALOG_WHY_MAX];
+    int r = catalog_open_why(v->s->ops, v->s->ctx, path, &c, why);
     if (r < 0) {
-        problem(v, path, false, 0, r, "cannot open catalog");
+        _cleanup_(freep) char *detail = xasprintf("cannot open catalog: %s", *why ? why : rh_strerror(r));
+        problem(v, path, false, 0, r, detail);
         return;
     }
     bytebuf p = { 0 };

@@ -142,6 +142,10 @@ typedef struct catalog catalog;
  * serializes its own reads.
  */
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret);
+/* catalog_open that, when it fails on damage, says in `why` which part stopped it ("" otherwise). */
+#define CATALOG_WHY_MAX 112
+int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret,
+                     char why[CATALOG_WHY_MAX]);
 void catalog_close(catalog *c); /* NULL is a no-op */
 const catalog_meta *catalog_get_meta(const catalog *c);
 /*
@@ -173,7 +177,7 @@ typedef struct catalog_damage {
     int code;           /* RH_ECORRUPT (or RH_ECHECKSUM for a packed block that still decoded) */
     uint64_t offset;    /* where: a file offset, or for a packed block the logical offset it holds */
     uint64_t length;    /* bytes of that part */
-    char what[112];     /* e.g. "header: byte 40 repaired", "block 2 (logical bytes 65536..70719): ..." */
+    char what[CATALOG_WHY_MAX]; /* e.g. "header: byte 40 repaired", "block 2 (logical bytes 65536..70719): ..." */
 } catalog_damage;
 
 /* A copy of the damage found so far (at open and by the reads since); free *ret with free(). */

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -817,6 +818,14 @@ static int open_packed(catalog *c, uint8_t *h)
 
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret)
 {
+    return catalog_open_why(ops, ctx, path, ret, NULL);
+}
+
+int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret,
+                     char why[CATALOG_WHY_MAX])
+{
+    if (why)
+        *why = 0;
     if (!ops || !ops->read || !path || !ret)
         return -EINVAL;
     /* Enough to tell the two forms apart: a packed catalog may be shorter than a plain header. */
@@ -866,6 +875,8 @@ int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog *
         free(m);
     }
     if (r < 0) {
+        if (why && c->ndamage) /* the last damage found is what stopped the open */
+            snprintf(why, CATALOG_WHY_MAX, "%s", c->damage[c->ndamage - 1].what);
         catalog_close(c);
         return r;
     }
