@@ -21,6 +21,9 @@
 typedef struct lsopt {
     bool longfmt, recursive, json;
     size_t printed;
+    const char *snap;
+    const char *top;  /* the PATH operand: what -R paths are relative to */
+    size_t damaged;   /* entries that could not be listed (each named on stderr): exit status 3 */
 } lsopt;
 
 static void mode_string(const catalog_entry *e, char out[11])
@@ -80,6 +83,26 @@ static void print_entry(lsopt *o, const catalog_entry *e, const char *path)
     fputc('\n', stdout);
 }
 
+/* A child that the catalog could not give: named on stderr (by index when its name is lost), skipped. */
+static void skip_damaged(lsopt *o, const bytebuf *path, const catalog_entry *e)
+{
+    o->damaged++;
+    fprintf(stderr, "rehydrate: %s:", o->snap);
+    cli_put_name(stderr, o->top, strlen(o->top));
+    if (*o->top && path->len)
+        fputc('/', stderr);
+    if (path->len)
+        cli_put_name(stderr, (const char *)path->data, strlen((const char *)path->data));
+    if (e->damage == RH_EUNSAFE) {
+        fputs(": entry named '", stderr);
+        cli_put_name(stderr, (const char *)e->name, e->name_len);
+        fprintf(stderr, "' refused: %s\n", rh_strerror(e->damage));
+    } else {
+        fprintf(stderr, ": entry %llu is damaged and cannot be listed: %s\n", (unsigned long long)e->idx,
+                rh_strerror(e->damage));
+    }
+}
+
 static int list_dir(lsopt *o, catalog *c, uint64_t dir, bytebuf *path)
 {
     catalog_entry *d;
@@ -94,6 +117,10 @@ static int list_dir(lsopt *o, catalog *c, uint64_t dir, bytebuf *path)
         if ((r = catalog_readdir(c, dir, start, BATCH, &ents, &n)) < 0)
             return r;
         for (size_t i = 0; i < n; i++) {
+            if (ents[i].damage) {
+                skip_damaged(o, path, &ents[i]);
+                continue;
+            }
             size_t saved = path->len;
             if (saved && o->recursive)
                 path->data[saved - 1] = '/';
@@ -181,6 +208,8 @@ int cmd_ls(int argc, char **argv)
         goto out;
     }
     cpath = store_snapshot_path(snap);
+    o.snap = snap;
+    o.top = path;
     if ((r = catalog_open(s->ops, s->ctx, cpath, &cat)) < 0) {
         cli_error("%s: %s", cpath, rh_strerror(r));
         goto out;
@@ -216,5 +245,5 @@ out:
     free(cpath);
     free(snap);
     rh_store_close(s);
-    return r < 0 ? EXIT_FAIL : EXIT_OK;
+    return r < 0 ? EXIT_FAIL : o.damaged ? EXIT_PARTIAL : EXIT_OK;
 }

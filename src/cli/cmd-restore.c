@@ -360,7 +360,11 @@ int cmd_restore(int argc, char **argv)
     layout *l = NULL;
     int r = store_resolve_snapshot(s, snapname, &name);
     if (r < 0) {
-        cli_error("%s: no snapshot '%s'", cli_quote(storepath), cli_quote(snapname));
+        if (r == RH_ENOSNAPSHOT)
+            cli_error("%s: no snapshot '%s'", cli_quote(storepath), cli_quote(snapname));
+        else /* there, but its catalog cannot be opened: say so, not "no snapshot" */
+            cli_error("%s: snapshot '%s' cannot be opened: %s (see rehydrate verify)", cli_quote(storepath),
+                      cli_quote(snapname), rh_strerror(r));
         goto out;
     }
     cpath = store_snapshot_path(name);

@@ -43,11 +43,17 @@ int cmd_snapshots(int argc, char **argv)
     row *rows = xcalloc(n, sizeof(*rows));
     size_t m = 0;
     int status = EXIT_OK;
+    /* A catalog that cannot be opened is still listed (last, by name), so that it is not lost from
+     * sight: its header is beyond repair, and verify says what is damaged. */
+    char **broken = xcalloc(n ? n : 1, sizeof(*broken));
+    size_t nbroken = 0;
     for (size_t i = 0; i < n; i++) {
         _cleanup_(freep) char *path = store_snapshot_path(names[i]);
-        r = catalog_open(s->ops, s->ctx, path, &rows[m].c);
+        char why[CATALOG_WHY_MAX];
+        r = catalog_open_why(s->ops, s->ctx, path, &rows[m].c, why);
         if (r < 0) {
-            cli_error("%s: %s", path, rh_strerror(r));
+            cli_error("%s: cannot be opened: %s", path, *why ? why : rh_strerror(r));
+            broken[nbroken++] = names[i];
             status = EXIT_FAIL;
             continue;
         }
@@ -56,7 +62,7 @@ int cmd_snapshots(int argc, char **argv)
     sort_array(rows, m, sizeof(*rows), cmp_row);
     if (json)
         printf("[");
-    else if (m)
+    else if (m || nbroken)
         printf("%-24s %-19s %10s %10s  %s\n", "NAME", "CREATED", "FILES", "SIZE", "SOURCE");
     for (size_t i = 0; i < m; i++) {
         const catalog_meta *meta = catalog_get_meta(rows[i].c);
@@ -82,6 +88,16 @@ int cmd_snapshots(int argc, char **argv)
         }
         catalog_close(rows[i].c);
     }
+    for (size_t i = 0; i < nbroken; i++) {
+        if (json) {
+            printf("%s{\"name\":", m + i ? "," : "");
+            cli_put_json(stdout, broken[i], strlen(broken[i]));
+            printf(",\"damaged\":true}");
+        } else {
+            printf("%-24s %-19s %10s %10s  (damaged: its catalog cannot be opened)\n", broken[i], "?", "?", "?");
+        }
+    }
+    free(broken);
     if (json)
         printf("]\n");
     free(rows);

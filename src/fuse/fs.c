@@ -532,6 +532,13 @@ static int readdir_snapshot(job *j, size_t snap, uint64_t dir, char *buf, size_t
         if (n == 0)
             break;
         for (size_t i = 0; i < n && !full; i++) {
+            if (ents[i].damage) { /* left out: its siblings are listed, lookups of it fail */
+                fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: directory %llu: entry %llu: %s",
+                            f->snaps[snap].name, (unsigned long long)dir, (unsigned long long)ents[i].idx,
+                            rh_strerror(ents[i].damage));
+                off++;
+                continue;
+            }
             struct fuse_entry_param ep;
             fill_entry_param(f, snap, first + start + i, &ents[i], &ep);
             if (add_dirent(j, buf, used, (char *)ents[i].name, &ep.attr, &ep, off + 1))

@@ -23,6 +23,7 @@
 
 typedef struct verifier {
     rh_store *s;
+    uint8_t *reached; /* bitmap: entries of the current catalog that the walk reached */
     verify_report *rep;
     digest_set chunks_ok, streams_ok, streams_bad;
     void (*progress)(void *ud, uint64_t bytes);
@@ -289,12 +290,89 @@ static bool file_intact(verifier *v, const char *snappath, const catalog_entry *
     return ok;
 }
 
+/* ---- Damaged catalogs: what is lost, by path where it is known, else by entry index ---- */
+
+static const char *dir_name(const bytebuf *path) { return path->len ? (char *)path->data : "/"; }
+
+/* A child of directory `path` that the catalog could not give (damaged, or refused for its name). */
+static void lost_entry(verifier *v, const char *snap, const bytebuf *path, const catalog_entry *e)
+{
+    _cleanup_(freep) char *obj = store_snapshot_path(snap);
+    _cleanup_(freep) char *detail = NULL, *lost = NULL;
+    if (e->damage == RH_EUNSAFE) {
+        detail = xasprintf("directory %s: entry %llu has an unsafe name: it and its contents are refused",
+                           dir_name(path), (unsigned long long)e->idx);
+        lost = xasprintf("%s%s%s", path->len ? (char *)path->data : "", path->len ? "/" : "", (char *)e->name);
+    } else {
+        detail = xasprintf("directory %s: entry %llu is damaged: lost, with its contents if a directory",
+                           dir_name(path), (unsigned long long)e->idx);
+        lost = xasprintf("%s%s<damaged entry %llu>", path->len ? (char *)path->data : "", path->len ? "/" : "",
+                         (unsigned long long)e->idx);
+    }
+    problem(v, obj, false, 0, e->damage, detail);
+    affected(v, snap, lost);
+}
+
+static void mark_reached(verifier *v, uint64_t idx)
+{
+    if (v->reached)
+        v->reached[idx / 8] |= (uint8_t)(1u << (idx % 8));
+}
+
+/* Entries that no path reaches (they hang below a damaged directory entry), as index ranges. */
+static void report_unreached(verifier *v, const char *snap, uint64_t count)
+{
+    _cleanup_(freep) char *obj = store_snapshot_path(snap);
+    for (uint64_t i = 0; v->reached && i < count;) {
+        if (v->reached[i / 8] & (1u << (i % 8))) {
+            i++;
+            continue;
+        }
+        uint64_t j = i;
+        while (j < count && !(v->reached[j / 8] & (1u << (j % 8))))
+            j++;
+        char detail[160];
+        snprintf(detail, sizeof(detail), "entries %llu..%llu: not reachable by any path (below a damaged entry)",
+                 (unsigned long long)i, (unsigned long long)(j - 1));
+        problem(v, obj, false, 0, RH_ECORRUPT, detail);
+        i = j;
+    }
+}
+
+/* What the catalog reader recorded: damaged blocks (all of them, read once), headers, meta blob. */
+static void report_catalog_damage(verifier *v, catalog *c, const char *snap)
+{
+    _cleanup_(freep) char *obj = store_snapshot_path(snap);
+    int r = catalog_scan_blocks(c);
+    if (r < 0)
+        problem(v, obj, false, 0, r, "cannot read the catalog's blocks");
+    catalog_damage *d;
+    size_t n;
+    catalog_damage_get(c, &d, &n);
+    for (size_t i = 0; i < n; i++) {
+        problem(v, obj, true, d[i].offset, d[i].code, d[i].what);
+    }
+    free(d);
+}
+
 static void verify_dir(verifier *v, catalog *c, const char *snap, uint64_t dir, bytebuf *path)
 {
     /* Children are contiguous: child k of dir is entry first_child + k. */
     catalog_entry *d;
-    if (catalog_get(c, dir, &d) < 0)
-        return; /* reported by the caller's readdir */
+    int rd = catalog_get(c, dir, &d);
+    if (rd < 0) {
+        if (dir == 0) { /* the others are reported by the caller's readdir */
+            _cleanup_(freep) char *obj = store_snapshot_path(snap);
+            problem(v, obj, false, 0, rd, "catalog root");
+        }
+        return;
+    }
+    if (d->damage) {
+        _cleanup_(freep) char *obj = store_snapshot_path(snap);
+        _cleanup_(freep) char *detail =
+            xstrdup("the root directory's entry is damaged: its metadata is lost, its contents are not");
+        problem(v, obj, false, 0, d->damage, detail);
+    }
     uint64_t first = d->first_child;
     catalog_entry_free(d);
     for (uint64_t start = 0;; start += READDIR_BATCH) {
@@ -310,6 +388,12 @@ static void verify_dir(verifier *v, catalog *c, const char *snap, uint64_t dir, 
             return;
         for (size_t i = 0; i < n; i++) {
             catalog_entry *e = &ents[i];
+            if (e->damage) {
+                lost_entry(v, snap, path, e);
+                mark_reached(v, e->idx);
+                continue;
+            }
+            mark_reached(v, e->idx);
             size_t saved = path->len;
             if (saved)
                 path->data[saved - 1] = '/';
@@ -342,16 +426,26 @@ static void verify_snapshot(verifier *v, const char *name)
 {
     _cleanup_(freep) char *path = store_snapshot_path(name);
     catalog *c;
-    int r = catalog_open(v->s->ops, v->s->ctx, path, &c);
+    char why[CATALOG_WHY_MAX];
+    int r = catalog_open_why(v->s->ops, v->s->ctx, path, &c, why);
     if (r < 0) {
-        problem(v, path, false, 0, r, "cannot open catalog");
+        _cleanup_(freep) char *detail = xasprintf("cannot open catalog: %s", *why ? why : rh_strerror(r));
+        problem(v, path, false, 0, r, detail);
         return;
     }
     bytebuf p = { 0 };
     buf_put_u8(&p, 0);
     p.len = 0;
     v->rep->entries++; /* the root */
+    uint64_t count = catalog_get_meta(c)->entry_count;
+    /* Beyond 2^27 entries (a 16 MiB bitmap) the check of what no path reaches is left out. */
+    v->reached = count <= (UINT64_C(1) << 27) ? xcalloc(count / 8 + 1, 1) : NULL;
+    mark_reached(v, 0);
     verify_dir(v, c, name, 0, &p);
+    report_unreached(v, name, count);
+    report_catalog_damage(v, c, name);
+    free(v->reached);
+    v->reached = NULL;
     buf_free(&p);
     catalog_close(c);
     v->rep->snapshots++;

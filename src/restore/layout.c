@@ -335,6 +335,18 @@ static int look(layout *l, int dirfd, const char *name, struct stat *st)
     return errno == ENOENT ? 0 : -errno;
 }
 
+/* A child that the catalog could not give: refused (unsafe name) or lost (damaged), never fatal. */
+static void skip_damaged(layout *l, uint64_t dirrec, const catalog_entry *e)
+{
+    if (e->damage == RH_EUNSAFE) {
+        warn(l, dirrec, (const char *)e->name, RH_EUNSAFE, "refused (entry and its subtree skipped)");
+        return;
+    }
+    _cleanup_(freep) char *what =
+        xasprintf("catalog entry %llu is damaged: lost with, for a directory, its contents", (unsigned long long)e->idx);
+    warn(l, dirrec, NULL, e->damage, what);
+}
+
 static int lay_children(layout *l, int dirfd, uint64_t dirrec, uint64_t diridx, const catalog_entry *dir)
 {
     for (uint64_t start = 0; start < dir->child_count;) {
@@ -342,11 +354,13 @@ static int lay_children(layout *l, int dirfd, uint64_t dirrec, uint64_t diridx, 
         size_t n;
         int r = catalog_readdir(l->c, diridx, start, READDIR_PAGE, &ents, &n);
         if (r < 0) {
-            warn(l, dirrec, NULL, r, "read catalog directory");
-            return r == RH_ECORRUPT ? r : 0;
+            warn(l, dirrec, NULL, r, "read catalog directory (its contents are skipped)");
+            return 0;
         }
         for (size_t j = 0; j < n; j++) {
-            if (r == 0)
+            if (r == 0 && ents[j].damage)
+                skip_damaged(l, dirrec, &ents[j]);
+            else if (r == 0)
                 r = lay_entry(l, dirfd, dirrec, dir->first_child + start + j, &ents[j]);
             catalog_entry_clear(&ents[j]);
         }
@@ -551,7 +565,7 @@ static int lay_member(layout *l, const member *m, uint64_t *lr)
     int r = catalog_get(l->c, m->idx, &e);
     if (r < 0) {
         warn(l, m->parent, name, r, "read catalog entry");
-        return r == RH_ECORRUPT ? r : 0;
+        return 0;
     }
     bool owned;
     int dirfd = open_rec_dir(l, m->parent, &owned);
@@ -833,7 +847,7 @@ typedef struct finisher {
     bool owned;
 } finisher;
 
-/* Finishes record i; returns RH_ECORRUPT when the catalog is damaged, else 0. */
+/* Finishes record i; failures are reported and counted, so it returns 0. */
 static int finish_rec(layout *l, finisher *fs, size_t i)
 {
     rec *r = &l->recs[i];
@@ -854,9 +868,12 @@ static int finish_rec(layout *l, finisher *fs, size_t i)
     int rc = catalog_get(l->c, r->idx, &e);
     if (rc < 0) {
         warn(l, r->parent, name, rc, "read catalog entry");
-        return rc == RH_ECORRUPT ? rc : 0;
+        return 0;
     }
-    finish_one(l, fs->dirfd, r->parent, name, e);
+    if (e->damage) /* a stand-in for a damaged root: its metadata is lost, the target's is kept */
+        warn(l, r->parent, name, e->damage, "metadata lost (catalog entry damaged)");
+    else
+        finish_one(l, fs->dirfd, r->parent, name, e);
     catalog_entry_free(e);
     r->finished = true;
     return 0;

@@ -61,7 +61,11 @@ typedef struct catalog_stream {
  * (parent, first_child, link_group) are entry indices in the written catalog.
  */
 typedef struct catalog_entry {
-    uint8_t type;  /* enum catalog_type */
+    uint64_t idx;  /* this entry's index (set by catalog_get and catalog_readdir) */
+    /* 0, or why the entry could not be read (catalog_readdir only, see there): RH_ECORRUPT (damaged)
+     * or RH_EUNSAFE (a name that is empty, ".", "..", or holds '/' or NUL). */
+    int damage;
+    uint8_t type;  /* enum catalog_type; 0 when damage is set */
     uint8_t flags; /* enum catalog_entry_flags */
     uint32_t mode, uid, gid;
     uint32_t nlink; /* number of entries of this snapshot that share the inode (1 if none) */
@@ -84,7 +88,8 @@ void catalog_entry_free(catalog_entry *e); /* frees e and what it owns; NULL is 
 /* Frees only what the entry owns (for entries that live in arrays). */
 void catalog_entry_clear(catalog_entry *e);
 
-/* What a snapshot records about itself. Strings are NUL-terminated and owned by the catalog. */
+/* What a snapshot records about itself. Strings are NUL-terminated and owned by the catalog. When the
+ * meta blob is damaged, source and hostname are empty (catalog_damage_get says so). */
 typedef struct catalog_meta {
     uint32_t flags; /* enum catalog_flags */
     uint64_t entry_count;
@@ -130,13 +135,25 @@ typedef struct catalog catalog;
 /*
  * Opens the catalog at store path `path` (e.g. "snapshots/monday.snap"), read through ops/ctx, in either
  * form (plain or packed). Reads and checks the header only (of a packed one, also its block index).
- * RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed.
- * A catalog handle may be used from several threads; it serializes its own reads.
+ * RH_ENOSNAPSHOT if it does not exist, RH_ECORRUPT if it is malformed beyond what the reader can get by
+ * with (doc/format.md, "Damaged catalogs"): a header with one damaged byte is repaired, a damaged meta
+ * blob leaves source and hostname empty, a damaged block of a packed catalog costs only the entries that
+ * it holds; each is recorded (catalog_damage_get). A catalog handle may be used from several threads; it
+ * serializes its own reads.
  */
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret);
+/* catalog_open that, when it fails on damage, says in `why` which part stopped it ("" otherwise). */
+#define CATALOG_WHY_MAX 112
+int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret,
+                     char why[CATALOG_WHY_MAX]);
 void catalog_close(catalog *c); /* NULL is a no-op */
 const catalog_meta *catalog_get_meta(const catalog *c);
-/* Entry `idx` (0 is the root) as a new allocation; RH_ECORRUPT (checksum) or -ENOENT (out of range). */
+/*
+ * Entry `idx` (0 is the root) as a new allocation; RH_ECORRUPT (checksum), RH_EUNSAFE (a name that
+ * restore must refuse) or -ENOENT (out of range). A damaged root is the one exception: entry 0 then
+ * comes back as a stand-in directory (mode 0700, owner 0, times 0) with damage = RH_ECORRUPT, whose
+ * children are found from the entry table, so that the rest of the snapshot stays reachable.
+ */
 int catalog_get(catalog *c, uint64_t idx, catalog_entry **ret);
 /* The child of directory `dir` named name[0..len): 0 and *ret_idx, -ENOENT, or -ENOTDIR. */
 int catalog_lookup(catalog *c, uint64_t dir, const uint8_t *name, size_t len, uint64_t *ret_idx);
@@ -145,8 +162,28 @@ int catalog_lookup_path(catalog *c, const char *path, uint64_t *ret_idx);
 /*
  * Up to `max` children of directory `dir`, starting at child number `start`, in name order, as an array
  * of entries (free each with catalog_entry_clear, then the array with free). *ret_n may be 0 at the end.
+ * Child k is entry first_child + k (its idx). A child that cannot be read does not fail the listing: it
+ * comes back with `damage` set, idx, and nothing else but, for RH_EUNSAFE, its raw name (name_len bytes,
+ * NUL-terminated, possibly with '/' inside); callers skip it (and report it). Only a failure to read
+ * (an I/O error), or a directory entry that is itself damaged, fails the call.
  */
 int catalog_readdir(catalog *c, uint64_t dir, uint64_t start, size_t max, catalog_entry **ret_entries,
                     size_t *ret_n);
+
+/* ---- Damage ---- */
+
+/* One damaged part of a catalog, as the reader found it. */
+typedef struct catalog_damage {
+    int code;           /* RH_ECORRUPT (or RH_ECHECKSUM for a packed block that still decoded) */
+    uint64_t offset;    /* where: a file offset, or for a packed block the logical offset it holds */
+    uint64_t length;    /* bytes of that part */
+    char what[CATALOG_WHY_MAX]; /* e.g. "header: byte 40 repaired", "block 2 (logical bytes 65536..70719): ..." */
+} catalog_damage;
+
+/* A copy of the damage found so far (at open and by the reads since); free *ret with free(). */
+void catalog_damage_get(catalog *c, catalog_damage **ret, size_t *ret_n);
+/* Reads every block of a packed catalog once (plain catalogs: nothing), so that catalog_damage_get lists
+ * every damaged block; for verify. Returns 0 or a read error that is not damage. */
+int catalog_scan_blocks(catalog *c);
 
 #endif

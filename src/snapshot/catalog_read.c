@@ -10,60 +10,31 @@
  *
  * Everything read from the file is untrusted: offsets and lengths are checked against the bounds that the
  * header declares before anything is allocated or read, every decoded entry's checksum is verified, and
- * any inconsistency is RH_ECORRUPT, never a crash. The cache is the only mutable state; one mutex guards
- * it and serializes the read callback, as rh_store_ops requires.
+ * any inconsistency is RH_ECORRUPT, never a crash. Damage costs only the unit that a checksum covers
+ * (catalog_damage.c): a listing returns its damaged children as such and goes on, a lookup steps around
+ * them, a damaged root is stood in for. The cache and the damage record are the only mutable state; one
+ * mutex guards them and serializes the read callback, as rh_store_ops requires.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common/util.h"
 #include "compress/compress.h"
 #include "hash/hash.h"
 #include "snapshot/catalog.h"
 #include "snapshot/catalog_format.h"
+#include "snapshot/catalog_internal.h"
 
-/* 64 blocks of 32 KiB: 2 MiB per open catalog. Small blocks keep the bytes of a binary search over a
- * huge directory low; reads of two blocks or more bypass the cache (they are listings, read once). */
-#define CACHE_BLOCK (32u << 10)
-#define CACHE_BLOCKS 64
 #define DIRECT_READ_MIN (2 * CACHE_BLOCK)
 /* One readdir call returns at most this many entries (callers page until 0 anyway) ... */
 #define READDIR_MAX 65536
 /* ... and reads the heap slice of a listing in one go only up to this size. */
 #define BULK_HEAP_MAX (32u << 20)
-
-typedef struct cblock {
-    uint8_t *data; /* CACHE_BLOCK bytes */
-    uint64_t start;
-    uint64_t used; /* LRU clock; 0 when the block holds nothing */
-} cblock;
-
-/* Where one block of a packed catalog is stored. */
-typedef struct pblock {
-    uint64_t off, sum;
-    uint32_t len;
-    uint8_t codec;
-} pblock;
-
-struct catalog {
-    const rh_store_ops *ops;
-    void *ctx;
-    char *path;
-    /* file_end is the end of the catalog's bytes: of the file, or of a packed file's logical catalog */
-    uint64_t entry_count, table_off, heap_off, meta_off, file_end;
-    pblock *blocks_at; /* a packed catalog's blocks, NULL for a plain one */
-    uint8_t *zbuf;     /* one stored block (protected by lock) */
-    catalog_meta meta;
-    char *source, *hostname;
-
-    pthread_mutex_t lock;
-    cblock blocks[CACHE_BLOCKS]; /* protected by lock */
-    uint64_t clock;              /* protected by lock */
-};
 
 /* An entry's table bytes and, once read, its heap bytes (name then extra). */
 typedef struct raw {
@@ -105,11 +76,24 @@ static int load_block(catalog *c, uint64_t b, uint8_t *dst)
     int r = c->ops->read(c->ctx, c->path, pb->off, into, pb->len);
     if (r < 0)
         return r == -EIO ? RH_ECORRUPT : r; /* the index said the bytes are there */
-    /* The entries' own checksums would catch damage to what a block decodes to; this one also catches
-     * damage that decodes to the same bytes, as every stored byte of a store is checked. */
-    if (hash_checksum(into, pb->len, NULL, 0) != pb->sum)
-        return RH_ECORRUPT;
-    return pb->codec == CODEC_RAW ? 0 : decompress_chunk(pb->codec, c->zbuf, pb->len, dst, n);
+    /* This checksum catches damage even where it decodes to the same bytes, as every stored byte of a
+     * store is checked. A block that fails it is recorded and still decoded: every entry in it (and the
+     * plain header and the meta blob) has a checksum of its own, so only what the damage touched is
+     * lost; a block that no longer decodes is lost whole. */
+    if (hash_checksum(into, pb->len, NULL, 0) != pb->sum && !c->blocks_at[b].damaged) {
+        c->blocks_at[b].damaged = true;
+        catalog_note_damage(c, true, RH_ECHECKSUM, b * CATALOG_PACK_BLOCK, n,
+                            "block %llu (logical bytes %llu..%llu): checksum mismatch", (unsigned long long)b,
+                            (unsigned long long)(b * CATALOG_PACK_BLOCK),
+                            (unsigned long long)(b * CATALOG_PACK_BLOCK + n));
+    }
+    r = pb->codec == CODEC_RAW ? 0 : decompress_chunk(pb->codec, c->zbuf, pb->len, dst, n);
+    if (r < 0)
+        catalog_note_damage(c, true, RH_ECORRUPT, b * CATALOG_PACK_BLOCK, n,
+                            "block %llu (logical bytes %llu..%llu): cannot be decoded, its entries are lost",
+                            (unsigned long long)b, (unsigned long long)(b * CATALOG_PACK_BLOCK),
+                            (unsigned long long)(b * CATALOG_PACK_BLOCK + n));
+    return r < 0 ? RH_ECORRUPT : 0;
 }
 
 /* Called with c->lock held: the cached block that starts at `start`, read on a miss. */
@@ -140,8 +124,7 @@ static int cache_block(catalog *c, uint64_t start, cblock **ret)
     return 0;
 }
 
-/* Reads dst[0..len) at file offset off; RH_ECORRUPT if that is outside the file the header describes. */
-static int cat_read(catalog *c, uint64_t off, void *dst, size_t len)
+int catalog_read_at(catalog *c, uint64_t off, void *dst, size_t len)
 {
     if (off > c->file_end || len > c->file_end - off)
         return RH_ECORRUPT;
@@ -220,7 +203,7 @@ static int check_entry(const catalog *c, const raw *e)
     if (e->idx == 0) {
         if (parent != CATALOG_NONE || type != CT_DIR || e->name_len != 0)
             return RH_ECORRUPT;
-    } else if (parent >= e->idx || !name_ok(e->heap, e->name_len)) {
+    } else if (parent >= e->idx) {
         return RH_ECORRUPT;
     }
 
@@ -244,7 +227,8 @@ static int check_entry(const catalog *c, const raw *e)
     uint8_t has_stream = f[CE_HAS_STREAM];
     if (has_stream > 1 || (has_stream && type != CT_REG))
         return RH_ECORRUPT;
-    return 0;
+    /* Last: an entry that is sound but for its name is refused as unsafe, not as damaged. */
+    return e->idx == 0 || name_ok(e->heap, e->name_len) ? 0 : RH_EUNSAFE;
 }
 
 static uint8_t *dup0(const uint8_t *p, size_t n)
@@ -291,6 +275,7 @@ static int decode(const raw *r, catalog_entry *out)
 {
     const uint8_t *f = r->fixed;
     catalog_entry e = {
+        .idx = r->idx,
         .type = f[CE_TYPE],
         .flags = f[CE_FLAGS],
         .mode = get_le32(f + CE_MODE),
@@ -336,7 +321,7 @@ static int read_raw(catalog *c, uint64_t idx, uint8_t fixed[CATALOG_ENTRY_SIZE],
 {
     if (idx >= c->entry_count)
         return -ENOENT;
-    int r = cat_read(c, c->table_off + idx * CATALOG_ENTRY_SIZE, fixed, CATALOG_ENTRY_SIZE);
+    int r = catalog_read_at(c, c->table_off + idx * CATALOG_ENTRY_SIZE, fixed, CATALOG_ENTRY_SIZE);
     if (r < 0)
         return r;
     *e = (raw){ .idx = idx, .fixed = fixed };
@@ -345,7 +330,7 @@ static int read_raw(catalog *c, uint64_t idx, uint8_t fixed[CATALOG_ENTRY_SIZE],
         return r;
     size_t len = (size_t)e->name_len + e->extra_len;
     uint8_t *heap = xmalloc(len);
-    r = cat_read(c, e->name_off, heap, len);
+    r = catalog_read_at(c, e->name_off, heap, len);
     e->heap = heap;
     if (r >= 0)
         r = check_entry(c, e);
@@ -357,6 +342,61 @@ static int read_raw(catalog *c, uint64_t idx, uint8_t fixed[CATALOG_ENTRY_SIZE],
     return 0;
 }
 
+/* A failure that is about the bytes read (the entry is lost), not about reading them. */
+static bool is_damage(int r) { return r == RH_ECORRUPT || r == RH_EUNSAFE; }
+
+/*
+ * The children of a damaged root, which entries 1, 2, ... are for as long as their parent is 0 (the
+ * table is breadth-first). Damaged entries among or right after them may be the root's too: they are
+ * counted in, and come back from a listing as damaged. Found once, from the table.
+ */
+static int find_root_children(catalog *c, uint64_t *ret_first, uint64_t *ret_count)
+{
+    pthread_mutex_lock(&c->lock);
+    bool known = c->root_known;
+    uint64_t count = c->root_count;
+    pthread_mutex_unlock(&c->lock);
+    if (!known) {
+        uint64_t i;
+        for (i = 1; i < c->entry_count; i++) {
+            uint8_t fixed[CATALOG_ENTRY_SIZE];
+            raw e;
+            uint8_t *heap;
+            int r = read_raw(c, i, fixed, &e, &heap);
+            if (r == 0)
+                free(heap);
+            else if (!is_damage(r))
+                return r;
+            /* An unsafe entry passed its checksum: its parent is known. */
+            if ((r == 0 || r == RH_EUNSAFE) && get_le64(fixed + CE_PARENT) != 0)
+                break;
+        }
+        count = i - 1;
+        pthread_mutex_lock(&c->lock);
+        c->root_known = true;
+        c->root_count = count;
+        pthread_mutex_unlock(&c->lock);
+    }
+    *ret_first = count ? 1 : CATALOG_NONE;
+    *ret_count = count;
+    return 0;
+}
+
+/* Entry 0 when it is damaged: a directory that only the superuser may enter, children from the table. */
+static int stand_in_root(catalog *c, catalog_entry **ret)
+{
+    uint64_t first, count;
+    int r = find_root_children(c, &first, &count);
+    if (r < 0)
+        return r;
+    catalog_entry *e = xcalloc(1, sizeof(*e));
+    *e = (catalog_entry){ .idx = 0, .damage = RH_ECORRUPT, .type = CT_DIR, .mode = S_IFDIR | 0700,
+                          .nlink = 1, .parent = CATALOG_NONE, .first_child = first, .child_count = count,
+                          .link_group = CATALOG_NONE, .name = dup0(NULL, 0) };
+    *ret = e;
+    return 0;
+}
+
 int catalog_get(catalog *c, uint64_t idx, catalog_entry **ret)
 {
     if (!c || !ret)
@@ -365,6 +405,8 @@ int catalog_get(catalog *c, uint64_t idx, catalog_entry **ret)
     raw e;
     _cleanup_(freep) uint8_t *heap = NULL;
     int r = read_raw(c, idx, fixed, &e, &heap);
+    if (r == RH_ECORRUPT && idx == 0)
+        return stand_in_root(c, ret);
     if (r < 0)
         return r;
     catalog_entry *out = xmalloc(sizeof(*out));
@@ -394,6 +436,8 @@ static int dir_range(catalog *c, uint64_t dir, uint64_t *ret_first, uint64_t *re
     raw e;
     uint8_t *heap;
     int r = read_raw(c, dir, fixed, &e, &heap);
+    if (r == RH_ECORRUPT && dir == 0)
+        return find_root_children(c, ret_first, ret_count);
     if (r < 0)
         return r;
     free(heap);
@@ -404,6 +448,30 @@ static int dir_range(catalog *c, uint64_t dir, uint64_t *ret_first, uint64_t *re
     return 0;
 }
 
+/*
+ * Compares `name` with child k of the listing that starts at `first`: 0 and *ret_cmp, or RH_ECORRUPT
+ * when that child cannot be used as a probe (damaged, unsafe, or not a child of dir), or a read error.
+ */
+static int probe(catalog *c, uint64_t dir, uint64_t idx, const uint8_t *name, size_t len, int *ret_cmp)
+{
+    uint8_t fixed[CATALOG_ENTRY_SIZE];
+    raw e;
+    uint8_t *heap;
+    int r = read_raw(c, idx, fixed, &e, &heap);
+    if (r < 0)
+        return is_damage(r) || r == -ENOENT ? RH_ECORRUPT : r;
+    *ret_cmp = cmp_names(name, len, e.heap, e.name_len);
+    bool child = get_le64(fixed + CE_PARENT) == dir;
+    free(heap);
+    return child ? 0 : RH_ECORRUPT;
+}
+
+/*
+ * A binary search over the children. A child that cannot be read is stepped around: the nearest
+ * readable one above it (else below it) in the range serves as the probe instead, which keeps the
+ * search sound; when only unreadable children remain where the name would be, the answer is
+ * RH_ECORRUPT (the name may be one of them), not -ENOENT.
+ */
 int catalog_lookup(catalog *c, uint64_t dir, const uint8_t *name, size_t len, uint64_t *ret_idx)
 {
     if (!c || !ret_idx || (!name && len))
@@ -416,26 +484,26 @@ int catalog_lookup(catalog *c, uint64_t dir, const uint8_t *name, size_t len, ui
         return -ENOENT;
     uint64_t lo = 0, hi = count;
     while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        uint8_t fixed[CATALOG_ENTRY_SIZE];
-        raw e;
-        uint8_t *heap;
-        r = read_raw(c, first + mid, fixed, &e, &heap);
+        uint64_t mid = lo + (hi - lo) / 2, k = mid;
+        int cmp = 0;
+        while ((r = probe(c, dir, first + k, name, len, &cmp)) == RH_ECORRUPT && k + 1 < hi)
+            k++;
+        if (r == RH_ECORRUPT) {
+            for (k = mid; k > lo && (r = probe(c, dir, first + k - 1, name, len, &cmp)) == RH_ECORRUPT;)
+                k--;
+            if (r == 0)
+                k--;
+        }
         if (r < 0)
-            return r == -ENOENT ? RH_ECORRUPT : r;
-        int cmp = cmp_names(name, len, e.heap, e.name_len);
-        bool child = get_le64(fixed + CE_PARENT) == dir;
-        free(heap);
-        if (!child)
-            return RH_ECORRUPT;
+            return r; /* a read error, or nothing readable is left in [lo, hi) */
         if (cmp == 0) {
-            *ret_idx = first + mid;
+            *ret_idx = first + k;
             return 0;
         }
         if (cmp < 0)
-            hi = mid;
+            hi = k;
         else
-            lo = mid + 1;
+            lo = k + 1;
     }
     return -ENOENT;
 }
@@ -469,57 +537,92 @@ int catalog_lookup_path(catalog *c, const char *path, uint64_t *ret_idx)
     return 0;
 }
 
+/* What a listing gives for a child that cannot be read: its index, why, and an unsafe one's name. */
+static void damaged_child(catalog_entry *out, uint64_t idx, int code, const raw *r)
+{
+    bool named = code == RH_EUNSAFE && r && r->heap;
+    *out = (catalog_entry){ .idx = idx, .damage = code, .parent = CATALOG_NONE, .first_child = CATALOG_NONE,
+                            .link_group = CATALOG_NONE, .name_len = named ? r->name_len : 0 };
+    out->name = dup0(named ? r->heap : NULL, out->name_len);
+}
+
+/* Checks and decodes one child of dir, whose table and heap bytes are in r; prev is the child before
+ * it that was sound (NULL for none), for the order. */
+static int child_entry(const catalog *c, uint64_t dir, const raw *r, const catalog_entry *prev,
+                       catalog_entry *out)
+{
+    int rc = check_entry(c, r);
+    if (rc == 0 && get_le64(r->fixed + CE_PARENT) != dir)
+        rc = RH_ECORRUPT;
+    if (rc == 0 && prev && cmp_names(prev->name, prev->name_len, r->heap, r->name_len) >= 0)
+        rc = RH_ECORRUPT; /* children must be sorted and unique */
+    return rc == 0 ? decode(r, out) : rc;
+}
+
 /*
- * Decodes entries first..first+n of a listing from their table bytes `table`. The heap slice of a listing
- * is contiguous (the heap is in table order), so it is read in one go unless it is implausibly large.
+ * Decodes entries first..first+n of a listing, from their table bytes `table`, or when those could not
+ * be read as one piece (NULL), entry by entry. The heap slice of a listing is contiguous (the heap is in
+ * table order), so it is read in one go when it is plausibly small and can be read whole; else each
+ * entry's heap bytes are read on their own. An entry that cannot be read becomes a damaged child.
  */
 static int decode_slice(catalog *c, uint64_t dir, uint64_t first, size_t n, const uint8_t *table,
                         catalog_entry *out)
 {
     raw *rs = xcalloc(n, sizeof(*rs));
+    int *bad = xcalloc(n, sizeof(*bad));
     uint8_t *bulk = NULL;
-    int r = 0;
-    for (size_t j = 0; j < n && r == 0; j++) {
+    bool whole = table != NULL;
+    for (size_t j = 0; j < n && table; j++) {
         rs[j] = (raw){ .idx = first + j, .fixed = table + j * CATALOG_ENTRY_SIZE };
-        r = check_bounds(c, &rs[j]);
+        bad[j] = check_bounds(c, &rs[j]);
         const raw *p = j > 0 ? &rs[j - 1] : NULL;
-        if (r == 0 && p && rs[j].name_off != p->name_off + p->name_len + p->extra_len)
-            r = RH_ECORRUPT; /* the heap is not in table order */
+        whole &= bad[j] == 0 && (!p || rs[j].name_off == p->name_off + p->name_len + p->extra_len);
     }
-    uint64_t lo = rs[0].name_off;
-    uint64_t hi = r == 0 ? rs[n - 1].name_off + rs[n - 1].name_len + rs[n - 1].extra_len : lo;
-    if (r == 0 && hi - lo <= BULK_HEAP_MAX) {
+    uint64_t lo = rs[0].name_off, hi = whole ? rs[n - 1].name_off + rs[n - 1].name_len + rs[n - 1].extra_len : lo;
+    int r = 0;
+    if (whole && hi - lo <= BULK_HEAP_MAX) {
         bulk = xmalloc(hi - lo);
-        r = cat_read(c, lo, bulk, hi - lo);
+        r = catalog_read_at(c, lo, bulk, hi - lo);
+        if (r < 0) {
+            free(bulk);
+            bulk = NULL;
+            r = is_damage(r) ? 0 : r; /* a lost block: entry by entry, around it */
+        }
     }
+    const catalog_entry *prev = NULL;
     size_t done = 0;
-    for (size_t j = 0; j < n && r == 0; j++) {
+    for (size_t j = 0; j < n && r == 0; j++, done++) {
+        uint8_t fixed[CATALOG_ENTRY_SIZE];
         uint8_t *own = NULL;
-        if (bulk) {
+        int rc = bad[j];
+        if (!table) {
+            rs[j] = (raw){ .idx = first + j, .fixed = fixed };
+            rc = catalog_read_at(c, c->table_off + (first + j) * CATALOG_ENTRY_SIZE, fixed, sizeof(fixed));
+            if (rc == 0)
+                rc = check_bounds(c, &rs[j]);
+        }
+        if (rc == 0 && bulk) {
             rs[j].heap = bulk + (rs[j].name_off - lo);
-        } else {
-            size_t len = (size_t)rs[j].name_len + rs[j].extra_len;
-            own = xmalloc(len);
-            r = cat_read(c, rs[j].name_off, own, len);
+        } else if (rc == 0) {
+            own = xmalloc((size_t)rs[j].name_len + rs[j].extra_len);
+            rc = catalog_read_at(c, rs[j].name_off, own, (size_t)rs[j].name_len + rs[j].extra_len);
             rs[j].heap = own;
         }
-        if (r == 0)
-            r = check_entry(c, &rs[j]);
-        if (r == 0 && get_le64(rs[j].fixed + CE_PARENT) != dir)
-            r = RH_ECORRUPT;
-        if (r == 0 && j > 0 &&
-            cmp_names(out[j - 1].name, out[j - 1].name_len, rs[j].heap, rs[j].name_len) >= 0)
-            r = RH_ECORRUPT; /* children must be sorted and unique */
-        if (r == 0)
-            r = decode(&rs[j], &out[j]);
-        if (r == 0)
-            done++;
+        if (rc == 0)
+            rc = child_entry(c, dir, &rs[j], prev, &out[j]);
+        if (rc == 0)
+            prev = &out[j];
+        else if (is_damage(rc))
+            damaged_child(&out[j], first + j, rc, &rs[j]);
+        else
+            r = rc;
         free(own);
     }
     if (r < 0)
-        for (size_t j = 0; j < done; j++)
+        for (size_t j = 0; j + 1 < done; j++)
             catalog_entry_clear(&out[j]);
     free(bulk);
+    free(bad);
     free(rs);
     return r;
 }
@@ -540,10 +643,10 @@ int catalog_readdir(catalog *c, uint64_t dir, uint64_t start, size_t max, catalo
     }
     size_t n = (size_t)MIN(MIN(count - start, (uint64_t)max), (uint64_t)READDIR_MAX);
     uint8_t *table = xmalloc(n * CATALOG_ENTRY_SIZE);
-    r = cat_read(c, c->table_off + (first + start) * CATALOG_ENTRY_SIZE, table, n * CATALOG_ENTRY_SIZE);
+    r = catalog_read_at(c, c->table_off + (first + start) * CATALOG_ENTRY_SIZE, table, n * CATALOG_ENTRY_SIZE);
     catalog_entry *out = xcalloc(n, sizeof(*out));
-    if (r == 0)
-        r = decode_slice(c, dir, first + start, n, table, out);
+    if (r == 0 || is_damage(r))
+        r = decode_slice(c, dir, first + start, n, r == 0 ? table : NULL, out);
     free(table);
     if (r < 0) {
         free(out);
@@ -568,11 +671,26 @@ static int open_read_error(const rh_store_ops *ops, void *ctx, const char *path,
     return ops->read(ctx, path, 0, &b, 1) == 0 ? RH_ECORRUPT : r;
 }
 
-/* Checks the header and fills the layout fields of c. */
-static int parse_header(catalog *c, const uint8_t h[CATALOG_HEADER_SIZE], uint32_t *ret_meta_len)
+/* Repairs a header whose checksum fails when one byte makes it pass, and records either outcome. */
+static bool repair_header(catalog *c, uint8_t *h, size_t sum_off, uint64_t at, const char *what)
 {
-    if (memcmp(h + CH_MAGIC, CATALOG_MAGIC, CATALOG_MAGIC_LEN) != 0 ||
-        get_le64(h + CH_CHECKSUM) != hash_checksum(h, CATALOG_HEADER_SUMMED, NULL, 0))
+    int pos = catalog_repair_header(h, sum_off);
+    if (pos >= 0)
+        catalog_note_damage(c, false, RH_ECHECKSUM, at, sum_off + 8, "%s: checksum mismatch, byte %d repaired",
+                            what, pos);
+    else
+        catalog_note_damage(c, false, RH_ECORRUPT, at, sum_off + 8,
+                            "%s: checksum mismatch, more than one byte damaged: unrecoverable", what);
+    return pos >= 0;
+}
+
+/* Checks the header (repairing one damaged byte) and fills the layout fields of c. */
+static int parse_header(catalog *c, uint8_t h[CATALOG_HEADER_SIZE], uint32_t *ret_meta_len)
+{
+    if (get_le64(h + CH_CHECKSUM) != hash_checksum(h, CATALOG_HEADER_SUMMED, NULL, 0) &&
+        !repair_header(c, h, CATALOG_HEADER_SUMMED, 0, "header"))
+        return RH_ECORRUPT;
+    if (memcmp(h + CH_MAGIC, CATALOG_MAGIC, CATALOG_MAGIC_LEN) != 0)
         return RH_ECORRUPT;
     if (get_le32(h + CH_VERSION) != CATALOG_VERSION)
         return RH_EVERSION;
@@ -603,11 +721,26 @@ static int parse_header(catalog *c, const uint8_t h[CATALOG_HEADER_SIZE], uint32
     return 0;
 }
 
-/* The meta blob: u32 length + source path, u32 length + hostname, nothing after. */
-static int parse_meta(catalog *c, const uint8_t *p, size_t len, uint64_t sum)
+/*
+ * The meta blob: u32 length + source path, u32 length + hostname, nothing after. It only informs (no
+ * entry depends on it), so a damaged one that cannot be repaired leaves both strings empty, recorded.
+ */
+static int parse_meta(catalog *c, uint8_t *p, size_t len, uint64_t sum)
 {
-    if (hash_checksum(p, len, NULL, 0) != sum)
-        return RH_ECORRUPT;
+    if (hash_checksum(p, len, NULL, 0) != sum) {
+        int pos = catalog_repair_blob(p, len, sum);
+        catalog_note_damage(c, false, pos >= 0 ? RH_ECHECKSUM : RH_ECORRUPT, c->meta_off, len,
+                            pos >= 0 ? "meta blob: checksum mismatch, byte %d repaired"
+                                     : "meta blob: checksum mismatch: source path and hostname lost%.0d",
+                            pos);
+        if (pos < 0) {
+            c->source = (char *)dup0(NULL, 0);
+            c->hostname = (char *)dup0(NULL, 0);
+            c->meta.source = c->source;
+            c->meta.hostname = c->hostname;
+            return 0;
+        }
+    }
     cursor cu = cursor_make(p, len);
     uint32_t slen = cursor_le32(&cu);
     const uint8_t *src = cursor_take(&cu, slen);
@@ -628,9 +761,10 @@ static int parse_meta(catalog *c, const uint8_t *p, size_t len, uint64_t sum)
  * header to itself, and every block must be one that could have been written: a raw block is exactly
  * its logical length, a compressed one at most zstd's bound for it.
  */
-static int open_packed(catalog *c, const uint8_t *h)
+static int open_packed(catalog *c, uint8_t *h)
 {
-    if (get_le64(h + CPH_CHECKSUM) != hash_checksum(h, CATALOG_PACK_HEADER_SUMMED, NULL, 0))
+    if (get_le64(h + CPH_CHECKSUM) != hash_checksum(h, CATALOG_PACK_HEADER_SUMMED, NULL, 0) &&
+        !repair_header(c, h, CATALOG_PACK_HEADER_SUMMED, 0, "packed header"))
         return RH_ECORRUPT;
     if (get_le32(h + CPH_VERSION) != CATALOG_PACK_VERSION)
         return RH_EVERSION;
@@ -649,9 +783,17 @@ static int open_packed(catalog *c, const uint8_t *h)
     int r = c->ops->read(c->ctx, c->path, index_off, ix, n * CATALOG_PACK_ENTRY_SIZE);
     if (r < 0)
         return open_read_error(c->ops, c->ctx, c->path, r);
-    if (hash_checksum(ix, n * CATALOG_PACK_ENTRY_SIZE, NULL, 0) != get_le64(h + CPH_INDEX_CHECKSUM))
-        return RH_ECORRUPT;
-    c->blocks_at = xmalloc(n * sizeof(*c->blocks_at));
+    uint64_t ixsum = get_le64(h + CPH_INDEX_CHECKSUM);
+    if (hash_checksum(ix, n * CATALOG_PACK_ENTRY_SIZE, NULL, 0) != ixsum) {
+        /* Repaired if one byte is wrong and the index small; else used as it is if it still describes
+         * blocks that tile the file: each block is checked against its own checksum anyway. */
+        int pos = catalog_repair_blob(ix, n * CATALOG_PACK_ENTRY_SIZE, ixsum);
+        catalog_note_damage(c, false, RH_ECHECKSUM, index_off, n * CATALOG_PACK_ENTRY_SIZE,
+                            pos >= 0 ? "block index: checksum mismatch, byte %d repaired"
+                                     : "block index: checksum mismatch%.0d", pos);
+    }
+    c->blocks_at = xcalloc(n, sizeof(*c->blocks_at));
+    c->nblocks = n;
     uint64_t at = CATALOG_PACK_HEADER_SIZE;
     for (uint64_t b = 0; b < n; b++) {
         const uint8_t *e = ix + b * CATALOG_PACK_ENTRY_SIZE;
@@ -661,11 +803,14 @@ static int open_packed(catalog *c, const uint8_t *h)
         if (e[5] || e[6] || e[7] || (pb->codec == CODEC_RAW && pb->len != want) ||
             (pb->codec == CODEC_ZSTD && pb->len > compress_bound(want)) ||
             (pb->codec != CODEC_RAW && pb->codec != CODEC_ZSTD))
-            return RH_ECORRUPT;
+            break;
         at += pb->len;
     }
-    if (at != index_off)
+    if (at != index_off) {
+        catalog_note_damage(c, false, RH_ECORRUPT, index_off, n * CATALOG_PACK_ENTRY_SIZE,
+                            "block index: does not describe the blocks: unrecoverable");
         return RH_ECORRUPT;
+    }
     c->zbuf = xmalloc(compress_bound(CATALOG_PACK_BLOCK));
     c->file_end = size;
     return 0;
@@ -673,6 +818,14 @@ static int open_packed(catalog *c, const uint8_t *h)
 
 int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret)
 {
+    return catalog_open_why(ops, ctx, path, ret, NULL);
+}
+
+int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catalog **ret,
+                     char why[CATALOG_WHY_MAX])
+{
+    if (why)
+        *why = 0;
     if (!ops || !ops->read || !path || !ret)
         return -EINVAL;
     /* Enough to tell the two forms apart: a packed catalog may be shorter than a plain header. */
@@ -687,9 +840,16 @@ int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog *
     c->path = xstrdup(path);
     pthread_mutex_init(&c->lock, NULL);
     bool packed = memcmp(h, CATALOG_PACK_MAGIC, CATALOG_MAGIC_LEN) == 0;
+    if (!packed && memcmp(h, CATALOG_MAGIC, CATALOG_MAGIC_LEN) != 0) {
+        /* A damaged magic: a packed header that one byte repairs is one (open_packed records it). */
+        uint8_t try[CATALOG_PACK_HEADER_SIZE];
+        memcpy(try, h, sizeof(try));
+        packed = catalog_repair_header(try, CATALOG_PACK_HEADER_SUMMED) >= 0 &&
+                 memcmp(try, CATALOG_PACK_MAGIC, CATALOG_MAGIC_LEN) == 0;
+    }
     if (packed) {
         if ((r = open_packed(c, h)) == 0)
-            r = cat_read(c, 0, h, CATALOG_HEADER_SIZE);
+            r = catalog_read_at(c, 0, h, CATALOG_HEADER_SIZE);
     } else {
         r = ops->read(ctx, path, CATALOG_PACK_HEADER_SIZE, h + CATALOG_PACK_HEADER_SIZE,
                       CATALOG_HEADER_SIZE - CATALOG_PACK_HEADER_SIZE);
@@ -705,14 +865,18 @@ int catalog_open(const rh_store_ops *ops, void *ctx, const char *path, catalog *
     if (r == 0) {
         /* The meta blob ends the file: reading it also proves the file is complete. */
         uint8_t *m = xmalloc(meta_len);
-        r = packed ? cat_read(c, c->meta_off, m, meta_len) : ops->read(ctx, path, c->meta_off, m, meta_len);
+        r = packed ? catalog_read_at(c, c->meta_off, m, meta_len) : ops->read(ctx, path, c->meta_off, m, meta_len);
         if (r < 0 && !packed)
             r = open_read_error(ops, ctx, path, r);
-        else if (r == 0)
+        else if (r == RH_ECORRUPT)
+            memset(m, 0, meta_len); /* in a lost block: parse_meta records it; the index proved the size */
+        if (r == 0 || (packed && r == RH_ECORRUPT))
             r = parse_meta(c, m, meta_len, get_le64(h + CH_META_CHECKSUM));
         free(m);
     }
     if (r < 0) {
+        if (why && c->ndamage) /* the last damage found is what stopped the open */
+            snprintf(why, CATALOG_WHY_MAX, "%s", c->damage[c->ndamage - 1].what);
         catalog_close(c);
         return r;
     }
@@ -728,6 +892,7 @@ void catalog_close(catalog *c)
         free(c->blocks[i].data);
     free(c->blocks_at);
     free(c->zbuf);
+    free(c->damage);
     pthread_mutex_destroy(&c->lock);
     free(c->source);
     free(c->hostname);

@@ -122,9 +122,11 @@ check "... and the restore is exact" diff_tree "$SRC" "$WORK/t6"
 # A catalog whose names are "..", "a/b" (checksums recomputed, so only the name checks stand in the way).
 # The script edits a plain catalog in place: a store of format 1 writes them plain. A packed catalog
 # holds the same bytes in compressed blocks and goes through the same checks once they are decoded.
-mkdir -p "$WORK/hsrc/ab" "$WORK/hsrc/a_b"
+mkdir -p "$WORK/hsrc/ab" "$WORK/hsrc/a_b" "$WORK/hsrc/sibling"
 echo payload >"$WORK/hsrc/ab/victim"
 echo payload >"$WORK/hsrc/a_b/victim2"
+echo kept >"$WORK/hsrc/sibling/kept"
+echo kept too >"$WORK/hsrc/top-file"
 rh init "$WORK/hstore" --format 1 >/dev/null
 rh backup "$WORK/hstore" "$WORK/hsrc" --name h -q
 "$PY" "$TOP_SRCDIR/tests/integration/hostile_catalog.py" "$WORK/hstore/snapshots/h.snap"
@@ -133,8 +135,18 @@ set +e
 rh restore "$WORK/hstore" h "$WORK/cage/t7" -q 2>"$WORK/t7.err"
 rc=$?
 set -e
-check "a hostile catalog is refused (exit $rc)" [ "$rc" -ne 0 ]
+check "a hostile catalog is refused entry by entry: exit 3, partial (got $rc)" [ "$rc" -eq 3 ]
 check "... with a message naming the problem" grep -qi 'corrupt\|unsafe' "$WORK/t7.err"
+check "... and each refused entry by name" grep -q '\.\.: refused' "$WORK/t7.err" && grep -q 'a/b: refused' "$WORK/t7.err"
+check "... while its siblings are restored" cmp -s "$WORK/hsrc/sibling/kept" "$WORK/cage/t7/sibling/kept" &&
+    cmp -s "$WORK/hsrc/top-file" "$WORK/cage/t7/top-file"
+set +e
+rh ls -R "$WORK/hstore" h >"$WORK/t7.ls" 2>"$WORK/t7.lserr"
+rc=$?
+set -e
+check "ls of a hostile catalog lists the siblings and exits 3 (got $rc)" [ "$rc" -eq 3 ] &&
+    grep -qx 'sibling/kept' "$WORK/t7.ls" && grep -qx 'top-file' "$WORK/t7.ls"
+check "... naming the refused entries" grep -q "entry named '\.\.' refused" "$WORK/t7.lserr"
 check "... and nothing was written outside the target" [ "$(cd "$WORK/cage" && find . | sort | tr '\n' ' ')" = ". ./t7 " ] || \
     [ -z "$(find "$WORK/cage" -name 'victim*' ! -path "$WORK/cage/t7/*")" ]
 check "no victim file escaped next to the target" [ ! -e "$WORK/cage/victim" ] && [ ! -e "$WORK/victim" ]
