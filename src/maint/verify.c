@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "compress/compress.h"
 #include "maint/verify.h"
+#include "maint/verify_index.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
 #include "store/streammap.h"
@@ -25,6 +26,8 @@ typedef struct verifier {
     rh_store *s;
     verify_report *rep;
     digest_set chunks_ok, streams_ok, streams_bad;
+    vindex *vi;      /* what the index should hold (verify_index.c) */
+    uint32_t cur_id; /* the container being read */
     void (*progress)(void *ud, uint64_t bytes);
     void *ud;
 } verifier;
@@ -135,6 +138,8 @@ static void verify_records(verifier *v, const char *path, const container_record
             r = container_parse_record(blk + at, stop - start - at, rec[k].offset, &got, &payload);
             if (r >= 0 && !same_record(&got, &rec[k]))
                 r = RH_ECORRUPT;
+            if (r >= 0 && got.type == RECORD_PACK)
+                vindex_add_members(v->vi, v->cur_id, &got, payload);
             if (r >= 0) {
                 if (got.raw_len > scratch_cap) {
                     scratch_cap = got.raw_len;
@@ -187,6 +192,8 @@ static void verify_container(verifier *v, const index_container *c)
     container_path(c->kind, c->id, path);
     container_header h;
     int r = container_read_header(v->s->ops, v->s->ctx, path, &h);
+    /* Until its records are listed, the index rows that point into it are not judged. */
+    vindex_unknown_container(v->vi, c->kind, c->id);
     if (r < 0) {
         problem(v, path, true, 0, r, "bad container header");
         return;
@@ -208,6 +215,9 @@ static void verify_container(verifier *v, const index_container *c)
         return;
     }
     sort_array(rec, n, sizeof(*rec), cmp_rec);
+    vindex_known_container(v->vi, c->kind, c->id);
+    vindex_add_records(v->vi, c, rec, n);
+    v->cur_id = c->id;
     for (size_t i = 0; i < n; i++)
         if ((rec[i].type == RECORD_STREAM) != (c->kind == CONTAINER_STREAM))
             problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");
@@ -319,12 +329,14 @@ static void verify_snapshot(verifier *v, const char *name)
 int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uint64_t bytes), void *ud)
 {
     memset(ret, 0, sizeof(*ret));
-    verifier v = { .s = s, .rep = ret, .progress = progress, .ud = ud };
+    verifier v = { .s = s, .rep = ret, .progress = progress, .ud = ud, .vi = vindex_new() };
     index_container *cs;
     size_t n;
     int r = store_list_containers(s, &cs, &n);
-    if (r < 0)
+    if (r < 0) {
+        vindex_free(v.vi);
         return r;
+    }
     for (size_t i = 0; i < n; i++)
         verify_container(&v, &cs[i]);
     free(cs);
@@ -336,6 +348,9 @@ int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uin
             verify_snapshot(&v, names[i]);
         store_free_names(names, nn);
     }
+    if (r >= 0)
+        vindex_check(v.vi, s, ret);
+    vindex_free(v.vi);
     digest_set_free(&v.chunks_ok);
     digest_set_free(&v.streams_ok);
     digest_set_free(&v.streams_bad);
