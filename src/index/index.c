@@ -721,10 +721,10 @@ int index_each(index_t *ix, bool streams, index_row_fn *fn, void *ud)
         return -EINVAL;
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(ix->db,
-                                streams ? "SELECT container, offset, stored_len, raw_len, codec, member, digest "
-                                          "FROM streams ORDER BY digest"
-                                        : "SELECT container, offset, stored_len, raw_len, codec, member, digest "
-                                          "FROM chunks ORDER BY digest",
+                                streams ? "SELECT container, offset, stored_len, raw_len, codec, member, "
+                                          "digest FROM streams ORDER BY digest"
+                                        : "SELECT container, offset, stored_len, raw_len, codec, member, "
+                                          "digest FROM chunks ORDER BY digest",
                                 -1, &st, NULL);
     if (rc != SQLITE_OK) {
         sqlite3_finalize(st);

@@ -51,7 +51,10 @@ typedef struct vcheck {
     uint64_t found;     /* problems found */
 } vcheck;
 
-vindex *vindex_new(void) { return xcalloc(1, sizeof(vindex)); }
+vindex *vindex_new(void)
+{
+    return xcalloc(1, sizeof(vindex));
+}
 
 void vindex_free(vindex *vi)
 {
@@ -75,7 +78,7 @@ void vindex_add(vindex *vi, uint8_t kind, const uint8_t digest[HASH_LEN], const 
 void vindex_pack(vindex *vi, uint32_t id, uint64_t offset)
 {
     vi->packs = xgrow(vi->packs, &vi->cap_packs, vi->npacks, sizeof(*vi->packs), 64);
-    vi->packs[vi->npacks++] = (vpack){ id, offset, false };
+    vi->packs[vi->npacks++] = (vpack){id, offset, false};
 }
 
 static vpack *find_pack(vindex *vi, uint32_t id, uint64_t offset)
@@ -89,7 +92,8 @@ static vpack *find_pack(vindex *vi, uint32_t id, uint64_t offset)
         else
             hi = mid;
     }
-    return lo < vi->npacks && vi->packs[lo].id == id && vi->packs[lo].offset == offset ? &vi->packs[lo] : NULL;
+    return lo < vi->npacks && vi->packs[lo].id == id && vi->packs[lo].offset == offset ? &vi->packs[lo]
+                                                                                       : NULL;
 }
 
 void vindex_pack_known(vindex *vi, uint32_t id, uint64_t offset)
@@ -103,7 +107,7 @@ void vindex_add_records(vindex *vi, const index_container *c, const container_re
 {
     for (size_t i = 0; i < n; i++) {
         const container_record *x = &rec[i];
-        index_loc loc = { c->id, x->offset, x->stored_len, x->raw_len, x->codec, 0 };
+        index_loc loc = {c->id, x->offset, x->stored_len, x->raw_len, x->codec, 0};
         if (x->type == RECORD_PACK && c->kind == CONTAINER_DATA)
             vindex_pack(vi, c->id, x->offset);
         else if ((x->type == RECORD_CHUNK && c->kind == CONTAINER_DATA) ||
@@ -118,7 +122,7 @@ void vindex_add_members(vindex *vi, uint32_t id, const container_record *pack, c
         pack_entry pe;
         if (pack_member(pack, payload, k, &pe) < 0)
             return;
-        index_loc loc = { id, pack->offset, pack->stored_len, pe.raw_len, pack->codec, (uint16_t)(k + 1) };
+        index_loc loc = {id, pack->offset, pack->stored_len, pe.raw_len, pack->codec, (uint16_t)(k + 1)};
         vindex_add(vi, CONTAINER_DATA, pe.digest, &loc);
     }
     vindex_pack_known(vi, id, pack->offset);
@@ -127,7 +131,7 @@ void vindex_add_members(vindex *vi, uint32_t id, const container_record *pack, c
 void vindex_unknown_container(vindex *vi, uint8_t kind, uint32_t id)
 {
     vi->unknown = xgrow(vi->unknown, &vi->cap_unknown, vi->nunknown, sizeof(*vi->unknown), 8);
-    vi->unknown[vi->nunknown++] = (index_container){ .id = id, .kind = kind };
+    vi->unknown[vi->nunknown++] = (index_container){.id = id, .kind = kind};
 }
 
 void vindex_known_container(vindex *vi, uint8_t kind, uint32_t id)
@@ -150,7 +154,8 @@ static int cmp_vrec(const void *a, const void *b)
 static void add_problem(verify_report *rep, const char *object, int code, char *detail)
 {
     rep->problems = xrealloc(rep->problems, (rep->nproblems + 1) * sizeof(*rep->problems));
-    rep->problems[rep->nproblems++] = (verify_problem){ .object = xstrdup(object), .code = code, .detail = detail };
+    rep->problems[rep->nproblems++] =
+        (verify_problem){.object = xstrdup(object), .code = code, .detail = detail};
 }
 
 /* Counts a finding and lists it while fewer than VINDEX_LIST_MAX are listed; takes `detail`. */
@@ -162,7 +167,10 @@ static void finding(vcheck *c, int code, char *detail)
         free(detail);
 }
 
-static const char *what(uint8_t kind) { return kind == CONTAINER_DATA ? "chunk" : "stream map"; }
+static const char *what(uint8_t kind)
+{
+    return kind == CONTAINER_DATA ? "chunk" : "stream map";
+}
 
 static void hex16(const uint8_t *digest, char out[17])
 {
@@ -220,15 +228,17 @@ static int on_row(void *ud, const uint8_t *digest, const index_loc *loc)
     vcheck *c = ud;
     vindex *vi = c->vi;
     if (!digest) {
-        finding(c, RH_ECORRUPT, xasprintf("a row of the %s table has a digest that is not %d bytes",
-                                          c->kind == CONTAINER_DATA ? "chunks" : "streams", HASH_LEN));
+        finding(c, RH_ECORRUPT,
+                xasprintf("a row of the %s table has a digest that is not %d bytes",
+                          c->kind == CONTAINER_DATA ? "chunks" : "streams", HASH_LEN));
         return 0;
     }
     char hex[17];
     hex16(digest, hex);
     unindexed_before(c, digest);
     size_t first = c->next, end = first;
-    while (end < vi->nrecs && vi->recs[end].kind == c->kind && memcmp(vi->recs[end].digest, digest, HASH_LEN) == 0)
+    while (end < vi->nrecs && vi->recs[end].kind == c->kind &&
+           memcmp(vi->recs[end].digest, digest, HASH_LEN) == 0)
         end++;
     c->next = end;
     if (!loc) {
@@ -242,12 +252,14 @@ static int on_row(void *ud, const uint8_t *digest, const index_loc *loc)
         return 0;
     _cleanup_(freep) char *says = describe(c->kind, loc);
     if (first == end) {
-        finding(c, RH_ECORRUPT, xasprintf("the row of %s %s points at %s, but no container holds that %s",
-                                          what(c->kind), hex, says, what(c->kind)));
+        finding(c, RH_ECORRUPT,
+                xasprintf("the row of %s %s points at %s, but no container holds that %s", what(c->kind), hex,
+                          says, what(c->kind)));
     } else {
         _cleanup_(freep) char *is = describe(c->kind, &vi->recs[first].loc);
-        finding(c, RH_ECORRUPT, xasprintf("the row of %s %s points at %s, but the %s is at %s", what(c->kind),
-                                          hex, says, what(c->kind), is));
+        finding(c, RH_ECORRUPT,
+                xasprintf("the row of %s %s points at %s, but the %s is at %s", what(c->kind), hex, says,
+                          what(c->kind), is));
     }
     return 0;
 }
@@ -260,8 +272,9 @@ static void check_table(vcheck *c, index_t *ix, uint8_t kind)
         c->next++;
     int r = index_each(ix, kind == CONTAINER_STREAM, on_row, c);
     if (r < 0) {
-        finding(c, r, xasprintf("reading the %s table: %s", kind == CONTAINER_DATA ? "chunks" : "streams",
-                                r == RH_ECORRUPT ? "SQLite reports the file malformed" : rh_strerror(r)));
+        finding(c, r,
+                xasprintf("reading the %s table: %s", kind == CONTAINER_DATA ? "chunks" : "streams",
+                          r == RH_ECORRUPT ? "SQLite reports the file malformed" : rh_strerror(r)));
         return; /* what could not be read is not reported as missing as well */
     }
     unindexed_before(c, NULL);
@@ -280,22 +293,24 @@ static void check_containers(vcheck *c, rh_store *s, index_t *ix)
     if (r < 0)
         finding(c, r, xasprintf("reading its container list: %s", rh_strerror(r)));
     else if (!match)
-        finding(c, RH_ESTALEINDEX, xstrdup("its container list differs from the store's containers (stale or "
-                                           "damaged)"));
+        finding(c, RH_ESTALEINDEX,
+                xstrdup("its container list differs from the store's containers (stale or "
+                        "damaged)"));
 }
 
 void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
 {
     _cleanup_(freep) char *path = store_index_path(s);
     bool in_store = s->rootfd >= 0 && !s->readonly;
-    vcheck c = { .vi = vi, .rep = rep, .object = in_store ? STORE_INDEX_FILE : path };
+    vcheck c = {.vi = vi, .rep = rep, .object = in_store ? STORE_INDEX_FILE : path};
     index_t *ix = NULL;
     int r = index_open(path, s->cfg.uuid, INDEX_READONLY, &ix);
     if (r == -ENOENT)
         return; /* no index yet: the first reader builds it */
     if (r == RH_ESTALEINDEX) {
-        finding(&c, r, xstrdup("not a readable index of this store: SQLite cannot read its header or schema, "
-                               "or they are not those of an index of this store"));
+        finding(&c, r,
+                xstrdup("not a readable index of this store: SQLite cannot read its header or schema, "
+                        "or they are not those of an index of this store"));
     } else if (r < 0) {
         finding(&c, r, xasprintf("cannot be opened: %s", rh_strerror(r)));
     } else {
@@ -313,9 +328,10 @@ void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
         index_close(ix);
     }
     if (c.found)
-        add_problem(rep, c.object, RH_ECORRUPT,
-                    xasprintf("%llu index problem%s%s; the index is derived data: 'rehydrate reindex %s' rebuilds "
-                              "it from the containers (readers also rebuild it when they find it damaged)",
-                              (unsigned long long)c.found, c.found == 1 ? "" : "s",
-                              c.found > VINDEX_LIST_MAX ? " (the first ones listed above)" : "", s->path));
+        add_problem(
+            rep, c.object, RH_ECORRUPT,
+            xasprintf("%llu index problem%s%s; the index is derived data: 'rehydrate reindex %s' rebuilds "
+                      "it from the containers (readers also rebuild it when they find it damaged)",
+                      (unsigned long long)c.found, c.found == 1 ? "" : "s",
+                      c.found > VINDEX_LIST_MAX ? " (the first ones listed above)" : "", s->path));
 }

@@ -136,8 +136,8 @@ static int fetch_member(rh_store *s, const index_loc *loc, const uint8_t digest[
 
 /* reader_fetch_chunk_ex; *ret_found tells whether the index had a row for the chunk (then in *loc). */
 static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify,
-                 uint8_t *out, index_loc *ret_loc, bool *ret_found, pack_memo *memo, reader_sibling_fn *sibling,
-                 void *ud)
+                 uint8_t *out, index_loc *ret_loc, bool *ret_found, pack_memo *memo,
+                 reader_sibling_fn *sibling, void *ud)
 {
     index_loc loc;
     int r = index_find_chunk(ix, digest, &loc);
@@ -194,9 +194,9 @@ static int reopen(rh_store *s, index_t **ixp, unsigned *genp, int flags)
     return store_index_open_gen(s, flags, ixp, genp);
 }
 
-int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags, const uint8_t digest[HASH_LEN],
-                          uint64_t raw_len, bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
-                          reader_sibling_fn *sibling, void *ud)
+int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
+                          const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify, uint8_t *out,
+                          index_loc *ret_loc, pack_memo *memo, reader_sibling_fn *sibling, void *ud)
 {
     for (int attempt = 0;; attempt++) {
         int r = 0;
@@ -302,10 +302,10 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
                 }
                 f->cache_valid = false;
                 int r = f->genp ? reader_fetch_chunk_rx(f->s, f->ixp, f->genp, INDEX_READONLY, e->digest,
-                                                        e->length, f->verify, f->cache, NULL, &f->memo, NULL,
-                                                        NULL)
-                                : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify, f->cache,
-                                                        NULL, &f->memo, NULL, NULL);
+                                                        e->length, f->verify, f->cache, NULL, &f->memo,
+                                                        NULL, NULL)
+                                : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify,
+                                                        f->cache, NULL, &f->memo, NULL, NULL);
                 if (r < 0)
                     return r;
                 f->cached = i;

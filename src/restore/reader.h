@@ -91,8 +91,8 @@ int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LE
  * (once per process) and the fetch retried once through a new handle; so a damaged index never fails an
  * intact chunk.
  */
-int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags, const uint8_t digest[HASH_LEN],
-                          uint64_t raw_len, bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
-                          reader_sibling_fn *sibling, void *ud);
+int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
+                          const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify, uint8_t *out,
+                          index_loc *ret_loc, pack_memo *memo, reader_sibling_fn *sibling, void *ud);
 
 #endif

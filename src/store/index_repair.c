@@ -56,7 +56,10 @@ void store_note(rh_store *s, const char *msg)
         fprintf(stderr, "rehydrate: %s\n", msg);
 }
 
-unsigned store_index_gen(rh_store *s) { return __atomic_load_n(&s->ix_gen, __ATOMIC_ACQUIRE); }
+unsigned store_index_gen(rh_store *s)
+{
+    return __atomic_load_n(&s->ix_gen, __ATOMIC_ACQUIRE);
+}
 
 /* Whether the file at path is another than the one generation ix_gen began with. Remembers the file
  * when none is known yet. The caller holds ix_lock. */
@@ -162,11 +165,13 @@ static char *row_fault(rh_store *s, const uint8_t digest[HASH_LEN], const index_
                                 : at->type != RECORD_PACK || loc->member > at->members ||
                                       !member_matches(s, path, at, loc, digest)) {
         why = xasprintf("the row of chunk %s points at the record at offset %llu of %s, which holds "
-                        "another chunk", hex, (unsigned long long)loc->offset, path);
+                        "another chunk",
+                        hex, (unsigned long long)loc->offset, path);
     } else if (at->stored_len != loc->stored_len || at->codec != loc->codec) {
         why = xasprintf("the row of chunk %s gives a stored length of %u (codec %u) for the record at "
-                        "offset %llu of %s, which has %u (codec %u)", hex, loc->stored_len, loc->codec,
-                        (unsigned long long)loc->offset, path, at->stored_len, at->codec);
+                        "offset %llu of %s, which has %u (codec %u)",
+                        hex, loc->stored_len, loc->codec, (unsigned long long)loc->offset, path,
+                        at->stored_len, at->codec);
     }
     free(rec);
     return why;
@@ -213,7 +218,8 @@ bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest
                 r < 0 ? xasprintf("%s: the index is damaged (%s), and rebuilding it failed: %s", path, why,
                                   rh_strerror(r))
                       : xasprintf("%s: the index is damaged (%s); rebuilt it from the containers (it is "
-                                  "derived data; 'rehydrate verify' checks it)", path, why);
+                                  "derived data; 'rehydrate verify' checks it)",
+                                  path, why);
             store_note(s, msg);
             if (r >= 0) {
                 next_gen_locked(s, path);
