@@ -135,6 +135,17 @@ static void add_mount_options(struct fuse_args *args, const char *store)
 
 static void note(const char *msg) { fprintf(stderr, "rehydratefs: %s\n", msg); }
 
+/* What the store says about its index at read time (a damaged index rebuilt by a worker): to stderr in
+ * the foreground, else to syslog, like the read errors of fs_log_once. */
+static void index_note(void *ud, const char *msg)
+{
+    const fs *f = ud;
+    if (f->foreground)
+        fprintf(stderr, "rehydratefs: %s\n", msg);
+    else
+        syslog(LOG_WARNING, "%s", msg);
+}
+
 /* ---- the snapshot table ---- */
 
 static int cmp_snap(const void *a, const void *b)
@@ -565,8 +576,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "rehydratefs: %s: %s\n", o.store, rh_strerror(r));
         goto out;
     }
+    f.s->note = index_note;
+    f.s->note_ud = &f;
     /* Check the index once (rebuilding it when missing or stale, with a message); workers then open
-     * their own read-only handles. */
+     * their own read-only handles, and repair it should they find it damaged (store_index_repair). */
     index_t *ix;
     if ((r = store_open_index(f.s, INDEX_READONLY, true, note, &ix)) < 0) {
         fprintf(stderr, "rehydratefs: %s: cannot open or rebuild the index: %s\n", o.store, rh_strerror(r));

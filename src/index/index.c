@@ -668,3 +668,78 @@ int index_stats(index_t *ix, uint64_t *ret_chunks, uint64_t *ret_streams, uint64
         *ret_containers = containers;
     return 0;
 }
+
+/* ---- checking (verify) ---- */
+
+int index_integrity(index_t *ix, int max, char **ret_report)
+{
+    if (!ix || max < 1 || !ret_report)
+        return -EINVAL;
+    char sql[48];
+    snprintf(sql, sizeof(sql), "PRAGMA integrity_check(%d)", max);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(ix->db, sql, -1, &st, NULL);
+    bytebuf b = { 0 };
+    if (rc == SQLITE_OK)
+        rc = SQLITE_ROW;
+    while (rc == SQLITE_ROW && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *line = (const char *)sqlite3_column_text(st, 0);
+        if (!line || strcmp(line, "ok") == 0)
+            continue;
+        if (b.len)
+            buf_append(&b, "; ", 2);
+        buf_append(&b, line, strlen(line));
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+        /* SQLite may fail the check itself on a badly damaged file: that is its verdict too. */
+        if ((rc & 0xff) != SQLITE_CORRUPT && (rc & 0xff) != SQLITE_NOTADB) {
+            buf_free(&b);
+            return map_rc(ix->db, rc, false);
+        }
+        if (b.len)
+            buf_append(&b, "; ", 2);
+        const char *e = sqlite3_errstr(rc);
+        buf_append(&b, e, strlen(e));
+    }
+    if (b.len) {
+        for (size_t i = 0; i < b.len; i++)
+            if (b.data[i] == '\n')
+                b.data[i] = ' ';
+        buf_put_u8(&b, 0);
+        *ret_report = (char *)b.data;
+    } else {
+        buf_free(&b);
+        *ret_report = NULL;
+    }
+    return 0;
+}
+
+int index_each(index_t *ix, bool streams, index_row_fn *fn, void *ud)
+{
+    if (!ix || !fn)
+        return -EINVAL;
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(ix->db,
+                                streams ? "SELECT container, offset, stored_len, raw_len, codec, member, "
+                                          "digest FROM streams ORDER BY digest"
+                                        : "SELECT container, offset, stored_len, raw_len, codec, member, "
+                                          "digest FROM chunks ORDER BY digest",
+                                -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return map_rc(ix->db, rc, false);
+    }
+    int r = 0;
+    while (r >= 0 && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        index_loc loc;
+        bool ok = read_loc(st, &loc) == 0;
+        const void *d = sqlite3_column_blob(st, 6);
+        int dlen = sqlite3_column_bytes(st, 6);
+        r = fn(ud, dlen == HASH_LEN && d ? d : NULL, ok ? &loc : NULL);
+    }
+    if (r >= 0 && rc != SQLITE_DONE)
+        r = map_rc(ix->db, rc, false);
+    sqlite3_finalize(st);
+    return r;
+}

@@ -76,4 +76,15 @@ int index_matches(index_t *ix, const index_container *have, size_t n, bool *ret_
 /* Counts, for reports. */
 int index_stats(index_t *ix, uint64_t *ret_chunks, uint64_t *ret_streams, uint64_t *ret_containers);
 
+/* SQLite's PRAGMA integrity_check, at most `max` findings: *ret_report is NULL when it finds the file
+ * sound, else a malloc'd text of its findings ("; " between them). A file too damaged for the check to run
+ * is reported the same way. */
+int index_integrity(index_t *ix, int max, char **ret_report);
+
+/* Calls fn for every row of the chunks table (streams: of the streams table) in digest order. digest is
+ * NULL when the row's digest is not HASH_LEN bytes, loc NULL when a value is out of range. A negative
+ * return of fn stops the walk and is returned; a read error gives its code. */
+typedef int index_row_fn(void *ud, const uint8_t *digest, const index_loc *loc);
+int index_each(index_t *ix, bool streams, index_row_fn *fn, void *ud);
+
 #endif

@@ -2,31 +2,41 @@
  * reindex.c — rebuilds index.db from the containers. Sealed containers are read through their footers
  * (three small reads each, and one more per pack for its member table, so a rebuild costs little even
  * for a large store); a committed container
- * without a footer is scanned record by record. The rebuild happens in one transaction: a crash during
- * it leaves the previous index as it was.
+ * without a footer is scanned record by record. The rebuild writes a fresh file in one transaction and
+ * renames it over the old one: a crash during it leaves the previous index as it was, and an old index
+ * that SQLite finds malformed is never needed to build the new one.
  */
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/util.h"
 #include "store/container.h"
 #include "store/store.h"
 
-static int open_fresh(rh_store *s, const char *path, index_t **ret)
+/* The directory and file name of `path` (malloc'd), for the temp file beside it. */
+static void split_path(const char *path, char **ret_dir, char **ret_base)
 {
-    int r = index_open(path, s->cfg.uuid, INDEX_CREATE, ret);
-    if (r != RH_ESTALEINDEX)
-        return r;
-    /* Not our database (another store's, another schema, or garbage): start from nothing. */
-    static const char *suffixes[] = { "", "-wal", "-shm" };
+    const char *slash = strrchr(path, '/');
+    *ret_dir = slash ? xmemdup(path, (size_t)(slash - path) + 2) : xstrdup(".");
+    if (slash)
+        (*ret_dir)[slash - path == 0 ? 1 : slash - path] = 0;
+    *ret_base = xstrdup(slash ? slash + 1 : path);
+}
+
+/* Removes the journal files that SQLite keeps beside `path`: those of the file being replaced must not
+ * be applied to its successor (a hot -journal or a -wal would be played into the new file). */
+static void remove_journals(const char *path)
+{
+    static const char *suffixes[] = { "-wal", "-shm", "-journal" };
     for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
         _cleanup_(freep) char *p = xasprintf("%s%s", path, suffixes[i]);
-        if (unlink(p) < 0 && errno != ENOENT)
-            return -errno;
+        unlink(p);
     }
-    return index_open(path, s->cfg.uuid, INDEX_CREATE, ret);
 }
 
 /* The members of a pack, from its member table (one small read). */
@@ -89,22 +99,13 @@ static int add_container(rh_store *s, index_t *ix, const index_container *c, uin
     return r;
 }
 
-int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t *ret_streams)
+/* Fills the fresh index ix from the containers `have`, in one transaction. */
+static int fill(rh_store *s, index_t *ix, const index_container *have, size_t n, uint64_t *chunks,
+                uint64_t *streams)
 {
-    index_container *have = NULL;
-    size_t n = 0;
-    int r = store_list_containers(s, &have, &n);
-    if (r < 0)
-        return r;
-    index_t *ix = NULL;
-    uint64_t chunks = 0, streams = 0;
-    r = open_fresh(s, path, &ix);
-    if (r >= 0)
-        r = index_begin(ix);
-    if (r >= 0)
-        r = index_clear(ix);
+    int r = index_begin(ix);
     for (size_t i = 0; r >= 0 && i < n; i++) {
-        r = add_container(s, ix, &have[i], &chunks, &streams);
+        r = add_container(s, ix, &have[i], chunks, streams);
         if (r < 0) {
             char cp[CONTAINER_PATH_MAX];
             fprintf(stderr, "rehydrate: %s: %s (skipped; run 'rehydrate verify')\n",
@@ -116,15 +117,48 @@ int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t 
     }
     if (r >= 0)
         r = index_commit(ix);
-    else if (ix)
+    else
         index_rollback(ix);
-    index_close(ix);
+    return r;
+}
+
+int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t *ret_streams)
+{
+    index_container *have = NULL;
+    size_t n = 0;
+    int r = store_list_containers(s, &have, &n);
+    if (r < 0)
+        return r;
+    /* The new index is built in a file of its own: the old one may be damaged beyond what SQLite can
+     * clear (a malformed B-tree fails DELETE as it fails SELECT), and readers may have it open. */
+    _cleanup_(freep) char *dir = NULL, *base = NULL, *tmp = NULL, *tmppath = NULL;
+    split_path(path, &dir, &base);
+    _cleanup_(closep) int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_(closep) int fd = dfd < 0 ? -errno : fs_create_temp(dfd, base, &tmp);
+    if (fd < 0) {
+        free(have);
+        return fd;
+    }
+    tmppath = xasprintf("%s/%s", dir, tmp);
+    index_t *ix = NULL;
+    uint64_t chunks = 0, streams = 0;
+    r = index_open(tmppath, s->cfg.uuid, INDEX_CREATE, &ix);
+    if (r >= 0)
+        r = fill(s, ix, have, n, &chunks, &streams);
+    index_close(ix); /* back to the rollback journal: the file is complete in itself */
     free(have);
     if (r >= 0) {
-        if (ret_chunks)
-            *ret_chunks = chunks;
-        if (ret_streams)
-            *ret_streams = streams;
+        remove_journals(path);
+        r = fs_commit_temp(dfd, fd, tmp, base, 1);
     }
-    return r;
+    if (r < 0) {
+        unlinkat(dfd, tmp, 0);
+        remove_journals(tmppath);
+        return r;
+    }
+    if (ret_chunks)
+        *ret_chunks = chunks;
+    if (ret_streams)
+        *ret_streams = streams;
+    return 0;
 }

@@ -14,6 +14,7 @@
 #include "common/util.h"
 #include "compress/compress.h"
 #include "maint/verify.h"
+#include "maint/verify_index.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
 #include "store/streammap.h"
@@ -26,6 +27,8 @@ typedef struct verifier {
     uint8_t *reached; /* bitmap: entries of the current catalog that the walk reached */
     verify_report *rep;
     digest_set chunks_ok, streams_ok, streams_bad;
+    vindex *vi;      /* what the index should hold (verify_index.c) */
+    uint32_t cur_id; /* the container being read */
     void (*progress)(void *ud, uint64_t bytes);
     void *ud;
 } verifier;
@@ -136,6 +139,8 @@ static void verify_records(verifier *v, const char *path, const container_record
             r = container_parse_record(blk + at, stop - start - at, rec[k].offset, &got, &payload);
             if (r >= 0 && !same_record(&got, &rec[k]))
                 r = RH_ECORRUPT;
+            if (r >= 0 && got.type == RECORD_PACK)
+                vindex_add_members(v->vi, v->cur_id, &got, payload);
             if (r >= 0) {
                 if (got.raw_len > scratch_cap) {
                     scratch_cap = got.raw_len;
@@ -182,13 +187,18 @@ static int cmp_rec(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-/* Checks the records of a container once their list is known (from the footer or from a walk). */
-static void verify_listed(verifier *v, const char *path, uint8_t kind, container_record *rec, size_t n,
-                          uint64_t end)
+/* Checks the records of a container once their list is known (from the footer or from a walk). Only a
+ * complete list lets the index check judge the rows that point into the container. */
+static void verify_listed(verifier *v, const char *path, const index_container *c, container_record *rec,
+                          size_t n, uint64_t end, bool complete)
 {
     sort_array(rec, n, sizeof(*rec), cmp_rec);
+    if (complete)
+        vindex_known_container(v->vi, c->kind, c->id);
+    vindex_add_records(v->vi, c, rec, n);
+    v->cur_id = c->id;
     for (size_t i = 0; i < n; i++)
-        if ((rec[i].type == RECORD_STREAM) != (kind == CONTAINER_STREAM))
+        if ((rec[i].type == RECORD_STREAM) != (c->kind == CONTAINER_STREAM))
             problem(v, path, true, rec[i].offset, RH_ECORRUPT, "record of the wrong type for its container");
     verify_records(v, path, rec, n, end);
     free(rec);
@@ -202,7 +212,7 @@ static void verify_listed(verifier *v, const char *path, uint8_t kind, container
  * h->footer_offset, or at a footer magic when the header is damaged) or at the first record that fails;
  * the latter is reported with its offset.
  */
-static void verify_walked(verifier *v, const char *path, uint8_t kind, const container_header *h)
+static void verify_walked(verifier *v, const char *path, const index_container *c, const container_header *h)
 {
     container_record *rec;
     size_t n;
@@ -220,7 +230,7 @@ static void verify_walked(verifier *v, const char *path, uint8_t kind, const con
                  (unsigned long long)end, rh_strerror(bad));
         problem(v, path, true, end, bad, detail);
     }
-    verify_listed(v, path, kind, rec, n, end);
+    verify_listed(v, path, c, rec, n, end, bad >= 0);
 }
 
 static void verify_container(verifier *v, const index_container *c)
@@ -230,11 +240,13 @@ static void verify_container(verifier *v, const index_container *c)
     container_header h;
     char detail[160];
     int r = container_read_header(v->s->ops, v->s->ctx, path, &h);
+    /* Until its records are listed, the index rows that point into it are not judged. */
+    vindex_unknown_container(v->vi, c->kind, c->id);
     if (r < 0) {
         snprintf(detail, sizeof(detail), "header at offset 0: %s; its records were checked one by one",
                  rh_strerror(r));
         problem(v, path, true, 0, r, detail);
-        verify_walked(v, path, c->kind, NULL);
+        verify_walked(v, path, c, NULL);
         return;
     }
     if (h.kind != c->kind || h.id != c->id || memcmp(h.uuid, v->s->cfg.uuid, 16) != 0) {
@@ -245,17 +257,17 @@ static void verify_container(verifier *v, const index_container *c)
     size_t n;
     if (!h.footer_offset) {
         problem(v, path, false, 0, RH_ECORRUPT, "container is not sealed (no footer)");
-        verify_walked(v, path, c->kind, &h);
+        verify_walked(v, path, c, &h);
         return;
     }
     if ((r = container_read_footer(v->s->ops, v->s->ctx, path, &h, &rec, &n)) < 0) {
         snprintf(detail, sizeof(detail), "footer (record table) at offset %llu: %s; its records were checked "
                  "one by one", (unsigned long long)h.footer_offset, rh_strerror(r));
         problem(v, path, true, h.footer_offset, r, detail);
-        verify_walked(v, path, c->kind, &h);
+        verify_walked(v, path, c, &h);
         return;
     }
-    verify_listed(v, path, c->kind, rec, n, h.footer_offset);
+    verify_listed(v, path, c, rec, n, h.footer_offset, true);
 }
 
 /* Whether every chunk of the stream map that `e` refers to was found intact. */
@@ -454,12 +466,14 @@ static void verify_snapshot(verifier *v, const char *name)
 int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uint64_t bytes), void *ud)
 {
     memset(ret, 0, sizeof(*ret));
-    verifier v = { .s = s, .rep = ret, .progress = progress, .ud = ud };
+    verifier v = { .s = s, .rep = ret, .progress = progress, .ud = ud, .vi = vindex_new() };
     index_container *cs;
     size_t n;
     int r = store_list_containers(s, &cs, &n);
-    if (r < 0)
+    if (r < 0) {
+        vindex_free(v.vi);
         return r;
+    }
     for (size_t i = 0; i < n; i++)
         verify_container(&v, &cs[i]);
     free(cs);
@@ -471,6 +485,9 @@ int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uin
             verify_snapshot(&v, names[i]);
         store_free_names(names, nn);
     }
+    if (r >= 0)
+        vindex_check(v.vi, s, ret);
+    vindex_free(v.vi);
     digest_set_free(&v.chunks_ok);
     digest_set_free(&v.streams_ok);
     digest_set_free(&v.streams_bad);

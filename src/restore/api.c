@@ -23,17 +23,9 @@ struct rh_file {
     reader_file *r;
 };
 
-/* The store's index, opened (and rebuilt when missing or stale) on first use. */
-static int store_index(rh_store *s, index_t **ret)
-{
-    if (!s->ix) {
-        int r = store_open_index(s, INDEX_READONLY, true, NULL, &s->ix);
-        if (r < 0)
-            return r;
-    }
-    *ret = s->ix;
-    return 0;
-}
+/* The store's index, opened (and rebuilt when missing, stale or damaged) on first use, and reopened
+ * after a reader repaired it. */
+static int store_index(rh_store *s, index_t **ret) { return store_shared_index(s, ret); }
 
 RH_EXPORT int rh_restore_files(rh_store *store, size_t n, const char *const *paths, unsigned flags,
                                int *results)
@@ -43,14 +35,7 @@ RH_EXPORT int rh_restore_files(rh_store *store, size_t n, const char *const *pat
     for (size_t i = 0; i < n; i++)
         if (!paths[i])
             return -EINVAL;
-    index_t *ix;
-    int r = store_index(store, &ix);
-    if (r < 0) { /* the contract: past the argument checks, every result is written */
-        for (size_t i = 0; results && i < n; i++)
-            results[i] = r;
-        return r;
-    }
-    return engine_restore(store, ix, n, paths, flags, results);
+    return engine_restore(store, n, paths, flags, results);
 }
 
 /* A plan is an array of plain structs; the library's malloc and free are the matching pair. */
@@ -112,7 +97,7 @@ RH_EXPORT int rh_file_open(rh_snapshot *sn, const char *path, unsigned flags, rh
     }
     reader_file *rf = NULL;
     pthread_mutex_lock(&sn->lock);
-    r = reader_open(sn->s, sn->s->ix, e, flags & RH_RESTORE_VERIFY, &rf);
+    r = reader_open_shared(sn->s, e, flags & RH_RESTORE_VERIFY, &rf);
     pthread_mutex_unlock(&sn->lock);
     catalog_entry_free(e);
     if (r < 0)

@@ -39,6 +39,7 @@ struct chunk_cache {
     size_t bytes, capacity;
     cache_stats st;
     index_t *pool[POOL_MAX]; /* idle index handles */
+    unsigned pool_gen[POOL_MAX]; /* the index generation each was opened at */
     size_t npool;
 };
 
@@ -141,25 +142,39 @@ bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN])
     return hit;
 }
 
-static int pool_take(chunk_cache *c, index_t **ret)
+#define POOL_FLAGS (INDEX_READONLY | INDEX_POOLED)
+
+/* An idle handle of the current index generation, or a new one; handles of an older generation (the
+ * index was repaired meanwhile) are closed on the way. */
+static void pool_take(chunk_cache *c, index_t **ret, unsigned *ret_gen)
 {
-    pthread_mutex_lock(&c->lock);
-    index_t *ix = c->npool ? c->pool[--c->npool] : NULL;
-    pthread_mutex_unlock(&c->lock);
-    if (!ix) {
-        _cleanup_(freep) char *path = store_index_path(c->s);
-        int r = index_open(path, c->s->cfg.uuid, INDEX_READONLY | INDEX_POOLED, &ix);
-        if (r < 0)
-            return r;
+    unsigned now = store_index_gen(c->s);
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        index_t *ix = c->npool ? c->pool[--c->npool] : NULL;
+        unsigned gen = c->npool < POOL_MAX ? c->pool_gen[c->npool] : 0;
+        pthread_mutex_unlock(&c->lock);
+        if (!ix)
+            break;
+        if (gen == now) {
+            *ret = ix;
+            *ret_gen = gen;
+            return;
+        }
+        index_close(ix);
     }
-    *ret = ix;
-    return 0;
+    /* No handle yet: reader_fetch_chunk_rx opens one (and repairs the index if it cannot be opened). */
+    *ret = NULL;
+    *ret_gen = now;
 }
 
-static void pool_give(chunk_cache *c, index_t *ix)
+static void pool_give(chunk_cache *c, index_t *ix, unsigned gen)
 {
+    if (!ix)
+        return;
     pthread_mutex_lock(&c->lock);
-    if (c->npool < POOL_MAX) {
+    if (c->npool < POOL_MAX && gen == store_index_gen(c->s)) {
+        c->pool_gen[c->npool] = gen;
         c->pool[c->npool++] = ix;
         ix = NULL;
     }
@@ -229,12 +244,11 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
     n->len = len;
     n->refs = 1;
     index_t *ix;
-    int r = pool_take(c, &ix);
-    if (r >= 0) {
-        r = reader_fetch_chunk_ex(c->s, ix, digest, len, c->verify, n->data, ret_loc, NULL, insert_sibling,
-                                  c);
-        pool_give(c, ix);
-    }
+    unsigned gen;
+    pool_take(c, &ix, &gen);
+    int r = reader_fetch_chunk_rx(c->s, &ix, &gen, POOL_FLAGS, digest, len, c->verify, n->data, ret_loc, NULL,
+                                  insert_sibling, c);
+    pool_give(c, ix, gen);
     if (r < 0) {
         free(n);
         return r;

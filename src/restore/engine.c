@@ -59,6 +59,8 @@ typedef struct need {
     uint8_t digest[HASH_LEN];
     uint64_t raw_len;
     index_loc loc;
+    bool found;            /* the index had a row for it (data phase) */
+    bool retry;            /* read again after the index was repaired */
     size_t first, nplaces; /* into engine.places */
     int err;
     size_t ctr_rank, ext_rank; /* read order */
@@ -67,7 +69,9 @@ typedef struct need {
 
 typedef struct engine {
     rh_store *s;
-    index_t *ix;
+    index_t *ix;     /* s->ix, the store's shared handle (store_shared_index) */
+    unsigned ix_gen; /* its generation */
+    int ix_err;      /* why ix is NULL, after a failed reopen */
     unsigned flags;
     rfile *files;
     size_t nfiles;
@@ -476,14 +480,15 @@ out:
     return r;
 }
 
-/* Collects the needs without an error, sorted by location, as pointers for read_phase. */
-static need **readable_needs(engine *e, size_t *ret_n)
+/* Collects the needs without an error (retry: only those marked for a retry), sorted by location, as
+ * pointers for read_phase. */
+static need **readable_needs(engine *e, bool retry, size_t *ret_n)
 {
     sort_array(e->needs, e->nneeds, sizeof(*e->needs), cmp_need_loc);
     need **order = xmalloc((e->nneeds ? e->nneeds : 1) * sizeof(*order));
     size_t n = 0;
     for (size_t i = 0; i < e->nneeds; i++)
-        if (!e->needs[i].err)
+        if (!e->needs[i].err && (!retry || e->needs[i].retry))
             order[n++] = &e->needs[i];
     *ret_n = n;
     return order;
@@ -511,7 +516,7 @@ static void stream_phase(engine *e)
     build_needs(e, t, n);
     free(t);
     size_t nr;
-    need **order = readable_needs(e, &nr);
+    need **order = readable_needs(e, false, &nr);
     int r = read_phase(e, CONTAINER_STREAM, order, nr);
     free(order);
     for (size_t i = 0; i < e->nneeds; i++) {
@@ -527,6 +532,54 @@ static void stream_phase(engine *e)
         if (err)
             fail_need(e, nd, err);
     }
+}
+
+/* Looks every need (retry: every need marked for a retry) up in the index. */
+static void lookup_needs(engine *e, bool retry)
+{
+    /* One read transaction for all the lookups: outside one, SQLite takes and drops its locks and
+     * checks for a journal on every query (five system calls per chunk). */
+    bool txn = e->ix && index_begin(e->ix) == 0;
+    for (size_t i = 0; i < e->nneeds; i++) {
+        need *nd = &e->needs[i];
+        if (retry && !nd->retry)
+            continue;
+        int r = e->ix ? index_find_chunk(e->ix, nd->digest, &nd->loc) : e->ix_err;
+        nd->found = r == 0;
+        if (r == 0 && nd->loc.raw_len != nd->raw_len)
+            r = RH_ECORRUPT;
+        nd->err = r;
+    }
+    if (txn)
+        index_commit(e->ix);
+}
+
+/*
+ * Asks store_index_repair about the needs that failed, until it finds the index at fault and rebuilds
+ * it: then true, with e->ix reopened. A record read that failed is compared with its container's record
+ * table, once per container (needs are sorted by location).
+ */
+static bool repair_index(engine *e)
+{
+    uint32_t checked = 0;
+    bool any = false;
+    for (size_t i = 0; i < e->nneeds; i++) {
+        need *nd = &e->needs[i];
+        if (!nd->err || (nd->found && any && nd->loc.container == checked))
+            continue;
+        if (store_index_repair(e->s, e->ix_gen, nd->err, nd->digest, nd->found ? &nd->loc : NULL)) {
+            e->ix_err = store_shared_index(e->s, &e->ix);
+            e->ix_gen = e->s->ix_handle_gen;
+            if (e->ix_err < 0)
+                e->ix = NULL;
+            return true;
+        }
+        if (!nd->found)
+            return false; /* not repaired: the index was rebuilt once already, or the failure is not damage */
+        checked = nd->loc.container;
+        any = true;
+    }
+    return false;
 }
 
 static int data_phase(engine *e)
@@ -558,22 +611,20 @@ static int data_phase(engine *e)
         e->files[i].map = NULL;
     build_needs(e, t, n);
     free(t);
-    /* One read transaction for all the lookups: outside one, SQLite takes and drops its locks and
-     * checks for a journal on every query (five system calls per chunk). */
-    bool txn = index_begin(e->ix) == 0;
-    for (size_t i = 0; i < e->nneeds; i++) {
-        need *nd = &e->needs[i];
-        int r = index_find_chunk(e->ix, nd->digest, &nd->loc);
-        if (r == 0 && nd->loc.raw_len != nd->raw_len)
-            r = RH_ECORRUPT;
-        nd->err = r;
-    }
-    if (txn)
-        index_commit(e->ix);
+    lookup_needs(e, false);
     size_t nr;
-    need **order = readable_needs(e, &nr);
+    need **order = readable_needs(e, false, &nr);
     int r = read_phase(e, CONTAINER_DATA, order, nr);
     free(order);
+    /* Needs that failed through a damaged index are looked up again in the repaired one and read. */
+    if (r >= 0 && repair_index(e)) {
+        for (size_t i = 0; i < e->nneeds; i++)
+            e->needs[i].retry = e->needs[i].err != 0;
+        lookup_needs(e, true);
+        order = readable_needs(e, true, &nr);
+        r = read_phase(e, CONTAINER_DATA, order, nr);
+        free(order);
+    }
     for (size_t i = 0; i < e->nneeds; i++)
         if (r < 0 || e->needs[i].err)
             fail_need(e, &e->needs[i], r < 0 ? r : e->needs[i].err);
@@ -611,16 +662,21 @@ static void finish_files(engine *e)
     free(done);
 }
 
-int engine_restore(rh_store *s, index_t *ix, size_t n, const char *const *paths, unsigned flags,
-                   int *results)
+int engine_restore(rh_store *s, size_t n, const char *const *paths, unsigned flags, int *results)
 {
     if ((n && !paths) || n > RH_RESTORE_MAX_FILES || (flags & ~RH_RESTORE_VERIFY))
         return -EINVAL;
-    engine e = { .s = s, .ix = ix, .flags = flags, .nfiles = n };
-    e.files = xcalloc(n ? n : 1, sizeof(*e.files));
-    int r = uv_loop_init(&e.loop);
-    if (r < 0) {
-        free(e.files);
+    index_t *ix;
+    int r = store_shared_index(s, &ix);
+    engine e = { .s = s, .ix = ix, .ix_gen = s->ix_handle_gen, .flags = flags, .nfiles = n };
+    if (r >= 0) {
+        e.files = xcalloc(n ? n : 1, sizeof(*e.files));
+        if ((r = uv_loop_init(&e.loop)) < 0)
+            free(e.files);
+    }
+    if (r < 0) { /* the contract (rehydrate.h): past the argument checks, every result is written */
+        for (size_t i = 0; results && i < n; i++)
+            results[i] = r;
         return r;
     }
     for (size_t i = 0; i < n; i++) {

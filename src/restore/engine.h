@@ -10,8 +10,8 @@
 #include "index/index.h"
 #include "store/store.h"
 
-/* See rh_restore_files in rehydrate.h; ix answers the chunk lookups. */
-int engine_restore(rh_store *s, index_t *ix, size_t n, const char *const *paths, unsigned flags,
-                   int *results);
+/* See rh_restore_files in rehydrate.h. The chunk lookups go through the store's shared index handle
+ * (store_shared_index), which the engine repairs and reopens when it finds the index damaged. */
+int engine_restore(rh_store *s, size_t n, const char *const *paths, unsigned flags, int *results);
 
 #endif

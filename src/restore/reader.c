@@ -134,16 +134,17 @@ static int fetch_member(rh_store *s, const index_loc *loc, const uint8_t digest[
     return r;
 }
 
-int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
-                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
-                          reader_sibling_fn *sibling, void *ud)
+/* reader_fetch_chunk_ex; *ret_found tells whether the index had a row for the chunk (then in *loc). */
+static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify,
+                 uint8_t *out, index_loc *ret_loc, bool *ret_found, pack_memo *memo,
+                 reader_sibling_fn *sibling, void *ud)
 {
     index_loc loc;
     int r = index_find_chunk(ix, digest, &loc);
     if (r < 0)
         return r;
-    if (ret_loc)
-        *ret_loc = loc;
+    *ret_loc = loc;
+    *ret_found = true;
     if (loc.raw_len != raw_len)
         return RH_ECORRUPT;
     if (loc.member) {
@@ -170,6 +171,48 @@ int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LE
             return RH_EDIGEST;
     }
     return 0;
+}
+
+int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
+                          reader_sibling_fn *sibling, void *ud)
+{
+    index_loc loc;
+    bool found = false;
+    int r = fetch(s, ix, digest, raw_len, verify, out, &loc, &found, memo, sibling, ud);
+    if (found && ret_loc)
+        *ret_loc = loc;
+    return r;
+}
+
+/* Replaces *ixp by a handle on the index file of the current generation. */
+static int reopen(rh_store *s, index_t **ixp, unsigned *genp, int flags)
+{
+    index_close(*ixp);
+    *ixp = NULL;
+    *genp = store_index_gen(s); /* also when the open fails: that failure is of this generation */
+    return store_index_open_gen(s, flags, ixp, genp);
+}
+
+int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
+                          const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify, uint8_t *out,
+                          index_loc *ret_loc, pack_memo *memo, reader_sibling_fn *sibling, void *ud)
+{
+    for (int attempt = 0;; attempt++) {
+        int r = 0;
+        if (!*ixp || *genp != store_index_gen(s))
+            r = reopen(s, ixp, genp, flags);
+        index_loc loc;
+        bool found = false;
+        if (r >= 0)
+            r = fetch(s, *ixp, digest, raw_len, verify, out, &loc, &found, memo, sibling, ud);
+        /* One retry, after the index was found at fault and rebuilt (store_index_repair). */
+        if (r >= 0 || attempt > 0 || !store_index_repair(s, *genp, r, digest, found ? &loc : NULL)) {
+            if (found && ret_loc)
+                *ret_loc = loc;
+            return r;
+        }
+    }
 }
 
 int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
@@ -205,8 +248,21 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
     reader_file *f = xcalloc(1, sizeof(*f));
     f->s = s;
     f->ix = ix;
+    f->ixp = &f->ix;
     f->map = m;
     f->verify = verify;
+    *ret = f;
+    return 0;
+}
+
+int reader_open_shared(rh_store *s, const catalog_entry *e, bool verify, reader_file **ret)
+{
+    reader_file *f;
+    int r = reader_open(s, NULL, e, verify, &f);
+    if (r < 0)
+        return r;
+    f->ixp = &s->ix;
+    f->genp = &s->ix_handle_gen;
     *ret = f;
     return 0;
 }
@@ -245,8 +301,11 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
                     f->cache_cap = e->length;
                 }
                 f->cache_valid = false;
-                int r = reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify, f->cache, NULL,
-                                              &f->memo, NULL, NULL);
+                int r = f->genp ? reader_fetch_chunk_rx(f->s, f->ixp, f->genp, INDEX_READONLY, e->digest,
+                                                        e->length, f->verify, f->cache, NULL, &f->memo,
+                                                        NULL, NULL)
+                                : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify,
+                                                        f->cache, NULL, &f->memo, NULL, NULL);
                 if (r < 0)
                     return r;
                 f->cached = i;

@@ -34,7 +34,9 @@ void pack_memo_clear(pack_memo *m); /* frees the buffers */
 
 typedef struct reader_file {
     rh_store *s;
-    index_t *ix;
+    index_t *ix;      /* reader_open's handle */
+    index_t **ixp;    /* the handle in use: &ix, or &s->ix for reader_open_shared */
+    unsigned *genp;   /* reader_open_shared: &s->ix_handle_gen, so that a damaged index is repaired */
     streammap *map;
     bool verify;
     pack_memo memo;
@@ -54,6 +56,9 @@ int reader_load_file_map(rh_store *s, const catalog_entry *e, streammap **ret);
 /* Opens the file of catalog entry e (a regular file with a stream; for a hard-link member, the stream
  * it carries). ix is used for chunk lookups and must outlive the file. */
 int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret);
+/* reader_open on the store's shared handle s->ix (store_shared_index), which it reopens when the index is
+ * repaired: the public API's lazy reads. The caller serializes reads that share s->ix. */
+int reader_open_shared(rh_store *s, const catalog_entry *e, bool verify, reader_file **ret);
 void reader_close(reader_file *f); /* NULL is a no-op */
 /* Reads up to len bytes at off; *ret_n gets the count (short only at the end of the file). Errors name
  * no path: the caller knows which file it read. */
@@ -78,5 +83,16 @@ typedef void reader_sibling_fn(void *ud, const uint8_t digest[HASH_LEN], const u
 int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
                           bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
                           reader_sibling_fn *sibling, void *ud);
+
+/*
+ * reader_fetch_chunk_ex through a handle that follows index repairs (store.h, "a damaged index"): *ixp,
+ * of generation *genp, is (re)opened with index_open `flags` when it is NULL or older than the store's
+ * generation. When the fetch fails and store_index_repair finds the index at fault, the index is rebuilt
+ * (once per process) and the fetch retried once through a new handle; so a damaged index never fails an
+ * intact chunk.
+ */
+int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
+                          const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify, uint8_t *out,
+                          index_loc *ret_loc, pack_memo *memo, reader_sibling_fn *sibling, void *ud);
 
 #endif

@@ -316,6 +316,7 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     rh_store *s = xcalloc(1, sizeof(*s));
     s->path = xstrdup(path);
     s->rootfd = -1;
+    pthread_mutex_init(&s->ix_lock, NULL);
     if (ops) {
         s->ops = ops;
         s->ctx = ctx;
@@ -374,6 +375,7 @@ RH_EXPORT void rh_store_close(rh_store *s)
     }
     if (s->rootfd >= 0)
         close(s->rootfd);
+    pthread_mutex_destroy(&s->ix_lock);
     free(s->path);
     free(s);
 }
@@ -725,19 +727,28 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
         current = nc > 0;
     }
     if (r >= 0 && current) {
+        store_index_remember(s, false);
         *ret = ix;
         return 0;
     }
     index_close(ix);
     if (!rebuild)
         return r < 0 ? r : RH_ESTALEINDEX;
-    if (note) {
-        _cleanup_(freep) char *msg = xasprintf("%s: index %s, rebuilding it from the containers", path,
-                                               r == -ENOENT ? "missing" : r < 0 ? "unreadable" : "stale");
-        note(msg);
+    /* A missing or stale index is routine (a first use, a backup from elsewhere) and is said only to a
+     * caller that asks; an unreadable one is damage, which is always said. */
+    bool damaged = r < 0 && r != -ENOENT;
+    if (note || damaged) {
+        _cleanup_(freep) char *msg =
+            xasprintf("%s: index %s, rebuilding it from the containers", path,
+                      r == -ENOENT ? "missing" : damaged ? "unreadable (damaged)" : "stale");
+        if (note)
+            note(msg);
+        else
+            store_note(s, msg);
     }
     r = store_reindex(s, path, NULL, NULL);
     if (r < 0)
         return r;
+    store_index_remember(s, damaged);
     return index_open(path, s->cfg.uuid, flags, ret);
 }

@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <sys/types.h>
 
 #include <rehydrate/rehydrate.h>
 
@@ -42,7 +44,16 @@ struct rh_store {
     store_config cfg;
     chunker chunker;           /* gear table for cfg.chunker */
     index_t *ix;               /* the index, opened on first use by the public API (api.c) */
+    unsigned ix_handle_gen;    /* the index generation that ix was opened at */
     struct fd_cache *fds;      /* open store files of a local store (store.c) */
+    /* How readers share a repaired index (index_repair.c). */
+    pthread_mutex_t ix_lock;   /* serializes repairs; protects ix_dev, ix_ino */
+    unsigned ix_gen;           /* bumped when the index file is replaced; read with __atomic_load_n */
+    dev_t ix_dev;              /* the index file that generation ix_gen opened (0, 0: not known yet) */
+    ino_t ix_ino;
+    /* Where messages about the index go (NULL: stderr, "rehydrate: MSG"); the daemon logs them. */
+    void (*note)(void *ud, const char *msg);
+    void *note_ud;
 };
 
 /* Defaults: format 2, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
@@ -107,7 +118,42 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
                      index_t **ret);
 /* The path store_open_index uses (malloc'd). */
 char *store_index_path(rh_store *s);
-/* Rebuilds the index at `path` from every container (backup/reindex.c). *ret_chunks may be NULL. */
+/*
+ * Rebuilds the index at `path` from every container (maint/reindex.c) into a fresh file beside it (O_EXCL
+ * temp, fsync, rename over `path`, fsync of the directory), so that a damaged file is never reused and a
+ * reader that has the old file open keeps a consistent view. *ret_chunks may be NULL.
+ */
 int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t *ret_streams);
+
+/* ---- a damaged index (index_repair.c) ---- */
+
+/*
+ * The index is derived data, so a reader that finds it damaged rebuilds it and goes on. Readers keep
+ * index handles tagged with the generation they were opened at; store_index_repair replaces the file
+ * (store_reindex) and bumps the generation, and every reader that sees a newer generation reopens its
+ * handle. A process rebuilds a given index file at most once: damage that a rebuild does not cure is
+ * in the containers, and verify reports it.
+ */
+unsigned store_index_gen(rh_store *s);
+/* Opens the index file for lookups (flags as index_open) and gives the generation it belongs to. */
+int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_gen);
+/*
+ * A reader's lookup of chunk `digest` through a handle of generation `gen` failed with `err`: loc is the
+ * row the index gave (NULL when the lookup itself failed). Decides whether the index is at fault (SQLite
+ * reports it damaged, the chunk is missing from it, or the row disagrees with the container's own record
+ * table), and if so rebuilds it with one message through s->note. True when the caller should reopen its
+ * handle (store_index_open_gen) and retry once: the index was rebuilt, now or by another thread since
+ * `gen`. Thread-safe.
+ */
+bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest[HASH_LEN],
+                        const index_loc *loc);
+/* Called after store_open_index opened (or rebuilt: `rebuilt_damaged` when the old file was damaged)
+ * the index: remembers which file the current generation uses. */
+void store_index_remember(rh_store *s, bool rebuilt_damaged);
+/* The store's handle s->ix for the public API: opened on first use (rebuilt when missing, stale or
+ * unreadable), reopened when the generation moved on. The caller serializes uses of s->ix. */
+int store_shared_index(rh_store *s, index_t **ret);
+/* Sends msg through s->note (stderr when unset). */
+void store_note(rh_store *s, const char *msg);
 
 #endif

@@ -1,0 +1,250 @@
+/*
+ * index_repair.c — readers that find the index damaged rebuild it and go on (see store.h, "a damaged
+ * index").
+ *
+ * index.db is derived data: every row can be rebuilt from the containers, which are the truth. A reader
+ * that meets an index that SQLite calls malformed, a chunk that a stream map needs and the index lacks,
+ * or a row that leads to a record of another digest or length must therefore not fail an intact file.
+ * It asks store_index_repair, which decides whether the index is at fault: a failed lookup always is;
+ * a failed record read is only when the container's own record table (its footer) disagrees with the
+ * row, since otherwise the record itself is damaged and rebuilding would change nothing. The rebuild
+ * writes a fresh file and renames it over the old one (store_reindex), into the cache directory when
+ * the store is not writable, like every rebuild of a stale index; it writes nothing else. Handles carry
+ * the generation they were opened at; a repair bumps s->ix_gen, and readers with an older handle reopen
+ * theirs. Other store handles of the same process (the CLI restores through two) notice that the file
+ * was replaced by its inode. A process rebuilds one index file once: if a rebuilt index still fails a
+ * lookup, the damage is in the containers.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#include "common/util.h"
+#include "store/container.h"
+#include "store/store.h"
+
+/* The index files this process has rebuilt (protected by repaired_lock). Few: one per store used. */
+static pthread_mutex_t repaired_lock = PTHREAD_MUTEX_INITIALIZER;
+static char **repaired;
+static size_t nrepaired;
+
+static bool was_repaired(const char *path)
+{
+    bool found = false;
+    pthread_mutex_lock(&repaired_lock);
+    for (size_t i = 0; i < nrepaired && !found; i++)
+        found = strcmp(repaired[i], path) == 0;
+    pthread_mutex_unlock(&repaired_lock);
+    return found;
+}
+
+static void mark_repaired(const char *path)
+{
+    pthread_mutex_lock(&repaired_lock);
+    repaired = xrealloc(repaired, (nrepaired + 1) * sizeof(*repaired));
+    repaired[nrepaired++] = xstrdup(path);
+    pthread_mutex_unlock(&repaired_lock);
+}
+
+void store_note(rh_store *s, const char *msg)
+{
+    if (s->note)
+        s->note(s->note_ud, msg);
+    else
+        fprintf(stderr, "rehydrate: %s\n", msg);
+}
+
+unsigned store_index_gen(rh_store *s)
+{
+    return __atomic_load_n(&s->ix_gen, __ATOMIC_ACQUIRE);
+}
+
+/* Whether the file at path is another than the one generation ix_gen began with. Remembers the file
+ * when none is known yet. The caller holds ix_lock. */
+static bool file_replaced_locked(rh_store *s, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0)
+        return false;
+    if (s->ix_dev == 0 && s->ix_ino == 0) {
+        s->ix_dev = st.st_dev;
+        s->ix_ino = st.st_ino;
+        return false;
+    }
+    return st.st_dev != s->ix_dev || st.st_ino != s->ix_ino;
+}
+
+/* Starts a new generation for the file now at path. The caller holds ix_lock. */
+static void next_gen_locked(rh_store *s, const char *path)
+{
+    s->ix_dev = 0;
+    s->ix_ino = 0;
+    file_replaced_locked(s, path);
+    __atomic_add_fetch(&s->ix_gen, 1, __ATOMIC_RELEASE);
+}
+
+void store_index_remember(rh_store *s, bool rebuilt_damaged)
+{
+    _cleanup_(freep) char *path = store_index_path(s);
+    pthread_mutex_lock(&s->ix_lock);
+    if (file_replaced_locked(s, path))
+        next_gen_locked(s, path);
+    if (rebuilt_damaged && !was_repaired(path))
+        mark_repaired(path);
+    pthread_mutex_unlock(&s->ix_lock);
+}
+
+int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_gen)
+{
+    _cleanup_(freep) char *path = store_index_path(s);
+    /* The generation is read before the file is opened: a repair in between makes the handle newer
+     * than its tag, which costs one needless reopen, never a stale handle tagged as current. */
+    unsigned gen = store_index_gen(s);
+    pthread_mutex_lock(&s->ix_lock);
+    file_replaced_locked(s, path); /* remembers the file when this is the first handle */
+    pthread_mutex_unlock(&s->ix_lock);
+    int r = index_open(path, s->cfg.uuid, flags, ret);
+    if (r >= 0)
+        *ret_gen = gen;
+    return r;
+}
+
+static void hex_prefix(const uint8_t digest[HASH_LEN], char out[17])
+{
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", digest[i]);
+}
+
+/* Whether the pack member that loc names is the chunk digest, by the pack's member table. */
+static bool member_matches(rh_store *s, const char *path, const container_record *rec, const index_loc *loc,
+                           const uint8_t digest[HASH_LEN])
+{
+    _cleanup_(freep) uint8_t *table = NULL;
+    pack_entry pe;
+    if (container_read_pack_table(s->ops, s->ctx, path, rec, &table) < 0 ||
+        pack_member(rec, table, loc->member - 1u, &pe) < 0)
+        return true; /* the pack itself is damaged: not the index's fault */
+    return pe.raw_len == loc->raw_len && memcmp(pe.digest, digest, HASH_LEN) == 0;
+}
+
+/*
+ * Compares the row `loc` of chunk `digest` with the record table of the container it names: a malloc'd
+ * description of the disagreement, or NULL when they agree or the container cannot tell (its header or
+ * footer is damaged: that is damage of the container, which verify reports).
+ */
+static char *row_fault(rh_store *s, const uint8_t digest[HASH_LEN], const index_loc *loc)
+{
+    char path[CONTAINER_PATH_MAX], hex[17];
+    container_path(CONTAINER_DATA, loc->container, path);
+    hex_prefix(digest, hex);
+    container_header h;
+    int r = container_read_header(s->ops, s->ctx, path, &h);
+    if (r == -ENOENT || r == RH_ENOCONTAINER)
+        return xasprintf("the row of chunk %s names %s, which does not exist", hex, path);
+    if (r < 0 || h.kind != CONTAINER_DATA || h.id != loc->container)
+        return NULL;
+    container_record *rec = NULL;
+    size_t n = 0;
+    uint64_t end;
+    r = h.footer_offset ? container_read_footer(s->ops, s->ctx, path, &h, &rec, &n)
+                        : container_scan(s->ops, s->ctx, path, &rec, &n, &end, NULL);
+    if (r < 0)
+        return NULL;
+    const container_record *at = NULL;
+    for (size_t i = 0; i < n && !at; i++)
+        if (rec[i].offset == loc->offset)
+            at = &rec[i];
+    char *why = NULL;
+    if (!at) {
+        why = xasprintf("the row of chunk %s points at offset %llu of %s, where no record starts", hex,
+                        (unsigned long long)loc->offset, path);
+    } else if (loc->member == 0 ? at->type != RECORD_CHUNK || memcmp(at->digest, digest, HASH_LEN) != 0 ||
+                                      at->raw_len != loc->raw_len
+                                : at->type != RECORD_PACK || loc->member > at->members ||
+                                      !member_matches(s, path, at, loc, digest)) {
+        why = xasprintf("the row of chunk %s points at the record at offset %llu of %s, which holds "
+                        "another chunk",
+                        hex, (unsigned long long)loc->offset, path);
+    } else if (at->stored_len != loc->stored_len || at->codec != loc->codec) {
+        why = xasprintf("the row of chunk %s gives a stored length of %u (codec %u) for the record at "
+                        "offset %llu of %s, which has %u (codec %u)",
+                        hex, loc->stored_len, loc->codec, (unsigned long long)loc->offset, path,
+                        at->stored_len, at->codec);
+    }
+    free(rec);
+    return why;
+}
+
+/* Why a failed lookup (no row: loc NULL) or a failed record read (loc) is the index's fault, or NULL. */
+static char *index_fault(rh_store *s, int err, const uint8_t digest[HASH_LEN], const index_loc *loc)
+{
+    char hex[17];
+    hex_prefix(digest, hex);
+    if (loc)
+        return err == -ENOMEM ? NULL : row_fault(s, digest, loc);
+    switch (err) {
+    case RH_ENOCHUNK:
+        return xasprintf("chunk %s, which a stream map needs, is not in it", hex);
+    case -ENOENT:
+        return xstrdup("it is missing");
+    case RH_ECORRUPT:
+    case RH_ESTALEINDEX:
+    case -EIO:
+        return xasprintf("looking up chunk %s: %s", hex, rh_strerror(err));
+    default:
+        return NULL; /* -ENOMEM, -EBUSY, ...: not damage */
+    }
+}
+
+bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest[HASH_LEN],
+                        const index_loc *loc)
+{
+    _cleanup_(freep) char *path = store_index_path(s);
+    pthread_mutex_lock(&s->ix_lock);
+    bool retry = false;
+    if (store_index_gen(s) != gen) {
+        retry = true; /* another thread has rebuilt it since the caller opened its handle */
+    } else if (file_replaced_locked(s, path)) {
+        next_gen_locked(s, path); /* another store handle or process rebuilt it */
+        retry = true;
+    } else if (!was_repaired(path)) {
+        _cleanup_(freep) char *why = index_fault(s, err, digest, loc);
+        if (why) {
+            mark_repaired(path);
+            int r = store_reindex(s, path, NULL, NULL);
+            _cleanup_(freep) char *msg =
+                r < 0 ? xasprintf("%s: the index is damaged (%s), and rebuilding it failed: %s", path, why,
+                                  rh_strerror(r))
+                      : xasprintf("%s: the index is damaged (%s); rebuilt it from the containers (it is "
+                                  "derived data; 'rehydrate verify' checks it)",
+                                  path, why);
+            store_note(s, msg);
+            if (r >= 0) {
+                next_gen_locked(s, path);
+                retry = true;
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->ix_lock);
+    return retry;
+}
+
+int store_shared_index(rh_store *s, index_t **ret)
+{
+    if (s->ix && s->ix_handle_gen != store_index_gen(s)) {
+        index_close(s->ix);
+        s->ix = NULL;
+    }
+    if (!s->ix) {
+        unsigned gen = store_index_gen(s);
+        int r = s->ix_gen == 0 ? store_open_index(s, INDEX_READONLY, true, NULL, &s->ix)
+                               : store_index_open_gen(s, INDEX_READONLY, &s->ix, &gen);
+        if (r < 0)
+            return r;
+        s->ix_handle_gen = gen;
+    }
+    *ret = s->ix;
+    return 0;
+}
