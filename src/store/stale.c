@@ -4,12 +4,13 @@
  * Every writer goes through fs_create_temp, which names a temp file "NAME.tmp.PID.N" beside its final
  * NAME: containers "%08x.ctr.tmp.PID.N" (a backup), catalogs "NAME.snap.tmp.PID.N" and their unpacked
  * scratch copies "NAME.snap.plain.tmp.PID.N" (a backup), and the identity "rehydrate.store.tmp.PID.N"
- * (the creation of a store). Containers and catalogs are written only by a process holding the store
+ * (the creation of a store), and a rebuilt index "index.db.tmp.PID.N" with SQLite's companions of it
+ * ("-journal", "-wal", "-shm"). Containers and catalogs are written only by a process holding the store
  * lock, so a caller that holds it knows that every such file is stale: no snapshot refers to a temp
  * container (containers are renamed into place before a catalog that uses them is written) and a temp
- * catalog is not a snapshot. The identity is written before any lock exists; its temp file is stale only
- * once the process named in it is gone. The index is SQLite's, whose journal SQLite itself recovers: it
- * is never touched here.
+ * catalog is not a snapshot. The identity is written before any lock exists, and a reader that finds
+ * the index damaged rebuilds it without the lock: their temp files are stale only once the process
+ * named in them is gone. The index itself, and its journal, are SQLite's to recover: never touched.
  */
 #include "config.h"
 
@@ -49,17 +50,33 @@ static bool ends_with(const char *s, size_t len, const char *suffix)
     return len >= n && memcmp(s + len - n, suffix, n) == 0;
 }
 
+static bool is_name(const char *name, size_t len, const char *want)
+{
+    return len == strlen(want) && memcmp(name, want, len) == 0;
+}
+
 /* Whether `name` in directory `dir` (a store path) is a temp file of the store's own naming. */
 static bool is_store_temp(const char *dir, const char *name, long *ret_pid)
 {
-    ssize_t stem = temp_suffix(name, ret_pid);
+    char base[256];
+    size_t len = strlen(name);
+    static const char *sqlite_companions[] = { "-journal", "-wal", "-shm" };
+    for (size_t i = 0; i < ARRAY_SIZE(sqlite_companions); i++)
+        if (strcmp(dir, ".") == 0 && ends_with(name, len, sqlite_companions[i]))
+            len -= strlen(sqlite_companions[i]);
+    if (len >= sizeof(base))
+        return false;
+    memcpy(base, name, len);
+    base[len] = 0;
+    ssize_t stem = temp_suffix(base, ret_pid);
     if (stem < 0)
         return false;
     if (strcmp(dir, "snapshots") == 0)
-        return ends_with(name, (size_t)stem, ".snap") || ends_with(name, (size_t)stem, ".snap.plain");
+        return len == strlen(name) &&
+               (ends_with(name, (size_t)stem, ".snap") || ends_with(name, (size_t)stem, ".snap.plain"));
     if (strcmp(dir, ".") == 0)
-        return (size_t)stem == strlen(STORE_IDENTITY_FILE) &&
-               memcmp(name, STORE_IDENTITY_FILE, (size_t)stem) == 0;
+        return is_name(name, (size_t)stem, STORE_INDEX_FILE) ||
+               (len == strlen(name) && is_name(name, (size_t)stem, STORE_IDENTITY_FILE));
     /* a container directory: "%08x.ctr" */
     if (stem != 12 || strncmp(name + 8, ".ctr", 4) != 0)
         return false;
@@ -97,7 +114,8 @@ static int remove_in(rh_store *s, const char *dir, size_t *removed)
         long pid;
         if (!is_store_temp(dir, de->d_name, &pid))
             continue;
-        /* The identity's temp file belongs to a store creation, which takes no lock. */
+        /* The identity's temp file belongs to a store creation, and an index's to a reader's rebuild:
+         * neither takes the lock. */
         if (strcmp(dir, ".") == 0 && pid_alive(pid))
             continue;
         names = xgrow(names, &cap, n, sizeof(*names), 16);

@@ -25,8 +25,12 @@ rh backup "$STORE" "$SRC" --name a.snap.tmp.1.2 -q   # a snapshot whose name loo
 
 DEAD=$(sh -c 'echo $$')   # a process that has exited
 STALE="snapshots/x.snap.tmp.$DEAD.1 snapshots/x.snap.plain.tmp.$DEAD.2 containers/data/00000063.ctr.tmp.$DEAD.3
-containers/stream/00000063.ctr.tmp.$DEAD.4 rehydrate.store.tmp.$DEAD.5"
-plant() { for f in $STALE; do echo junk >"$STORE/$f"; done; echo junk >"$STORE/rehydrate.store.tmp.$$.6"; }
+containers/stream/00000063.ctr.tmp.$DEAD.4 rehydrate.store.tmp.$DEAD.5 index.db.tmp.$DEAD.7
+index.db.tmp.$DEAD.7-journal"
+plant() {
+    for f in $STALE; do echo junk >"$STORE/$f"; done
+    echo junk >"$STORE/rehydrate.store.tmp.$$.6"; echo junk >"$STORE/index.db.tmp.$$.8"
+}
 all_there() { for f in $STALE; do [ -e "$STORE/$f" ] || return 1; done; }
 none_there() { for f in $STALE; do [ ! -e "$STORE/$f" ] || return 1; done; }
 
@@ -39,8 +43,9 @@ check_fails "a backup while another process holds the lock is refused" rh backup
 check "... and removes none of the temp files (their writer may be alive)" all_there
 kill "$HOLDER"; wait "$HOLDER" 2>/dev/null || true
 check "the next backup succeeds" rh backup "$STORE" "$SRC" --name two -q
-check "... and removes every stale temp file (containers, catalogs, identity of a dead creator)" none_there
+check "... and removes every stale temp file (containers, catalogs, identity and index of a dead writer)" none_there
 check "... but not a temp identity file whose creator is alive" [ -e "$STORE/rehydrate.store.tmp.$$.6" ]
+check "... nor a temp index whose rebuilder is alive" [ -e "$STORE/index.db.tmp.$$.8" ]
 check "... nor a snapshot whose name looks like a temp name" [ -e "$STORE/snapshots/a.snap.tmp.1.2.snap" ]
 check "verify passes afterwards" bash -c "'$REHYDRATE' verify '$STORE' >/dev/null"
 
@@ -49,7 +54,7 @@ plant
 check "reindex succeeds" bash -c "'$REHYDRATE' reindex '$STORE' >/dev/null"
 check "... and removes every stale temp file" none_there
 check "... but not a temp identity file whose creator is alive" [ -e "$STORE/rehydrate.store.tmp.$$.6" ]
-rm -f "$STORE/rehydrate.store.tmp.$$.6"
+rm -f "$STORE/rehydrate.store.tmp.$$.6" "$STORE/index.db.tmp.$$.8"
 
 # ---- a backup killed with SIGKILL ----
 for f in $STALE; do rm -f "$STORE/$f"; done
