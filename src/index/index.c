@@ -31,6 +31,7 @@
 #include "common/fsutil.h"
 #include "common/util.h"
 #include "index/index.h"
+#include "index/vfs.h"
 
 #define INDEX_SCHEMA_VERSION 2
 /* PRAGMA application_id: "RHIX", so that file(1) and a quick check can tell the database is ours. */
@@ -108,6 +109,7 @@ struct index {
     sqlite3 *db;
     bool readonly;
     sqlite3_stmt *stmt[STMT_COUNT];
+    index_vfs_source *vsrc; /* read through a store's callbacks (index_open_ops), or NULL */
 };
 
 /* Maps an SQLite result code to our codes. Codes that mean "this file is not a usable index" are
@@ -414,6 +416,38 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
     return 0;
 }
 
+int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const uint8_t store_uuid[16],
+                   index_t **ret)
+{
+    if (!ops || !path || !store_uuid || !ret)
+        return -EINVAL;
+    if (!sqlite3_threadsafe())
+        return -ENOTSUP;
+    index_t *ix = xcalloc(1, sizeof(*ix));
+    ix->readonly = true;
+    ix->vsrc = xcalloc(1, sizeof(*ix->vsrc));
+    *ix->vsrc = (index_vfs_source){ .ops = ops, .ctx = ctx, .path = xstrdup(path) };
+    char name[40];
+    int r = index_vfs_name(ix->vsrc, name);
+    if (r == 0) {
+        int rc = sqlite3_open_v2(name, &ix->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, INDEX_VFS_NAME);
+        r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
+    }
+    /* As a pooled handle: no map (the VFS has none) and a small page cache above the VFS's own. */
+    if (r == 0)
+        r = configure(ix->db, false, true);
+    if (r == 0)
+        r = setup_schema(ix->db, store_uuid, false);
+    if (r == 0)
+        r = prepare_all(ix);
+    if (r != 0) {
+        index_close(ix);
+        return r;
+    }
+    *ret = ix;
+    return 0;
+}
+
 void index_close(index_t *ix)
 {
     if (!ix)
@@ -431,6 +465,9 @@ void index_close(index_t *ix)
     /* An open transaction is rolled back by sqlite3_close; with every statement finalized it cannot
      * fail with SQLITE_BUSY. */
     sqlite3_close(ix->db);
+    if (ix->vsrc)
+        free((char *)ix->vsrc->path);
+    free(ix->vsrc);
     free(ix);
 }
 

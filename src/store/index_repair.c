@@ -201,6 +201,10 @@ static char *index_fault(rh_store *s, int err, const uint8_t digest[HASH_LEN], c
 bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest[HASH_LEN],
                         const index_loc *loc)
 {
+    /* An index read through the callbacks is the store's; rebuilding means reading every container,
+     * which an application behind callbacks (tape, object storage) must ask for itself. */
+    if (s->ix_in_store)
+        return false;
     _cleanup_(freep) char *path = store_index_path(s);
     pthread_mutex_lock(&s->ix_lock);
     bool retry = false;

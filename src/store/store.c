@@ -702,6 +702,14 @@ static int index_is_current(rh_store *s, index_t *ix, bool *ret)
 int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const char *msg),
                      index_t **ret)
 {
+    /* A store behind callbacks: its own index.db, read in place through them, a few blocks per lookup.
+     * Only when that cannot be read (absent, in WAL mode, of another store) does a copy in the cache
+     * directory serve, which is built by reading every container. */
+    if (s->rootfd < 0 && (flags & INDEX_READONLY) && index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE,
+                                                                    s->cfg.uuid, ret) == 0) {
+        s->ix_in_store = true;
+        return 0;
+    }
     _cleanup_(freep) char *path = store_index_path(s);
     if (s->rootfd < 0 || s->readonly) {
         _cleanup_(freep) char *dir = xstrdup(path);

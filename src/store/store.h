@@ -45,6 +45,7 @@ struct rh_store {
     chunker chunker;           /* gear table for cfg.chunker */
     index_t *ix;               /* the index, opened on first use by the public API (api.c) */
     unsigned ix_handle_gen;    /* the index generation that ix was opened at */
+    bool ix_in_store;          /* behind callbacks: ix reads the store's own index.db through them */
     struct fd_cache *fds;      /* open store files of a local store (store.c) */
     /* How readers share a repaired index (index_repair.c). */
     pthread_mutex_t ix_lock;   /* serializes repairs; protects ix_dev, ix_ino */
