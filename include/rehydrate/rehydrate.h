@@ -140,6 +140,19 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
 RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
 
 /*
+ * What the library has to say, beyond return codes: the details of a failed file (which file, by its
+ * index in the rh_restore_files call and its path, and which object and offset failed why), and
+ * repairs it made (a damaged index rebuilt). The library never prints: without a log function, these
+ * messages are dropped. `fn` is called on the thread that called the rh_ function that has something
+ * to say, with a message of one line (no newline) valid during the call; it must not call back into
+ * the library with the same store. Levels: RH_LOG_ERROR (something failed), RH_LOG_WARNING (something
+ * was wrong and was worked around), RH_LOG_INFO. fn NULL turns logging off.
+ */
+enum { RH_LOG_ERROR = 1, RH_LOG_WARNING = 2, RH_LOG_INFO = 3 };
+typedef void (*rh_log_fn)(void *ud, int level, const char *msg);
+RH_EXPORT void rh_store_set_log(rh_store *store, rh_log_fn fn, void *ud);
+
+/*
  * The memory of a read plan (order_containers): rh_plan_alloc returns room for n extents (NULL when it
  * cannot, or when n is 0 or too large), from the allocator the library frees it with; rh_plan_free
  * releases it (NULL is a no-op). An application that allocated a plan and then does not hand it over

@@ -163,9 +163,17 @@ void cli_put_json(FILE *f, const char *str, size_t n)
     fputc('"', f);
 }
 
+void cli_log(void *ud, int level, const char *msg)
+{
+    if (level != RH_LOG_ERROR) /* a failed file is reported by the command, with its path */
+        cli_error("%s", msg);
+}
+
 int cli_open_store(const char *path, rh_store **ret)
 {
     int r = rh_store_open(path, NULL, NULL, ret);
+    if (r == 0)
+        rh_store_set_log(*ret, cli_log, NULL);
     if (r < 0)
         cli_error("%s: %s", cli_quote(path),
                   r == -ENOENT ? "no such store (run 'rehydrate init' or 'rehydrate backup' first)"

@@ -53,7 +53,10 @@ const char *cli_quote(const char *s);
 /* A JSON string literal. Bytes that are not valid UTF-8 become \udcXX (the surrogate escape of Python's
  * os.fsdecode, so scripts can recover the exact bytes). */
 void cli_put_json(FILE *f, const char *s, size_t n);
-/* Opens a store, printing "rehydrate: STORE: why" on failure. */
+/* The library's log function for the CLI (rh_store_set_log): repairs and warnings as "rehydrate: MSG"
+ * on stderr; a failed file's detail is left to the command, which names the file itself. */
+void cli_log(void *ud, int level, const char *msg);
+/* Opens a store with cli_log as its log, printing "rehydrate: STORE: why" on failure. */
 int cli_open_store(const char *path, rh_store **ret);
 /* Formats ns since the epoch as local "YYYY-MM-DD HH:MM:SS". */
 const char *cli_time(int64_t ns, char out[32]);

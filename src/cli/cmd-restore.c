@@ -163,6 +163,7 @@ static void *stream_main(void *arg)
     phase2 *p = arg;
     rh_store *s;
     if (rh_store_open(p->storepath, NULL, NULL, &s) == 0) {
+        rh_store_set_log(s, cli_log, NULL);
         run_batches(p, s);
         rh_store_close(s);
     }

@@ -137,13 +137,14 @@ static void note(const char *msg) { fprintf(stderr, "rehydratefs: %s\n", msg); }
 
 /* What the store says about its index at read time (a damaged index rebuilt by a worker): to stderr in
  * the foreground, else to syslog, like the read errors of fs_log_once. */
-static void index_note(void *ud, const char *msg)
+/* The library's messages (rh_store_set_log): stderr in the foreground, else syslog. */
+static void store_message(void *ud, int level, const char *msg)
 {
     const fs *f = ud;
     if (f->foreground)
         fprintf(stderr, "rehydratefs: %s\n", msg);
     else
-        syslog(LOG_WARNING, "%s", msg);
+        syslog(level == RH_LOG_ERROR ? LOG_ERR : level == RH_LOG_WARNING ? LOG_WARNING : LOG_INFO, "%s", msg);
 }
 
 /* ---- the snapshot table ---- */
@@ -576,8 +577,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rehydratefs: %s: %s\n", o.store, rh_strerror(r));
         goto out;
     }
-    f.s->note = index_note;
-    f.s->note_ud = &f;
+    rh_store_set_log(f.s, store_message, &f);
     /* Check the index once (rebuilding it when missing or stale, with a message); workers then open
      * their own read-only handles, and repair it should they find it damaged (store_index_repair). */
     index_t *ix;

@@ -77,8 +77,8 @@ static int add_container(rh_store *s, index_t *ix, const index_container *c, uin
         if (rec[i].type == RECORD_PACK && c->kind == CONTAINER_DATA) {
             r = add_pack(s, ix, path, &rec[i], &loc);
             if (r == RH_ECORRUPT) { /* its table is damaged: that costs this pack, not the container */
-                fprintf(stderr, "rehydrate: %s: pack at offset %llu: %s (skipped; run 'rehydrate verify')\n",
-                        path, (unsigned long long)rec[i].offset, rh_strerror(r));
+                store_log(s, RH_LOG_WARNING, "%s: pack at offset %llu: %s (skipped; run 'rehydrate verify')",
+                          path, (unsigned long long)rec[i].offset, rh_strerror(r));
                 r = 0;
             } else if (r >= 0) {
                 *chunks += rec[i].members;
@@ -108,8 +108,8 @@ static int fill(rh_store *s, index_t *ix, const index_container *have, size_t n,
         r = add_container(s, ix, &have[i], chunks, streams);
         if (r < 0) {
             char cp[CONTAINER_PATH_MAX];
-            fprintf(stderr, "rehydrate: %s: %s (skipped; run 'rehydrate verify')\n",
-                    container_path(have[i].kind, have[i].id, cp), rh_strerror(r));
+            store_log(s, RH_LOG_WARNING, "%s: %s (skipped; run 'rehydrate verify')",
+                      container_path(have[i].kind, have[i].id, cp), rh_strerror(r));
             /* A damaged container must not stop the rebuild: its chunks are simply not indexed, and
              * verify reports the files that need them. It is still recorded, so the index is current. */
             r = index_add_container(ix, &have[i]);

@@ -126,10 +126,16 @@ static int open_stub(engine *e, rfile *f)
     return 0;
 }
 
-static void fail_file(rfile *f, int err)
+/* Fails a file (its first error stands) and says why through the store's log (rh_store_set_log),
+ * naming the file by its index in the call and its path: an application can tell its user more than
+ * the code alone. */
+static void fail_file(engine *e, rfile *f, int err, const char *what)
 {
-    if (f->result == 0)
-        f->result = err;
+    if (f->result != 0)
+        return;
+    f->result = err;
+    store_log(e->s, RH_LOG_ERROR, "restore: file %zu (%s): %s: %s", (size_t)(f - e->files), f->path, what,
+              rh_strerror(err));
 }
 
 /* ---- needs: distinct chunks or stream maps and where they go ---- */
@@ -172,10 +178,21 @@ static void build_needs(engine *e, tuple *t, size_t n)
     }
 }
 
-static void fail_need(engine *e, need *nd, int err)
+/* Fails every file that needs nd, a stream map (kind CONTAINER_STREAM) or a chunk, saying where it is. */
+static void fail_need(engine *e, need *nd, int err, uint8_t kind)
 {
+    char cp[CONTAINER_PATH_MAX], hex[17];
+    for (int i = 0; i < 8; i++)
+        snprintf(hex + 2 * i, 3, "%02x", nd->digest[i]);
+    _cleanup_(freep) char *what =
+        kind == CONTAINER_STREAM
+            ? xasprintf("stream map in %s, record at offset %llu", container_path(kind, nd->loc.container, cp),
+                        (unsigned long long)nd->loc.offset)
+        : nd->found ? xasprintf("chunk %s in %s, record at offset %llu", hex,
+                                container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+                    : xasprintf("chunk %s (not in the index)", hex);
     for (size_t k = 0; k < nd->nplaces; k++)
-        fail_file(&e->files[e->places[nd->first + k].file], err);
+        fail_file(e, &e->files[e->places[nd->first + k].file], err, what);
 }
 
 /* ---- reading containers in the application's order ---- */
@@ -525,12 +542,12 @@ static void stream_phase(engine *e)
         for (size_t k = 0; k < nd->nplaces && !err; k++) {
             rfile *f = &e->files[e->places[nd->first + k].file];
             if (nd->map->size != f->rp.size)
-                fail_file(f, RH_ECORRUPT);
+                fail_file(e, f, RH_ECORRUPT, "its stream map's size differs from its reparse point's");
             else
                 f->map = nd->map;
         }
         if (err)
-            fail_need(e, nd, err);
+            fail_need(e, nd, err, CONTAINER_STREAM);
     }
 }
 
@@ -627,7 +644,7 @@ static int data_phase(engine *e)
     }
     for (size_t i = 0; i < e->nneeds; i++)
         if (r < 0 || e->needs[i].err)
-            fail_need(e, &e->needs[i], r < 0 ? r : e->needs[i].err);
+            fail_need(e, &e->needs[i], r < 0 ? r : e->needs[i].err, CONTAINER_DATA);
     return r;
 }
 
@@ -650,7 +667,7 @@ static void finish_files(engine *e)
                 int err = -errno;
                 for (size_t m = i; m < e->nfiles; m++)
                     if (e->files[m].dev == f->dev)
-                        fail_file(&e->files[m], err);
+                        fail_file(e, &e->files[m], err, "syncfs of its file system");
             }
         }
     }

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
 
@@ -48,12 +49,25 @@ static void mark_repaired(const char *path)
     pthread_mutex_unlock(&repaired_lock);
 }
 
-void store_note(rh_store *s, const char *msg)
+void store_log(rh_store *s, int level, const char *fmt, ...)
 {
-    if (s->note)
-        s->note(s->note_ud, msg);
-    else
-        fprintf(stderr, "rehydrate: %s\n", msg);
+    if (!s || !s->log)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    char *msg = NULL;
+    if (vasprintf(&msg, fmt, ap) >= 0)
+        s->log(s->log_ud, level, msg);
+    va_end(ap);
+    free(msg);
+}
+
+RH_EXPORT void rh_store_set_log(rh_store *s, rh_log_fn fn, void *ud)
+{
+    if (!s)
+        return;
+    s->log = fn;
+    s->log_ud = ud;
 }
 
 unsigned store_index_gen(rh_store *s)
@@ -224,7 +238,7 @@ bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest
                       : xasprintf("%s: the index is damaged (%s); rebuilt it from the containers (it is "
                                   "derived data; 'rehydrate verify' checks it)",
                                   path, why);
-            store_note(s, msg);
+            store_log(s, r < 0 ? RH_LOG_ERROR : RH_LOG_WARNING, "%s", msg);
             if (r >= 0) {
                 next_gen_locked(s, path);
                 retry = true;

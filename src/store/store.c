@@ -752,7 +752,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
         if (note)
             note(msg);
         else
-            store_note(s, msg);
+            store_log(s, RH_LOG_WARNING, "%s", msg);
     }
     r = store_reindex(s, path, NULL, NULL);
     if (r < 0)

@@ -52,9 +52,9 @@ struct rh_store {
     unsigned ix_gen;           /* bumped when the index file is replaced; read with __atomic_load_n */
     dev_t ix_dev;              /* the index file that generation ix_gen opened (0, 0: not known yet) */
     ino_t ix_ino;
-    /* Where messages about the index go (NULL: stderr, "rehydrate: MSG"); the daemon logs them. */
-    void (*note)(void *ud, const char *msg);
-    void *note_ud;
+    /* Where the library's messages go (rh_store_set_log; NULL: nowhere). */
+    rh_log_fn log;
+    void *log_ud;
 };
 
 /* Defaults: format 2, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
@@ -142,7 +142,7 @@ int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_ge
  * A reader's lookup of chunk `digest` through a handle of generation `gen` failed with `err`: loc is the
  * row the index gave (NULL when the lookup itself failed). Decides whether the index is at fault (SQLite
  * reports it damaged, the chunk is missing from it, or the row disagrees with the container's own record
- * table), and if so rebuilds it with one message through s->note. True when the caller should reopen its
+ * table), and if so rebuilds it with one message through store_log. True when the caller should reopen its
  * handle (store_index_open_gen) and retry once: the index was rebuilt, now or by another thread since
  * `gen`. Thread-safe.
  */
@@ -154,7 +154,7 @@ void store_index_remember(rh_store *s, bool rebuilt_damaged);
 /* The store's handle s->ix for the public API: opened on first use (rebuilt when missing, stale or
  * unreadable), reopened when the generation moved on. The caller serializes uses of s->ix. */
 int store_shared_index(rh_store *s, index_t **ret);
-/* Sends msg through s->note (stderr when unset). */
-void store_note(rh_store *s, const char *msg);
+/* Formats a message and hands it to the store's log function (rh_store_set_log), if it has one. */
+void store_log(rh_store *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

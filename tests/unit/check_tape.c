@@ -31,6 +31,7 @@
 #define SHARED_SIZE (3u << 20)
 
 static char *dir, *src, *storepath, *target;
+static bytebuf logged; /* what the library logged during the last restore, one message a line */
 
 static char *pathf(const char *base, const char *name) { return xasprintf("%s/%s", base, name); }
 
@@ -96,6 +97,7 @@ static void setup(void)
 
 static void teardown(void)
 {
+    buf_free(&logged);
     test_rmtree(dir);
     free(dir), free(src), free(storepath), free(target);
 }
@@ -295,14 +297,28 @@ static void check_contract(const tape *t)
     }
 }
 
+static void collect(void *ud, int level, const char *msg)
+{
+    ck_assert_ptr_eq(ud, &logged);
+    ck_assert(level == RH_LOG_ERROR || level == RH_LOG_WARNING || level == RH_LOG_INFO);
+    ck_assert_ptr_null(strchr(msg, '\n'));
+    buf_append(&logged, msg, strlen(msg));
+    buf_append(&logged, "\n", 2); /* with its NUL: the buffer is a string */
+    logged.len--;
+}
+
 /* Restores `names` through the tape and checks the contract; returns rh_restore_files's result. */
 static int restore_through_tape(const char *const *names, size_t n, int *results)
 {
+    buf_free(&logged);
+    buf_append(&logged, "", 1);
+    logged.len = 0;
     char **paths = make_stubs(names, n);
     tape *t = xcalloc(1, sizeof(*t));
     t->rootfd = open(storepath, O_RDONLY | O_DIRECTORY);
     rh_store *ts;
     ck_assert_int_eq(rh_store_open("tape", &tape_ops, t, &ts), 0);
+    rh_store_set_log(ts, collect, &logged);
     int r = rh_restore_files(ts, n, (const char *const *)paths, 0, results);
     rh_store_close(ts);
     check_contract(t);
@@ -399,6 +415,22 @@ START_TEST(test_damaged_store)
     ck_assert_int_eq(res[3], 0);
     ck_assert(same_file("alone"));
     ck_assert(same_file("many/f00042"));
+    /* Each failed file is named, by its index and path, with the object, the offset and why. */
+    const char *log = (const char *)logged.data;
+    for (int i = 0; i < 4; i += 2) {
+        char *want = xasprintf("restore: file %d (%s/%s): chunk ", i, target, names[i]);
+        const char *at = strstr(log, want);
+        ck_assert_msg(at, "no message for file %d in:\n%s", i, log);
+        const char *eol = strchr(at, '\n');
+        char *line = xmemdup(at, (size_t)(eol - at) + 1);
+        line[eol - at] = 0;
+        ck_assert_msg(strstr(line, " in containers/data/") && strstr(line, ".ctr, record at offset ") &&
+                          strstr(line, ": record checksum mismatch"),
+                      "%s", line);
+        free(line), free(want);
+    }
+    ck_assert_ptr_null(strstr(log, "file 1 ")); /* and nothing of the files that did not fail */
+    ck_assert_ptr_null(strstr(log, "file 3 "));
 }
 END_TEST
 
