@@ -3,7 +3,7 @@
  * read callback serves the input as the catalog file: catalog_open (header, meta blob, a packed one's
  * block index), then a walk over it as ls, restore and the daemon do: the root by path, every
  * directory listed page by page (catalog_readdir), every child looked up again by name
- * (catalog_lookup, which must find the same entry) and read alone (catalog_get).
+ * (catalog_lookup, which must find an entry of that name) and read alone (catalog_get).
  *
  * Input: the .snap file. Besides the input as it is, the target reads a copy whose checksums it has
  * recomputed (header, meta blob, every entry; for a packed catalog also its blocks, index and header,
@@ -39,10 +39,15 @@ static void walk_dir(catalog *c, uint64_t dir, uint64_t *dirs, size_t *ndirs, un
             return;
         for (size_t j = 0; j < n; j++) {
             uint64_t want = first + start + j, found;
-            /* A listing checks what a lookup checks: a name listed is found, and it is that entry. */
-            FUZZ_ASSERT(catalog_lookup(c, dir, ents[j].name, ents[j].name_len, &found) == 0);
-            FUZZ_ASSERT(found == want);
             catalog_entry *e;
+            /* A damaged catalog may fail the lookup (its binary search reads entries beyond this page),
+             * but what a lookup finds is an entry of that name. */
+            if (catalog_lookup(c, dir, ents[j].name, ents[j].name_len, &found) == 0 &&
+                catalog_get(c, found, &e) == 0) {
+                FUZZ_ASSERT(e->name_len == ents[j].name_len &&
+                            memcmp(e->name, ents[j].name, e->name_len) == 0 && e->parent == dir);
+                catalog_entry_free(e);
+            }
             if (catalog_get(c, want, &e) == 0) {
                 FUZZ_ASSERT(e->name_len == ents[j].name_len && e->parent == dir);
                 catalog_entry_free(e);
