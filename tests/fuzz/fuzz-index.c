@@ -92,9 +92,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (void)index_find_chunk(ix, chunks[i], &loc);
         for (size_t i = 0; i < ns; i++)
             (void)index_find_stream(ix, streams[i], &loc);
+        /* On a damaged file SQLite may even return a row for a digest that no row has: what the
+         * lookup returns is only a place to look, and the readers check the record's digest. */
         static const uint8_t absent[HASH_LEN] = { 0xff, 0xfe };
-        int r = index_find_chunk(ix, absent, &loc);
-        FUZZ_ASSERT(r != 0 || nc > 0); /* a digest found must be one the table holds */
+        (void)index_find_chunk(ix, absent, &loc);
         bool match;
         (void)index_matches(ix, NULL, 0, &match);
         index_container have[2] = { { 1, CONTAINER_DATA, 4096 }, { 1, CONTAINER_STREAM, 4096 } };
