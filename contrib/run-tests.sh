@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # contrib/run-tests.sh — installs what the tests need, builds, and runs every test: the Check unit
-# suites and the integration scripts, first in a normal build, then the unit suites again in an
-# AddressSanitizer + UBSan build. Ends with one line "N passed, N failed" that counts every unit test
-# case and every integration assertion; exits non-zero on any failure.
+# suites, the fuzz targets' corpora (replayed without libFuzzer) and the integration scripts, first in a
+# normal build, then all of them again in an AddressSanitizer + UBSan build. Ends with one line
+# "N passed, N failed" that counts every unit test case, fuzz replay and integration assertion; exits
+# non-zero on any failure.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 bash "$top/contrib/deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
@@ -45,7 +46,8 @@ run_build() { # run_build DIR TESTS [configure options]
 cd "$top"
 [ -x configure ] || autoreconf -fi >/dev/null
 unit=$(cd "$top" && ls tests/unit/check_*.c | sed "s/\.c$//" | tr "\n" " ")
-all="$unit $(cd "$top" && ls tests/integration/*.sh | tr '\n' ' ')"
+fuzz=$(cd "$top" && ls tests/fuzz/fuzz-*.c | grep -v 'fuzz-main\.c$' | sed "s/\.c$//" | tr "\n" " ")
+all="$unit $fuzz $(cd "$top" && ls tests/integration/*.sh | tr '\n' ' ')"
 echo "== normal build: unit and integration tests"
 run_build "$top/build-tests" "$all"
 echo "== AddressSanitizer + UBSan build: unit and integration tests"

@@ -42,9 +42,10 @@ int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret
                         &payload);
     if (r < 0)
         return r;
-    _cleanup_(freep) uint8_t *raw = xmalloc(cs->raw_len ? cs->raw_len : 1);
     if (got.type != RECORD_STREAM || got.raw_len != cs->raw_len || memcmp(got.digest, cs->digest, HASH_LEN))
         return RH_ECORRUPT;
+    /* Allocated once the record, whose raw_len is at most RECORD_LEN_MAX, agrees with the catalog. */
+    _cleanup_(freep) uint8_t *raw = xmalloc(got.raw_len ? got.raw_len : 1);
     if ((r = decompress_chunk(got.codec, payload, got.stored_len, raw, got.raw_len)) < 0)
         return r;
     /* Stream maps are small next to the data they describe: always check their digest. */

@@ -777,10 +777,16 @@ static int open_packed(catalog *c, uint8_t *h)
     /* Every block takes at least one byte before the index: a bound on what a bad header can make us
      * allocate, besides the size limit. */
     uint64_t n = (size + CATALOG_PACK_BLOCK - 1) / CATALOG_PACK_BLOCK;
-    if (n > index_off - CATALOG_PACK_HEADER_SIZE)
+    if (n > index_off - CATALOG_PACK_HEADER_SIZE || index_off > UINT64_MAX - n * CATALOG_PACK_ENTRY_SIZE)
         return RH_ECORRUPT;
+    /* Nor is the index allocated before its last byte is known to exist: the header alone could
+     * otherwise make a 64-byte file cost 128 MiB. */
+    uint8_t last;
+    int r = c->ops->read(c->ctx, c->path, index_off + n * CATALOG_PACK_ENTRY_SIZE - 1, &last, 1);
+    if (r < 0)
+        return open_read_error(c->ops, c->ctx, c->path, r);
     _cleanup_(freep) uint8_t *ix = xmalloc(n * CATALOG_PACK_ENTRY_SIZE);
-    int r = c->ops->read(c->ctx, c->path, index_off, ix, n * CATALOG_PACK_ENTRY_SIZE);
+    r = c->ops->read(c->ctx, c->path, index_off, ix, n * CATALOG_PACK_ENTRY_SIZE);
     if (r < 0)
         return open_read_error(c->ops, c->ctx, c->path, r);
     uint64_t ixsum = get_le64(h + CPH_INDEX_CHECKSUM);
