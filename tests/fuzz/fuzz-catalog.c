@@ -40,6 +40,15 @@ static void walk_dir(catalog *c, uint64_t dir, uint64_t *dirs, size_t *ndirs, un
         for (size_t j = 0; j < n; j++) {
             uint64_t want = first + start + j, found;
             catalog_entry *e;
+            /* An entry that could not be read is listed as damaged, in its place, with nothing else. */
+            FUZZ_ASSERT(ents[j].idx == want);
+            if (ents[j].damage) {
+                FUZZ_ASSERT(ents[j].damage < 0 && ents[j].type == 0);
+                catalog_entry_clear(&ents[j]);
+                if (*budget > 0)
+                    (*budget)--;
+                continue;
+            }
             /* A damaged catalog may fail the lookup (its binary search reads entries beyond this page),
              * but what a lookup finds is an entry of that name. */
             if (catalog_lookup(c, dir, ents[j].name, ents[j].name_len, &found) == 0 &&
