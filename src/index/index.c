@@ -373,31 +373,17 @@ static int prepare_all(index_t *ix)
     return 0;
 }
 
-/*
- * INDEX_READONLY | INDEX_CREATE is accepted and means "create the index if it is missing, then use the
- * handle for lookups only": the file is opened read-write so that the schema can be created, and
- * PRAGMA query_only makes every later write fail with -EROFS, as on a handle opened read-only.
- */
-int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_t **ret)
+/* Opens the database `name` (through VFS `vfs`, NULL for the default) into ix, configured for `flags`
+ * (index_open's), checks the schema and prepares the statements; on failure closes ix. */
+static int open_db(index_t *ix, const char *name, const char *vfs, const uint8_t store_uuid[16], int flags,
+                   index_t **ret)
 {
-    if (!path || !store_uuid || !ret || (flags & ~(INDEX_READONLY | INDEX_CREATE | INDEX_POOLED)))
-        return -EINVAL;
     bool readonly = flags & INDEX_READONLY, create = flags & INDEX_CREATE;
-    /* SQLITE_OPEN_NOMUTEX is only safe, and only honoured, when the library was built thread-safe. */
-    if (!sqlite3_threadsafe())
-        return -ENOTSUP;
-
-    int r = check_magic(path);
-    if (r != 0)
-        return r;
-
-    index_t *ix = xcalloc(1, sizeof(*ix));
-    ix->readonly = readonly;
     bool rw = !readonly || create;
     int oflags = SQLITE_OPEN_NOMUTEX |
                  (rw ? SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) : SQLITE_OPEN_READONLY);
-    int rc = sqlite3_open_v2(path, &ix->db, oflags, NULL);
-    r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
+    int rc = sqlite3_open_v2(name, &ix->db, oflags, vfs);
+    int r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
     if (r == 0)
         r = configure(ix->db, !readonly, flags & INDEX_POOLED);
     if (r == 0)
@@ -416,6 +402,29 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
     return 0;
 }
 
+/*
+ * INDEX_READONLY | INDEX_CREATE is accepted and means "create the index if it is missing, then use the
+ * handle for lookups only": the file is opened read-write so that the schema can be created, and
+ * PRAGMA query_only makes every later write fail with -EROFS, as on a handle opened read-only.
+ */
+int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_t **ret)
+{
+    if (!path || !store_uuid || !ret || (flags & ~(INDEX_READONLY | INDEX_CREATE | INDEX_POOLED)))
+        return -EINVAL;
+    bool readonly = flags & INDEX_READONLY;
+    /* SQLITE_OPEN_NOMUTEX is only safe, and only honoured, when the library was built thread-safe. */
+    if (!sqlite3_threadsafe())
+        return -ENOTSUP;
+
+    int r = check_magic(path);
+    if (r != 0)
+        return r;
+
+    index_t *ix = xcalloc(1, sizeof(*ix));
+    ix->readonly = readonly;
+    return open_db(ix, path, NULL, store_uuid, flags, ret);
+}
+
 int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const uint8_t store_uuid[16],
                    index_t **ret)
 {
@@ -429,23 +438,12 @@ int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const u
     *ix->vsrc = (index_vfs_source){ .ops = ops, .ctx = ctx, .path = xstrdup(path) };
     char name[40];
     int r = index_vfs_name(ix->vsrc, name);
-    if (r == 0) {
-        int rc = sqlite3_open_v2(name, &ix->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, INDEX_VFS_NAME);
-        r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
-    }
-    /* As a pooled handle: no map (the VFS has none) and a small page cache above the VFS's own. */
-    if (r == 0)
-        r = configure(ix->db, false, true);
-    if (r == 0)
-        r = setup_schema(ix->db, store_uuid, false);
-    if (r == 0)
-        r = prepare_all(ix);
-    if (r != 0) {
+    if (r < 0) {
         index_close(ix);
         return r;
     }
-    *ret = ix;
-    return 0;
+    /* As a pooled handle: no map (the VFS has none) and a small page cache above the VFS's own. */
+    return open_db(ix, name, INDEX_VFS_NAME, store_uuid, INDEX_READONLY | INDEX_POOLED, ret);
 }
 
 void index_close(index_t *ix)
