@@ -20,6 +20,7 @@
 #include "restore/reparse.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
+#include "stubutil.h"
 #include "testutil.h"
 
 #define PIECE (8u << 20)
@@ -111,21 +112,7 @@ static char *make_stub(const char *name)
     char *cp = store_snapshot_path("s");
     catalog *c;
     ck_assert_int_eq(catalog_open(s->ops, s->ctx, cp, &c), 0);
-    uint64_t idx;
-    ck_assert_int_eq(catalog_lookup_path(c, name, &idx), 0);
-    catalog_entry *e;
-    ck_assert_int_eq(catalog_get(c, idx, &e), 0);
-    reparse_point rp;
-    reparse_make(&rp, s->cfg.uuid, e->size, &e->stream);
-    uint8_t raw[REPARSE_SIZE];
-    reparse_encode(&rp, raw);
-    char *p = pathf(target, name);
-    int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(ftruncate(fd, (off_t)e->size), 0);
-    ck_assert_int_eq(fsetxattr(fd, REPARSE_XATTR, raw, sizeof(raw), 0), 0);
-    close(fd);
-    catalog_entry_free(e);
+    char *p = test_make_stub(c, s->cfg.uuid, name, target);
     catalog_close(c);
     free(cp);
     rh_store_close(s);

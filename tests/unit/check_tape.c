@@ -25,6 +25,7 @@
 #include "snapshot/catalog.h"
 #include "store/container.h"
 #include "store/store.h"
+#include "stubutil.h"
 #include "testutil.h"
 
 #define NMANY 10000
@@ -111,23 +112,8 @@ static char **make_stubs(const char *const *names, size_t n)
     catalog *c;
     ck_assert_int_eq(catalog_open(s->ops, s->ctx, cp, &c), 0);
     char **paths = xcalloc(n, sizeof(*paths));
-    for (size_t i = 0; i < n; i++) {
-        uint64_t idx;
-        ck_assert_int_eq(catalog_lookup_path(c, names[i], &idx), 0);
-        catalog_entry *e;
-        ck_assert_int_eq(catalog_get(c, idx, &e), 0);
-        reparse_point rp;
-        reparse_make(&rp, s->cfg.uuid, e->size, &e->stream);
-        uint8_t raw[REPARSE_SIZE];
-        reparse_encode(&rp, raw);
-        paths[i] = pathf(target, names[i]);
-        int fd = open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ck_assert_int_ge(fd, 0);
-        ck_assert_int_eq(ftruncate(fd, (off_t)e->size), 0);
-        ck_assert_int_eq(fsetxattr(fd, REPARSE_XATTR, raw, sizeof(raw), 0), 0);
-        close(fd);
-        catalog_entry_free(e);
-    }
+    for (size_t i = 0; i < n; i++)
+        paths[i] = test_make_stub(c, s->cfg.uuid, names[i], target);
     catalog_close(c);
     free(cp);
     rh_store_close(s);
