@@ -633,9 +633,9 @@ int main(int argc, char **argv)
     r = run_loop(&f, co.mountpoint, (size_t)kernel_readahead, (size_t)cache_size, (unsigned)dir_readahead);
     pusher_free(f.pusher);
     f.pusher = NULL;
-    ofile_table_free(&f.files); /* the loop has run dry: no job uses a record */
     status = r < 0 ? 1 : 0;
 out:
+    ofile_table_free(&f.files); /* the loop, if it ran, has run dry: no job uses a record */
     if (f.se)
         fuse_session_destroy(f.se);
     for (size_t i = 0; i < f.nsnaps; i++) {
