@@ -193,6 +193,22 @@ int compress_pack_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, si
     return compress_inplace(level, raise ? PACK_MIN_MATCH : 0, buf, n, ret_codec, ret_len);
 }
 
+int decompress_size_ok(uint8_t codec, const void *src, size_t n, size_t raw_len)
+{
+    switch (codec) {
+    case CODEC_RAW:
+        return n == raw_len;
+    case CODEC_ZSTD: {
+        /* The frames' headers bound what they can decode to (the declared content size, which our
+         * compressor always writes, or 128 KiB per block); a raw_len above it cannot be right. */
+        unsigned long long bound = ZSTD_decompressBound(src, n);
+        return bound != ZSTD_CONTENTSIZE_ERROR && raw_len <= bound;
+    }
+    default:
+        return 0;
+    }
+}
+
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len)
 {
     switch (codec) {

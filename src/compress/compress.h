@@ -31,6 +31,10 @@ int compress_chunk_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, s
 /* compress_chunk_inplace for a pack (several chunks, at most 256 KiB): at levels whose parameters look
  * for matches shorter than 5 bytes with the fastest strategies, it asks for 5 (see compress.c). */
 int compress_pack_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, size_t *ret_len);
+/* Whether n stored bytes of codec can decode to raw_len bytes at all, from the frame headers alone:
+ * a record that fails this is damaged, and nothing need be allocated for its raw_len. Never reads
+ * past src + n. Non-zero when plausible. */
+int decompress_size_ok(uint8_t codec, const void *src, size_t n, size_t raw_len);
 /* Decodes a record payload of `codec` into exactly raw_len bytes; RH_ECORRUPT if it does not fit. */
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len);
 /* Whether compress_chunk accepts this level (0 and 1..19). */

@@ -493,6 +493,12 @@ int container_parse_record(const uint8_t *rec, size_t avail, uint64_t offset, co
     memcpy(out.digest, rec + 16, HASH_LEN);
     if (out.type == RECORD_PACK && !pack_table_ok(payload, out.members, out.raw_len))
         return RH_ECORRUPT;
+    /* Readers size their decode buffer by raw_len (up to RECORD_LEN_MAX): refuse a raw_len that the
+     * payload cannot decode to before anyone allocates it. */
+    uint32_t data_len = stored;
+    const uint8_t *data = out.type == RECORD_PACK ? pack_data(&out, payload, &data_len) : payload;
+    if (!decompress_size_ok(out.codec, data, data_len, out.raw_len))
+        return RH_ECORRUPT;
     *ret = out;
     *ret_payload = payload;
     return 0;

@@ -150,9 +150,27 @@ static void append_records(container_writer *cw, uint8_t type, size_t n, uint32_
         e->type = type;
         e->codec = i % 2 ? CODEC_ZSTD : CODEC_RAW;
         e->stored_len = pick_len(i, max, big);
-        e->raw_len = e->codec == CODEC_RAW ? e->stored_len : e->stored_len * 3 + 1;
+        e->raw_len = e->stored_len;
         out->payloads[i] = xmalloc(e->stored_len);
         test_fill_random(out->payloads[i], e->stored_len, 1000 + i);
+        if (e->codec == CODEC_ZSTD) {
+            /* A real frame, as readers check that raw_len is within what the frame can decode to:
+             * the random bytes, then as many zeros, compressed. */
+            e->raw_len = e->stored_len * 2;
+            uint8_t *raw = xcalloc(1, e->raw_len + 1);
+            memcpy(raw, out->payloads[i], e->stored_len);
+            size_t cap = compress_bound(e->raw_len), zlen;
+            uint8_t codec;
+            out->payloads[i] = xrealloc(out->payloads[i], cap);
+            ck_assert_int_eq(compress_chunk(1, raw, e->raw_len, out->payloads[i], cap, &codec, &zlen), 0);
+            if (codec == CODEC_RAW) { /* too small to gain (0 bytes): store it raw */
+                memcpy(out->payloads[i], raw, e->raw_len);
+                e->codec = CODEC_RAW;
+                zlen = e->raw_len;
+            }
+            free(raw);
+            e->stored_len = (uint32_t)zlen;
+        }
         hash_sha256(out->payloads[i], e->stored_len, e->digest);
         uint64_t before = container_writer_size(cw);
         ck_assert_int_eq(container_writer_append(cw, e->type, e->codec, e->digest, out->payloads[i],
@@ -567,6 +585,35 @@ START_TEST(test_parse_record)
 }
 END_TEST
 
+START_TEST(test_parse_record_raw_len_bound)
+{
+    /* A compressed record whose raw_len claims more than its frames can decode to is refused by the
+     * parser, before any reader sizes a buffer by it; the honest record still parses. */
+    uint8_t plain[4096], rec[RECORD_HEADER_SIZE + 4096 + 64];
+    memset(plain, 'a', sizeof(plain));
+    uint8_t codec;
+    size_t n;
+    ck_assert_int_eq(compress_chunk(3, plain, sizeof(plain), rec + RECORD_HEADER_SIZE,
+                                    sizeof(rec) - RECORD_HEADER_SIZE, &codec, &n), 0);
+    ck_assert_uint_eq(codec, CODEC_ZSTD);
+    memcpy(rec, "RREC", 4);
+    rec[4] = RECORD_CHUNK;
+    rec[5] = CODEC_ZSTD;
+    put_le16(rec + 6, 0);
+    put_le32(rec + 8, (uint32_t)n);
+    hash_sha256(plain, sizeof(plain), rec + 16);
+    const uint32_t claims[] = { sizeof(plain), sizeof(plain) + 1, RECORD_LEN_MAX };
+    for (size_t i = 0; i < sizeof(claims) / sizeof(*claims); i++) {
+        put_le32(rec + 12, claims[i]);
+        put_le64(rec + 48, hash_checksum(rec, 48, rec + RECORD_HEADER_SIZE, n));
+        container_record r;
+        const uint8_t *p;
+        ck_assert_int_eq(container_parse_record(rec, RECORD_HEADER_SIZE + n, 0, &r, &p),
+                         i == 0 ? 0 : RH_ECORRUPT);
+    }
+}
+END_TEST
+
 START_TEST(test_append_rejects)
 {
     uint8_t digest[HASH_LEN] = { 0 }, payload[16] = { 0 };
@@ -943,6 +990,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_flipped_payload_byte);
     tcase_add_test(tc, test_flipped_header_bytes);
     tcase_add_test(tc, test_parse_record);
+    tcase_add_test(tc, test_parse_record_raw_len_bound);
     tcase_add_test(tc, test_append_rejects);
     tcase_add_test(tc, test_seal_never_replaces);
     tcase_add_test(tc, test_pack_roundtrip);
