@@ -305,13 +305,13 @@ chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t l
 
 bool cache_range_cached(chunk_cache *c, const streammap *m, uint64_t off, size_t len)
 {
-    if (off >= m->size || len == 0)
-        return true;
-    uint64_t end = off + MIN((uint64_t)len, m->size - off);
-    pthread_mutex_lock(&c->lock);
+    streammap_range rg;
+    streammap_range_start(&rg, m, off, len);
+    streammap_piece p;
     bool all = true;
-    for (size_t i = streammap_find(m, off); all && i < m->n && m->start[i] < end; i++)
-        all = m->e[i].hole || find_locked(c, m->e[i].digest) != NULL;
+    pthread_mutex_lock(&c->lock);
+    while (all && streammap_range_next(&rg, &p))
+        all = m->e[p.i].hole || find_locked(c, m->e[p.i].digest) != NULL;
     pthread_mutex_unlock(&c->lock);
     return all;
 }
@@ -320,32 +320,26 @@ int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint6
                 size_t *ret_bad, index_loc *ret_loc)
 {
     uint8_t *dst = out;
-    if (off >= m->size || len == 0) {
-        *ret_n = 0;
-        return 0;
-    }
-    len = (size_t)MIN((uint64_t)len, m->size - off);
-    size_t done = 0;
-    for (size_t i = streammap_find(m, off); done < len; i++) {
-        const streammap_entry *e = &m->e[i];
-        uint64_t in = off + done - m->start[i];
-        size_t n = (size_t)MIN(e->length - in, (uint64_t)(len - done));
+    streammap_range rg;
+    size_t total = streammap_range_start(&rg, m, off, len);
+    streammap_piece p;
+    while (streammap_range_next(&rg, &p)) {
+        const streammap_entry *e = &m->e[p.i];
         if (e->hole) {
-            memset(dst + done, 0, n);
-        } else {
-            chunk_ref *ref;
-            int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
-            if (r < 0) {
-                if (ret_bad)
-                    *ret_bad = i;
-                return r;
-            }
-            memcpy(dst + done, ref->data + in, n);
-            chunk_release(c, ref);
+            memset(dst + p.done, 0, p.n);
+            continue;
         }
-        done += n;
+        chunk_ref *ref;
+        int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
+        if (r < 0) {
+            if (ret_bad)
+                *ret_bad = p.i;
+            return r;
+        }
+        memcpy(dst + p.done, ref->data + p.in, p.n);
+        chunk_release(c, ref);
     }
-    *ret_n = done;
+    *ret_n = total;
     return 0;
 }
 
@@ -355,38 +349,39 @@ int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len
                     size_t *ret_bad, index_loc *ret_loc)
 {
     *v = (cache_iov){ 0 };
-    if (off >= m->size || len == 0)
+    streammap_range rg;
+    size_t total = streammap_range_start(&rg, m, off, len), cap = 0, nchunks = 0;
+    if (!total)
         return 0;
-    len = (size_t)MIN((uint64_t)len, m->size - off);
-    uint64_t end = off + len;
-    size_t first = streammap_find(m, off), cap = 0, nchunks = 0;
-    for (size_t i = first; i < m->n && m->start[i] < end; i++) {
-        uint64_t a = MAX(off, m->start[i]), b = MIN(end, m->start[i] + m->e[i].length);
-        cap += m->e[i].hole ? (size_t)((b - a + sizeof(zeros) - 1) / sizeof(zeros)) : 1;
-        nchunks += !m->e[i].hole;
+    /* Sized first: a hole takes one vector per 128 KiB of the zero buffer, a chunk one. */
+    streammap_piece p;
+    while (streammap_range_next(&rg, &p)) {
+        bool hole = m->e[p.i].hole;
+        cap += hole ? (p.n + sizeof(zeros) - 1) / sizeof(zeros) : 1;
+        nchunks += !hole;
     }
     v->iov = xmalloc(cap * sizeof(*v->iov));
     v->refs = xmalloc((nchunks ? nchunks : 1) * sizeof(*v->refs));
-    for (size_t i = first; i < m->n && m->start[i] < end; i++) {
-        const streammap_entry *e = &m->e[i];
-        uint64_t a = MAX(off, m->start[i]), b = MIN(end, m->start[i] + e->length);
+    streammap_range_start(&rg, m, off, len);
+    while (streammap_range_next(&rg, &p)) {
+        const streammap_entry *e = &m->e[p.i];
         if (e->hole) {
-            for (; a < b; a += v->iov[v->n++].iov_len)
-                v->iov[v->n] = (struct iovec){ (void *)zeros, (size_t)MIN(b - a, (uint64_t)sizeof(zeros)) };
+            for (size_t k = 0; k < p.n; k += v->iov[v->n++].iov_len)
+                v->iov[v->n] = (struct iovec){ (void *)zeros, MIN(p.n - k, sizeof(zeros)) };
             continue;
         }
         chunk_ref *ref;
         int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
         if (r < 0) {
             if (ret_bad)
-                *ret_bad = i;
+                *ret_bad = p.i;
             cache_iov_release(c, v);
             return r;
         }
         v->refs[v->nrefs++] = ref;
-        v->iov[v->n++] = (struct iovec){ ref->data + (a - m->start[i]), (size_t)(b - a) };
+        v->iov[v->n++] = (struct iovec){ ref->data + p.in, p.n };
     }
-    v->bytes = len;
+    v->bytes = total;
     return 0;
 }
 

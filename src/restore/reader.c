@@ -282,41 +282,32 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
 {
     const streammap *m = f->map;
     uint8_t *out = buf;
-    size_t done = 0;
-    if (off >= m->size || len == 0) {
-        *ret_n = 0;
-        return 0;
-    }
-    len = (size_t)MIN((uint64_t)len, m->size - off);
-    size_t i = streammap_find(m, off);
-    while (done < len) {
-        const streammap_entry *e = &m->e[i];
-        uint64_t in = off + done - m->start[i];
-        size_t n = (size_t)MIN(e->length - in, (uint64_t)(len - done));
+    streammap_range rg;
+    size_t total = streammap_range_start(&rg, m, off, len);
+    streammap_piece p;
+    while (streammap_range_next(&rg, &p)) {
+        const streammap_entry *e = &m->e[p.i];
         if (e->hole) {
-            memset(out + done, 0, n);
-        } else {
-            if (!f->cache_valid || f->cached != i) {
-                if (e->length > f->cache_cap) {
-                    f->cache = xrealloc(f->cache, e->length);
-                    f->cache_cap = e->length;
-                }
-                f->cache_valid = false;
-                int r = f->genp ? reader_fetch_chunk_rx(f->s, f->ixp, f->genp, INDEX_READONLY, e->digest,
-                                                        e->length, f->verify, f->cache, NULL, &f->memo,
-                                                        NULL, NULL)
-                                : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify,
-                                                        f->cache, NULL, &f->memo, NULL, NULL);
-                if (r < 0)
-                    return r;
-                f->cached = i;
-                f->cache_valid = true;
-            }
-            memcpy(out + done, f->cache + in, n);
+            memset(out + p.done, 0, p.n);
+            continue;
         }
-        done += n;
-        i++;
+        if (!f->cache_valid || f->cached != p.i) {
+            if (e->length > f->cache_cap) {
+                f->cache = xrealloc(f->cache, e->length);
+                f->cache_cap = e->length;
+            }
+            f->cache_valid = false;
+            int r = f->genp ? reader_fetch_chunk_rx(f->s, f->ixp, f->genp, INDEX_READONLY, e->digest, e->length,
+                                                    f->verify, f->cache, NULL, &f->memo, NULL, NULL)
+                            : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify, f->cache, NULL,
+                                                    &f->memo, NULL, NULL);
+            if (r < 0)
+                return r;
+            f->cached = p.i;
+            f->cache_valid = true;
+        }
+        memcpy(out + p.done, f->cache + p.in, p.n);
     }
-    *ret_n = done;
+    *ret_n = total;
     return 0;
 }

@@ -110,3 +110,23 @@ size_t streammap_find(const streammap *m, uint64_t off)
     }
     return lo;
 }
+
+size_t streammap_range_start(streammap_range *r, const streammap *m, uint64_t off, size_t len)
+{
+    size_t n = off >= m->size ? 0 : (size_t)MIN((uint64_t)len, m->size - off);
+    *r = (streammap_range){ .m = m, .i = n ? streammap_find(m, off) : m->n, .pos = off, .end = off + n };
+    return n;
+}
+
+bool streammap_range_next(streammap_range *r, streammap_piece *p)
+{
+    if (r->pos >= r->end || r->i >= r->m->n)
+        return false;
+    uint64_t start = r->m->start[r->i], in = r->pos - start;
+    size_t n = (size_t)MIN(r->m->e[r->i].length - in, r->end - r->pos);
+    *p = (streammap_piece){ .i = r->i, .in = in, .n = n, .done = r->done };
+    r->pos += n;
+    r->done += n;
+    r->i++;
+    return true;
+}

@@ -39,4 +39,31 @@ void streammap_free(streammap *m); /* NULL is a no-op */
 /* Index of the entry that holds byte `off` (off < m->size), by binary search over start[]. */
 size_t streammap_find(const streammap *m, uint64_t off);
 
+/*
+ * File bytes [off, off + len) as pieces of entries, in order: the one place where a range of a file
+ * becomes "these bytes of these chunks" (the readers, the daemon's cache and its zero-copy replies all
+ * walk it). Use:
+ *     streammap_range r;
+ *     size_t total = streammap_range_start(&r, m, off, len);   // len clamped at the end of the file
+ *     streammap_piece p;
+ *     while (streammap_range_next(&r, &p)) ... bytes [p.in, p.in + p.n) of m->e[p.i] go to p.done ...
+ */
+typedef struct streammap_range {
+    const streammap *m;
+    size_t i;       /* the next entry */
+    uint64_t pos;   /* the next file offset */
+    uint64_t end;   /* the range's end */
+    size_t done;    /* bytes handed out so far */
+} streammap_range;
+typedef struct streammap_piece {
+    size_t i;    /* entry index */
+    uint64_t in; /* offset of the piece in the entry's bytes */
+    size_t n;    /* length, at least 1 */
+    size_t done; /* offset of the piece in the range */
+} streammap_piece;
+/* Starts a walk; returns the range's length: len, short at the end of the file, 0 past it. */
+size_t streammap_range_start(streammap_range *r, const streammap *m, uint64_t off, size_t len);
+/* The next piece; false when the range is done. */
+bool streammap_range_next(streammap_range *r, streammap_piece *p);
+
 #endif

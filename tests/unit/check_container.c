@@ -928,6 +928,42 @@ START_TEST(test_streammap_find)
 }
 END_TEST
 
+START_TEST(test_streammap_range)
+{
+    /* Entries of 3, 5 (a hole) and 2 bytes. Every range is compared with a byte-by-byte model: piece
+     * by piece, each byte of the range is byte `in` of entry `i`, in order and exactly once. */
+    streammap_entry e[3] = { chunk_entry(3, 1), hole_entry(5), chunk_entry(2, 2) };
+    const size_t owner[10] = { 0, 0, 0, 1, 1, 1, 1, 1, 2, 2 }, first[3] = { 0, 3, 8 };
+    bytebuf b = { 0 };
+    streammap_encode(e, 3, 10, &b);
+    streammap *m;
+    ck_assert_int_eq(streammap_decode(b.data, b.len, &m), 0);
+    for (uint64_t off = 0; off <= 12; off++) {
+        for (size_t len = 0; len <= 12; len++) {
+            streammap_range r;
+            size_t want = off >= 10 ? 0 : MIN(len, 10 - off), got = 0;
+            ck_assert_uint_eq(streammap_range_start(&r, m, off, len), want);
+            streammap_piece p;
+            size_t pieces = 0;
+            while (streammap_range_next(&r, &p)) {
+                ck_assert_uint_ge(p.n, 1);
+                ck_assert_uint_eq(p.done, got);
+                for (size_t k = 0; k < p.n; k++) {
+                    ck_assert_uint_eq(owner[off + got + k], p.i);
+                    ck_assert_uint_eq(off + got + k - first[p.i], p.in + k);
+                }
+                got += p.n;
+                pieces++;
+            }
+            ck_assert_uint_eq(got, want);
+            ck_assert_uint_le(pieces, 3);
+        }
+    }
+    streammap_free(m);
+    buf_free(&b);
+}
+END_TEST
+
 static int decode_patched(const bytebuf *b, size_t at, uint64_t v, int width)
 {
     uint8_t *copy = xmemdup(b->data, b->len);
@@ -1000,6 +1036,7 @@ static Suite *suite(void)
     TCase *sm = tcase_create("streammap");
     tcase_add_test(sm, test_streammap_roundtrip);
     tcase_add_test(sm, test_streammap_find);
+    tcase_add_test(sm, test_streammap_range);
     tcase_add_test(sm, test_streammap_decode_rejects);
     suite_add_tcase(s, sm);
     return s;
