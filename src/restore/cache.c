@@ -217,8 +217,9 @@ static void insert_sibling(void *ud, const uint8_t digest[HASH_LEN], const uint8
     pthread_mutex_unlock(&c->lock);
 }
 
-int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
-              index_loc *ret_loc)
+/* chunk_get, at location `known` when the stream map gave one. */
+static int get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, const index_loc *known,
+               chunk_ref **ret, index_loc *ret_loc)
 {
     pthread_mutex_lock(&c->lock);
     chunk_ref *e = find_locked(c, digest);
@@ -243,12 +244,14 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
     memcpy(n->digest, digest, HASH_LEN);
     n->len = len;
     n->refs = 1;
-    index_t *ix;
-    unsigned gen;
-    pool_take(c, &ix, &gen);
-    int r = reader_fetch_chunk_rx(c->s, &ix, &gen, POOL_FLAGS, digest, len, c->verify, n->data, ret_loc, NULL,
-                                  insert_sibling, c);
-    pool_give(c, ix, gen);
+    index_t *ix = NULL;
+    unsigned gen = 0;
+    if (!known)
+        pool_take(c, &ix, &gen);
+    int r = reader_fetch_chunk_rx(c->s, &ix, &gen, POOL_FLAGS, digest, len, known, c->verify, n->data, ret_loc,
+                                  NULL, insert_sibling, c);
+    if (!known)
+        pool_give(c, ix, gen);
     if (r < 0) {
         free(n);
         return r;
@@ -270,6 +273,17 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
     pthread_mutex_unlock(&c->lock);
     *ret = n;
     return 0;
+}
+
+int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
+              index_loc *ret_loc)
+{
+    return get(c, digest, len, NULL, ret, ret_loc);
+}
+
+int chunk_get_entry(chunk_cache *c, const streammap *m, size_t i, chunk_ref **ret, index_loc *ret_loc)
+{
+    return get(c, m->e[i].digest, m->e[i].length, streammap_loc(m, i), ret, ret_loc);
 }
 
 void chunk_release(chunk_cache *c, chunk_ref *ref)
@@ -330,7 +344,7 @@ int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint6
             continue;
         }
         chunk_ref *ref;
-        int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
+        int r = chunk_get_entry(c, m, p.i, &ref, ret_loc);
         if (r < 0) {
             if (ret_bad)
                 *ret_bad = p.i;
@@ -371,7 +385,7 @@ int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len
             continue;
         }
         chunk_ref *ref;
-        int r = chunk_get(c, e->digest, e->length, &ref, ret_loc);
+        int r = chunk_get_entry(c, m, p.i, &ref, ret_loc);
         if (r < 0) {
             if (ret_bad)
                 *ret_bad = p.i;

@@ -40,6 +40,9 @@ void chunk_cache_free(chunk_cache *c); /* NULL is a no-op; no chunk may be held 
  */
 int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,
               index_loc *ret_loc);
+/* chunk_get for entry i (not a hole) of stream map m: at the location the map gives, if any (then no
+ * index is involved), else where the index says. What the readers of files use. */
+int chunk_get_entry(chunk_cache *c, const streammap *m, size_t i, chunk_ref **ret, index_loc *ret_loc);
 void chunk_release(chunk_cache *c, chunk_ref *ref);
 /* True when the chunk is cached (for read-ahead decisions; the answer may be stale at once). */
 bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN]);

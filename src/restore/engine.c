@@ -59,7 +59,8 @@ typedef struct need {
     uint8_t digest[HASH_LEN];
     uint64_t raw_len;
     index_loc loc;
-    bool found;            /* the index had a row for it (data phase) */
+    bool located;          /* loc came from the stream map, not the index (data phase) */
+    bool found;            /* loc is known: the stream map gave it or the index had a row (data phase) */
     bool retry;            /* read again after the index was repaired */
     size_t first, nplaces; /* into engine.places */
     int err;
@@ -145,6 +146,7 @@ typedef struct tuple {
     uint64_t raw_len, off;
     uint32_t file;
     const catalog_stream *stream; /* stream phase: its location */
+    const index_loc *loc;         /* data phase: its location, when the stream map gives it */
 } tuple;
 
 static int cmp_tuple(const void *a, const void *b)
@@ -172,6 +174,10 @@ static void build_needs(engine *e, tuple *t, size_t n)
             if (t[i].stream)
                 nd->loc = (index_loc){ t[i].stream->container, t[i].stream->offset, t[i].stream->stored_len,
                                        t[i].stream->raw_len, t[i].stream->codec, 0 };
+            if (t[i].loc) {
+                nd->loc = *t[i].loc;
+                nd->located = true;
+            }
         }
         e->places[e->nplaces++] = (place){ t[i].off, t[i].file };
         e->needs[e->nneeds - 1].nplaces++;
@@ -327,7 +333,7 @@ static void block_work(uv_work_t *w)
                 r = RH_EDIGEST;
         }
         if (r >= 0 && b->kind == CONTAINER_STREAM)
-            r = streammap_decode(raw, nd->raw_len, &nd->map);
+            r = store_decode_streammap(e->s, raw, nd->raw_len, &nd->map);
         else if (r >= 0)
             r = place_chunk(e, nd, raw);
         nd->err = r < 0 ? r : 0;
@@ -559,8 +565,10 @@ static void lookup_needs(engine *e, bool retry)
     bool txn = e->ix && index_begin(e->ix) == 0;
     for (size_t i = 0; i < e->nneeds; i++) {
         need *nd = &e->needs[i];
-        if (retry && !nd->retry)
+        if ((retry && !nd->retry) || nd->located) {
+            nd->found = true;
             continue;
+        }
         int r = e->ix ? index_find_chunk(e->ix, nd->digest, &nd->loc) : e->ix_err;
         nd->found = r == 0;
         if (r == 0 && nd->loc.raw_len != nd->raw_len)
@@ -582,7 +590,8 @@ static bool repair_index(engine *e)
     bool any = false;
     for (size_t i = 0; i < e->nneeds; i++) {
         need *nd = &e->needs[i];
-        if (!nd->err || (nd->found && any && nd->loc.container == checked))
+        /* A location from the stream map owes nothing to the index. */
+        if (!nd->err || nd->located || (nd->found && any && nd->loc.container == checked))
             continue;
         if (store_index_repair(e->s, e->ix_gen, nd->err, nd->digest, nd->found ? &nd->loc : NULL)) {
             e->ix_err = store_shared_index(e->s, &e->ix);
@@ -616,18 +625,25 @@ static int data_phase(engine *e)
             if (se->hole)
                 continue; /* the stub is already a hole there */
             f->pending += se->length;
-            t[n] = (tuple){ .raw_len = se->length, .off = f->map->start[k], .file = (uint32_t)i };
+            t[n] = (tuple){ .raw_len = se->length, .off = f->map->start[k], .file = (uint32_t)i,
+                            .loc = streammap_loc(f->map, k) };
             memcpy(t[n].digest, se->digest, HASH_LEN);
             n++;
         }
     }
-    /* The stream maps are no longer needed once their chunks are listed. */
-    for (size_t i = 0; i < e->nneeds; i++)
-        streammap_free(e->needs[i].map);
-    for (size_t i = 0; i < e->nfiles; i++)
-        e->files[i].map = NULL;
+    /* The stream maps are no longer needed once their chunks are listed as needs (which copy the
+     * locations the maps carry). build_needs replaces the stream phase's needs: take their maps first. */
+    streammap **maps = xmalloc((e->nneeds ? e->nneeds : 1) * sizeof(*maps));
+    size_t nmaps = e->nneeds;
+    for (size_t i = 0; i < nmaps; i++)
+        maps[i] = e->needs[i].map;
     build_needs(e, t, n);
     free(t);
+    for (size_t i = 0; i < nmaps; i++)
+        streammap_free(maps[i]);
+    free(maps);
+    for (size_t i = 0; i < e->nfiles; i++)
+        e->files[i].map = NULL;
     lookup_needs(e, false);
     size_t nr;
     need **order = readable_needs(e, false, &nr);

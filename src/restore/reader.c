@@ -53,7 +53,7 @@ int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret
     hash_sha256(raw, got.raw_len, d);
     if (memcmp(d, cs->digest, HASH_LEN) != 0)
         return RH_EDIGEST;
-    return streammap_decode(raw, got.raw_len, ret);
+    return store_decode_streammap(s, raw, got.raw_len, ret);
 }
 
 void pack_memo_clear(pack_memo *m)
@@ -135,13 +135,18 @@ static int fetch_member(rh_store *s, const index_loc *loc, const uint8_t digest[
     return r;
 }
 
-/* reader_fetch_chunk_ex; *ret_found tells whether the index had a row for the chunk (then in *loc). */
-static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify,
-                 uint8_t *out, index_loc *ret_loc, bool *ret_found, pack_memo *memo,
-                 reader_sibling_fn *sibling, void *ud)
+/* reader_fetch_chunk_ex at location `known`, or (known NULL) where the index says; *ret_found tells
+ * whether the location was known (then in *ret_loc). */
+static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
+                 const index_loc *known, bool verify, uint8_t *out, index_loc *ret_loc, bool *ret_found,
+                 pack_memo *memo, reader_sibling_fn *sibling, void *ud)
 {
     index_loc loc;
-    int r = index_find_chunk(ix, digest, &loc);
+    int r = 0;
+    if (known)
+        loc = *known;
+    else
+        r = index_find_chunk(ix, digest, &loc);
     if (r < 0)
         return r;
     *ret_loc = loc;
@@ -175,12 +180,12 @@ static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint6
 }
 
 int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
-                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
-                          reader_sibling_fn *sibling, void *ud)
+                          const index_loc *known, bool verify, uint8_t *out, index_loc *ret_loc,
+                          pack_memo *memo, reader_sibling_fn *sibling, void *ud)
 {
     index_loc loc;
     bool found = false;
-    int r = fetch(s, ix, digest, raw_len, verify, out, &loc, &found, memo, sibling, ud);
+    int r = fetch(s, ix, digest, raw_len, known, verify, out, &loc, &found, memo, sibling, ud);
     if (found && ret_loc)
         *ret_loc = loc;
     return r;
@@ -196,9 +201,13 @@ static int reopen(rh_store *s, index_t **ixp, unsigned *genp, int flags)
 }
 
 int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
-                          const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify, uint8_t *out,
-                          index_loc *ret_loc, pack_memo *memo, reader_sibling_fn *sibling, void *ud)
+                          const uint8_t digest[HASH_LEN], uint64_t raw_len, const index_loc *known,
+                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
+                          reader_sibling_fn *sibling, void *ud)
 {
+    /* A location the stream map gave involves no index: nothing to open, nothing to repair. */
+    if (known)
+        return reader_fetch_chunk_ex(s, NULL, digest, raw_len, known, verify, out, ret_loc, memo, sibling, ud);
     for (int attempt = 0;; attempt++) {
         int r = 0;
         if (!*ixp || *genp != store_index_gen(s))
@@ -206,7 +215,7 @@ int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
         index_loc loc;
         bool found = false;
         if (r >= 0)
-            r = fetch(s, *ixp, digest, raw_len, verify, out, &loc, &found, memo, sibling, ud);
+            r = fetch(s, *ixp, digest, raw_len, NULL, verify, out, &loc, &found, memo, sibling, ud);
         /* One retry, after the index was found at fault and rebuilt (store_index_repair). */
         if (r >= 0 || attempt > 0 || !store_index_repair(s, *genp, r, digest, found ? &loc : NULL)) {
             if (found && ret_loc)
@@ -219,7 +228,7 @@ int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
 int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
                        bool verify, uint8_t *out, index_loc *ret_loc)
 {
-    return reader_fetch_chunk_ex(s, ix, digest, raw_len, verify, out, ret_loc, NULL, NULL, NULL);
+    return reader_fetch_chunk_ex(s, ix, digest, raw_len, NULL, verify, out, ret_loc, NULL, NULL, NULL);
 }
 
 int reader_load_file_map(rh_store *s, const catalog_entry *e, streammap **ret)
@@ -297,10 +306,11 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
                 f->cache_cap = e->length;
             }
             f->cache_valid = false;
+            const index_loc *at = streammap_loc(m, p.i);
             int r = f->genp ? reader_fetch_chunk_rx(f->s, f->ixp, f->genp, INDEX_READONLY, e->digest, e->length,
-                                                    f->verify, f->cache, NULL, &f->memo, NULL, NULL)
-                            : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, f->verify, f->cache, NULL,
-                                                    &f->memo, NULL, NULL);
+                                                    at, f->verify, f->cache, NULL, &f->memo, NULL, NULL)
+                            : reader_fetch_chunk_ex(f->s, f->ix, e->digest, e->length, at, f->verify, f->cache,
+                                                    NULL, &f->memo, NULL, NULL);
             if (r < 0)
                 return r;
             f->cached = p.i;

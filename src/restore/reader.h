@@ -1,8 +1,9 @@
 /*
  * reader.h — the lazy read path: open one regular file of a snapshot and read any byte range of it.
  * The file's stream map is read once at open (binary search by offset afterwards); each chunk's location
- * comes from the index, its record is read through the store callbacks, checked (checksum always,
- * SHA-256 when asked) and decompressed. Holes read as zeros without touching the store.
+ * comes from the stream map when it carries locations (streammap_loc), else from the index; its record
+ * is read through the store callbacks, checked (checksum always, SHA-256 when asked) and decompressed.
+ * Holes read as zeros without touching the store.
  */
 #ifndef RH_RESTORE_READER_H
 #define RH_RESTORE_READER_H
@@ -76,23 +77,25 @@ int reader_fetch_chunk(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN],
  * verifies), for a cache to keep: they are likely read next. */
 typedef void reader_sibling_fn(void *ud, const uint8_t digest[HASH_LEN], const uint8_t *data, uint32_t len);
 /*
- * reader_fetch_chunk, with two options for chunks stored in packs: memo (may be NULL) keeps the pack
- * decoded for the next fetch; sibling (may be NULL) is called with every other member of a pack the
- * fetch had to decode.
+ * reader_fetch_chunk, with the chunk's location when the stream map gave it (known, from streammap_loc;
+ * NULL: look it up in ix, which may then not be NULL), and two options for chunks stored in packs: memo
+ * (may be NULL) keeps the pack decoded for the next fetch; sibling (may be NULL) is called with every
+ * other member of a pack the fetch had to decode.
  */
 int reader_fetch_chunk_ex(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint64_t raw_len,
-                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
-                          reader_sibling_fn *sibling, void *ud);
+                          const index_loc *known, bool verify, uint8_t *out, index_loc *ret_loc,
+                          pack_memo *memo, reader_sibling_fn *sibling, void *ud);
 
 /*
  * reader_fetch_chunk_ex through a handle that follows index repairs (store.h, "a damaged index"): *ixp,
  * of generation *genp, is (re)opened with index_open `flags` when it is NULL or older than the store's
  * generation. When the fetch fails and store_index_repair finds the index at fault, the index is rebuilt
  * (once per process) and the fetch retried once through a new handle; so a damaged index never fails an
- * intact chunk.
+ * intact chunk. With a known location the index is neither opened nor repaired.
  */
 int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
-                          const uint8_t digest[HASH_LEN], uint64_t raw_len, bool verify, uint8_t *out,
-                          index_loc *ret_loc, pack_memo *memo, reader_sibling_fn *sibling, void *ud);
+                          const uint8_t digest[HASH_LEN], uint64_t raw_len, const index_loc *known,
+                          bool verify, uint8_t *out, index_loc *ret_loc, pack_memo *memo,
+                          reader_sibling_fn *sibling, void *ud);
 
 #endif

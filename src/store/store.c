@@ -760,3 +760,8 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     store_index_remember(s, damaged);
     return index_open(path, s->cfg.uuid, flags, ret);
 }
+
+int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+{
+    return s->decode_streammap ? s->decode_streammap(s, raw, len, ret) : streammap_decode(raw, len, ret);
+}

@@ -16,6 +16,7 @@
 
 #include "chunk/chunker.h"
 #include "index/index.h"
+#include "store/streammap.h"
 
 /* Format 2 adds pack records (several chunks compressed together); a store of format 1 is read and
  * written as format 1 (no packs), so that older rehydrate can still read it. */
@@ -55,7 +56,17 @@ struct rh_store {
     /* Where the library's messages go (rh_store_set_log; NULL: nowhere). */
     rh_log_fn log;
     void *log_ud;
+    /*
+     * The format seam beneath the readers: how the raw bytes of a stream-map record become a map
+     * (store_decode_streammap). NULL: ours, streammap_decode, whose maps name chunks by digest and leave
+     * their locations to the index. A format whose stream maps say where each chunk is stored sets
+     * streammap.loc, and then no reader (reader.c, the daemon's cache, the restore engine) asks the index.
+     */
+    int (*decode_streammap)(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
 };
+
+/* Decodes a stream map's raw bytes the way the store's format does (s->decode_streammap). */
+int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
 
 /* Defaults: format 2, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
 void store_config_default(store_config *c);

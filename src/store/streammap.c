@@ -92,6 +92,7 @@ void streammap_free(streammap *m)
         return;
     free(m->e);
     free(m->start);
+    free(m->loc);
     free(m);
 }
 

@@ -13,6 +13,7 @@
 
 #include "common/util.h"
 #include "hash/hash.h"
+#include "index/index.h"
 
 #define STREAMMAP_HEADER_SIZE 24
 #define STREAMMAP_ENTRY_SIZE 40
@@ -29,7 +30,20 @@ typedef struct streammap {
     size_t n;
     streammap_entry *e;
     uint64_t *start; /* start[i] is the file offset of entry i */
+    /*
+     * Where each entry's chunk is stored, when the stream map itself says so (a Windows dedup stream map
+     * carries container, offset and stored size per chunk), else NULL: then the index says (our format,
+     * whose maps hold digests only). Readers ask streammap_loc and look in the index only when it gives
+     * NULL. Holes have no location.
+     */
+    index_loc *loc;
 } streammap;
+
+/* Where entry i's chunk is stored if the map says, else NULL (look it up in the index by digest). */
+static inline const index_loc *streammap_loc(const streammap *m, size_t i)
+{
+    return m->loc && !m->e[i].hole ? &m->loc[i] : NULL;
+}
 
 /* Appends the raw encoding of a stream map of n entries (whose lengths sum to size) to out. */
 void streammap_encode(const streammap_entry *e, size_t n, uint64_t size, bytebuf *out);

@@ -6,6 +6,8 @@
  */
 #include "config.h"
 
+#include <sqlite3.h>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -727,6 +729,175 @@ START_TEST(test_cache_iov_matches_pread)
 }
 END_TEST
 
+/* ---- the format seam: stream maps that say where their chunks are ---- */
+
+/* Where every chunk of the test files is, read from the index before the test empties it: what a
+ * format whose stream maps carry locations (Windows dedup) would find in the maps themselves. */
+static struct {
+    uint8_t digest[HASH_LEN];
+    index_loc loc;
+} known[4096];
+static size_t nknown;
+
+static int located_decode(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+{
+    (void)s;
+    streammap *m;
+    int r = streammap_decode(raw, len, &m);
+    if (r < 0)
+        return r;
+    m->loc = xcalloc(m->n ? m->n : 1, sizeof(*m->loc));
+    for (size_t i = 0; i < m->n; i++) {
+        size_t k = 0;
+        while (!m->e[i].hole && k < nknown && memcmp(known[k].digest, m->e[i].digest, HASH_LEN) != 0)
+            k++;
+        if (m->e[i].hole)
+            continue;
+        if (k == nknown) {
+            streammap_free(m);
+            return RH_ENOCHUNK;
+        }
+        m->loc[i] = known[k].loc;
+    }
+    *ret = m;
+    return 0;
+}
+
+static void learn_locations(const char *name)
+{
+    streammap *m = file_map(name);
+    for (size_t i = 0; i < m->n; i++) {
+        if (m->e[i].hole)
+            continue;
+        ck_assert_uint_lt(nknown, sizeof(known) / sizeof(*known));
+        memcpy(known[nknown].digest, m->e[i].digest, HASH_LEN);
+        ck_assert_int_eq(index_find_chunk(store->ix, m->e[i].digest, &known[nknown].loc), 0);
+        nknown++;
+    }
+    streammap_free(m);
+}
+
+static int64_t index_rows(void)
+{
+    char *p = pathf(storepath, STORE_INDEX_FILE);
+    sqlite3 *db;
+    sqlite3_stmt *st;
+    ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM chunks", -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    free(p);
+    return n;
+}
+
+/*
+ * With a format whose stream maps carry chunk locations (store->decode_streammap), the lazy reads, the
+ * daemon's cache and the restore engine read every chunk where the map says and never ask the index:
+ * the test empties the index's chunk table, so any lookup would fail (and a repair would refill it).
+ * A wrong location in a map fails that file alone, which shows the location is the one used.
+ */
+START_TEST(test_locations_from_stream_maps)
+{
+    rh_snapshot *sn;
+    ck_assert_int_eq(rh_snapshot_open(store, "s", &sn), 0); /* opens store->ix */
+    const char *names[] = { "big", "repeats", "sparse", "text" };
+    nknown = 0;
+    for (size_t i = 0; i < 4; i++)
+        learn_locations(names[i]);
+    index_close(store->ix);
+    store->ix = NULL;
+    char *p = pathf(storepath, STORE_INDEX_FILE);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(p, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM chunks", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    free(p);
+    ck_assert_int_eq(index_rows(), 0);
+    unsigned gen = store_index_gen(store);
+    store->decode_streammap = located_decode;
+
+    /* Lazy reads (rh_file, reader.c). */
+    rh_file *f;
+    uint8_t *buf = xmalloc(REP_BLOCK * REP_COUNT);
+    size_t n;
+    ck_assert_int_eq(rh_file_open(sn, "repeats", RH_RESTORE_VERIFY, &f), 0);
+    ck_assert_int_eq(rh_file_pread(f, buf, REP_BLOCK * REP_COUNT, 0, &n), 0);
+    ck_assert_uint_eq(n, REP_BLOCK * REP_COUNT);
+    ck_assert(memcmp(buf, rep, n) == 0);
+    rh_file_close(f);
+    ck_assert_uint_eq(store_index_gen(store), gen); /* no repair refilled the index */
+    ck_assert_int_eq(index_rows(), 0);
+
+    /* The daemon's cache, by copy and by reference. */
+    chunk_cache *cc;
+    ck_assert_int_eq(chunk_cache_new(store, 1 << 20, true, &cc), 0);
+    streammap *m;
+    {
+        char *cp = store_snapshot_path("s");
+        catalog *c;
+        ck_assert_int_eq(catalog_open(store->ops, store->ctx, cp, &c), 0);
+        uint64_t idx;
+        ck_assert_int_eq(catalog_lookup_path(c, "sparse", &idx), 0);
+        catalog_entry *e;
+        ck_assert_int_eq(catalog_get(c, idx, &e), 0);
+        ck_assert_int_eq(reader_load_file_map(store, e, &m), 0);
+        catalog_entry_free(e);
+        catalog_close(c);
+        free(cp);
+    }
+    ck_assert_ptr_nonnull(m->loc);
+    ck_assert_int_eq(cache_pread(cc, m, buf, 300000, (1ull << 30) - 50000, &n, NULL, NULL), 0);
+    ck_assert_uint_eq(n, 300000);
+    ck_assert(memcmp(buf + 50000, big, 200000) == 0);
+    cache_iov v;
+    ck_assert_int_eq(cache_pread_iov(cc, m, 1ull << 30, 200000, &v, NULL, NULL), 0);
+    size_t at = 0;
+    for (size_t k = 0; k < v.n; at += v.iov[k++].iov_len)
+        ck_assert(memcmp(big + at, v.iov[k].iov_base, v.iov[k].iov_len) == 0);
+    ck_assert_uint_eq(at, 200000);
+    cache_iov_release(cc, &v);
+    streammap_free(m);
+    chunk_cache_free(cc);
+    ck_assert_uint_eq(store_index_gen(store), gen);
+    ck_assert_int_eq(index_rows(), 0);
+
+    /* The restore engine; text's first chunk is sent to another chunk's record (the first entry of
+     * the table with that digest is the one located_decode uses). */
+    streammap *tm = file_map("text");
+    size_t j = 0, k = 0;
+    while (j < nknown && memcmp(known[j].digest, tm->e[0].digest, HASH_LEN) != 0)
+        j++;
+    while (k < nknown && memcmp(known[k].digest, tm->e[0].digest, HASH_LEN) == 0)
+        k++;
+    ck_assert_uint_lt(j, nknown);
+    ck_assert_uint_lt(k, nknown);
+    known[j].loc = known[k].loc;
+    streammap_free(tm);
+    char *paths[4];
+    int results[4];
+    for (size_t i = 0; i < 4; i++)
+        paths[i] = make_stub(names[i]);
+    ck_assert_int_eq(rh_restore_files(store, 4, (const char *const *)paths, RH_RESTORE_VERIFY, results),
+                     RH_EPARTIAL);
+    for (size_t i = 0; i < 4; i++) {
+        if (strcmp(names[i], "text") == 0) {
+            ck_assert_int_lt(results[i], 0);
+        } else {
+            ck_assert_msg(results[i] == 0, "%s: %s", names[i], rh_strerror(results[i]));
+            ck_assert_msg(same_content(names[i]), "%s differs", names[i]);
+        }
+        free(paths[i]);
+    }
+    /* Nobody asked the index: no repair, no rebuild. */
+    ck_assert_uint_eq(store_index_gen(store), gen);
+    ck_assert_int_eq(index_rows(), 0);
+    rh_snapshot_close(sn);
+    free(buf);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("restore");
@@ -745,6 +916,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_packs);
     tcase_add_test(tc, test_pack_damage_is_contained);
     tcase_add_test(tc, test_cache_checks_lengths);
+    tcase_add_test(tc, test_locations_from_stream_maps);
     suite_add_tcase(s, tc);
     return s;
 }
