@@ -1,6 +1,6 @@
 /*
  * cmd-restore.c — rehydrate restore STORE SNAPSHOT TARGET [PATH...]: the two-phase, resumable restore of
- * DESIGN.md. Phase 1 lays out the tree with a stub per regular file (restore/layout.c); phase 2 calls
+ * DESIGN.md. Phase 1 lays out the tree with a stub per regular file (tree/layout.c); phase 2 calls
  * rh_restore_files on the stubs in batches, two at a time, and sets each batch's metadata as soon as
  * it is done; phase 3 sets the metadata of everything else, directories last. --stubs-only
  * stops after phase 1; --resume finishes a restore that was cut short.
@@ -19,7 +19,7 @@
 #include "cli/cli.h"
 #include "common/fsutil.h"
 #include "common/util.h"
-#include "restore/layout.h"
+#include "tree/layout.h"
 #include "snapshot/catalog.h"
 
 #define BATCH_BYTES (1ull << 30) /* a batch ends at 10,000 files or this much data */

@@ -16,7 +16,7 @@
 #include "fuse/dirahead.h"
 #include "fuse/fs.h"
 #include "fuse/pagepush.h"
-#include "restore/reader.h"
+#include "read/reader.h"
 
 /* Fetch jobs in flight at most: a reader that jumps between directories cannot flood the pool. */
 #define DIRAHEAD_MAX_JOBS 4

@@ -24,7 +24,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "restore/cache.h"
+#include "read/cache.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
 

@@ -24,7 +24,7 @@
 #include "fuse/fs.h"
 #include "fuse/ofile.h"
 #include "fuse/pagepush.h"
-#include "restore/reader.h"
+#include "read/reader.h"
 #include "store/container.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))

@@ -26,7 +26,7 @@
 
 #include "common/digestset.h"
 #include "fuse/ofile.h"
-#include "restore/cache.h"
+#include "read/cache.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
 

@@ -15,7 +15,7 @@
 #include "backup/backup.h"
 #include "backup/pipeline.h"
 #include "common/util.h"
-#include "restore/reader.h"
+#include "read/reader.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
 #include "store/store.h"

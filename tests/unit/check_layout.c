@@ -21,7 +21,7 @@
 
 #include "backup/backup.h"
 #include "common/util.h"
-#include "restore/layout.h"
+#include "tree/layout.h"
 #include "restore/reparse.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"

@@ -7,7 +7,7 @@
 
 #include "common/util.h"
 #include "compress/compress.h"
-#include "restore/reader.h"
+#include "read/reader.h"
 #include "store/container.h"
 
 /*

@@ -5,8 +5,8 @@
  * is read through the store callbacks, checked (checksum always, SHA-256 when asked) and decompressed.
  * Holes read as zeros without touching the store.
  */
-#ifndef RH_RESTORE_READER_H
-#define RH_RESTORE_READER_H
+#ifndef RH_READ_READER_H
+#define RH_READ_READER_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -29,7 +29,7 @@
 #include <time.h>
 
 #include "common/util.h"
-#include "restore/layout.h"
+#include "tree/layout.h"
 #include "restore/reparse.h"
 
 #define NO_REC UINT64_MAX

@@ -12,8 +12,8 @@
  * subtree are skipped and reported); nothing is ever created, modified or followed outside the target,
  * even when the target already holds symlinks planted to point elsewhere.
  */
-#ifndef RH_RESTORE_LAYOUT_H
-#define RH_RESTORE_LAYOUT_H
+#ifndef RH_TREE_LAYOUT_H
+#define RH_TREE_LAYOUT_H
 
 #include <stdbool.h>
 #include <stddef.h>

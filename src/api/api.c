@@ -9,7 +9,7 @@
 
 #include "common/util.h"
 #include "restore/engine.h"
-#include "restore/reader.h"
+#include "read/reader.h"
 #include "snapshot/catalog.h"
 
 struct rh_snapshot {

@@ -6,8 +6,8 @@
  * All functions are thread-safe. The store's read callback is called from several threads at once:
  * use this only with stores whose callbacks allow that (the built-in local store does).
  */
-#ifndef RH_RESTORE_CACHE_H
-#define RH_RESTORE_CACHE_H
+#ifndef RH_READ_CACHE_H
+#define RH_READ_CACHE_H
 
 #include <stdbool.h>
 #include <sys/uio.h>

@@ -15,8 +15,8 @@
 #include <pthread.h>
 
 #include "common/util.h"
-#include "restore/cache.h"
-#include "restore/reader.h"
+#include "read/cache.h"
+#include "read/reader.h"
 
 #define POOL_MAX 64
 
