@@ -199,10 +199,13 @@ int decompress_size_ok(uint8_t codec, const void *src, size_t n, size_t raw_len)
     case CODEC_RAW:
         return n == raw_len;
     case CODEC_ZSTD: {
-        /* The frames' headers bound what they can decode to (the declared content size, which our
-         * compressor always writes, or 128 KiB per block); a raw_len above it cannot be right. */
+        /* The frames' headers bound what they can decode to: the declared content size, which our
+         * compressor always writes, or 128 KiB per block. A header can lie about the content size, but
+         * every block takes at least its 3-byte header and gives at most 128 KiB, so n bytes decode to
+         * at most (n / 3 + 1) * 128 KiB: a record of a few bytes never makes a reader allocate MiBs. */
         unsigned long long bound = ZSTD_decompressBound(src, n);
-        return bound != ZSTD_CONTENTSIZE_ERROR && raw_len <= bound;
+        unsigned long long by_blocks = ((unsigned long long)n / 3 + 1) * ZSTD_BLOCKSIZE_MAX;
+        return bound != ZSTD_CONTENTSIZE_ERROR && raw_len <= bound && raw_len <= by_blocks;
     }
     default:
         return 0;

@@ -611,6 +611,20 @@ START_TEST(test_parse_record_raw_len_bound)
         ck_assert_int_eq(container_parse_record(rec, RECORD_HEADER_SIZE + n, 0, &r, &p),
                          i == 0 ? 0 : RH_ECORRUPT);
     }
+
+    /* A frame whose header declares 200 MiB of content, followed by one RLE block of 128 KiB: 17
+     * bytes that zstd's own bound trusts. Three bytes per block at least give 768 KiB at most. */
+    uint8_t liar[17] = { 0x28, 0xb5, 0x2f, 0xfd, 0xe0 };
+    put_le64(liar + 5, 200u << 20);
+    uint32_t bh = 1u | (1u << 1) | (131072u << 3); /* last block, RLE, 128 KiB */
+    liar[13] = (uint8_t)bh, liar[14] = (uint8_t)(bh >> 8), liar[15] = (uint8_t)(bh >> 16);
+    liar[16] = 'a';
+    ck_assert(decompress_size_ok(CODEC_ZSTD, liar, sizeof(liar), 131072));
+    ck_assert(!decompress_size_ok(CODEC_ZSTD, liar, sizeof(liar), 200u << 20));
+    ck_assert(!decompress_size_ok(CODEC_ZSTD, liar, sizeof(liar), 768u << 10 | 1));
+    uint8_t *big = xmalloc(131072);
+    ck_assert_int_eq(decompress_chunk(CODEC_ZSTD, liar, sizeof(liar), big, 131072), RH_ECORRUPT);
+    free(big);
 }
 END_TEST
 
