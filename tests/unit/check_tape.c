@@ -8,8 +8,9 @@
  *   - containers are visited in the application's plan order (here: the reverse of the engine's), each
  *     once, and no byte of a container is read twice;
  *   - nothing is read after the data containers.
- * Checked on restores of one file, of 10,000 files in one call, of files that share chunks, and of a
- * store with a damaged data record (only the files that use it fail; the contract still holds).
+ * Checked on restores of one file, of 10,000 files in one call, of files that share chunks, of sparse,
+ * empty and compressible files, and of a store with a damaged data record (only the files that use it
+ * fail; the contract still holds); on a store of each format (1: a record per chunk; 2: packs).
  */
 #include "config.h"
 
@@ -33,6 +34,7 @@
 #define SHARED_SIZE (3u << 20)
 
 static char *dir, *src, *storepath, *target;
+static uint32_t format; /* the store format the fixture makes: 1 (a record per chunk) or 2 (packs) */
 static bytebuf logged; /* what the library logged during the last restore, one message a line */
 
 static char *pathf(const char *base, const char *name) { return xasprintf("%s/%s", base, name); }
@@ -82,11 +84,21 @@ static void setup(void)
     write_file("repeats", big, SHARED_SIZE);
     test_fill_random(big, SHARED_SIZE, 78);
     write_file("alone", big, SHARED_SIZE);
+    for (size_t i = 0; i < SHARED_SIZE; i++) /* compressible: compressed records and packs */
+        big[i] = (uint8_t)"abcdefgh \n"[big[i] % 10];
+    write_file("text", big, SHARED_SIZE);
+    write_file("empty", "", 0);
+    char *sp = pathf(src, "sparse"); /* 64 MiB: 200,000 bytes of data at 32 MiB, holes around */
+    int fd = open(sp, O_WRONLY | O_CREAT, 0644);
+    ck_assert_int_eq(pwrite(fd, big, 200000, 32u << 20), 200000);
+    ck_assert_int_eq(ftruncate(fd, 64u << 20), 0);
+    close(fd);
+    free(sp);
     free(big);
 
     store_config c;
     store_config_default(&c);
-    c.version = 1;
+    c.version = format;
     c.seal_size = 1u << 20; /* many containers, so that the order matters */
     ck_assert_int_eq(store_create(storepath, &c), 0);
     /* The backup runs in a child of its own: this fixture runs once in the parent, whose forks run the
@@ -106,6 +118,18 @@ static void setup(void)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+static void setup_format1(void)
+{
+    format = 1;
+    setup();
+}
+
+static void setup_format2(void)
+{
+    format = 2;
+    setup();
 }
 
 static void teardown(void)
@@ -368,6 +392,18 @@ START_TEST(test_shared_chunks)
 }
 END_TEST
 
+START_TEST(test_file_kinds)
+{
+    const char *names[] = { "sparse", "empty", "text", "alone" };
+    int res[4];
+    ck_assert_int_eq(restore_through_tape(names, 4, res), 0);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(res[i], 0);
+        ck_assert_msg(same_file(names[i]), "%s", names[i]);
+    }
+}
+END_TEST
+
 /* Flips one byte of the stored copy of "shared" at 1 MiB (random data is stored raw, verbatim). */
 static void damage_shared(void)
 {
@@ -435,16 +471,21 @@ END_TEST
 static Suite *suite(void)
 {
     Suite *s = suite_create("tape");
-    TCase *tc = tcase_create("core");
-    /* One store for all: making 10,000 files and backing them up is most of the time. The damage test
-     * runs last, as it changes the store. */
-    tcase_add_unchecked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 600);
-    tcase_add_test(tc, test_one_file);
-    tcase_add_test(tc, test_ten_thousand_files);
-    tcase_add_test(tc, test_shared_chunks);
-    tcase_add_test(tc, test_damaged_store);
-    suite_add_tcase(s, tc);
+    /* One store per format for all its tests: making 10,000 files and backing them up is most of the
+     * time. The damage test runs last, as it changes the store. */
+    void (*setups[2])(void) = { setup_format1, setup_format2 };
+    const char *names[2] = { "format1", "format2" };
+    for (int f = 0; f < 2; f++) {
+        TCase *tc = tcase_create(names[f]);
+        tcase_add_unchecked_fixture(tc, setups[f], teardown);
+        tcase_set_timeout(tc, 600);
+        tcase_add_test(tc, test_one_file);
+        tcase_add_test(tc, test_ten_thousand_files);
+        tcase_add_test(tc, test_shared_chunks);
+        tcase_add_test(tc, test_file_kinds);
+        tcase_add_test(tc, test_damaged_store);
+        suite_add_tcase(s, tc);
+    }
     return s;
 }
 
