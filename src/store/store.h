@@ -120,7 +120,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
 /* The path store_open_index uses (malloc'd). */
 char *store_index_path(rh_store *s);
 /*
- * Rebuilds the index at `path` from every container (maint/reindex.c) into a fresh file beside it (O_EXCL
+ * Rebuilds the index at `path` from every container (reindex.c) into a fresh file beside it (O_EXCL
  * temp, fsync, rename over `path`, fsync of the directory), so that a damaged file is never reused and a
  * reader that has the old file open keeps a consistent view. *ret_chunks may be NULL.
  */
