@@ -502,7 +502,9 @@ static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead, size
     ra_tune ra = { .mountpoint = mountpoint, .bytes = kernel_readahead, .verbose = f->foreground };
     if (kernel_readahead)
         uv_queue_work(&loop, &ra.work, ra_tune_work, ra_tune_done);
-    dirahead_new(f, cache_size, dir_readahead, &f->dirahead);
+    dirahead_config dc = { .loop = &loop, .s = f->s, .cache = f->cache, .cache_capacity = cache_size,
+                           .pusher = f->pusher, .single = f->single, .files = dir_readahead };
+    dirahead_new(&dc, &f->dirahead);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns when every handle is closed and every job is done */
     dirahead_free(f->dirahead);
     f->dirahead = NULL;
