@@ -382,44 +382,48 @@ static void readdir_root(job *j, char *buf, size_t *used)
     }
 }
 
+/* A listing of directory dir of snapshot snap into a reply buffer. */
+typedef struct fsdir {
+    job *j;
+    size_t snap;
+    uint64_t dir;
+    char *buf;
+    size_t *used;
+} fsdir;
+
+/* Child k sits at offset 2 + k ("." and ".." come first); the next one at 3 + k. Stops when full. */
+static int readdir_child(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    fsdir *d = ctx;
+    struct fuse_entry_param ep;
+    fs_entry_param(d->j->f, d->snap, e->idx, e, &ep);
+    return add_dirent(d->j, d->buf, d->used, (char *)e->name, &ep.attr, &ep, (off_t)k + 3) ? 0 : 1;
+}
+
+/* Left out: its siblings are listed, lookups of it fail. */
+static int readdir_damaged(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    fsdir *d = ctx;
+    fs *f = d->j->f;
+    fs_log_once(f, "catalog", f->snaps[d->snap].name, "snapshot %s: directory %llu: entry %llu: %s",
+                f->snaps[d->snap].name, (unsigned long long)d->dir, (unsigned long long)e->idx,
+                rh_strerror(e->damage));
+    return 0;
+}
+
 static int readdir_snapshot(job *j, size_t snap, uint64_t dir, char *buf, size_t *used)
 {
-    fs *f = j->f;
-    catalog *c = f->snaps[snap].c;
-    catalog_entry *d;
-    int r = catalog_get(c, dir, &d);
+    static const catalog_walk_ops ops = { .child = readdir_child, .damaged = readdir_damaged };
+    catalog *c = j->f->snaps[snap].c;
+    catalog_entry *e;
+    int r = catalog_get(c, dir, &e); /* a directory whose own entry cannot be read is not listed */
     if (r < 0)
         return r;
-    uint64_t first = d->first_child;
-    catalog_entry_free(d);
-    off_t off = j->off;
-    for (bool full = false; !full;) {
-        catalog_entry *ents;
-        size_t n;
-        uint64_t start = (uint64_t)off - 2;
-        if ((r = catalog_readdir(c, dir, start, 256, &ents, &n)) < 0)
-            return *used ? 0 : r; /* what was listed so far is still right */
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n && !full; i++) {
-            if (ents[i].damage) { /* left out: its siblings are listed, lookups of it fail */
-                fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: directory %llu: entry %llu: %s",
-                            f->snaps[snap].name, (unsigned long long)dir, (unsigned long long)ents[i].idx,
-                            rh_strerror(ents[i].damage));
-                off++;
-                continue;
-            }
-            struct fuse_entry_param ep;
-            fs_entry_param(f, snap, first + start + i, &ents[i], &ep);
-            if (add_dirent(j, buf, used, (char *)ents[i].name, &ep.attr, &ep, off + 1))
-                off++;
-            else
-                full = true;
-        }
-        for (size_t k = 0; k < n; k++)
-            catalog_entry_clear(&ents[k]);
-        free(ents);
-    }
+    catalog_entry_free(e);
+    fsdir d = { j, snap, dir, buf, used };
+    r = catalog_walk_dir(c, dir, (uint64_t)j->off - 2, &ops, &d);
+    if (r < 0)
+        return *used ? 0 : r; /* what was listed so far is still right */
     return 0;
 }
 
