@@ -50,7 +50,7 @@ typedef struct fs {
     struct dirahead *dirahead; /* fetches the files after the one opened (dirahead.h), or NULL */
     struct pusher *pusher; /* gives fetched chunks to the kernel's page cache (pagepush.h), or NULL */
     pthread_mutex_t log_lock; /* protects logged */
-    digest_set logged;        /* damage already reported (digest of container path + file) */
+    digest_set logged;        /* what fs_once has been asked about (digest of what + where) */
     ofile_table files; /* the files being read, by inode (ofile.h); loop thread only */
     bool no_open;      /* the kernel sends no OPEN or RELEASE once OPEN has answered ENOSYS */
     bool no_opendir;   /* ... and no OPENDIR or RELEASEDIR once OPENDIR has */
@@ -60,7 +60,9 @@ extern const struct fuse_lowlevel_ops fs_ops;
 
 /* ---- catalog entries as the mount shows them (entry.c) ---- */
 
-/* Logs a message once per (what, where) pair: to stderr in the foreground, else to syslog. Any thread. */
+/* True the first time it is asked about the (what, where) pair in this run of the daemon. Any thread. */
+bool fs_once(fs *f, const char *what, const char *where);
+/* Logs a message once per (what, where) pair (fs_once): to stderr in the foreground, else to syslog. */
 void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* Decodes ino for this mount (fs_ino_decode). */
