@@ -1,7 +1,9 @@
 /*
  * store.h — the store as a whole: its identity file (rehydrate.store), the rh_store handle that every
  * reader goes through, the built-in callbacks for a local directory, and the local-only services that
- * writers need (the backup lock, container id allocation, listing containers and snapshots).
+ * writers need (the backup lock, container id allocation, listing containers and snapshots); also the
+ * index as the store keeps it: opened or rebuilt from the containers (reindex.c), and repaired when a
+ * reader finds it damaged (index_repair.c).
  */
 #ifndef RH_STORE_STORE_H
 #define RH_STORE_STORE_H
