@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backup/backup.h"
 #include "backup/pipeline.h"
 #include "backup/walk.h"
 #include "common/fsutil.h"
@@ -67,14 +68,6 @@ typedef struct walker {
     bytebuf path; /* the path of the current directory relative to the source, NUL-terminated */
     size_t since_poll;
 } walker;
-
-void backup_warn(backup *b, const char *path, int code, const char *what)
-{
-    b->st->errors++;
-    b->st->partial = true;
-    if (b->o->warn)
-        b->o->warn(b->o->ud, path, code, what);
-}
 
 static void on_timer(uv_timer_t *t)
 {
@@ -134,7 +127,7 @@ static void walk_one(walker *w, int dirfd, uint64_t dir_handle, uint64_t prev_di
     int fd = -1, r;
 
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        backup_warn(b, path, -errno, "stat");
+        pipeline_warn(b, path, -errno, "stat");
         goto out;
     }
     if (S_ISDIR(st.st_mode) && st.st_dev == w->store_dev && st.st_ino == w->store_ino)
@@ -150,7 +143,7 @@ static void walk_one(walker *w, int dirfd, uint64_t dir_handle, uint64_t prev_di
     r = walk_fill_entry(dirfd, name, fd, &st, &e);
     if (r < 0) {
         /* Keep the entry with what stat said, so that the tree stays complete. */
-        backup_warn(b, path, r, S_ISLNK(st.st_mode) ? "readlink" : "listxattr");
+        pipeline_warn(b, path, r, S_ISLNK(st.st_mode) ? "readlink" : "listxattr");
         memset(&e, 0, sizeof(e));
         walk_fill_entry(dirfd, name, -1, &(struct stat){ .st_mode = st.st_mode & S_IFMT }, &e);
         e.mode = st.st_mode;
@@ -161,7 +154,7 @@ static void walk_one(walker *w, int dirfd, uint64_t dir_handle, uint64_t prev_di
     case CT_DIR:
         b->st->dirs++;
         if (fd < 0) {
-            backup_warn(b, path, -errno, "open directory");
+            pipeline_warn(b, path, -errno, "open directory");
             catalog_writer_set_flags(b->cw, h, CF_UNREADABLE);
         } else {
             catalog_entry *old = prev_child(b, prev_dir, name);
@@ -189,7 +182,7 @@ static void walk_one(walker *w, int dirfd, uint64_t dir_handle, uint64_t prev_di
             /* An empty file: an empty stream map, stored once, without opening a pipeline. */
             pipeline_add_file(b, -1, h, path, 0);
         } else if (fd < 0) {
-            backup_warn(b, path, -errno, "open");
+            pipeline_warn(b, path, -errno, "open");
             catalog_writer_set_flags(b->cw, h, CF_UNREADABLE);
         } else {
             pipeline_add_file(b, fd, h, path, e.size);
@@ -218,7 +211,7 @@ static int walk_dir(walker *w, int dirfd, uint64_t dir_handle, uint64_t prev_dir
     size_t n;
     int r = walk_list_dir(dirfd, &names, &n);
     if (r < 0) {
-        backup_warn(w->b, w->path.len ? (const char *)w->path.data : ".", r, "read directory");
+        pipeline_warn(w->b, w->path.len ? (const char *)w->path.data : ".", r, "read directory");
         catalog_writer_set_flags(w->b->cw, dir_handle, CF_UNREADABLE);
         return 0;
     }

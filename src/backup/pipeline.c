@@ -5,6 +5,9 @@
  * its start until it is appended. Stage A touches only its segment and the region state of its file,
  * which no other thread uses while A runs (a file has at most one segment in stage A, and the loop
  * thread starts the next only after A completes). Everything else runs on the loop thread.
+ *
+ * What the stages produce is written to the store by pipeline_store.c (records into containers, stream
+ * maps, sealing); this file decides what to write and in which order.
  */
 #include "config.h"
 
@@ -390,61 +393,6 @@ static void map_add(bfile *f, const piece *p)
         f->alloc += p->len;
 }
 
-static int seal_one(backup *b, container_writer **w, uint8_t kind)
-{
-    if (!*w)
-        return 0;
-    index_container c = { container_writer_id(*w), kind, 0 };
-    int r = container_writer_seal(*w);
-    *w = NULL;
-    if (r < 0)
-        return r;
-    char path[CONTAINER_PATH_MAX];
-    struct stat sst;
-    container_path(kind, c.id, path);
-    if (fstatat(b->s->rootfd, path, &sst, 0) < 0)
-        return -errno;
-    c.size = (uint64_t)sst.st_size;
-    b->sealed_bytes += c.size;
-    return index_add_container(b->ix, &c);
-}
-
-/*
- * Appends a record to the data or stream container, opening or rotating containers as needed: a chunk
- * or stream map (members 0), or a pack of `members` chunks whose member table is `table`.
- */
-static int append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t digest[HASH_LEN],
-                         uint16_t members, const uint8_t *table, const void *payload, uint32_t stored,
-                         uint32_t raw, index_loc *ret)
-{
-    container_writer **w = kind == CONTAINER_DATA ? &b->data_w : &b->stream_w;
-    uint32_t *next_id = kind == CONTAINER_DATA ? &b->next_data_id : &b->next_stream_id;
-    uint32_t table_len = (uint32_t)members * PACK_ENTRY_SIZE;
-    int r;
-    if (*w && container_writer_size(*w) + RECORD_HEADER_SIZE + table_len + stored > b->s->cfg.seal_size &&
-        container_writer_records(*w) > 0 && (r = seal_one(b, w, kind)) < 0)
-        return r;
-    if (!*w) {
-        _cleanup_(closep) int dfd =
-            openat(b->s->rootfd, container_dir(kind), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (dfd < 0)
-            return -errno;
-        if ((r = container_writer_open(dfd, kind, (*next_id)++, b->s->cfg.uuid, w)) < 0)
-            return r;
-    }
-    uint64_t off;
-    if (members)
-        r = container_writer_append_pack(*w, codec, members, table, payload, stored, raw, &off);
-    else
-        r = container_writer_append(*w, kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM, codec,
-                                    digest, payload, stored, raw, &off);
-    if (r < 0)
-        return r;
-    *ret = (index_loc){ container_writer_id(*w), off, table_len + stored, raw, codec, 0 };
-    b->st->stored_bytes += RECORD_HEADER_SIZE + table_len + stored;
-    return 0;
-}
-
 /* Appends pack pk of segment g and tells the index where each of its members is. */
 static int append_pack(backup *b, segment *g, pack *pk)
 {
@@ -460,8 +408,8 @@ static int append_pack(backup *b, segment *g, pack *pk)
         }
     }
     index_loc loc;
-    int r = append_record(b, CONTAINER_DATA, pk->codec, NULL, pk->members, table, g->data + pk->off,
-                          (uint32_t)pk->clen, pk->raw, &loc);
+    int r = pipeline_append_record(b, CONTAINER_DATA, pk->codec, NULL, pk->members, table,
+                                   g->data + pk->off, (uint32_t)pk->clen, pk->raw, &loc);
     pk->appended = true;
     k = 0;
     for (size_t i = pk->first; r >= 0 && i <= pk->last; i++) {
@@ -475,40 +423,12 @@ static int append_pack(backup *b, segment *g, pack *pk)
     return r;
 }
 
-/* Stores f's stream map (unless an identical one exists) and points its catalog entry at it. */
-static int finish_file(bfile *f)
+void pipeline_warn(backup *b, const char *path, int code, const char *what)
 {
-    backup *b = f->b;
-    bytebuf raw = { 0 };
-    streammap_encode(f->map, f->map_n, f->mapped, &raw);
-    catalog_stream cs = { 0 };
-    hash_sha256(raw.data, raw.len, cs.digest);
-    index_loc loc;
-    int r = index_find_stream(b->ix, cs.digest, &loc);
-    if (r == RH_ENOCHUNK) {
-        size_t cap = compress_bound(raw.len);
-        _cleanup_(freep) uint8_t *c = xmalloc(cap);
-        uint8_t codec;
-        size_t clen;
-        r = compress_chunk(b->level ? b->level : 1, raw.data, raw.len, c, cap, &codec, &clen);
-        if (r >= 0 && raw.len > RECORD_LEN_MAX)
-            r = -EFBIG; /* format v1 keeps a stream map in one record (doc/format.md, "Limits") */
-        if (r >= 0)
-            r = append_record(b, CONTAINER_STREAM, codec, cs.digest, 0, NULL,
-                              codec == CODEC_RAW ? raw.data : c, (uint32_t)clen, (uint32_t)raw.len, &loc);
-        if (r >= 0)
-            r = index_add_stream(b->ix, cs.digest, &loc);
-    }
-    buf_free(&raw);
-    if (r < 0)
-        return r;
-    cs.container = loc.container;
-    cs.offset = loc.offset;
-    cs.stored_len = loc.stored_len;
-    cs.raw_len = loc.raw_len;
-    cs.codec = loc.codec;
-    catalog_writer_set_stream(b->cw, f->handle, &cs, f->alloc);
-    return 0;
+    b->st->errors++;
+    b->st->partial = true;
+    if (b->o->warn)
+        b->o->warn(b->o->ud, path, code, what);
 }
 
 static void bfile_free(bfile *f)
@@ -550,8 +470,8 @@ static void append_part(backup *b, segment *g, part *pt)
                     r = append_pack(b, g, pk);
             } else {
                 index_loc loc;
-                r = append_record(b, CONTAINER_DATA, p->codec, p->digest, 0, NULL, g->data + p->off,
-                                  (uint32_t)p->clen, (uint32_t)p->len, &loc);
+                r = pipeline_append_record(b, CONTAINER_DATA, p->codec, p->digest, 0, NULL,
+                                           g->data + p->off, (uint32_t)p->clen, (uint32_t)p->len, &loc);
                 if (r >= 0)
                     r = index_add_chunk(b->ix, p->digest, &loc);
             }
@@ -570,12 +490,12 @@ static void append_part(backup *b, segment *g, part *pt)
     if (pt->last || pt->err < 0) {
         if (f->error) {
             catalog_writer_set_flags(b->cw, f->handle, CF_UNREADABLE);
-            backup_warn(b, f->path, f->error, f->error_op);
+            pipeline_warn(b, f->path, f->error, f->error_op);
         } else if (!b->fatal) {
-            int r = finish_file(f);
+            int r = pipeline_store_map(b, f->handle, f->map, f->map_n, f->mapped, f->alloc);
             if (r == -EFBIG) { /* this file only: the backup goes on */
                 catalog_writer_set_flags(b->cw, f->handle, CF_UNREADABLE);
-                backup_warn(b, f->path, r, "store (too many chunks for one stream map)");
+                pipeline_warn(b, f->path, r, "store (too many chunks for one stream map)");
             } else if (r < 0) {
                 b->fatal = r;
             }
@@ -795,19 +715,4 @@ void pipeline_drain(backup *b)
     submit_batch(b);
     while (b->inflight > 0)
         uv_run(&b->loop, UV_RUN_ONCE);
-}
-
-int pipeline_seal(backup *b)
-{
-    int r = seal_one(b, &b->data_w, CONTAINER_DATA);
-    if (r >= 0)
-        r = seal_one(b, &b->stream_w, CONTAINER_STREAM);
-    return r;
-}
-
-void pipeline_abort(backup *b)
-{
-    container_writer_abort(b->data_w);
-    container_writer_abort(b->stream_w);
-    b->data_w = b->stream_w = NULL;
 }

@@ -1,5 +1,7 @@
 /*
- * pipeline.h — the backup's data path, shared by backup.c (the traversal) and pipeline.c (the stages).
+ * pipeline.h — the backup's data path beneath backup.c (the traversal): the state of one run, and the
+ * pipeline that pipeline.c (the stages) and pipeline_store.c (the writes to the store) implement.
+ * backup.c calls down into it; nothing here calls up into backup.c.
  *
  * A regular file is read in segments of at most SEGMENT_SIZE bytes of one data region. Each segment goes
  * through three steps:
@@ -19,11 +21,12 @@
 #include <pthread.h>
 #include <uv.h>
 
-#include "backup/backup.h"
+#include "backup/options.h"
 #include "common/digestset.h"
 #include "index/index.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
+#include "store/store.h"
 #include "store/streammap.h"
 
 #define SEGMENT_SIZE (8u << 20)
@@ -80,13 +83,31 @@ typedef struct backup {
 void pipeline_add_file(backup *b, int fd, uint64_t handle, const char *path, uint64_t size);
 /* Runs the loop until every started file is appended. */
 void pipeline_drain(backup *b);
+/* Frees the kept segment buffers (after the loop has ended). */
+void pipeline_buffers_free(backup *b);
+/* Reports an error for path, relative to the source (through o->warn), and counts it. */
+void pipeline_warn(backup *b, const char *path, int code, const char *what);
+
+/* ---- writing to the store (pipeline_store.c; loop thread) ---- */
+
+/*
+ * Appends a record to the data or stream container, opening or rotating containers as needed: a chunk
+ * or stream map (members 0), or a pack of `members` chunks whose member table is `table`. *ret gets
+ * where it went, for the index.
+ */
+int pipeline_append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t digest[HASH_LEN],
+                           uint16_t members, const uint8_t *table, const void *payload, uint32_t stored,
+                           uint32_t raw, index_loc *ret);
+/*
+ * Stores the stream map map[0, n) of a file of `mapped` bytes (unless an identical one exists) and
+ * points catalog entry `handle` at it; `alloc` is the file's stored (non-hole) bytes. -EFBIG when the
+ * map does not fit in one record: that fails only this file.
+ */
+int pipeline_store_map(backup *b, uint64_t handle, const streammap_entry *map, size_t n, uint64_t mapped,
+                       uint64_t alloc);
 /* Seals the open containers and records them in the index. */
 int pipeline_seal(backup *b);
 /* Removes the temp files of containers that were not sealed (after a failure). */
 void pipeline_abort(backup *b);
-/* Frees the kept segment buffers (after the loop has ended). */
-void pipeline_buffers_free(backup *b);
-/* Reports an error for path (through o->warn) and counts it. */
-void backup_warn(backup *b, const char *path, int code, const char *what);
 
 #endif

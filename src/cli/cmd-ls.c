@@ -16,8 +16,6 @@
 #include "common/util.h"
 #include "snapshot/catalog.h"
 
-#define BATCH 1024
-
 typedef struct lsopt {
     bool longfmt, recursive, json;
     size_t printed;
@@ -103,43 +101,47 @@ static void skip_damaged(lsopt *o, const bytebuf *path, const catalog_entry *e)
     }
 }
 
+static int list_dir(lsopt *o, catalog *c, uint64_t dir, bytebuf *path);
+
+typedef struct lsdir {
+    lsopt *o;
+    catalog *c;
+    bytebuf *path;
+} lsdir;
+
+static int list_child(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    lsdir *d = ctx;
+    bytebuf *path = d->path;
+    size_t saved = path->len;
+    if (saved && d->o->recursive)
+        path->data[saved - 1] = '/';
+    else
+        path->len = 0;
+    buf_append(path, e->name, e->name_len + 1);
+    print_entry(d->o, e, (char *)path->data);
+    int r = 0;
+    if (d->o->recursive && e->type == CT_DIR)
+        r = list_dir(d->o, d->c, e->idx, path);
+    path->len = saved;
+    if (saved)
+        path->data[saved - 1] = 0;
+    return r;
+}
+
+static int list_damaged(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    lsdir *d = ctx;
+    skip_damaged(d->o, d->path, e);
+    return 0;
+}
+
+/* Lists directory dir, whose path (relative to the operand) is in path; descends with -R. */
 static int list_dir(lsopt *o, catalog *c, uint64_t dir, bytebuf *path)
 {
-    catalog_entry *d;
-    int r = catalog_get(c, dir, &d);
-    if (r < 0)
-        return r;
-    uint64_t first = d->first_child;
-    catalog_entry_free(d);
-    for (uint64_t start = 0;; start += BATCH) {
-        catalog_entry *ents;
-        size_t n;
-        if ((r = catalog_readdir(c, dir, start, BATCH, &ents, &n)) < 0)
-            return r;
-        for (size_t i = 0; i < n; i++) {
-            if (ents[i].damage) {
-                skip_damaged(o, path, &ents[i]);
-                continue;
-            }
-            size_t saved = path->len;
-            if (saved && o->recursive)
-                path->data[saved - 1] = '/';
-            else
-                path->len = 0;
-            buf_append(path, ents[i].name, ents[i].name_len + 1);
-            print_entry(o, &ents[i], (char *)path->data);
-            if (o->recursive && ents[i].type == CT_DIR && r >= 0)
-                r = list_dir(o, c, first + start + i, path);
-            path->len = saved;
-            if (saved)
-                path->data[saved - 1] = 0;
-        }
-        for (size_t i = 0; i < n; i++)
-            catalog_entry_clear(&ents[i]);
-        free(ents);
-        if (r < 0 || n < BATCH)
-            return r;
-    }
+    static const catalog_walk_ops ops = { .child = list_child, .damaged = list_damaged };
+    lsdir d = { o, c, path };
+    return catalog_walk_dir(c, dir, 0, &ops, &d);
 }
 
 /* Splits "SNAPSHOT[:PATH]": the whole operand if it names a snapshot, else the shortest prefix before a

@@ -14,7 +14,6 @@
 
 #include "common/util.h"
 #include "fuse/dirahead.h"
-#include "fuse/fs.h"
 #include "fuse/pagepush.h"
 #include "read/reader.h"
 
@@ -22,8 +21,7 @@
 #define DIRAHEAD_MAX_JOBS 4
 
 struct dirahead {
-    fs *f;
-    unsigned files; /* the window: files after the one opened */
+    dirahead_config cfg; /* cfg.files: the window, files after the one opened */
     /* The directory followed, loop thread only. */
     bool valid;
     size_t snap;
@@ -41,18 +39,17 @@ typedef struct fetch {
     uint64_t from, to; /* entry indices */
 } fetch;
 
-void dirahead_new(fs *f, size_t cache_capacity, unsigned files, dirahead **ret)
+void dirahead_new(const dirahead_config *cfg, dirahead **ret)
 {
-    size_t fit = cache_capacity / 4 / DIRAHEAD_FILE_BYTES;
-    if (files > fit)
-        files = (unsigned)fit;
+    size_t fit = cfg->cache_capacity / 4 / DIRAHEAD_FILE_BYTES;
+    unsigned files = cfg->files > fit ? (unsigned)fit : cfg->files;
     if (files == 0) {
         *ret = NULL;
         return;
     }
     dirahead *d = xcalloc(1, sizeof(*d));
-    d->f = f;
-    d->files = files;
+    d->cfg = *cfg;
+    d->cfg.files = files;
     *ret = d;
 }
 
@@ -64,9 +61,9 @@ void dirahead_free(dirahead *d) { free(d); }
  */
 static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
 {
-    chunk_cache *cache = d->f->cache;
+    chunk_cache *cache = d->cfg.cache;
     streammap *m;
-    if (reader_load_file_map(d->f->s, e, &m) < 0) /* checked against e: no push past its end */
+    if (reader_load_file_map(d->cfg.s, e, &m) < 0) /* checked against e: no push past its end */
         return;
     push_piece run[PUSH_MAX_PIECES];
     size_t n = 0, k; /* run holds the n chunks before entry k */
@@ -76,16 +73,16 @@ static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
         if (!c->hole && chunk_get(cache, c->digest, c->length, &ref, NULL) < 0)
             ref = NULL; /* damage ends the run like a hole */
         if (n > 0 && (!ref || n == PUSH_MAX_PIECES)) {
-            pusher_push_pieces(d->f->pusher, ino, m->start[k - n], run, n);
+            pusher_push_pieces(d->cfg.pusher, ino, m->start[k - n], run, n);
             n = 0;
         }
-        if (ref && d->f->pusher)
+        if (ref && d->cfg.pusher)
             run[n++] = (push_piece){ ref, 0, c->length };
         else if (ref)
             chunk_release(cache, ref);
     }
     if (n > 0)
-        pusher_push_pieces(d->f->pusher, ino, m->start[k - n], run, n);
+        pusher_push_pieces(d->cfg.pusher, ino, m->start[k - n], run, n);
     streammap_free(m);
 }
 
@@ -97,7 +94,7 @@ static void fetch_work(uv_work_t *w)
         if (catalog_get(f->c, i, &e) < 0)
             return;
         if (e->type == CT_REG && e->has_stream && e->size > 0)
-            fetch_file(f->d, fs_entry_ino(f->d->f, f->snap, i, e), e);
+            fetch_file(f->d, fs_entry_ino(f->d->cfg.single, f->snap, i, e), e);
         catalog_entry_free(e);
     }
 }
@@ -132,11 +129,11 @@ void dirahead_opened(dirahead *d, size_t snap, catalog *c, uint64_t idx, const c
         return;
     if (d->next <= idx) /* the reader went past what was queued */
         d->next = idx + 1;
-    uint64_t want = MIN(d->end, idx + 1 + d->files);
+    uint64_t want = MIN(d->end, idx + 1 + d->cfg.files);
     if (d->next >= want)
         return;
     /* Refill half a window at a time (fewer, larger jobs), and the directory's tail when it is near. */
-    if ((want - d->next) * 2 < d->files && want < d->end)
+    if ((want - d->next) * 2 < d->cfg.files && want < d->end)
         return;
     if (d->jobs >= DIRAHEAD_MAX_JOBS)
         return;
@@ -146,7 +143,7 @@ void dirahead_opened(dirahead *d, size_t snap, catalog *c, uint64_t idx, const c
     f->c = c;
     f->from = d->next;
     f->to = want;
-    if (uv_queue_work(d->f->loop, &f->work, fetch_work, fetch_done) < 0) {
+    if (uv_queue_work(d->cfg.loop, &f->work, fetch_work, fetch_done) < 0) {
         free(f);
         return;
     }

@@ -24,22 +24,30 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "fuse/inode.h"
 #include "read/cache.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
 
 typedef struct dirahead dirahead;
+struct pusher;
 
 /* Bytes of a file's first chunks that are fetched ahead (at least one chunk when a file has data). */
 #define DIRAHEAD_FILE_BYTES (256u << 10)
 
-/*
- * files: how many files after the one opened to keep fetched (0 turns directory read-ahead off and
- * makes *ret NULL). cache_capacity: the chunk cache's size in bytes; the window is cut to fit a quarter
- * of it. f's loop, store, cache and pusher (NULL: nothing is pushed) must outlive the handle.
- */
-struct fs;
-void dirahead_new(struct fs *f, size_t cache_capacity, unsigned files, dirahead **ret);
+/* What the read-ahead works with: the mount's loop, store, chunk cache and pusher, which must outlive the
+ * handle. */
+typedef struct dirahead_config {
+    uv_loop_t *loop;
+    rh_store *s;
+    chunk_cache *cache;
+    size_t cache_capacity; /* the chunk cache's size in bytes; the window is cut to fit a quarter of it */
+    struct pusher *pusher; /* NULL: nothing is pushed */
+    long single;           /* the snapshot mounted as the root, or -1, for inode numbers (inode.h) */
+    unsigned files; /* how many files after the one opened to keep fetched (0: off, *ret is NULL) */
+} dirahead_config;
+
+void dirahead_new(const dirahead_config *cfg, dirahead **ret);
 /* Frees the handle once the loop has run dry (no fetch is in flight then). NULL is a no-op. */
 void dirahead_free(dirahead *d);
 /*

@@ -5,19 +5,18 @@
  * during the call) into a job. A job that needs no store I/O runs at once on the loop thread
  * (runs_inline); the others are queued on libuv's thread pool. Either way the job replies exactly once
  * (fuse_reply_* may be called from any thread). Operations that would change anything answer EROFS.
- * See fs.h for the inode scheme.
+ * What the operations show of an entry (its attributes, its lookup reply) is in entry.c; the inode
+ * scheme is in inode.h.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <syslog.h>
 
 #include "common/util.h"
 #include "fuse/dirahead.h"
@@ -31,75 +30,6 @@
 
 static fs *fs_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-/* ---- inodes ---- */
-
-static fuse_ino_t ino_of(size_t snap, uint64_t entry) { return ((uint64_t)(snap + 1) << FS_INO_SHIFT) | entry; }
-
-/* Decodes an inode into (snapshot, entry); false for the synthetic root and "latest". */
-static bool ino_decode(const fs *f, fuse_ino_t ino, size_t *ret_snap, uint64_t *ret_entry)
-{
-    if (ino == FS_INO_ROOT && f->single >= 0) {
-        *ret_snap = (size_t)f->single;
-        *ret_entry = 0;
-        return true;
-    }
-    if (ino >> FS_INO_SHIFT == 0 || (ino >> FS_INO_SHIFT) > f->nsnaps)
-        return false;
-    *ret_snap = (size_t)(ino >> FS_INO_SHIFT) - 1;
-    *ret_entry = ino & FS_ENTRY_MASK;
-    return true;
-}
-
-fuse_ino_t fs_entry_ino(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e)
-{
-    if (e->link_group != CATALOG_NONE)
-        idx = e->link_group;
-    if (f->single >= 0 && (long)snap == f->single && idx == 0)
-        return FS_INO_ROOT;
-    return ino_of(snap, idx);
-}
-
-static void entry_stat(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e, struct stat *st)
-{
-    memset(st, 0, sizeof(*st));
-    st->st_ino = fs_entry_ino(f, snap, idx, e);
-    st->st_mode = e->mode;
-    /* Directories report 1 link: "unknown", so find(1) does not take the leaf shortcut. */
-    st->st_nlink = e->type == CT_DIR ? 1 : e->nlink ? e->nlink : 1;
-    st->st_uid = e->uid;
-    st->st_gid = e->gid;
-    st->st_rdev = (dev_t)e->rdev;
-    st->st_size = (off_t)e->size;
-    st->st_blksize = 65536;
-    st->st_blocks = e->type == CT_REG ? (blkcnt_t)((e->alloc + 511) / 512) : 0;
-    st->st_atim = (struct timespec){ e->atime_ns / 1000000000, e->atime_ns % 1000000000 };
-    st->st_mtim = (struct timespec){ e->mtime_ns / 1000000000, e->mtime_ns % 1000000000 };
-    st->st_ctim = (struct timespec){ e->ctime_ns / 1000000000, e->ctime_ns % 1000000000 };
-}
-
-static void root_stat(const fs *f, struct stat *st)
-{
-    memset(st, 0, sizeof(*st));
-    st->st_ino = FS_INO_ROOT;
-    st->st_mode = S_IFDIR | 0555;
-    st->st_nlink = 2;
-    st->st_uid = f->uid;
-    st->st_gid = f->gid;
-    st->st_atim = st->st_mtim = st->st_ctim =
-        (struct timespec){ (time_t)(f->mount_ns / 1000000000), (long)(f->mount_ns % 1000000000) };
-}
-
-static const char *latest_name(const fs *f) { return f->nsnaps ? f->snaps[f->nsnaps - 1].name : ""; }
-
-static void latest_stat(const fs *f, struct stat *st)
-{
-    root_stat(f, st);
-    st->st_ino = FS_INO_LATEST;
-    st->st_mode = S_IFLNK | 0777;
-    st->st_nlink = 1;
-    st->st_size = (off_t)strlen(latest_name(f));
-}
-
 /* Maps our codes to an errno for the kernel: damage becomes EIO. */
 static int to_errno(int r)
 {
@@ -108,47 +38,6 @@ static int to_errno(int r)
     if (r > -4000)
         return -r;
     return r == RH_ENOSNAPSHOT ? ENOENT : EIO;
-}
-
-void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
-{
-    uint8_t key[HASH_LEN];
-    _cleanup_(freep) char *k = xasprintf("%s\n%s", what, where);
-    hash_sha256(k, strlen(k), key);
-    pthread_mutex_lock(&f->log_lock);
-    bool seen = digest_set_contains(&f->logged, key);
-    if (!seen)
-        digest_set_add(&f->logged, key);
-    pthread_mutex_unlock(&f->log_lock);
-    if (seen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    if (f->foreground) {
-        fputs("rehydratefs: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-    } else {
-        vsyslog(LOG_ERR, fmt, ap);
-    }
-    va_end(ap);
-}
-
-/* The path of entry idx within its snapshot, for messages (malloc'd). */
-static char *entry_path(catalog *c, uint64_t idx)
-{
-    char *path = xstrdup("");
-    for (int depth = 0; idx != 0 && idx != CATALOG_NONE && depth < 4096; depth++) {
-        catalog_entry *e;
-        if (catalog_get(c, idx, &e) < 0)
-            break;
-        char *p = *path ? xasprintf("%s/%s", (char *)e->name, path) : xstrdup((char *)e->name);
-        free(path);
-        path = p;
-        idx = e->parent;
-        catalog_entry_free(e);
-    }
-    return path;
 }
 
 /* ---- jobs ---- */
@@ -220,35 +109,16 @@ static job *new_job(enum op op, fuse_ino_t ino)
     return j;
 }
 
-/* Fetches entry idx of snapshot snap; logs a failure once (a damaged catalog) and returns its code. */
-static int read_entry(fs *f, size_t snap, uint64_t idx, catalog_entry **ret)
-{
-    int r = catalog_get(f->snaps[snap].c, idx, ret);
-    if (r < 0)
-        fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: entry %llu: %s", f->snaps[snap].name,
-                    (unsigned long long)idx, rh_strerror(r));
-    return r;
-}
-
 /* read_entry for a job: replies with the error and returns NULL on failure. */
 static catalog_entry *get_entry(job *j, size_t snap, uint64_t idx)
 {
     catalog_entry *e;
-    int r = read_entry(j->f, snap, idx, &e);
+    int r = fs_read_entry(j->f, snap, idx, &e);
     if (r < 0) {
         fuse_reply_err(j->req, to_errno(r));
         return NULL;
     }
     return e;
-}
-
-static void fill_entry_param(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e,
-                             struct fuse_entry_param *p)
-{
-    memset(p, 0, sizeof(*p));
-    entry_stat(f, snap, idx, e, &p->attr);
-    p->ino = p->attr.st_ino;
-    p->attr_timeout = p->entry_timeout = FS_TIMEOUT;
 }
 
 static void do_lookup(job *j)
@@ -261,7 +131,7 @@ static void do_lookup(job *j)
         memset(&p, 0, sizeof(p));
         p.attr_timeout = p.entry_timeout = FS_TIMEOUT;
         if (!strcmp(j->name, "latest") && f->nsnaps) {
-            latest_stat(f, &p.attr);
+            fs_latest_stat(f, &p.attr);
             p.ino = FS_INO_LATEST;
             fuse_reply_entry(j->req, &p);
             return;
@@ -272,7 +142,7 @@ static void do_lookup(job *j)
             catalog_entry *e = get_entry(j, s, 0);
             if (!e)
                 return;
-            fill_entry_param(f, s, 0, e, &p);
+            fs_entry_param(f, s, 0, e, &p);
             catalog_entry_free(e);
             fuse_reply_entry(j->req, &p);
             return;
@@ -280,7 +150,7 @@ static void do_lookup(job *j)
         fuse_reply_err(j->req, ENOENT);
         return;
     }
-    if (!ino_decode(f, j->ino, &snap, &dir)) {
+    if (!fs_decode(f, j->ino, &snap, &dir)) {
         fuse_reply_err(j->req, ENOENT);
         return;
     }
@@ -293,7 +163,7 @@ static void do_lookup(job *j)
     catalog_entry *e = get_entry(j, snap, idx);
     if (!e)
         return;
-    fill_entry_param(f, snap, idx, e, &p);
+    fs_entry_param(f, snap, idx, e, &p);
     catalog_entry_free(e);
     fuse_reply_entry(j->req, &p);
 }
@@ -305,14 +175,14 @@ static void do_getattr(job *j)
     size_t snap;
     uint64_t idx;
     if (j->ino == FS_INO_ROOT && f->single < 0) {
-        root_stat(f, &st);
+        fs_root_stat(f, &st);
     } else if (j->ino == FS_INO_LATEST && f->single < 0) {
-        latest_stat(f, &st);
-    } else if (ino_decode(f, j->ino, &snap, &idx)) {
+        fs_latest_stat(f, &st);
+    } else if (fs_decode(f, j->ino, &snap, &idx)) {
         catalog_entry *e = get_entry(j, snap, idx);
         if (!e)
             return;
-        entry_stat(f, snap, idx, e, &st);
+        fs_entry_stat(f, snap, idx, e, &st);
         catalog_entry_free(e);
     } else {
         fuse_reply_err(j->req, ENOENT);
@@ -327,10 +197,10 @@ static void do_readlink(job *j)
     size_t snap;
     uint64_t idx;
     if (j->ino == FS_INO_LATEST && f->single < 0) {
-        fuse_reply_readlink(j->req, latest_name(f));
+        fuse_reply_readlink(j->req, fs_latest_name(f));
         return;
     }
-    if (!ino_decode(f, j->ino, &snap, &idx)) {
+    if (!fs_decode(f, j->ino, &snap, &idx)) {
         fuse_reply_err(j->req, ENOENT);
         return;
     }
@@ -355,11 +225,11 @@ static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
         return 0;
     size_t snap;
     uint64_t idx;
-    if (!ino_decode(f, ino, &snap, &idx))
+    if (!fs_decode(f, ino, &snap, &idx))
         return ENOENT;
     catalog *c = f->snaps[snap].c;
     catalog_entry *e;
-    int r = read_entry(f, snap, idx, &e);
+    int r = fs_read_entry(f, snap, idx, &e);
     if (r < 0)
         return to_errno(r);
     if (e->type != CT_REG) {
@@ -370,7 +240,7 @@ static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
     streammap *m;
     r = reader_load_file_map(f->s, e, &m);
     if (r < 0) {
-        _cleanup_(freep) char *path = entry_path(c, idx);
+        _cleanup_(freep) char *path = fs_entry_path(c, idx);
         char cp[CONTAINER_PATH_MAX];
         container_path(CONTAINER_STREAM, e->stream.container, cp);
         fs_log_once(f, cp, path, "%s:%s: stream map in %s: %s", f->snaps[snap].name, path, cp,
@@ -412,7 +282,7 @@ static void do_read(job *j)
     int r = cache_pread_iov(f->cache, of->map, (uint64_t)j->off, j->size, &v, &bad, &loc);
     size_t n = v.bytes;
     if (r < 0) {
-        _cleanup_(freep) char *path = entry_path(f->snaps[of->snap].c, of->entry);
+        _cleanup_(freep) char *path = fs_entry_path(f->snaps[of->snap].c, of->entry);
         char cp[CONTAINER_PATH_MAX];
         container_path(CONTAINER_DATA, loc.container, cp);
         fs_log_once(f, cp, path, "%s:%s: chunk at file offset %llu in %s (record at %llu): %s",
@@ -496,11 +366,11 @@ static void readdir_root(job *j, char *buf, size_t *used)
             catalog_entry *e;
             if (catalog_get(f->snaps[s].c, 0, &e) < 0)
                 continue; /* a damaged catalog: its directory is left out, the others work */
-            fill_entry_param(f, s, 0, e, &sp);
+            fs_entry_param(f, s, 0, e, &sp);
             catalog_entry_free(e);
             name = f->snaps[s].name;
         } else if (f->nsnaps) {
-            latest_stat(f, &sp.attr);
+            fs_latest_stat(f, &sp.attr);
             sp.ino = FS_INO_LATEST;
             sp.attr_timeout = sp.entry_timeout = FS_TIMEOUT;
             name = "latest";
@@ -512,44 +382,48 @@ static void readdir_root(job *j, char *buf, size_t *used)
     }
 }
 
+/* A listing of directory dir of snapshot snap into a reply buffer. */
+typedef struct fsdir {
+    job *j;
+    size_t snap;
+    uint64_t dir;
+    char *buf;
+    size_t *used;
+} fsdir;
+
+/* Child k sits at offset 2 + k ("." and ".." come first); the next one at 3 + k. Stops when full. */
+static int readdir_child(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    fsdir *d = ctx;
+    struct fuse_entry_param ep;
+    fs_entry_param(d->j->f, d->snap, e->idx, e, &ep);
+    return add_dirent(d->j, d->buf, d->used, (char *)e->name, &ep.attr, &ep, (off_t)k + 3) ? 0 : 1;
+}
+
+/* Left out: its siblings are listed, lookups of it fail. */
+static int readdir_damaged(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    fsdir *d = ctx;
+    fs *f = d->j->f;
+    fs_log_once(f, "catalog", f->snaps[d->snap].name, "snapshot %s: directory %llu: entry %llu: %s",
+                f->snaps[d->snap].name, (unsigned long long)d->dir, (unsigned long long)e->idx,
+                rh_strerror(e->damage));
+    return 0;
+}
+
 static int readdir_snapshot(job *j, size_t snap, uint64_t dir, char *buf, size_t *used)
 {
-    fs *f = j->f;
-    catalog *c = f->snaps[snap].c;
-    catalog_entry *d;
-    int r = catalog_get(c, dir, &d);
+    static const catalog_walk_ops ops = { .child = readdir_child, .damaged = readdir_damaged };
+    catalog *c = j->f->snaps[snap].c;
+    catalog_entry *e;
+    int r = catalog_get(c, dir, &e); /* a directory whose own entry cannot be read is not listed */
     if (r < 0)
         return r;
-    uint64_t first = d->first_child;
-    catalog_entry_free(d);
-    off_t off = j->off;
-    for (bool full = false; !full;) {
-        catalog_entry *ents;
-        size_t n;
-        uint64_t start = (uint64_t)off - 2;
-        if ((r = catalog_readdir(c, dir, start, 256, &ents, &n)) < 0)
-            return *used ? 0 : r; /* what was listed so far is still right */
-        if (n == 0)
-            break;
-        for (size_t i = 0; i < n && !full; i++) {
-            if (ents[i].damage) { /* left out: its siblings are listed, lookups of it fail */
-                fs_log_once(f, "catalog", f->snaps[snap].name, "snapshot %s: directory %llu: entry %llu: %s",
-                            f->snaps[snap].name, (unsigned long long)dir, (unsigned long long)ents[i].idx,
-                            rh_strerror(ents[i].damage));
-                off++;
-                continue;
-            }
-            struct fuse_entry_param ep;
-            fill_entry_param(f, snap, first + start + i, &ents[i], &ep);
-            if (add_dirent(j, buf, used, (char *)ents[i].name, &ep.attr, &ep, off + 1))
-                off++;
-            else
-                full = true;
-        }
-        for (size_t k = 0; k < n; k++)
-            catalog_entry_clear(&ents[k]);
-        free(ents);
-    }
+    catalog_entry_free(e);
+    fsdir d = { j, snap, dir, buf, used };
+    r = catalog_walk_dir(c, dir, (uint64_t)j->off - 2, &ops, &d);
+    if (r < 0)
+        return *used ? 0 : r; /* what was listed so far is still right */
     return 0;
 }
 
@@ -559,7 +433,7 @@ static void do_readdir(job *j)
     size_t snap = 0;
     uint64_t dir = 0;
     bool root_list = j->ino == FS_INO_ROOT && f->single < 0;
-    if (!root_list && !ino_decode(f, j->ino, &snap, &dir)) {
+    if (!root_list && !fs_decode(f, j->ino, &snap, &dir)) {
         fuse_reply_err(j->req, ENOENT);
         return;
     }
@@ -595,7 +469,7 @@ static void do_xattr(job *j)
     size_t snap;
     uint64_t idx;
     catalog_entry *e = NULL;
-    if (ino_decode(f, j->ino, &snap, &idx) && !(e = get_entry(j, snap, idx)))
+    if (fs_decode(f, j->ino, &snap, &idx) && !(e = get_entry(j, snap, idx)))
         return;
     uint32_t count = e ? e->xattr_count : 0;
     if (j->op == OP_LISTXATTR) {

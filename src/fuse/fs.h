@@ -1,12 +1,10 @@
 /*
- * fs.h — rehydratefs's shared state, shared by the FUSE operations (fs.c) and the daemon (main.c).
+ * fs.h — rehydratefs's shared state, shared by the FUSE operations (fs.c, entry.c) and the daemon
+ * (main.c).
  *
- * Inodes are computed, not stored: the root is 1, "latest" is 2, and entry e of snapshot s (its index in
- * the mount's snapshot table, which is sorted by creation time so that a newer snapshot never renumbers
- * an older one) is ((s + 1) << 40) | e. Every member of a hard-link group reports the inode of the
- * group's first entry. Nothing is kept per inode that the kernel looks up, so forget is free; only the
- * files being read have a record (ofile.h), and the idle ones are bounded, so memory does not grow with
- * the number of files looked at or read.
+ * Within src/fuse, calls go one way: main.c (options, the snapshot table, the loop) → fs.c (the
+ * operations) → entry.c (entries as the mount shows them), dirahead.c, pagepush.c, ofile.c → inode.h
+ * (the FUSE version and the inode scheme). dirahead.c and pagepush.c do not include this header.
  *
  * Threads: the loop thread receives requests and answers those that need no store I/O itself
  * (metadata, reads of cached chunks); the rest, and read-ahead, run as jobs on libuv's thread pool. A
@@ -16,24 +14,18 @@
 #ifndef RH_FUSE_FS_H
 #define RH_FUSE_FS_H
 
-#define FUSE_USE_VERSION 35
-
-#include <fuse_lowlevel.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
 #include "common/digestset.h"
+#include "fuse/inode.h"
 #include "fuse/ofile.h"
 #include "read/cache.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
 
-#define FS_INO_ROOT 1
-#define FS_INO_LATEST 2
-#define FS_INO_SHIFT 40
-#define FS_ENTRY_MASK ((UINT64_C(1) << FS_INO_SHIFT) - 1)
 #define FS_TIMEOUT 86400.0 /* snapshots never change: entries and attributes are valid for a day */
 
 typedef struct fs_snapshot {
@@ -58,7 +50,7 @@ typedef struct fs {
     struct dirahead *dirahead; /* fetches the files after the one opened (dirahead.h), or NULL */
     struct pusher *pusher; /* gives fetched chunks to the kernel's page cache (pagepush.h), or NULL */
     pthread_mutex_t log_lock; /* protects logged */
-    digest_set logged;        /* damage already reported (digest of container path + file) */
+    digest_set logged;        /* what fs_once has been asked about (digest of what + where) */
     ofile_table files; /* the files being read, by inode (ofile.h); loop thread only */
     bool no_open;      /* the kernel sends no OPEN or RELEASE once OPEN has answered ENOSYS */
     bool no_opendir;   /* ... and no OPENDIR or RELEASEDIR once OPENDIR has */
@@ -66,12 +58,27 @@ typedef struct fs {
 
 extern const struct fuse_lowlevel_ops fs_ops;
 
-/* The inode that entry idx (e) of snapshot snap is seen as: hard-link members share their group's
- * first entry's. */
-fuse_ino_t fs_entry_ino(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e);
+/* ---- catalog entries as the mount shows them (entry.c) ---- */
 
-/* Logs a message once per (what, where) pair: to stderr in the foreground, else to syslog. */
+/* True the first time it is asked about the (what, where) pair in this run of the daemon. Any thread. */
+bool fs_once(fs *f, const char *what, const char *where);
+/* Logs a message once per (what, where) pair (fs_once): to stderr in the foreground, else to syslog. */
 void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Decodes ino for this mount (fs_ino_decode). */
+bool fs_decode(const fs *f, fuse_ino_t ino, size_t *ret_snap, uint64_t *ret_entry);
+/* Fetches entry idx of snapshot snap; logs a failure once (a damaged catalog) and returns its code. */
+int fs_read_entry(fs *f, size_t snap, uint64_t idx, catalog_entry **ret);
+/* The path of entry idx within its catalog, for messages (malloc'd). */
+char *fs_entry_path(catalog *c, uint64_t idx);
+/* The attributes of entry idx (e) of snapshot snap, of the root in list mode, and of "latest". */
+void fs_entry_stat(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e, struct stat *st);
+void fs_root_stat(const fs *f, struct stat *st);
+void fs_latest_stat(const fs *f, struct stat *st);
+/* The name "latest" points to: the newest snapshot's ("" when there is none). */
+const char *fs_latest_name(const fs *f);
+/* The reply to a lookup of entry idx (e) of snapshot snap, also used by readdirplus. */
+void fs_entry_param(const fs *f, size_t snap, uint64_t idx, const catalog_entry *e,
+                    struct fuse_entry_param *p);
 
 #endif

@@ -135,9 +135,8 @@ static void add_mount_options(struct fuse_args *args, const char *store)
 
 static void note(const char *msg) { fprintf(stderr, "rehydratefs: %s\n", msg); }
 
-/* What the store says about its index at read time (a damaged index rebuilt by a worker): to stderr in
+/* The library's messages (rh_store_set_log), such as a damaged index rebuilt by a worker: to stderr in
  * the foreground, else to syslog, like the read errors of fs_log_once. */
-/* The library's messages (rh_store_set_log): stderr in the foreground, else syslog. */
 static void store_message(void *ud, int level, const char *msg)
 {
     const fs *f = ud;
@@ -158,7 +157,8 @@ static int cmp_snap(const void *a, const void *b)
 }
 
 /* Opens the catalogs of every snapshot not in the table yet and appends them, oldest first. The table
- * has room for SNAP_EXTRA more than at mount, so workers can read it while SIGHUP appends. */
+ * has room for SNAP_EXTRA more than at mount, so workers can read it while SIGHUP appends. A catalog
+ * that cannot be opened is left out, and named on stderr (unless quiet) once per run of the daemon. */
 #define SNAP_EXTRA 4096
 static size_t snaps_cap;
 
@@ -185,7 +185,8 @@ static int load_snapshots(fs *f, bool quiet)
         _cleanup_(freep) char *path = store_snapshot_path(names[i]);
         catalog *c;
         if ((r = catalog_open(f->s->ops, f->s->ctx, path, &c)) < 0) {
-            if (!quiet)
+            /* Said once: every rescan tries it again, and would say it again. */
+            if (!quiet && fs_once(f, "left out", path))
                 fprintf(stderr, "rehydratefs: %s: %s (left out)\n", path, rh_strerror(r));
             continue;
         }
@@ -502,7 +503,9 @@ static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead, size
     ra_tune ra = { .mountpoint = mountpoint, .bytes = kernel_readahead, .verbose = f->foreground };
     if (kernel_readahead)
         uv_queue_work(&loop, &ra.work, ra_tune_work, ra_tune_done);
-    dirahead_new(f, cache_size, dir_readahead, &f->dirahead);
+    dirahead_config dc = { .loop = &loop, .s = f->s, .cache = f->cache, .cache_capacity = cache_size,
+                           .pusher = f->pusher, .single = f->single, .files = dir_readahead };
+    dirahead_new(&dc, &f->dirahead);
     uv_run(&loop, UV_RUN_DEFAULT); /* returns when every handle is closed and every job is done */
     dirahead_free(f->dirahead);
     f->dirahead = NULL;

@@ -18,7 +18,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "fuse/fs.h"
+#include "fuse/inode.h"
+#include "read/cache.h"
 
 typedef struct pusher pusher;
 

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <rehydrate/rehydrate.h>
+
 #include "hash/hash.h"
 
 typedef struct index index_t;

@@ -20,7 +20,6 @@
 #include "store/streammap.h"
 
 #define VERIFY_READ_SIZE (16u << 20)
-#define READDIR_BATCH 1024
 
 typedef struct verifier {
     rh_store *s;
@@ -367,13 +366,58 @@ static void report_catalog_damage(verifier *v, catalog *c, const char *snap)
     free(d);
 }
 
+static void verify_dir(verifier *v, catalog *c, const char *snap, uint64_t dir, bytebuf *path);
+
+/* A walk of one directory of snapshot snap, whose path is in path. */
+typedef struct vdir {
+    verifier *v;
+    catalog *c;
+    const char *snap;
+    bytebuf *path;
+} vdir;
+
+static int verify_child(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    vdir *d = ctx;
+    verifier *v = d->v;
+    bytebuf *path = d->path;
+    mark_reached(v, e->idx);
+    size_t saved = path->len;
+    if (saved)
+        path->data[saved - 1] = '/';
+    buf_append(path, e->name, e->name_len + 1);
+    v->rep->entries++;
+    if (e->type == CT_REG && !(e->flags & CF_UNREADABLE)) {
+        catalog_entry *lead = NULL;
+        const catalog_entry *data = e;
+        if ((e->flags & CF_HARDLINK) && catalog_get(d->c, e->link_group, &lead) >= 0)
+            data = lead;
+        if (!data->has_stream || !file_intact(v, d->snap, data))
+            affected(v, d->snap, (char *)path->data);
+        catalog_entry_free(lead);
+    } else if (e->type == CT_DIR) {
+        verify_dir(v, d->c, d->snap, e->idx, path);
+    }
+    path->len = saved;
+    if (saved)
+        path->data[saved - 1] = 0;
+    return 0;
+}
+
+static int verify_damaged(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    vdir *d = ctx;
+    lost_entry(d->v, d->snap, d->path, e);
+    mark_reached(d->v, e->idx);
+    return 0;
+}
+
 static void verify_dir(verifier *v, catalog *c, const char *snap, uint64_t dir, bytebuf *path)
 {
-    /* Children are contiguous: child k of dir is entry first_child + k. */
     catalog_entry *d;
     int rd = catalog_get(c, dir, &d);
     if (rd < 0) {
-        if (dir == 0) { /* the others are reported by the caller's readdir */
+        if (dir == 0) { /* the others are reported by the caller's walk */
             _cleanup_(freep) char *obj = store_snapshot_path(snap);
             problem(v, obj, false, 0, rd, "catalog root");
         }
@@ -385,52 +429,13 @@ static void verify_dir(verifier *v, catalog *c, const char *snap, uint64_t dir, 
             xstrdup("the root directory's entry is damaged: its metadata is lost, its contents are not");
         problem(v, obj, false, 0, d->damage, detail);
     }
-    uint64_t first = d->first_child;
     catalog_entry_free(d);
-    for (uint64_t start = 0;; start += READDIR_BATCH) {
-        catalog_entry *ents;
-        size_t n;
-        int r = catalog_readdir(c, dir, start, READDIR_BATCH, &ents, &n);
-        if (r < 0) {
-            _cleanup_(freep) char *obj = store_snapshot_path(snap);
-            problem(v, obj, false, 0, r, path->len ? (char *)path->data : "catalog root");
-            return;
-        }
-        if (n == 0)
-            return;
-        for (size_t i = 0; i < n; i++) {
-            catalog_entry *e = &ents[i];
-            if (e->damage) {
-                lost_entry(v, snap, path, e);
-                mark_reached(v, e->idx);
-                continue;
-            }
-            mark_reached(v, e->idx);
-            size_t saved = path->len;
-            if (saved)
-                path->data[saved - 1] = '/';
-            buf_append(path, e->name, e->name_len + 1);
-            v->rep->entries++;
-            if (e->type == CT_REG && !(e->flags & CF_UNREADABLE)) {
-                catalog_entry *lead = NULL;
-                const catalog_entry *data = e;
-                if ((e->flags & CF_HARDLINK) && catalog_get(c, e->link_group, &lead) >= 0)
-                    data = lead;
-                if (!data->has_stream || !file_intact(v, snap, data))
-                    affected(v, snap, (char *)path->data);
-                catalog_entry_free(lead);
-            } else if (e->type == CT_DIR) {
-                verify_dir(v, c, snap, first + start + i, path);
-            }
-            path->len = saved;
-            if (saved)
-                path->data[saved - 1] = 0;
-        }
-        for (size_t i = 0; i < n; i++)
-            catalog_entry_clear(&ents[i]);
-        free(ents);
-        if (n < READDIR_BATCH)
-            return;
+    static const catalog_walk_ops ops = { .child = verify_child, .damaged = verify_damaged };
+    vdir w = { v, c, snap, path };
+    int r = catalog_walk_dir(c, dir, 0, &ops, &w);
+    if (r < 0) {
+        _cleanup_(freep) char *obj = store_snapshot_path(snap);
+        problem(v, obj, false, 0, r, path->len ? (char *)path->data : "catalog root");
     }
 }
 

@@ -161,7 +161,9 @@ int catalog_lookup(catalog *c, uint64_t dir, const uint8_t *name, size_t len, ui
 int catalog_lookup_path(catalog *c, const char *path, uint64_t *ret_idx);
 /*
  * Up to `max` children of directory `dir`, starting at child number `start`, in name order, as an array
- * of entries (free each with catalog_entry_clear, then the array with free). *ret_n may be 0 at the end.
+ * of entries (free each with catalog_entry_clear, then the array with free). Fewer than max (or than
+ * 65536, whichever is less) come back only at the end; *ret_n may be 0 there. Most callers want
+ * catalog_walk_dir, below, which pages through this.
  * Child k is entry first_child + k (its idx). A child that cannot be read does not fail the listing: it
  * comes back with `damage` set, idx, and nothing else but, for RH_EUNSAFE, its raw name (name_len bytes,
  * NUL-terminated, possibly with '/' inside); callers skip it (and report it). Only a failure to read
@@ -169,6 +171,23 @@ int catalog_lookup_path(catalog *c, const char *path, uint64_t *ret_idx);
  */
 int catalog_readdir(catalog *c, uint64_t dir, uint64_t start, size_t max, catalog_entry **ret_entries,
                     size_t *ret_n);
+
+/*
+ * Walks the children of directory `dir` in name order from child number `start` (catalog_walk.c), reading
+ * them a page at a time through catalog_readdir. ops->child gets each child that could be read, with its
+ * child number k (its entry index is e->idx, first_child + k); ops->damaged (NULL: skipped silently)
+ * gets each child that could not be, with e->damage set as catalog_readdir describes, and the walk goes
+ * on past it: a damaged child never reaches ops->child and never stops the walk by itself. The entry is
+ * valid during the call only. A callback returns 0 to go on; anything else stops the walk and is
+ * returned (a positive value to stop on purpose, a negative code to fail). Returns 0 after the last
+ * child, or a negative code from catalog_readdir (the children before it were visited). The callbacks run
+ * on the calling thread and may walk other directories (recursion).
+ */
+typedef struct catalog_walk_ops {
+    int (*child)(void *ctx, uint64_t k, const catalog_entry *e);
+    int (*damaged)(void *ctx, uint64_t k, const catalog_entry *e);
+} catalog_walk_ops;
+int catalog_walk_dir(catalog *c, uint64_t dir, uint64_t start, const catalog_walk_ops *ops, void *ctx);
 
 /* ---- Damage ---- */
 

@@ -1,7 +1,8 @@
 /*
- * catalog_internal.h — what catalog_read.c and catalog_damage.c share about an open catalog: the
- * handle's layout, its block cache and the record of damage found. Not for other modules: they use
- * catalog.h.
+ * catalog_internal.h — what the reader's files share about an open catalog: the handle's layout, its
+ * block cache and the record of damage found. catalog_read.c (entries) reads through catalog_file.c
+ * (opening, bytes, the block cache), and both record damage through catalog_damage.c. Not for other
+ * modules: they use catalog.h.
  */
 #ifndef RH_SNAPSHOT_CATALOG_INTERNAL_H
 #define RH_SNAPSHOT_CATALOG_INTERNAL_H
@@ -10,7 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
+#include "common/util.h"
 #include "snapshot/catalog.h"
 
 /* 64 blocks of 32 KiB: 2 MiB per open catalog. Small blocks keep the bytes of a binary search over a
@@ -54,7 +57,18 @@ struct catalog {
     uint64_t root_first, root_count;
 };
 
-/* Reads logical bytes dst[0..len) at off; RH_ECORRUPT outside the catalog or in a block that is lost. */
+/* A NUL-terminated malloc'd copy of p[0..n) (p may be NULL when n is 0). */
+static inline uint8_t *catalog_dup0(const uint8_t *p, size_t n)
+{
+    uint8_t *q = xmalloc(n + 1);
+    if (n)
+        memcpy(q, p, n);
+    q[n] = 0;
+    return q;
+}
+
+/* Reads logical bytes dst[0..len) at off (catalog_file.c); RH_ECORRUPT outside the catalog or in a block
+ * that is lost. */
 int catalog_read_at(catalog *c, uint64_t off, void *dst, size_t len);
 /* Records one damaged part (once per offset and code). Called with c->lock held iff `locked`. */
 void catalog_note_damage(catalog *c, bool locked, int code, uint64_t off, uint64_t len, const char *fmt, ...)

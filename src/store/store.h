@@ -1,7 +1,9 @@
 /*
  * store.h — the store as a whole: its identity file (rehydrate.store), the rh_store handle that every
  * reader goes through, the built-in callbacks for a local directory, and the local-only services that
- * writers need (the backup lock, container id allocation, listing containers and snapshots).
+ * writers need (the backup lock, container id allocation, listing containers and snapshots); also the
+ * index as the store keeps it: opened or rebuilt from the containers (reindex.c), and repaired when a
+ * reader finds it damaged (index_repair.c).
  */
 #ifndef RH_STORE_STORE_H
 #define RH_STORE_STORE_H
@@ -131,7 +133,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
 /* The path store_open_index uses (malloc'd). */
 char *store_index_path(rh_store *s);
 /*
- * Rebuilds the index at `path` from every container (maint/reindex.c) into a fresh file beside it (O_EXCL
+ * Rebuilds the index at `path` from every container (reindex.c) into a fresh file beside it (O_EXCL
  * temp, fsync, rename over `path`, fsync of the directory), so that a damaged file is never reused and a
  * reader that has the old file open keeps a consistent view. *ret_chunks may be NULL.
  */

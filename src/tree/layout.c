@@ -34,7 +34,6 @@
 
 #define NO_REC UINT64_MAX
 #define TEMP_PREFIX ".rh-stub."
-#define READDIR_PAGE 1024 /* catalog entries held per directory level while descending */
 
 /* One entry laid out or kept; idx is CATALOG_NONE for a parent made for a subtree (not finished). */
 typedef struct rec {
@@ -347,29 +346,41 @@ static void skip_damaged(layout *l, uint64_t dirrec, const catalog_entry *e)
     warn(l, dirrec, NULL, e->damage, what);
 }
 
+/* A walk of the catalog directory that record dirrec, open at dirfd, lays out. */
+typedef struct laydir {
+    layout *l;
+    int dirfd;
+    uint64_t dirrec;
+    bool failed; /* a child failed the layout: the walk's error is that child's, not the catalog's */
+} laydir;
+
+static int lay_child(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    laydir *d = ctx;
+    int r = lay_entry(d->l, d->dirfd, d->dirrec, e->idx, e);
+    d->failed = r < 0;
+    return r;
+}
+
+static int lay_damaged(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    laydir *d = ctx;
+    skip_damaged(d->l, d->dirrec, e);
+    return 0;
+}
+
 static int lay_children(layout *l, int dirfd, uint64_t dirrec, uint64_t diridx, const catalog_entry *dir)
 {
-    for (uint64_t start = 0; start < dir->child_count;) {
-        catalog_entry *ents;
-        size_t n;
-        int r = catalog_readdir(l->c, diridx, start, READDIR_PAGE, &ents, &n);
-        if (r < 0) {
-            warn(l, dirrec, NULL, r, "read catalog directory (its contents are skipped)");
-            return 0;
-        }
-        for (size_t j = 0; j < n; j++) {
-            if (r == 0 && ents[j].damage)
-                skip_damaged(l, dirrec, &ents[j]);
-            else if (r == 0)
-                r = lay_entry(l, dirfd, dirrec, dir->first_child + start + j, &ents[j]);
-            catalog_entry_clear(&ents[j]);
-        }
-        free(ents);
-        if (r < 0 || n == 0)
-            return r;
-        start += n;
+    if (dir->child_count == 0)
+        return 0; /* known from its entry: no need to read the catalog again */
+    static const catalog_walk_ops ops = { .child = lay_child, .damaged = lay_damaged };
+    laydir d = { l, dirfd, dirrec, false };
+    int r = catalog_walk_dir(l->c, diridx, 0, &ops, &d);
+    if (r < 0 && !d.failed) {
+        warn(l, dirrec, NULL, r, "read catalog directory (its contents are skipped)");
+        return 0;
     }
-    return 0;
+    return r;
 }
 
 static int lay_dir(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e,

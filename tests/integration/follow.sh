@@ -2,7 +2,7 @@
 # A running mount follows new backups: a snapshot committed while the store is mounted appears in the
 # root, and "latest" points at it, within seconds and without a signal; what an already shown snapshot
 # holds never changes. Checked with inotify, and with inotify unavailable (the once-a-second poll that
-# covers NFS and the like).
+# covers NFS and the like). A catalog that cannot be opened is reported once per run, not per rescan.
 . "$(dirname "$0")/../lib.sh"
 
 [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
@@ -81,6 +81,19 @@ rh backup "$STORE" "$SRC" --name six -q
 sleep 2
 check "-o snapshot=latest keeps showing the snapshot it mounted" [ "$(cat "$MNT/d/file")" = fifth ]
 stop_fs
+# A catalog that cannot be opened is left out with one line, at mount, and not again at each rescan.
+printf 'not a catalog' >"$STORE/snapshots/bad.snap"
+start_fs "$WORK/f4.log"
+echo seventh >"$SRC/d/file"
+rh backup "$STORE" "$SRC" --name seven -q
+check "with a damaged catalog in the store a new snapshot still appears" within 4 lists seven
+echo eighth >"$SRC/d/file"
+rh backup "$STORE" "$SRC" --name eight -q
+check "... and another one" within 4 lists eight
+check "... and the damaged one is named once across both rescans, not at each" \
+    [ "$(grep -c 'snapshots/bad.snap: .*(left out)' "$WORK/f4.log")" = 1 ]
+stop_fs
+rm "$STORE/snapshots/bad.snap"
 check "the daemon's stderr has no sanitizer report" bash -c "! grep -l 'ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer' $DAEMON_LOGS"
 
 finish

@@ -1,7 +1,8 @@
 /*
  * check_catalog.c — snapshot catalogs: every field survives a round trip, lookups and listings follow the
  * format's order, a lookup in a huge directory reads a tiny part of the file, damage is RH_ECORRUPT (every
- * single-byte flip is detected), and one handle serves several threads.
+ * single-byte flip is detected), and one handle serves several threads. catalog_walk_dir pages across
+ * its page boundaries, hands damaged children to their own callback, and walks empty directories.
  *
  * The catalog is read back through an rh_store_ops implementation over a local directory that counts
  * every read, as an object store would be charged for them.
@@ -687,6 +688,172 @@ START_TEST(test_corrupt_entry)
 }
 END_TEST
 
+/* ---- catalog_walk_dir: paging, stopping, damaged children, empty directories ---- */
+
+/* What a walk saw: every child number and entry index, and the damaged ones apart. */
+typedef struct walk_log {
+    uint64_t first; /* the directory's first_child */
+    uint64_t next_k;  /* the child number expected next */
+    size_t children, damaged;
+    uint64_t gaps; /* child numbers that reached no callback */
+    uint64_t damaged_k[4];
+    int damage[4];
+    uint64_t stop_at; /* child number at which child returns `stop` (UINT64_MAX: never) */
+    int stop;
+} walk_log;
+
+static int log_child(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    walk_log *w = ctx;
+    ck_assert_uint_ge(k, w->next_k); /* in order */
+    w->gaps += k - w->next_k;
+    ck_assert_int_eq(e->damage, 0);
+    ck_assert_uint_eq(e->idx, w->first + k);
+    char want[16];
+    snprintf(want, sizeof(want), "f%05llu", (unsigned long long)k);
+    ck_assert_str_eq((const char *)e->name, want);
+    w->next_k = k + 1;
+    w->children++;
+    return k == w->stop_at ? w->stop : 0;
+}
+
+static int log_damaged(void *ctx, uint64_t k, const catalog_entry *e)
+{
+    walk_log *w = ctx;
+    ck_assert_uint_eq(k, w->next_k);
+    ck_assert_int_ne(e->damage, 0);
+    ck_assert_uint_eq(e->idx, w->first + k);
+    ck_assert_uint_lt(w->damaged, ARRAY_SIZE(w->damaged_k));
+    w->damaged_k[w->damaged] = k;
+    w->damage[w->damaged++] = e->damage;
+    w->next_k = k + 1;
+    return 0;
+}
+
+static const catalog_walk_ops log_ops = { .child = log_child, .damaged = log_damaged };
+
+static int fail_on_damage(void *ctx, uint64_t k, const catalog_entry *e) { return -EIO; }
+
+/* A root with directory "d" of n files f00000.. (entry 1, children from entry 3) and an empty "e". */
+static void build_wide(const char *name, unsigned n)
+{
+    catalog_writer *w = catalog_writer_new();
+    uint64_t root = add_root(w);
+    uint64_t d = add(w, root, CT_DIR, "d");
+    add(w, root, CT_DIR, "e");
+    for (unsigned i = 0; i < n; i++) {
+        char fn[16];
+        snprintf(fn, sizeof(fn), "f%05u", i);
+        add(w, d, CT_REG, fn);
+    }
+    commit(w, name);
+}
+
+static walk_log walk(catalog *c, uint64_t dir, uint64_t start, int *ret)
+{
+    catalog_entry *d;
+    ck_assert_int_eq(catalog_get(c, dir, &d), 0);
+    walk_log w = { .first = d->first_child, .next_k = start, .stop_at = UINT64_MAX };
+    catalog_entry_free(d);
+    *ret = catalog_walk_dir(c, dir, start, &log_ops, &w);
+    return w;
+}
+
+START_TEST(test_walk_paging)
+{
+    /* Pages of 256, then of 1024: 2500 children cross a boundary of each kind and end mid-page. */
+    enum { N = 2500 };
+    build_wide("wide", N);
+    catalog *c = open_cat("wide");
+    uint64_t d, e;
+    ck_assert_int_eq(catalog_lookup_path(c, "d", &d), 0);
+    ck_assert_int_eq(catalog_lookup_path(c, "e", &e), 0);
+    int r;
+    walk_log w = walk(c, d, 0, &r);
+    ck_assert_int_eq(r, 0);
+    ck_assert_uint_eq(w.children, N);
+    ck_assert_uint_eq(w.damaged, 0);
+    /* From child numbers on both sides of the page boundaries, and at or past the end. */
+    static const uint64_t starts[] = { 1, 255, 256, 257, 1279, 1280, 1281, N - 1, N, N + 5 };
+    for (size_t i = 0; i < ARRAY_SIZE(starts); i++) {
+        w = walk(c, d, starts[i], &r);
+        ck_assert_int_eq(r, 0);
+        ck_assert_uint_eq(w.children, starts[i] < N ? N - starts[i] : 0);
+        ck_assert_uint_eq(w.next_k, starts[i] < N ? N : starts[i]);
+    }
+    /* A callback's non-zero result stops the walk at once and is what the walk returns. */
+    static const uint64_t stops[] = { 0, 255, 256, 1280, N - 1 };
+    for (size_t i = 0; i < ARRAY_SIZE(stops); i++) {
+        for (int stop = -EIO; stop <= 1; stop += EIO + 1) {
+            catalog_entry *de;
+            ck_assert_int_eq(catalog_get(c, d, &de), 0);
+            w = (walk_log){ .first = de->first_child, .stop_at = stops[i], .stop = stop };
+            catalog_entry_free(de);
+            ck_assert_int_eq(catalog_walk_dir(c, d, 0, &log_ops, &w), stop);
+            ck_assert_uint_eq(w.children, stops[i] + 1);
+        }
+    }
+    /* An empty directory: no callback, 0. */
+    w = walk(c, e, 0, &r);
+    ck_assert_int_eq(r, 0);
+    ck_assert_uint_eq(w.children + w.damaged, 0);
+    /* Not a directory, and no such entry: the reader's code. */
+    uint64_t f;
+    ck_assert_int_eq(catalog_lookup_path(c, "d/f00007", &f), 0);
+    walk_log none = { .stop_at = UINT64_MAX };
+    ck_assert_int_eq(catalog_walk_dir(c, f, 0, &log_ops, &none), -ENOTDIR);
+    ck_assert_int_eq(catalog_walk_dir(c, 1u << 30, 0, &log_ops, &none), -ENOENT);
+    ck_assert_uint_eq(none.children + none.damaged, 0);
+    ck_assert_int_eq(catalog_walk_dir(c, d, 0, &(catalog_walk_ops){ 0 }, &none), -EINVAL);
+    catalog_close(c);
+}
+END_TEST
+
+START_TEST(test_walk_damaged)
+{
+    /* A damaged child in the second page and one in the first: each goes to `damaged`, in its place,
+     * and the walk goes on past it. */
+    enum { N = 300 };
+    static const uint64_t bad[] = { 3, 260 };
+    build_wide("wide", N);
+    catalog *c = open_cat("wide");
+    uint64_t d;
+    ck_assert_int_eq(catalog_lookup_path(c, "d", &d), 0);
+    catalog_entry *de;
+    ck_assert_int_eq(catalog_get(c, d, &de), 0);
+    uint64_t first = de->first_child;
+    catalog_entry_free(de);
+    catalog_close(c);
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
+        patch("wide.snap", CATALOG_HEADER_SIZE + (first + bad[i]) * CATALOG_ENTRY_SIZE + CE_MODE, 0x01);
+
+    c = open_cat("wide");
+    int r;
+    walk_log w = walk(c, d, 0, &r);
+    ck_assert_int_eq(r, 0);
+    ck_assert_uint_eq(w.children, N - ARRAY_SIZE(bad));
+    ck_assert_uint_eq(w.damaged, ARRAY_SIZE(bad));
+    for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+        ck_assert_uint_eq(w.damaged_k[i], bad[i]);
+        ck_assert_int_eq(w.damage[i], RH_ECORRUPT);
+    }
+    ck_assert_uint_eq(w.next_k, N);
+    ck_assert_uint_eq(w.gaps, 0);
+    /* Without a `damaged` callback they are skipped silently; `child` still never sees them. */
+    static const catalog_walk_ops child_only = { .child = log_child };
+    walk_log skip = { .first = first, .stop_at = UINT64_MAX };
+    ck_assert_int_eq(catalog_walk_dir(c, d, 0, &child_only, &skip), 0);
+    ck_assert_uint_eq(skip.children, N - ARRAY_SIZE(bad));
+    ck_assert_uint_eq(skip.gaps, ARRAY_SIZE(bad));
+    /* A `damaged` callback that fails stops the walk there. */
+    static const catalog_walk_ops fail_damaged = { .child = log_child, .damaged = fail_on_damage };
+    walk_log stop = { .first = first, .stop_at = UINT64_MAX };
+    ck_assert_int_eq(catalog_walk_dir(c, d, 0, &fail_damaged, &stop), -EIO);
+    ck_assert_uint_eq(stop.children, bad[0]);
+    catalog_close(c);
+}
+END_TEST
+
 START_TEST(test_corrupt_open)
 {
     build_tree();
@@ -1070,6 +1237,8 @@ static Suite *suite(void)
         { "hardlinks", test_hardlinks },
         { "lookup", test_lookup },
         { "readdir_paging", test_readdir_paging },
+        { "walk_paging", test_walk_paging },
+        { "walk_damaged", test_walk_damaged },
         { "big_lookup", test_big_lookup },
         { "collision", test_collision },
         { "writer_rejects", test_writer_rejects },
@@ -1086,6 +1255,7 @@ static Suite *suite(void)
         { "hardlinks_packed", test_hardlinks },
         { "lookup_packed", test_lookup },
         { "readdir_paging_packed", test_readdir_paging },
+        { "walk_paging_packed", test_walk_paging },
         { "big_lookup_packed", test_big_lookup },
         { "every_flip_detected_packed", test_every_flip_detected },
         { "threads_packed", test_threads },
