@@ -186,8 +186,14 @@ static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int 
     index_vfs_source *src = source_of(name);
     if (!src || !(flags & SQLITE_OPEN_MAIN_DB) || (flags & (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)))
         return SQLITE_CANTOPEN;
-    uint8_t h[100];
+    uint8_t h[100], last;
     if (src_read(src, 0, h, sizeof(h)) < 0 || size_from_header(h, &f->size) < 0)
+        return SQLITE_CANTOPEN;
+    /* The file must hold what its header claims: SQLite believes the size we report, and sizes some
+     * allocations by it (a damaged cell's payload may be as large as the whole database), so a header
+     * of a few bytes claiming 2^32 pages could cost gigabytes. The callback refuses short reads, so
+     * reading the last byte proves the size. */
+    if (src_read(src, f->size - 1, &last, 1) < 0)
         return SQLITE_CANTOPEN;
     f->src = src;
     f->base.pMethods = &vfile_methods;

@@ -7,9 +7,10 @@
  * and kept in a small LRU cache per open file; SQLite's own page cache sits above it. The file is
  * treated as immutable (SQLITE_IOCAP_IMMUTABLE): no locks, no journal, no WAL. Its size comes from the
  * database header (page size and the in-header page count), because the callback table has no "size"
- * call and a short read is an error. A file whose header is not a valid SQLite 3 header, whose in-header
- * size is not trustworthy, or that is in WAL mode (its newest pages may be in a -wal file beside it)
- * is refused with RH_ESTALEINDEX: the caller then has no usable index through callbacks.
+ * call and a short read is an error; opening reads the byte before that size to prove it, since SQLite
+ * sizes some allocations by it. A file whose header is not a valid SQLite 3 header, whose in-header size
+ * is not trustworthy or larger than the file, or that is in WAL mode (its newest pages may be in a -wal
+ * file beside it) is refused with RH_ESTALEINDEX: the caller then has no usable index through callbacks.
  *
  * Only index.c uses this; it opens such a database with index_open_ops() (index.h).
  */
