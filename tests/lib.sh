@@ -5,6 +5,7 @@ set -eu
 
 : "${REHYDRATE:=$(cd "$(dirname "$0")/../.." && pwd)/rehydrate}"
 : "${TOP_SRCDIR:=$(cd "$(dirname "$0")/../.." && pwd)}"
+: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
 export LC_ALL=C
 # Debian's interpreter, which sees the python3-* packages that contrib/deps.sh installs.
 PY=/usr/bin/python3
@@ -36,6 +37,56 @@ check_fails() {
 finish() {
     echo "# $T_N assertions, $T_FAILED failed"
     [ "$T_FAILED" -eq 0 ]
+}
+
+# ---- a daemon in the foreground ----
+# start_fs LOG [OPTIONS...]: runs "$REHYDRATEFS $STORE $MNT -f OPTIONS" as a background job (its pid in
+# FS_PID, its stderr in LOG, which joins DAEMON_LOGS for the sanitizer check) and returns 0 once $MNT is
+# mounted. Returns 1 with a "# " message and the tail of LOG when the daemon exits first, when the mount
+# is not there within FS_TIMEOUT seconds (default 30; the daemon is then killed), or when something is
+# already mounted at $MNT. Under set -e a bare call therefore ends the test; inside check it is an
+# assertion like any other.
+FS_TIMEOUT=${FS_TIMEOUT:-30}
+DAEMON_LOGS=""
+FS_PID=""
+show_log() { echo "# ---- $1 (last 40 lines):"; tail -n 40 "$1" | sed 's/^/#   /'; }
+start_fs() {
+    local log=$1 rc; shift
+    if mountpoint -q "$MNT"; then echo "# start_fs: $MNT is already mounted"; return 1; fi
+    DAEMON_LOGS="$DAEMON_LOGS $log"
+    "$REHYDRATEFS" "$STORE" "$MNT" -f "$@" 2>"$log" &
+    FS_PID=$!
+    for _ in $(seq $((FS_TIMEOUT * 20))); do
+        mountpoint -q "$MNT" && return 0
+        if ! kill -0 "$FS_PID" 2>/dev/null; then
+            rc=0; wait "$FS_PID" || rc=$?
+            echo "# rehydratefs${*:+ $*} exited with status $rc before $MNT was mounted"; show_log "$log"
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "# rehydratefs${*:+ $*} did not mount $MNT within $FS_TIMEOUT s; killing it"; show_log "$log"
+    { kill -KILL "$FS_PID"; wait "$FS_PID"; } 2>/dev/null || true
+    return 1
+}
+# stop_fs: unmounts $MNT (fusermount3 -u) and waits for the daemon of start_fs to exit; returns its exit
+# status. Returns 1 with a "# " message when the unmount fails, or when the daemon is still running
+# FS_TIMEOUT seconds later (it is then killed).
+stop_fs() {
+    local rc=0
+    fusermount3 -u "$MNT" || { echo "# fusermount3 -u $MNT failed"; return 1; }
+    for _ in $(seq $((FS_TIMEOUT * 20))); do
+        kill -0 "$FS_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$FS_PID" 2>/dev/null; then
+        echo "# rehydratefs did not exit within $FS_TIMEOUT s of the unmount; killing it"
+        { kill -KILL "$FS_PID"; wait "$FS_PID"; } 2>/dev/null || true
+        return 1
+    fi
+    wait "$FS_PID" || rc=$?
+    [ "$rc" -eq 0 ] || echo "# rehydratefs exited with status $rc"
+    return "$rc"
 }
 
 # Digest of everything below a directory (names, types, contents) to detect any change to a store.

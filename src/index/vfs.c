@@ -43,8 +43,7 @@ static int src_read(index_vfs_source *src, uint64_t off, void *buf, size_t len)
     return r > 0 ? -EIO : r;
 }
 
-/* The size of the database from its 100-byte header; RH_ESTALEINDEX when the header cannot vouch for it. */
-static int size_from_header(const uint8_t h[100], uint64_t *ret)
+int index_vfs_header_size(const uint8_t h[static 100], uint64_t *ret)
 {
     if (memcmp(h, "SQLite format 3", 16) != 0)
         return RH_ESTALEINDEX;
@@ -186,8 +185,14 @@ static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int 
     index_vfs_source *src = source_of(name);
     if (!src || !(flags & SQLITE_OPEN_MAIN_DB) || (flags & (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)))
         return SQLITE_CANTOPEN;
-    uint8_t h[100];
-    if (src_read(src, 0, h, sizeof(h)) < 0 || size_from_header(h, &f->size) < 0)
+    uint8_t h[100], last;
+    if (src_read(src, 0, h, sizeof(h)) < 0 || index_vfs_header_size(h, &f->size) < 0)
+        return SQLITE_CANTOPEN;
+    /* The file must hold what its header claims: SQLite believes the size we report, and sizes some
+     * allocations by it (a damaged cell's payload may be as large as the whole database), so a header
+     * of a few bytes claiming 2^32 pages could cost gigabytes. The callback refuses short reads, so
+     * reading the last byte proves the size. */
+    if (src_read(src, f->size - 1, &last, 1) < 0)
         return SQLITE_CANTOPEN;
     f->src = src;
     f->base.pMethods = &vfile_methods;

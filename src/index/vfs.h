@@ -7,11 +7,13 @@
  * and kept in a small LRU cache per open file; SQLite's own page cache sits above it. The file is
  * treated as immutable (SQLITE_IOCAP_IMMUTABLE): no locks, no journal, no WAL. Its size comes from the
  * database header (page size and the in-header page count), because the callback table has no "size"
- * call and a short read is an error. A file whose header is not a valid SQLite 3 header, whose in-header
- * size is not trustworthy, or that is in WAL mode (its newest pages may be in a -wal file beside it)
- * is refused with RH_ESTALEINDEX: the caller then has no usable index through callbacks.
+ * call and a short read is an error; opening reads the byte before that size to prove it, since SQLite
+ * sizes some allocations by it. A file whose header is not a valid SQLite 3 header, whose in-header size
+ * is not trustworthy or larger than the file, or that is in WAL mode (its newest pages may be in a -wal
+ * file beside it) is refused with RH_ESTALEINDEX: the caller then has no usable index through callbacks.
  *
- * Only index.c uses this; it opens such a database with index_open_ops() (index.h).
+ * Only index.c uses this (and the tests check_vfs and fuzz-vfs); it opens such a database with
+ * index_open_ops() (index.h).
  */
 #ifndef RH_INDEX_VFS_H
 #define RH_INDEX_VFS_H
@@ -32,6 +34,15 @@ typedef struct index_vfs_source {
     const char *path;
     uint64_t reads, bytes;
 } index_vfs_source;
+
+/*
+ * The size of a database from its 100-byte header: page size times the in-header page count, into *ret.
+ * RH_ESTALEINDEX when the header is not SQLite 3's, its page size is not a power of two from 512 to
+ * 65536, it is in WAL mode, or its page count is 0 or not valid (the version-valid-for number differs
+ * from the change counter). The VFS's open uses it; it is not static so that tests/fuzz/fuzz-vfs.c can
+ * compare the VFS with it.
+ */
+int index_vfs_header_size(const uint8_t h[static 100], uint64_t *ret);
 
 /*
  * Registers the VFS with SQLite (once per process; thread-safe) and writes into `name` (at least 40

@@ -4,8 +4,9 @@
 # catalogs, no packs) and one of format 2 (packed catalogs, packs), lays out stubs with
 # `restore --stubs-only`, and cuts from them what each target reads: records (chunks, packs, stream maps),
 # whole containers (sealed, unsealed, torn), raw stream maps, catalogs, reparse xattrs, identity files
-# and index databases. Seeds are named seed-*; inputs the fuzzer found (crash-*, regress-*, ...) are
-# kept. Needs python3 and the zstd command.
+# and index databases (for the vfs target also of 8 KiB pages, cut short, and with their header's page
+# size, page count, version numbers or magic changed). Seeds are named seed-*; inputs the fuzzer found
+# (crash-*, regress-*, ...) are kept. Needs python3 and the zstd command.
 set -eu
 REHYDRATE=${1:?usage: make-seeds.sh REHYDRATE [CORPUS_DIR]}
 out=${2:-$(cd "$(dirname "$0")" && pwd)/corpus}
@@ -49,7 +50,7 @@ for fmt in 1 2; do
     "$REHYDRATE" restore "$store" first "$work/stubs$fmt" --stubs-only -q >/dev/null
 done
 
-for t in record container streammap catalog reparse identity index; do
+for t in record container streammap catalog reparse identity index vfs; do
     mkdir -p "$out/$t"
     rm -f "$out/$t"/seed-*
 done
@@ -58,9 +59,10 @@ python3 - "$work" "$out" <<'PY'
 import glob, os, sqlite3, struct, subprocess, sys
 work, out = sys.argv[1], sys.argv[2]
 MAXSEED = 16 << 10  # bytes: seeds stay small
+MAXSEED_VFS = 64 << 10  # the vfs target needs files of more than one 32 KiB block
 
 def put(target, name, data):
-    if len(data) <= MAXSEED:
+    if len(data) <= (MAXSEED_VFS if target == 'vfs' else MAXSEED):
         with open(os.path.join(out, target, 'seed-' + name), 'wb') as f:
             f.write(data)
 
@@ -72,6 +74,49 @@ def records(ctr):
         res.append((off, ctr[off:off + 56 + stored]))
         off += 56 + stored
     return res, off
+
+def repage(db, path, page):
+    """The rows of db in a new database of `page`-byte pages at path."""
+    c = sqlite3.connect(db)
+    c.execute("VACUUM INTO ?", (path,))
+    c.close()
+    c = sqlite3.connect(path)
+    c.execute('PRAGMA page_size = %d' % page)
+    c.execute('VACUUM')
+    c.close()
+    return open(path, 'rb').read()
+
+def vfs_seeds(fmt, db, small):
+    """The vfs target reads index.db through the store's read callback and takes its size from the
+    header (page size at 16, page count at 28, valid when the version-valid-for number at 92 equals the
+    change counter at 24). Real files of 512-byte pages, and of format 1 also of 4 KiB and 8 KiB pages
+    (the last spans two 32 KiB blocks), then, from the small one of format 1, the cases the header parse
+    and the block reads must refuse or survive."""
+    data = open(small, 'rb').read()
+    put('vfs', 'f%d-page512' % fmt, data)
+    if fmt != 1:
+        return
+    put('vfs', 'f1-page4k', open(db, 'rb').read())
+    put('vfs', 'f1-page8k', repage(db, os.path.join(work, 'p8k.db'), 8192))
+    pages = struct.unpack_from('>I', data, 28)[0]
+    def mangled(name, at, fmt_, value):
+        b = bytearray(data)
+        struct.pack_into(fmt_, b, at, value)
+        put('vfs', name, bytes(b))
+    for n in (50, 99, 100, len(data) // 2, len(data) - 1, len(data) - 512):
+        put('vfs', 'cut-%d' % n, data[:n])
+    mangled('pages-one-more', 28, '>I', pages + 1)       # the file ends a page early
+    mangled('pages-one-fewer', 28, '>I', pages - 1)      # the last page lies past the size
+    mangled('pages-zero', 28, '>I', 0)
+    mangled('pages-140-blocks', 28, '>I', 140 * 64)      # more blocks than the VFS caches
+    mangled('pages-max', 28, '>I', 0xffffffff)
+    mangled('pagesize-1', 16, '>H', 1)                   # 65536: the file is far shorter
+    mangled('pagesize-1024', 16, '>H', 1024)
+    mangled('pagesize-256', 16, '>H', 256)
+    mangled('pagesize-1000', 16, '>H', 1000)
+    mangled('count-stale', 92, '>I', struct.unpack_from('>I', data, 24)[0] + 1)
+    mangled('wal', 18, '>H', 0x0202)
+    mangled('magic', 0, '>B', ord('s'))
 
 kinds = {}
 for fmt in (1, 2):
@@ -108,14 +153,8 @@ for fmt in (1, 2):
     put('index', 'format%d' % fmt, open(db, 'rb').read())
     # The same rows in a database of 512-byte pages: a smaller image for the fuzzer to mutate.
     small = os.path.join(work, 'small%d.db' % fmt)
-    c = sqlite3.connect(db)
-    c.execute("VACUUM INTO ?", (small,))
-    c.close()
-    c = sqlite3.connect(small)
-    c.execute('PRAGMA page_size = 512')
-    c.execute('VACUUM')
-    c.close()
-    put('index', 'format%d-small' % fmt, open(small, 'rb').read())
+    put('index', 'format%d-small' % fmt, repage(db, small, 512))
+    vfs_seeds(fmt, db, small)
     stubs = 0
     for root, dirs, files in sorted(os.walk(os.path.join(work, 'stubs%d' % fmt))):
         for f in sorted(files):
@@ -129,6 +168,6 @@ for fmt in (1, 2):
             put('reparse', 'f%d-%s' % (fmt, f), v)
             stubs += 1
 PY
-for t in record container streammap catalog reparse identity index; do
+for t in record container streammap catalog reparse identity index vfs; do
     echo "$t: $(ls "$out/$t" | wc -l) files, $(du -sk "$out/$t" | cut -f1) KiB"
 done

@@ -5,7 +5,6 @@
 . "$(dirname "$0")/../lib.sh"
 
 rh() { "$REHYDRATE" "$@"; }
-: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
 mounted() { findmnt -n "$1" >/dev/null 2>&1; }   # mountpoint(1) looks at directories only
 unmount_file() { mounted "$WORK/file" && fusermount3 -u -z "$WORK/file"; return 0; }
 cleanup_hooks="unmount_file"

@@ -33,14 +33,11 @@ footer_offset() { "$PY" -c 'import sys,struct; print(struct.unpack_from("<Q", op
 
 mount_reads() { # STORE: every file read through a mount equals its source (skipped without FUSE)
     [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || return 0
-    local mnt=$WORK/mnt rc=0
-    mkdir -p "$mnt"
-    "${REHYDRATEFS:-$(dirname "$REHYDRATE")/rehydratefs}" "$1" "$mnt" -f 2>"$WORK/fs.log" &
-    local pid=$!
-    for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
-    diff -r "$SRC" "$mnt/s" >/dev/null || rc=1
-    fusermount3 -u "$mnt" || rc=1
-    wait "$pid" || rc=1
+    local MNT=$WORK/mnt STORE=$1 rc=0   # for start_fs and stop_fs
+    mkdir -p "$MNT"
+    start_fs "$WORK/fs.log" || return 1
+    diff -r "$SRC" "$MNT/s" >/dev/null || rc=1
+    stop_fs || rc=1
     return $rc
 }
 

@@ -6,7 +6,6 @@
 . "$(dirname "$0")/../lib.sh"
 
 [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
-: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
 rh() { "$REHYDRATE" "$@"; }
 diff_tree() { "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$@"; }
 MNT=$WORK/mnt
@@ -15,16 +14,6 @@ max_inotify=$(cat /proc/sys/fs/inotify/max_user_instances)
 restore_inotify() { echo "$max_inotify" >/proc/sys/fs/inotify/max_user_instances 2>/dev/null; return 0; }
 unmount_all() { mountpoint -q "$MNT" && fusermount3 -u -z "$MNT"; return 0; }
 cleanup_hooks="restore_inotify unmount_all"
-DAEMON_LOGS=""
-start_fs() {
-    local log=$1; shift
-    DAEMON_LOGS="$DAEMON_LOGS $log"
-    "$REHYDRATEFS" "$STORE" "$MNT" -f "$@" 2>"$log" &
-    FS_PID=$!
-    for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.05; done
-    echo "# the daemon did not mount"; cat "$log"; return 1
-}
-stop_fs() { fusermount3 -u "$MNT"; wait "$FS_PID"; }
 # within SECONDS COMMAND...: passes when COMMAND succeeds within SECONDS (checked every 0.1 s).
 within() { local n=$(($1 * 10)); shift; for _ in $(seq "$n"); do "$@" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 lists() { ls "$MNT" | grep -qx "$1"; }

@@ -7,7 +7,6 @@
 
 [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
 [ "$(id -u)" = 0 ] || { echo "# needs root to make files of other owners and to switch users"; exit 77; }
-: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
 rh() { "$REHYDRATE" "$@"; }
 chmod 755 "$WORK" # the other users must reach the mount point
 MNT=$WORK/mnt

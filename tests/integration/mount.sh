@@ -7,26 +7,13 @@
 . "$(dirname "$0")/../lib.sh"
 
 [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
-: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
 export PATH="$(dirname "$REHYDRATEFS"):$PATH"   # mount.fuse3 runs "rehydratefs" from PATH
 rh() { "$REHYDRATE" "$@"; }
 diff_tree() { "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$@"; }
 MNT=$WORK/mnt
 mkdir -p "$MNT"
-DAEMON_LOGS=""
 unmount_all() { for m in "$WORK"/mnt*; do mountpoint -q "$m" && fusermount3 -u -z "$m"; done; return 0; }
 cleanup_hooks="unmount_all"
-
-# start_fs LOG [OPTIONS...]: runs the daemon in the foreground in the background; waits for the mount.
-start_fs() {
-    local log=$1; shift
-    DAEMON_LOGS="$DAEMON_LOGS $log"
-    "$REHYDRATEFS" "$STORE" "$MNT" -f "$@" 2>"$log" &
-    FS_PID=$!
-    for _ in $(seq 100); do mountpoint -q "$MNT" && return 0; sleep 0.05; done
-    echo "# the daemon did not mount"; cat "$log"; return 1
-}
-stop_fs() { fusermount3 -u "$MNT"; wait "$FS_PID"; }
 
 SRC=$WORK/src
 STORE=$WORK/store

@@ -5,7 +5,6 @@
 . "$(dirname "$0")/../lib.sh"
 
 [ -e /dev/fuse ] && command -v fusermount3 >/dev/null || { echo "# no /dev/fuse or fusermount3"; exit 77; }
-: "${REHYDRATEFS:=$(dirname "$REHYDRATE")/rehydratefs}"
 rh() { "$REHYDRATE" "$@"; }
 MNT=$WORK/mnt
 mkdir -p "$MNT" "$WORK/src"

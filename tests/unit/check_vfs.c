@@ -1,8 +1,8 @@
 /*
  * check_vfs.c — the read-only SQLite VFS over a store's read callback (src/index/vfs.c): a database read
  * through callbacks answers like the file itself, a lookup reads a few blocks rather than the file, and
- * files the VFS cannot vouch for (WAL mode, a bad header, a failing callback) are refused or fail
- * cleanly instead of returning wrong rows.
+ * files the VFS cannot vouch for (WAL mode, a bad header, a header claiming more than the file holds, a
+ * failing callback) are refused or fail cleanly instead of returning wrong rows.
  */
 #include "config.h"
 
@@ -151,6 +151,22 @@ START_TEST(test_refusals)
     index_vfs_source junk = { .ops = &ops, .ctx = &c, .path = "junk.db" };
     ck_assert_int_ne(open_via(&junk, &db), SQLITE_OK);
     sqlite3_close(db);
+    /* a header that claims more than the file holds: the last page cut off, or 2^32 - 1 pages in a file
+     * of a few; SQLite would believe the size and may allocate by it */
+    uint8_t *data;
+    size_t len;
+    ck_assert_int_eq(fs_read_file(c.dirfd, "index.db", &data, &len), 0);
+    uint32_t page = (uint32_t)data[16] << 8 | data[17];
+    ck_assert_int_eq(fs_write_atomic(c.dirfd, "cut.db", data, len - page, 0), 0);
+    index_vfs_source cut = { .ops = &ops, .ctx = &c, .path = "cut.db" };
+    ck_assert_int_ne(open_via(&cut, &db), SQLITE_OK);
+    sqlite3_close(db);
+    memset(data + 28, 0xff, 4);
+    ck_assert_int_eq(fs_write_atomic(c.dirfd, "huge.db", data, len, 0), 0);
+    index_vfs_source huge = { .ops = &ops, .ctx = &c, .path = "huge.db" };
+    ck_assert_int_ne(open_via(&huge, &db), SQLITE_OK);
+    sqlite3_close(db);
+    free(data);
     /* missing */
     index_vfs_source none = { .ops = &ops, .ctx = &c, .path = "none.db" };
     ck_assert_int_ne(open_via(&none, &db), SQLITE_OK);
