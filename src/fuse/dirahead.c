@@ -70,7 +70,7 @@ static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
     for (k = 0; k < m->n && m->start[k] < DIRAHEAD_FILE_BYTES; k++) {
         const streammap_entry *c = &m->e[k];
         chunk_ref *ref = NULL;
-        if (!c->hole && chunk_get(cache, c->digest, c->length, &ref, NULL) < 0)
+        if (!c->hole && chunk_get_entry(cache, m, k, &ref, NULL) < 0)
             ref = NULL; /* damage ends the run like a hole */
         if (n > 0 && (!ref || n == PUSH_MAX_PIECES)) {
             pusher_push_pieces(d->cfg.pusher, ino, m->start[k - n], run, n);

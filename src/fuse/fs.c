@@ -332,7 +332,7 @@ static void do_prefetch(job *j)
         if (e->hole || chunk_cached(j->f->cache, e->digest))
             continue;
         chunk_ref *ref;
-        if (chunk_get(j->f->cache, e->digest, e->length, &ref, NULL) == 0)
+        if (chunk_get_entry(j->f->cache, j->of->map, i, &ref, NULL) == 0)
             chunk_release(j->f->cache, ref);
     }
 }
