@@ -135,6 +135,7 @@ static int map_rc(sqlite3 *db, int rc, bool opening)
         return -ENOSPC;
     case SQLITE_NOTADB:
     case SQLITE_CORRUPT:
+    case SQLITE_TOOBIG: /* a value past INDEX_VALUE_MAX: none of ours is */
         return opening ? RH_ESTALEINDEX : RH_ECORRUPT;
     case SQLITE_CANTOPEN: {
         int e = db ? sqlite3_system_errno(db) : 0;
@@ -384,6 +385,8 @@ static int open_db(index_t *ix, const char *name, const char *vfs, const uint8_t
                  (rw ? SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) : SQLITE_OPEN_READONLY);
     int rc = sqlite3_open_v2(name, &ix->db, oflags, vfs);
     int r = rc == SQLITE_OK ? 0 : map_rc(ix->db, rc, true);
+    if (r == 0)
+        sqlite3_limit(ix->db, SQLITE_LIMIT_LENGTH, INDEX_VALUE_MAX);
     if (r == 0)
         r = configure(ix->db, !readonly, flags & INDEX_POOLED);
     if (r == 0)

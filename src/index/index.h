@@ -43,6 +43,9 @@ typedef struct index_container {
 } index_container;
 
 enum { INDEX_READONLY = 1, INDEX_CREATE = 2, INDEX_POOLED = 4 };
+/* The largest string, blob or row a handle reads (SQLITE_LIMIT_LENGTH): ours are tens of bytes, so a
+ * damaged file cannot make SQLite allocate for a value it claims is huge. */
+#define INDEX_VALUE_MAX (64 << 10)
 /*
  * Opens (INDEX_CREATE: creating if missing, with the schema) the index at `path`. A database that is not
  * our schema, or of another store (the uuid stored at creation differs from `store_uuid`), gives

@@ -46,6 +46,7 @@ static size_t peek(uint8_t uuid[16], const char *table, uint8_t (*digests)[HASH_
         sqlite3_close(db);
         return 0;
     }
+    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, INDEX_VALUE_MAX); /* as index_open's handles */
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'uuid'", -1, &st, NULL) == SQLITE_OK) {
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16 && sqlite3_column_blob(st, 0))

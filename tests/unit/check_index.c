@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <rehydrate/rehydrate.h>
+#include <sqlite3.h>
 
 #include "common/util.h"
 #include "index/index.h"
@@ -240,6 +241,24 @@ START_TEST(test_lookup_hit_miss)
     digest_of(1004, d);
     ck_assert_int_eq(index_find_stream(ix, d, &got), 0);
     assert_loc_eq(&got, &want);
+    index_close(ix);
+}
+END_TEST
+
+START_TEST(test_oversized_value_is_damage)
+{
+    /* A damaged index can hold a value of any size where ours are a few bytes; the handle never
+     * materializes one past INDEX_VALUE_MAX (SQLITE_LIMIT_LENGTH), and the row counts as damage. */
+    make_index(3);
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "UPDATE chunks SET member = zeroblob(100000)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    index_t *ix = open_ok(uuid_a, INDEX_READONLY);
+    uint8_t d[HASH_LEN];
+    index_loc got;
+    digest_of(1, d);
+    ck_assert_int_eq(index_find_chunk(ix, d, &got), RH_ECORRUPT);
     index_close(ix);
 }
 END_TEST
@@ -705,6 +724,7 @@ static Suite *suite(void)
     tc = tcase_create("rows");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_lookup_hit_miss);
+    tcase_add_test(tc, test_oversized_value_is_damage);
     tcase_add_test(tc, test_duplicate_keeps_first);
     tcase_add_test(tc, test_rollback_discards);
     tcase_add_test(tc, test_readonly_cannot_write);
