@@ -173,7 +173,7 @@ static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool regi
             p->kind = PIECE_HOLE; /* all-zero chunks are not stored */
         } else {
             p->kind = PIECE_DATA;
-            hash_sha256(g->data + pos, c, p->digest);
+            xhash_sha256(g->data + pos, c, p->digest);
         }
         pos += c;
     }
@@ -482,7 +482,7 @@ static int finish_file(bfile *f)
     bytebuf raw = { 0 };
     streammap_encode(f->map, f->map_n, f->mapped, &raw);
     catalog_stream cs = { 0 };
-    hash_sha256(raw.data, raw.len, cs.digest);
+    xhash_sha256(raw.data, raw.len, cs.digest);
     index_loc loc;
     int r = index_find_stream(b->ix, cs.digest, &loc);
     if (r == RH_ENOCHUNK) {

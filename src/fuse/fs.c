@@ -114,7 +114,7 @@ void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ..
 {
     uint8_t key[HASH_LEN];
     _cleanup_(freep) char *k = xasprintf("%s\n%s", what, where);
-    hash_sha256(k, strlen(k), key);
+    xhash_sha256(k, strlen(k), key);
     pthread_mutex_lock(&f->log_lock);
     bool seen = digest_set_contains(&f->logged, key);
     if (!seen)

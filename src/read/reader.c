@@ -50,7 +50,8 @@ int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret
         return r;
     /* Stream maps are small next to the data they describe: always check their digest. */
     uint8_t d[HASH_LEN];
-    hash_sha256(raw, got.raw_len, d);
+    if ((r = hash_sha256(raw, got.raw_len, d)) < 0)
+        return r;
     if (memcmp(d, cs->digest, HASH_LEN) != 0)
         return RH_EDIGEST;
     return store_decode_streammap(s, raw, got.raw_len, ret);
@@ -102,8 +103,7 @@ static void give_siblings(const pack_memo *m, unsigned skip, bool verify, reader
             continue;
         if (verify) {
             uint8_t d[HASH_LEN];
-            hash_sha256(m->data + pe.offset, pe.raw_len, d);
-            if (memcmp(d, pe.digest, HASH_LEN) != 0)
+            if (hash_sha256(m->data + pe.offset, pe.raw_len, d) < 0 || memcmp(d, pe.digest, HASH_LEN) != 0)
                 continue; /* fails when it is asked for itself */
         }
         sibling(ud, pe.digest, m->data + pe.offset, pe.raw_len);
@@ -172,7 +172,8 @@ static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint6
         return r;
     if (verify) {
         uint8_t d[HASH_LEN];
-        hash_sha256(out, raw_len, d);
+        if ((r = hash_sha256(out, raw_len, d)) < 0)
+            return r;
         if (memcmp(d, digest, HASH_LEN) != 0)
             return RH_EDIGEST;
     }

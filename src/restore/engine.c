@@ -328,8 +328,8 @@ static void block_work(uv_work_t *w)
         int r = nd->loc.member ? pack_need(b, nd, &pk, &raw) : record_need(b, nd, &raw);
         if (r >= 0 && (b->kind == CONTAINER_STREAM || (e->flags & RH_RESTORE_VERIFY))) {
             uint8_t d[HASH_LEN];
-            hash_sha256(raw, nd->raw_len, d);
-            if (memcmp(d, nd->digest, HASH_LEN) != 0)
+            r = hash_sha256(raw, nd->raw_len, d);
+            if (r >= 0 && memcmp(d, nd->digest, HASH_LEN) != 0)
                 r = RH_EDIGEST;
         }
         if (r >= 0 && b->kind == CONTAINER_STREAM)
