@@ -18,18 +18,18 @@
 static long fail_countdown = -1;
 static unsigned long alloc_count;
 
-void mem_fail_after(long n) { __atomic_store_n(&fail_countdown, n < 0 ? -1 : n, __ATOMIC_SEQ_CST); }
+void mem_fail_after(long n) { __atomic_store_n(&fail_countdown, n < 0 ? -1 : n, __ATOMIC_RELAXED); }
 
-unsigned long mem_alloc_count(void) { return __atomic_load_n(&alloc_count, __ATOMIC_SEQ_CST); }
+unsigned long mem_alloc_count(void) { return __atomic_load_n(&alloc_count, __ATOMIC_RELAXED); }
 
 bool mem_fail_here(void)
 {
-    __atomic_add_fetch(&alloc_count, 1, __ATOMIC_SEQ_CST);
-    if (__atomic_load_n(&fail_countdown, __ATOMIC_SEQ_CST) < 0)
+    __atomic_add_fetch(&alloc_count, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&fail_countdown, __ATOMIC_RELAXED) < 0)
         return false;
     /* Of threads that race past the load, exactly one takes the countdown from 0 to -1; the others
      * take it further below 0, which is still off. */
-    return __atomic_fetch_sub(&fail_countdown, 1, __ATOMIC_SEQ_CST) == 0;
+    return __atomic_fetch_sub(&fail_countdown, 1, __ATOMIC_RELAXED) == 0;
 }
 
 /* ---- allocation that fails ---- */
