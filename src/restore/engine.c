@@ -224,11 +224,12 @@ static void fail_need(engine *e, need *nd, int err, uint8_t kind)
         snprintf(hex + 2 * i, 3, "%02x", nd->digest[i]);
     _cleanup_(freep) char *what =
         kind == CONTAINER_STREAM
-            ? mem_asprintf("stream map in %s, record at offset %llu", container_path(kind, nd->loc.container, cp),
-                           (unsigned long long)nd->loc.offset)
-        : nd->found ? mem_asprintf("chunk %s in %s, record at offset %llu", hex,
-                                   container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
-                    : mem_asprintf("chunk %s (not in the index)", hex);
+            ? mem_asprintf("stream map in %s, record at offset %llu",
+                           container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+        : nd->found
+            ? mem_asprintf("chunk %s in %s, record at offset %llu", hex,
+                           container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+            : mem_asprintf("chunk %s (not in the index)", hex);
     const char *said = what ? what : kind == CONTAINER_STREAM ? "its stream map" : "a chunk";
     for (size_t k = 0; k < nd->nplaces; k++)
         fail_file(e, &e->files[e->places[nd->first + k].file], err, said);
@@ -305,7 +306,9 @@ static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_r
             r = RH_ECORRUPT;
         if (r >= 0) {
             uint8_t *scratch = pk->rec.codec == CODEC_RAW ? NULL : thread_scratch(pk->rec.raw_len);
-            r = pk->rec.codec != CODEC_RAW && !scratch ? -ENOMEM : pack_decode(&pk->rec, pk->payload, scratch, &pk->data);
+            r = pk->rec.codec != CODEC_RAW && !scratch
+                    ? -ENOMEM
+                    : pack_decode(&pk->rec, pk->payload, scratch, &pk->data);
         }
         pk->err = r < 0 ? r : 0;
     }

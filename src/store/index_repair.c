@@ -246,12 +246,12 @@ bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest
         if (why && mark_repaired(path)) {
             int r = store_reindex(s, path, NULL, NULL);
             if (r < 0)
-                store_log(s, RH_LOG_ERROR, "%s: the index is damaged (%s), and rebuilding it failed: %s", path,
-                          why, rh_strerror(r));
+                store_log(s, RH_LOG_ERROR, "%s: the index is damaged (%s), and rebuilding it failed: %s",
+                          path, why, rh_strerror(r));
             else
                 store_log(s, RH_LOG_WARNING,
-                          "%s: the index is damaged (%s); rebuilt it from the containers (it is derived data; "
-                          "'rehydrate verify' checks it)",
+                          "%s: the index is damaged (%s); rebuilt it from the containers (it is derived "
+                          "data; 'rehydrate verify' checks it)",
                           path, why);
             if (r >= 0) {
                 next_gen_locked(s, path);

@@ -789,7 +789,8 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     bool damaged = r < 0 && r != -ENOENT;
     const char *why = r == -ENOENT ? "missing" : damaged ? "unreadable (damaged)" : "stale";
     if (note) {
-        _cleanup_(freep) char *msg = mem_asprintf("%s: index %s, rebuilding it from the containers", path, why);
+        _cleanup_(freep) char *msg =
+            mem_asprintf("%s: index %s, rebuilding it from the containers", path, why);
         if (msg)
             note(msg);
     } else if (damaged) {

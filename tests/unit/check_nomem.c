@@ -230,7 +230,8 @@ static bool same_bytes(const char *name, const uint8_t *got, uint64_t off, size_
     const uint8_t *want = expected(name, &size);
     for (size_t i = 0; i < n; i++) {
         uint64_t at = off + i;
-        uint8_t w = want ? want[at] : at >= SPARSE_AT && at < SPARSE_AT + SPARSE_DATA ? rnd[at - SPARSE_AT] : 0;
+        bool data = at >= SPARSE_AT && at < SPARSE_AT + SPARSE_DATA;
+        uint8_t w = want ? want[at] : data ? rnd[at - SPARSE_AT] : 0;
         if (got[i] != w)
             return false;
     }
@@ -262,8 +263,8 @@ static void read_file(run *R, rh_snapshot *sn, const char *name, unsigned flags)
         uint64_t want = ranges[k].off >= size ? 0 : MIN(ranges[k].len, size - ranges[k].off);
         EXPECT(R, got == want, "rh_file_pread(%s) at %llu read %zu bytes, not %llu", name,
                (unsigned long long)ranges[k].off, got, (unsigned long long)want);
-        EXPECT(R, got != want || same_bytes(name, buf, ranges[k].off, got), "rh_file_pread(%s) at %llu: wrong bytes",
-               name, (unsigned long long)ranges[k].off);
+        EXPECT(R, got != want || same_bytes(name, buf, ranges[k].off, got),
+               "rh_file_pread(%s) at %llu: wrong bytes", name, (unsigned long long)ranges[k].off);
     }
     free(buf);
     rh_file_close(f);
@@ -282,11 +283,11 @@ static void check_restored(run *R, size_t i)
     struct stat st;
     EXPECT(R, fstat(fd, &st) == 0 && (uint64_t)st.st_size == size, "%s: restored with the wrong size", path);
     uint8_t *buf = xmalloc(size);
-    EXPECT(R, fs_pread_full(fd, buf, size, 0) == 0 && same_bytes(names[i], buf, 0, size), "%s: restored wrong",
-           path);
+    EXPECT(R, fs_pread_full(fd, buf, size, 0) == 0 && same_bytes(names[i], buf, 0, size),
+           "%s: restored wrong", path);
     free(buf);
-    EXPECT(R, fgetxattr(fd, REPARSE_XATTR, NULL, 0) < 0 && errno == ENODATA, "%s: restored but kept its xattr",
-           path);
+    EXPECT(R, fgetxattr(fd, REPARSE_XATTR, NULL, 0) < 0 && errno == ENODATA,
+           "%s: restored but kept its xattr", path);
     close(fd);
 }
 
@@ -295,7 +296,8 @@ static void restore(run *R, rh_store *s)
     int results[NPATHS];
     for (size_t i = 0; i < NPATHS; i++)
         results[i] = NO_RESULT;
-    int r = rh_restore_files(s, NPATHS, (const char *const *)R->stubs, R->ops ? RH_RESTORE_VERIFY : 0, results);
+    unsigned flags = R->ops ? RH_RESTORE_VERIFY : 0;
+    int r = rh_restore_files(s, NPATHS, (const char *const *)R->stubs, flags, results);
     /* A failure before any file could be looked at is that failure in every element (rehydrate.h). */
     bool early = r < 0;
     for (size_t i = 0; i < NPATHS; i++)
@@ -324,8 +326,8 @@ static void restore(run *R, rh_store *s)
         }
     }
     int want = !bad ? 0 : ok ? RH_EPARTIAL : first;
-    EXPECT(R, r == want, "rh_restore_files returned %d for %zu restored and %zu failed files (not %d)", r, ok, bad,
-           want);
+    EXPECT(R, r == want, "rh_restore_files returned %d for %zu restored and %zu failed files (not %d)", r,
+           ok, bad, want);
 }
 
 /* The sequence, on a thread of its own (see the head comment). */
@@ -435,8 +437,8 @@ START_TEST(test_every_allocation_may_fail)
     ck_assert_uint_ge(fired, count * 9 / 10);
     ck_assert_uint_ge(calls_failed, fired / 2);
     ck_assert_uint_le(catalog_corrupt, 4); /* the exception stays one: a context per thread */
-    printf("%s store: %lu allocations a run; %lu runs had one fail, %lu calls or results failed (%lu with the "
-           "catalog's RH_ECORRUPT), %lu messages logged\n",
+    printf("%s store: %lu allocations a run; %lu runs had one fail, %lu calls or results failed (%lu with "
+           "the catalog's RH_ECORRUPT), %lu messages logged\n",
            ops ? "callbacks" : "local", count, fired, calls_failed, catalog_corrupt, logged);
 }
 END_TEST
