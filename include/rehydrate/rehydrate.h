@@ -21,7 +21,11 @@
  * time what the library knows.
  *
  * The library never prints, never exits, never aborts on bad input or I/O errors, and never calls a
- * callback from a thread the application did not expect (see rh_store_ops).
+ * callback from a thread the application did not expect (see rh_store_ops). Memory exhaustion is a
+ * failure like the others: the call that could not allocate returns -ENOMEM (rh_restore_files: in
+ * the results of the files it failed), after freeing what it had allocated; it neither aborts nor
+ * prints. (Two paths do not keep this promise yet, see BUGS in rh_store_open(3): decoding a snapshot's
+ * catalog, and rebuilding a missing, stale or damaged index.)
  *
  * SPDX-License-Identifier: BSD-2-Clause (see LICENSE).
  */
@@ -176,15 +180,15 @@ RH_EXPORT void rh_plan_free(rh_container_extent *plan);
  * `results` (may be NULL) gets one code per path: 0, RH_NOT_A_STUB (the file has no reparse point; it is
  * left alone), or a negative code (RH_ECORRUPT, RH_ECHECKSUM, RH_EDIGEST, RH_ENOCONTAINER, RH_ENOCHUNK,
  * RH_EWRONGSTORE, a negated errno, ...) that rh_strerror explains; a failed file keeps its xattr and may
- * be retried.
+ * be retried. Memory that runs out fails the files that needed it with -ENOMEM, like any other error.
  *
  * Returns 0 when no file failed (RH_NOT_A_STUB is not a failure), RH_EPARTIAL when some files failed
  * and others did not, otherwise (every file failed) the first path's error. The failure contract:
  * -EINVAL (store NULL, paths NULL with n > 0, a NULL path, more than RH_RESTORE_MAX_FILES paths, an
  * unknown flag bit) is returned before anything is read or touched, and `results` is left untouched;
  * on every other return, every element of `results` has been written, so a caller never reads a
- * stale code (a failure before any file could be looked at, such as an unreadable index, is that
- * failure in every element).
+ * stale code (a failure before any file could be looked at, such as an unreadable index or no memory
+ * for the call's own state, is that failure in every element).
  *
  * Every store file is read through the store's callbacks, on the calling thread: first
  * order_containers for the stream-map containers, then for each of them (in the returned order)

@@ -1,6 +1,7 @@
 /*
  * api.c — the public restore API of librehydrate: rh_restore_files and the lazy rh_snapshot / rh_file
- * reads, as thin wrappers over engine.c, reader.c and the catalog.
+ * reads, as thin wrappers over engine.c, reader.c and the catalog. Like everything below them, they
+ * allocate with mem_* (util.h): memory exhaustion is -ENOMEM, never an abort.
  */
 #include "config.h"
 
@@ -43,7 +44,7 @@ RH_EXPORT rh_container_extent *rh_plan_alloc(size_t n)
 {
     if (n == 0 || n > SIZE_MAX / sizeof(rh_container_extent))
         return NULL;
-    return malloc(n * sizeof(rh_container_extent));
+    return mem_alloc(n * sizeof(rh_container_extent));
 }
 
 RH_EXPORT void rh_plan_free(rh_container_extent *plan) { free(plan); }
@@ -52,17 +53,21 @@ RH_EXPORT int rh_snapshot_open(rh_store *store, const char *name, rh_snapshot **
 {
     if (!store || !name || !ret_snapshot)
         return -EINVAL;
-    if (!store_snapshot_name_ok(name))
+    char path[STORE_SNAPSHOT_PATH_MAX];
+    if (!store_snapshot_name_ok(name) || !store_snapshot_path_buf(name, path))
         return RH_ENOSNAPSHOT;
     index_t *ix;
     int r = store_index(store, &ix);
     if (r < 0)
         return r;
-    _cleanup_(freep) char *path = store_snapshot_path(name);
     catalog *c;
     if ((r = catalog_open(store->ops, store->ctx, path, &c)) < 0)
         return r;
-    rh_snapshot *sn = xcalloc(1, sizeof(*sn));
+    rh_snapshot *sn = mem_calloc(1, sizeof(*sn));
+    if (!sn) {
+        catalog_close(c);
+        return -ENOMEM;
+    }
     sn->s = store;
     sn->c = c;
     pthread_mutex_init(&sn->lock, NULL);
@@ -102,7 +107,11 @@ RH_EXPORT int rh_file_open(rh_snapshot *sn, const char *path, unsigned flags, rh
     catalog_entry_free(e);
     if (r < 0)
         return r;
-    rh_file *f = xcalloc(1, sizeof(*f));
+    rh_file *f = mem_calloc(1, sizeof(*f));
+    if (!f) {
+        reader_close(rf);
+        return -ENOMEM;
+    }
     f->snap = sn;
     f->r = rf;
     *ret_file = f;

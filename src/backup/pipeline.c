@@ -176,7 +176,7 @@ static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool regi
             p->kind = PIECE_HOLE; /* all-zero chunks are not stored */
         } else {
             p->kind = PIECE_DATA;
-            hash_sha256(g->data + pos, c, p->digest);
+            xhash_sha256(g->data + pos, c, p->digest);
         }
         pos += c;
     }

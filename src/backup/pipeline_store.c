@@ -75,7 +75,7 @@ int pipeline_store_map(backup *b, uint64_t handle, const streammap_entry *map, s
     bytebuf raw = { 0 };
     streammap_encode(map, n, mapped, &raw);
     catalog_stream cs = { 0 };
-    hash_sha256(raw.data, raw.len, cs.digest);
+    xhash_sha256(raw.data, raw.len, cs.digest);
     index_loc loc;
     int r = index_find_stream(b->ix, cs.digest, &loc);
     if (r == RH_ENOCHUNK) {

@@ -74,7 +74,9 @@ int fs_read_file(int dirfd, const char *name, uint8_t **ret_data, size_t *ret_le
         return -errno;
     if (!S_ISREG(st.st_mode))
         return -EINVAL;
-    uint8_t *data = xmalloc((size_t)st.st_size + 1);
+    uint8_t *data = mem_alloc((size_t)st.st_size + 1);
+    if (!data)
+        return -ENOMEM;
     int r = fs_pread_full(fd, data, (size_t)st.st_size, 0);
     if (r < 0) {
         free(data);
@@ -96,7 +98,9 @@ int fs_fsync_dir(int dirfd)
 int fs_create_temp(int dirfd, const char *name, char **ret_tmpname)
 {
     for (int attempt = 0; attempt < 100; attempt++) {
-        char *tmp = xasprintf("%s.tmp.%d.%u", name, (int)getpid(), (unsigned)(now_ns() % 1000000007u));
+        char *tmp = mem_asprintf("%s.tmp.%d.%u", name, (int)getpid(), (unsigned)(now_ns() % 1000000007u));
+        if (!tmp)
+            return -ENOMEM;
         int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd >= 0) {
             *ret_tmpname = tmp;

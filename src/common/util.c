@@ -1,5 +1,6 @@
 /*
- * util.c — allocation, buffers, cursors and clocks shared by every module.
+ * util.c — allocation (the failing mem_* family with its fault-injection hook, and the aborting x*
+ * family: util.h says who uses which), buffers, cursors and clocks shared by every module.
  */
 #include "config.h"
 
@@ -10,6 +11,122 @@
 #include <time.h>
 
 #include "common/util.h"
+
+/* ---- fault injection (mem_fail_after) ---- */
+
+/* How many more allocations succeed before one fails; < 0: none fails. */
+static long fail_countdown = -1;
+static unsigned long alloc_count;
+
+void mem_fail_after(long n) { __atomic_store_n(&fail_countdown, n < 0 ? -1 : n, __ATOMIC_RELAXED); }
+
+unsigned long mem_alloc_count(void) { return __atomic_load_n(&alloc_count, __ATOMIC_RELAXED); }
+
+bool mem_fail_here(void)
+{
+    __atomic_add_fetch(&alloc_count, 1, __ATOMIC_RELAXED);
+    if (__atomic_load_n(&fail_countdown, __ATOMIC_RELAXED) < 0)
+        return false;
+    /* Of threads that race past the load, exactly one takes the countdown from 0 to -1; the others
+     * take it further below 0, which is still off. */
+    return __atomic_fetch_sub(&fail_countdown, 1, __ATOMIC_RELAXED) == 0;
+}
+
+/* ---- allocation that fails ---- */
+
+void *mem_alloc(size_t n) { return mem_fail_here() ? NULL : malloc(n ? n : 1); }
+
+void *mem_calloc(size_t n, size_t size)
+{
+    if (size && n > SIZE_MAX / size)
+        return NULL;
+    return mem_fail_here() ? NULL : calloc(n ? n : 1, size ? size : 1);
+}
+
+void *mem_realloc(void *p, size_t n) { return mem_fail_here() ? NULL : realloc(p, n ? n : 1); }
+
+char *mem_strdup(const char *s) { return mem_memdup(s, strlen(s) + 1); }
+
+void *mem_memdup(const void *p, size_t n)
+{
+    void *q = mem_alloc(n);
+    if (q && n)
+        memcpy(q, p, n);
+    return q;
+}
+
+char *mem_vasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+    if (mem_fail_here() || vasprintf(&s, fmt, ap) < 0)
+        return NULL;
+    return s;
+}
+
+char *mem_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = mem_vasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void *mem_grow(void *p, size_t *cap, size_t n, size_t size, size_t first)
+{
+    if (n < *cap)
+        return p;
+    size_t want = *cap ? 2 * *cap : first;
+    if (want < *cap || (size && want > SIZE_MAX / size))
+        return NULL;
+    void *q = mem_realloc(p, want * size);
+    if (q)
+        *cap = want;
+    return q;
+}
+
+typedef struct scratch {
+    void *p;
+    size_t cap;
+} scratch;
+
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+static bool scratch_key_ok;
+
+static void scratch_free(void *v)
+{
+    scratch *s = v;
+    free(s->p);
+    free(s);
+}
+static void scratch_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_free) == 0; }
+
+void *thread_scratch(size_t n)
+{
+    pthread_once(&scratch_once, scratch_init);
+    if (!scratch_key_ok)
+        return NULL;
+    scratch *s = pthread_getspecific(scratch_key);
+    if (!s) {
+        if (!(s = mem_calloc(1, sizeof(*s))))
+            return NULL;
+        if (pthread_setspecific(scratch_key, s) != 0) {
+            free(s);
+            return NULL;
+        }
+    }
+    if (n > s->cap) {
+        free(s->p);
+        s->cap = 0;
+        if (!(s->p = mem_alloc(n)))
+            return NULL;
+        s->cap = n;
+    }
+    return s->p;
+}
+
+/* ---- allocation that aborts ---- */
 
 static void oom(size_t n)
 {
@@ -49,38 +166,6 @@ void *xmemdup(const void *p, size_t n)
     if (n)
         memcpy(q, p, n);
     return q;
-}
-
-typedef struct scratch {
-    void *p;
-    size_t cap;
-} scratch;
-
-static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
-static pthread_key_t scratch_key;
-
-static void scratch_free(void *v)
-{
-    scratch *s = v;
-    free(s->p);
-    free(s);
-}
-static void scratch_init(void) { pthread_key_create(&scratch_key, scratch_free); }
-
-void *thread_scratch(size_t n)
-{
-    pthread_once(&scratch_once, scratch_init);
-    scratch *s = pthread_getspecific(scratch_key);
-    if (!s) {
-        s = xcalloc(1, sizeof(*s));
-        pthread_setspecific(scratch_key, s);
-    }
-    if (n > s->cap) {
-        free(s->p);
-        s->p = xmalloc(n);
-        s->cap = n;
-    }
-    return s->p;
 }
 
 void *xgrow(void *p, size_t *cap, size_t n, size_t size, size_t first)

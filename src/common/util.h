@@ -1,11 +1,21 @@
 /*
- * util.h — small helpers every module uses: cleanup attributes, little-endian encoding, allocation that
- * aborts on exhaustion (as git and tmux do: a backup tool that runs out of memory cannot do anything
- * useful with the error), and growable byte buffers.
+ * util.h — small helpers every module uses: cleanup attributes, little-endian encoding, allocation, and
+ * growable byte buffers.
+ *
+ * Allocation comes in two families, and which one a function uses depends on who calls it:
+ *  - mem_* returns NULL when memory is exhausted. Library code uses it: everything the public API
+ *    (rehydrate.h) reaches, which must never print or take the application down. A caller frees what it
+ *    holds and returns -ENOMEM, which propagates to the rh_ call (rh_restore_files writes it into the
+ *    results of the files it fails).
+ *  - x* prints a message and aborts (as git and tmux do). Only the front ends (the CLI, the daemon) and
+ *    the writers that only they drive (backup, verify, reindex, catalog writing) use it: a backup tool
+ *    that runs out of memory cannot do anything useful with the error. bytebuf grows with it too.
+ * Both families take a size of 0 as 1, so that a successful call never returns NULL.
  */
 #ifndef RH_COMMON_UTIL_H
 #define RH_COMMON_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -38,20 +48,53 @@ static inline void closep(int *fd)
         close(*fd);
 }
 
+/* ---- allocation that fails: library code (see the head comment) ---- */
+
+/* malloc, calloc (n * size is checked for overflow), realloc (on failure p is left as it was), strdup,
+ * a copy of n bytes: NULL when memory is exhausted. Free with free(). */
+void *mem_alloc(size_t n);
+void *mem_calloc(size_t n, size_t size);
+void *mem_realloc(void *p, size_t n);
+char *mem_strdup(const char *s);
+void *mem_memdup(const void *p, size_t n);
+/* A printf into a freshly allocated string, or NULL. */
+char *mem_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *mem_vasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+/*
+ * Makes room for one more element in a growable array p of n elements of `size` bytes whose capacity is
+ * *cap: when it is full, the capacity doubles (or becomes `first`). Returns the array, maybe moved, or
+ * NULL when it cannot grow: then p and *cap are as they were, and the caller still owns p.
+ */
+void *mem_grow(void *p, size_t *cap, size_t n, size_t size, size_t first);
+/*
+ * A buffer of at least n bytes that belongs to the calling thread, for data that does not outlive one
+ * step of work: it is reused (and grown) by the thread's next call, and freed when the thread exits.
+ * Hot paths use it instead of a malloc per chunk, whose fresh pages cost a fault each. NULL when it
+ * cannot grow (the thread's previous buffer is then gone too).
+ */
+void *thread_scratch(size_t n);
+
+/*
+ * For tests only (not exported from librehydrate): fault injection in the style of SQLite's. After
+ * mem_fail_after(n), n more allocations succeed and the one after them fails, once; n < 0 turns it off.
+ * Every mem_* allocation counts, and so do the contexts that hash.c and compress.c make through
+ * mem_fail_here(); the x* family never fails this way. The hook is process-wide and thread-safe.
+ * mem_alloc_count() is how many allocations have counted so far, so that a test can measure a run.
+ */
+void mem_fail_after(long n);
+unsigned long mem_alloc_count(void);
+/* Counts one allocation that another library makes (an OpenSSL context): true when it must fail. */
+bool mem_fail_here(void);
+
+/* ---- allocation that aborts: front ends and writers only (see the head comment) ---- */
+
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 void *xmemdup(const void *p, size_t n);
-/* Makes room for one more element in a growable array of n elements of `size` bytes whose capacity is
- * *cap: when it is full, the capacity doubles (or becomes `first`). Returns the array, maybe moved. */
+/* mem_grow that aborts instead of failing. */
 void *xgrow(void *p, size_t *cap, size_t n, size_t size, size_t first);
-/*
- * A buffer of at least n bytes that belongs to the calling thread, for data that does not outlive one
- * step of work: it is reused (and grown) by the thread's next call, and freed when the thread exits.
- * Hot paths use it instead of a malloc per chunk, whose fresh pages cost a fault each.
- */
-void *thread_scratch(size_t n);
 /* A printf into a freshly allocated string. */
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -76,7 +119,8 @@ static inline uint64_t get_le64(const uint8_t *p)
     return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
 }
 
-/* A growable byte buffer. Zero-initialise it; buf_free() releases it. */
+/* A growable byte buffer. Zero-initialise it; buf_free() releases it. It grows with xrealloc, so only
+ * writers use it (backup, catalogs, verify reports), never a read path of the public API. */
 typedef struct bytebuf {
     uint8_t *data;
     size_t len, cap;

@@ -1,5 +1,6 @@
 /*
- * compress.c — zstd with per-thread contexts, created on first use and freed when the thread exits.
+ * compress.c — zstd with per-thread contexts, created on first use and freed when the thread exits. A
+ * context that cannot be made (no memory) fails the call with -ENOMEM; nothing here aborts.
  *
  * Chunks are compressed with a *static* context: one workspace, allocated once per thread and level,
  * large enough for any input of at most STATIC_MAX_INPUT bytes. A normal context resizes its workspace
@@ -17,6 +18,7 @@
 #include <string.h>
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_initStaticCCtx, ZSTD_estimateCCtxSize_usingCParams */
 #include <zstd.h>
+#include <zstd_errors.h> /* ZSTD_getErrorCode */
 
 #include <rehydrate/rehydrate.h>
 
@@ -34,6 +36,13 @@ typedef struct cctx_set {
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static pthread_key_t cctx_key, dctx_key;
+static bool keys_ok;
+
+/* zstd allocates through the library's failing allocator: its contexts fail like any other allocation
+ * (and the fault-injection hook reaches them). */
+static void *zstd_alloc(void *opaque, size_t n) { return mem_alloc(n); }
+static void zstd_free(void *opaque, void *p) { free(p); }
+static const ZSTD_customMem zstd_mem = { zstd_alloc, zstd_free, NULL };
 
 static void free_cctx(void *p)
 {
@@ -45,19 +54,27 @@ static void free_cctx(void *p)
 static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
 static void keys_init(void)
 {
-    pthread_key_create(&cctx_key, free_cctx);
-    pthread_key_create(&dctx_key, free_dctx);
+    keys_ok = pthread_key_create(&cctx_key, free_cctx) == 0;
+    if (keys_ok && pthread_key_create(&dctx_key, free_dctx) != 0) {
+        pthread_key_delete(cctx_key);
+        keys_ok = false;
+    }
 }
 
+/* The calling thread's compression contexts, made on first use; NULL when they cannot be made. */
 static cctx_set *get_cctx_set(void)
 {
     pthread_once(&once, keys_init);
+    if (!keys_ok)
+        return NULL;
     cctx_set *c = pthread_getspecific(cctx_key);
-    if (!c) {
-        c = calloc(1, sizeof(*c));
-        if (!c || !(c->dynamic = ZSTD_createCCtx()))
-            abort();
-        pthread_setspecific(cctx_key, c);
+    if (c)
+        return c;
+    if (!(c = mem_calloc(1, sizeof(*c))))
+        return NULL;
+    if (!(c->dynamic = ZSTD_createCCtx_advanced(zstd_mem)) || pthread_setspecific(cctx_key, c) != 0) {
+        free_cctx(c);
+        return NULL;
     }
     return c;
 }
@@ -85,7 +102,7 @@ static ZSTD_CCtx *get_cctx(cctx_set *c, int level, size_t n)
         size_t size = static_ws_size(level);
         free(c->ws);
         c->fixed = NULL;
-        if (!(c->ws = malloc(size)) || !(c->fixed = ZSTD_initStaticCCtx(c->ws, size))) {
+        if (!(c->ws = mem_alloc(size)) || !(c->fixed = ZSTD_initStaticCCtx(c->ws, size))) {
             free(c->ws);
             c->ws = NULL;
             return c->dynamic;
@@ -95,17 +112,28 @@ static ZSTD_CCtx *get_cctx(cctx_set *c, int level, size_t n)
     return c->fixed;
 }
 
+/* The calling thread's decompression context, made on first use; NULL when it cannot be made. */
 static ZSTD_DCtx *get_dctx(void)
 {
     pthread_once(&once, keys_init);
+    if (!keys_ok)
+        return NULL;
     ZSTD_DCtx *d = pthread_getspecific(dctx_key);
-    if (!d) {
-        d = ZSTD_createDCtx();
-        if (!d)
-            abort();
-        pthread_setspecific(dctx_key, d);
+    if (d)
+        return d;
+    if (!(d = ZSTD_createDCtx_advanced(zstd_mem)))
+        return NULL;
+    if (pthread_setspecific(dctx_key, d) != 0) {
+        ZSTD_freeDCtx(d);
+        return NULL;
     }
     return d;
+}
+
+/* zstd's failure to allocate is ours to report as such, not as damage of the data. */
+static bool zstd_nomem(size_t r)
+{
+    return ZSTD_isError(r) && ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation;
 }
 
 size_t compress_bound(size_t n) { return ZSTD_compressBound(n); }
@@ -137,12 +165,14 @@ static int compress_into(int level, int min_match, const void *src, size_t n, vo
         return 0;
     }
     cctx_set *c = get_cctx_set();
+    if (!c)
+        return -ENOMEM;
     ZSTD_CCtx *cctx = get_cctx(c, level, n);
     size_t r = zstd_run(cctx, level, min_match, dst, cap, src, n);
     if (ZSTD_isError(r) && cctx != c->dynamic) /* the estimate fell short: never fail on it */
         r = zstd_run(c->dynamic, level, min_match, dst, cap, src, n);
     if (ZSTD_isError(r))
-        return -EIO;
+        return zstd_nomem(r) ? -ENOMEM : -EIO;
     if (r >= n) {
         *ret_codec = CODEC_RAW;
         *ret_len = n;
@@ -158,6 +188,8 @@ static int compress_inplace(int level, int min_match, void *buf, size_t n, uint8
 {
     size_t cap = compress_bound(n);
     uint8_t *out = thread_scratch(cap);
+    if (!out)
+        return -ENOMEM;
     int r = compress_into(level, min_match, buf, n, out, cap, ret_codec, ret_len);
     if (r >= 0 && *ret_codec == CODEC_ZSTD)
         memcpy(buf, out, *ret_len);
@@ -221,7 +253,12 @@ int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t
         memcpy(dst, src, n);
         return 0;
     case CODEC_ZSTD: {
-        size_t r = ZSTD_decompressDCtx(get_dctx(), dst, raw_len, src, n);
+        ZSTD_DCtx *d = get_dctx();
+        if (!d)
+            return -ENOMEM;
+        size_t r = ZSTD_decompressDCtx(d, dst, raw_len, src, n);
+        if (zstd_nomem(r))
+            return -ENOMEM;
         if (ZSTD_isError(r) || r != raw_len)
             return RH_ECORRUPT;
         return 0;

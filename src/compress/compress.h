@@ -18,7 +18,8 @@ size_t compress_bound(size_t n);
  * Compresses src[0..n) with zstd at `level` into dst (capacity compress_bound(n)). Sets *ret_codec to
  * CODEC_ZSTD and *ret_len to the compressed size, or, when that would not be smaller, copies nothing and
  * sets *ret_codec to CODEC_RAW (the caller stores src itself). Level 0 means "store raw".
- * Thread-safe: each thread keeps its own zstd context. Returns 0 or a negative code.
+ * Thread-safe: each thread keeps its own zstd context. Returns 0 or a negative code: -ENOMEM when the
+ * context (or compress_chunk_inplace's buffer) cannot be allocated, -EIO when zstd fails otherwise.
  */
 int compress_chunk(int level, const void *src, size_t n, void *dst, size_t cap, uint8_t *ret_codec,
                    size_t *ret_len);
@@ -35,7 +36,8 @@ int compress_pack_inplace(int level, void *buf, size_t n, uint8_t *ret_codec, si
  * a record that fails this is damaged, and nothing need be allocated for its raw_len. Never reads
  * past src + n. Non-zero when plausible. */
 int decompress_size_ok(uint8_t codec, const void *src, size_t n, size_t raw_len);
-/* Decodes a record payload of `codec` into exactly raw_len bytes; RH_ECORRUPT if it does not fit. */
+/* Decodes a record payload of `codec` into exactly raw_len bytes; RH_ECORRUPT if it does not fit,
+ * -ENOMEM when the thread's zstd context cannot be made. */
 int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t raw_len);
 /* Whether compress_chunk accepts this level (0 and 1..19). */
 int compress_level_valid(int level);

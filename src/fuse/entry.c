@@ -23,7 +23,7 @@ bool fs_once(fs *f, const char *what, const char *where)
 {
     uint8_t key[HASH_LEN];
     _cleanup_(freep) char *k = xasprintf("%s\n%s", what, where);
-    hash_sha256(k, strlen(k), key);
+    xhash_sha256(k, strlen(k), key);
     pthread_mutex_lock(&f->log_lock);
     bool seen = digest_set_contains(&f->logged, key);
     if (!seen)

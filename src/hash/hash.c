@@ -1,9 +1,11 @@
 /*
  * hash.c — SHA-256 through OpenSSL's EVP interface (which uses the CPU's SHA extensions) and XXH3
- * through libxxhash.
+ * through libxxhash. OpenSSL's failures (no SHA-256 provider, no memory for a context) are returned,
+ * never printed: the library's read paths hash.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,11 +14,15 @@
 #define XXH_STATIC_LINKING_ONLY /* XXH3_state_t on the stack */
 #include <xxhash.h>
 
+#include <rehydrate/rehydrate.h>
+
+#include "common/util.h"
 #include "hash/hash.h"
 
-static EVP_MD *sha256_md;
+static EVP_MD *sha256_md; /* NULL when OpenSSL has no SHA-256: every hash then fails */
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
 static pthread_key_t ctx_key;
+static bool ctx_key_ok;
 
 static void free_ctx(void *p) { EVP_MD_CTX_free(p); }
 
@@ -24,27 +30,44 @@ static void sha256_init(void)
 {
     /* Fetch the implementation once; an implicit fetch per call costs more than hashing a small chunk. */
     sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (!sha256_md) {
-        fprintf(stderr, "rehydrate: OpenSSL has no SHA-256 implementation\n");
-        abort();
-    }
-    pthread_key_create(&ctx_key, free_ctx);
+    ctx_key_ok = pthread_key_create(&ctx_key, free_ctx) == 0;
 }
 
-void hash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN])
+/* The calling thread's digest context, made on first use; NULL when it cannot be made. */
+static EVP_MD_CTX *thread_ctx(void)
+{
+    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
+    if (ctx)
+        return ctx;
+    if (mem_fail_here() || !(ctx = EVP_MD_CTX_new()))
+        return NULL;
+    if (pthread_setspecific(ctx_key, ctx) != 0) {
+        EVP_MD_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+int hash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN])
 {
     pthread_once(&sha256_once, sha256_init);
-    EVP_MD_CTX *ctx = pthread_getspecific(ctx_key);
-    if (!ctx) {
-        ctx = EVP_MD_CTX_new();
-        if (!ctx)
-            abort();
-        pthread_setspecific(ctx_key, ctx);
-    }
+    if (!sha256_md)
+        return -ENOTSUP;
+    EVP_MD_CTX *ctx = ctx_key_ok ? thread_ctx() : NULL;
+    if (!ctx)
+        return -ENOMEM;
     unsigned int n = 0;
     if (EVP_DigestInit_ex(ctx, sha256_md, NULL) != 1 || EVP_DigestUpdate(ctx, data, len) != 1 ||
-        EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != HASH_LEN) {
-        fprintf(stderr, "rehydrate: SHA-256 failed\n");
+        EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != HASH_LEN)
+        return -EIO;
+    return 0;
+}
+
+void xhash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN])
+{
+    int r = hash_sha256(data, len, out);
+    if (r < 0) {
+        fprintf(stderr, "rehydrate: SHA-256 failed: %s\n", rh_strerror(r));
         abort();
     }
 }

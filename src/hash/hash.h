@@ -12,8 +12,15 @@
 
 #define HASH_LEN 32
 
-/* SHA-256 of data[0..len). Thread-safe: each thread keeps its own digest context. */
-void hash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN]);
+/*
+ * SHA-256 of data[0..len) into out. Thread-safe: each thread keeps its own digest context, made on its
+ * first call. 0, or -ENOMEM when that context cannot be made, -ENOTSUP when OpenSSL has no SHA-256,
+ * -EIO when OpenSSL fails otherwise; out is then undefined.
+ */
+int hash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN]) __attribute__((warn_unused_result));
+/* hash_sha256 for front ends and writers that cannot go on without a digest: prints and aborts when it
+ * fails (util.h: the x* family). */
+void xhash_sha256(const void *data, size_t len, uint8_t out[HASH_LEN]);
 
 /* The record checksum: XXH3-64 of `payload`, seeded with XXH3-64 of `head` (see doc/format.md). */
 uint64_t hash_checksum(const void *head, size_t head_len, const void *payload, size_t payload_len);

@@ -423,7 +423,9 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
     if (r != 0)
         return r;
 
-    index_t *ix = xcalloc(1, sizeof(*ix));
+    index_t *ix = mem_calloc(1, sizeof(*ix));
+    if (!ix)
+        return -ENOMEM;
     ix->readonly = readonly;
     return open_db(ix, path, NULL, store_uuid, flags, ret);
 }
@@ -435,10 +437,17 @@ int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const u
         return -EINVAL;
     if (!sqlite3_threadsafe())
         return -ENOTSUP;
-    index_t *ix = xcalloc(1, sizeof(*ix));
+    index_t *ix = mem_calloc(1, sizeof(*ix));
+    if (!ix)
+        return -ENOMEM;
     ix->readonly = true;
-    ix->vsrc = xcalloc(1, sizeof(*ix->vsrc));
-    *ix->vsrc = (index_vfs_source){ .ops = ops, .ctx = ctx, .path = xstrdup(path) };
+    char *copy = mem_strdup(path);
+    if (!copy || !(ix->vsrc = mem_calloc(1, sizeof(*ix->vsrc)))) {
+        free(copy);
+        free(ix);
+        return -ENOMEM;
+    }
+    *ix->vsrc = (index_vfs_source){ .ops = ops, .ctx = ctx, .path = copy };
     char name[40];
     int r = index_vfs_name(ix->vsrc, name);
     if (r < 0) {
@@ -643,7 +652,9 @@ int index_matches(index_t *ix, const index_container *have, size_t n, bool *ret_
 {
     if (!ix || (!have && n) || !ret_match)
         return -EINVAL;
-    _cleanup_(freep) index_container *sorted = n ? xmemdup(have, n * sizeof(*have)) : NULL;
+    _cleanup_(freep) index_container *sorted = n ? mem_memdup(have, n * sizeof(*have)) : NULL;
+    if (n && !sorted)
+        return -ENOMEM;
     if (n)
         sort_array(sorted, n, sizeof(*sorted), cmp_container);
 

@@ -75,7 +75,7 @@ static vblock *get_block(vfile *f, uint64_t no, int *ret_err)
     }
     if (f->ncache < INDEX_VFS_CACHE) {
         victim = &f->cache[f->ncache];
-        victim->data = malloc(INDEX_VFS_BLOCK);
+        victim->data = mem_alloc(INDEX_VFS_BLOCK);
         if (!victim->data) {
             *ret_err = -ENOMEM;
             return NULL;

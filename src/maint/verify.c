@@ -67,7 +67,7 @@ static int check_pack(verifier *v, const container_record *rec, const uint8_t *p
         uint8_t d[HASH_LEN];
         if ((r = pack_member(rec, payload, k, &pe)) < 0)
             return r;
-        hash_sha256(data + pe.offset, pe.raw_len, d);
+        xhash_sha256(data + pe.offset, pe.raw_len, d);
         if (memcmp(d, pe.digest, HASH_LEN) != 0) {
             bad = RH_EDIGEST;
             continue;
@@ -86,7 +86,7 @@ static int check_payload(const container_record *rec, const uint8_t *payload, ui
     if (r < 0)
         return r;
     uint8_t d[HASH_LEN];
-    hash_sha256(scratch, rec->raw_len, d);
+    xhash_sha256(scratch, rec->raw_len, d);
     if (memcmp(d, rec->digest, HASH_LEN) != 0)
         return RH_EDIGEST;
     if (rec->type == RECORD_STREAM) {

@@ -8,6 +8,9 @@
  * stream map. Two threads that miss the same chunk at once may both fetch it; the second insert finds the
  * first and drops its copy. That wastes a fetch in a rare race instead of making readers wait on each
  * other.
+ *
+ * The reads allocate with mem_* and fail with -ENOMEM, which the daemon answers a read with; only
+ * chunk_cache_new, called once at start-up, aborts (util.h).
  */
 #include "config.h"
 
@@ -45,6 +48,7 @@ struct chunk_cache {
 
 const uint8_t *chunk_data(const chunk_ref *c) { return c->data; }
 
+/* The daemon makes its one cache at start-up (and does not check for failure): it aborts when it cannot. */
 int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret)
 {
     chunk_cache *c = xcalloc(1, sizeof(*c));
@@ -202,7 +206,9 @@ static void insert_sibling(void *ud, const uint8_t digest[HASH_LEN], const uint8
     chunk_cache *c = ud;
     if (chunk_cached(c, digest))
         return;
-    chunk_ref *n = xmalloc(sizeof(*n) + (size_t)len);
+    chunk_ref *n = mem_alloc(sizeof(*n) + (size_t)len);
+    if (!n)
+        return; /* only a guess at what is read next */
     memcpy(n->digest, digest, HASH_LEN);
     memcpy(n->data, data, len);
     n->len = len;
@@ -239,8 +245,13 @@ static int get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, con
     c->st.misses++;
     pthread_mutex_unlock(&c->lock);
 
-    /* Fetch without the lock: other readers go on meanwhile. */
-    chunk_ref *n = xmalloc(sizeof(*n) + (size_t)len);
+    /* Fetch without the lock: other readers go on meanwhile. No chunk is longer than a record: a
+     * longer length is a damaged stream map, not a size to allocate. */
+    if (len > RECORD_LEN_MAX)
+        return RH_ECORRUPT;
+    chunk_ref *n = mem_alloc(sizeof(*n) + (size_t)len);
+    if (!n)
+        return -ENOMEM;
     memcpy(n->digest, digest, HASH_LEN);
     n->len = len;
     n->refs = 1;
@@ -374,8 +385,12 @@ int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len
         cap += hole ? (p.n + sizeof(zeros) - 1) / sizeof(zeros) : 1;
         nchunks += !hole;
     }
-    v->iov = xmalloc(cap * sizeof(*v->iov));
-    v->refs = xmalloc((nchunks ? nchunks : 1) * sizeof(*v->refs));
+    v->iov = mem_calloc(cap, sizeof(*v->iov));
+    v->refs = mem_calloc(nchunks, sizeof(*v->refs));
+    if (!v->iov || !v->refs) {
+        cache_iov_release(c, v);
+        return -ENOMEM;
+    }
     streammap_range_start(&rg, m, off, len);
     while (streammap_range_next(&rg, &p)) {
         const streammap_entry *e = &m->e[p.i];

@@ -1,5 +1,6 @@
 /*
- * reader.c — the lazy read path (see reader.h).
+ * reader.c — the lazy read path (see reader.h). It is the public API's (rh_file_*): every allocation
+ * may fail, with -ENOMEM, and leaves the file as it was, so that a later read can succeed.
  */
 #include "config.h"
 
@@ -23,7 +24,9 @@ static int read_record(rh_store *s, uint8_t kind, uint32_t id, uint64_t offset, 
     size_t len = RECORD_HEADER_SIZE + (size_t)stored_len;
     if (len > *cap) {
         free(*buf);
-        *buf = xmalloc(len);
+        *cap = 0;
+        if (!(*buf = mem_alloc(len)))
+            return -ENOMEM;
         *cap = len;
     }
     char path[CONTAINER_PATH_MAX];
@@ -45,12 +48,15 @@ int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret
     if (got.type != RECORD_STREAM || got.raw_len != cs->raw_len || memcmp(got.digest, cs->digest, HASH_LEN))
         return RH_ECORRUPT;
     /* Allocated once the record, whose raw_len is at most RECORD_LEN_MAX, agrees with the catalog. */
-    _cleanup_(freep) uint8_t *raw = xmalloc(got.raw_len ? got.raw_len : 1);
+    _cleanup_(freep) uint8_t *raw = mem_alloc(got.raw_len);
+    if (!raw)
+        return -ENOMEM;
     if ((r = decompress_chunk(got.codec, payload, got.stored_len, raw, got.raw_len)) < 0)
         return r;
     /* Stream maps are small next to the data they describe: always check their digest. */
     uint8_t d[HASH_LEN];
-    hash_sha256(raw, got.raw_len, d);
+    if ((r = hash_sha256(raw, got.raw_len, d)) < 0)
+        return r;
     if (memcmp(d, cs->digest, HASH_LEN) != 0)
         return RH_EDIGEST;
     return store_decode_streammap(s, raw, got.raw_len, ret);
@@ -79,7 +85,9 @@ static int load_pack(rh_store *s, const index_loc *loc, pack_memo *m, bool *ret_
         return RH_ECORRUPT;
     if (m->rec.codec != CODEC_RAW && m->rec.raw_len > m->raw_cap) {
         free(m->raw);
-        m->raw = xmalloc(m->rec.raw_len);
+        m->raw_cap = 0;
+        if (!(m->raw = mem_alloc(m->rec.raw_len)))
+            return -ENOMEM;
         m->raw_cap = m->rec.raw_len;
     }
     if ((r = pack_decode(&m->rec, payload, m->raw, &m->data)) < 0)
@@ -102,8 +110,7 @@ static void give_siblings(const pack_memo *m, unsigned skip, bool verify, reader
             continue;
         if (verify) {
             uint8_t d[HASH_LEN];
-            hash_sha256(m->data + pe.offset, pe.raw_len, d);
-            if (memcmp(d, pe.digest, HASH_LEN) != 0)
+            if (hash_sha256(m->data + pe.offset, pe.raw_len, d) < 0 || memcmp(d, pe.digest, HASH_LEN) != 0)
                 continue; /* fails when it is asked for itself */
         }
         sibling(ud, pe.digest, m->data + pe.offset, pe.raw_len);
@@ -172,7 +179,8 @@ static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint6
         return r;
     if (verify) {
         uint8_t d[HASH_LEN];
-        hash_sha256(out, raw_len, d);
+        if ((r = hash_sha256(out, raw_len, d)) < 0)
+            return r;
         if (memcmp(d, digest, HASH_LEN) != 0)
             return RH_EDIGEST;
     }
@@ -255,7 +263,11 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
     int r = reader_load_file_map(s, e, &m);
     if (r < 0)
         return r;
-    reader_file *f = xcalloc(1, sizeof(*f));
+    reader_file *f = mem_calloc(1, sizeof(*f));
+    if (!f) {
+        streammap_free(m);
+        return -ENOMEM;
+    }
     f->s = s;
     f->ix = ix;
     f->ixp = &f->ix;
@@ -301,11 +313,17 @@ int reader_pread(reader_file *f, void *buf, size_t len, uint64_t off, size_t *re
             continue;
         }
         if (!f->cache_valid || f->cached != p.i) {
+            /* No chunk is longer than a record: a longer entry is a damaged map, not a size to allocate. */
+            if (e->length > RECORD_LEN_MAX)
+                return RH_ECORRUPT;
+            f->cache_valid = false;
             if (e->length > f->cache_cap) {
-                f->cache = xrealloc(f->cache, e->length);
+                uint8_t *cache = mem_realloc(f->cache, e->length);
+                if (!cache)
+                    return -ENOMEM;
+                f->cache = cache;
                 f->cache_cap = e->length;
             }
-            f->cache_valid = false;
             const index_loc *at = streammap_loc(m, p.i);
             int r = f->genp ? reader_fetch_chunk_rx(f->s, f->ixp, f->genp, INDEX_READONLY, e->digest, e->length,
                                                     at, f->verify, f->cache, NULL, &f->memo, NULL, NULL)

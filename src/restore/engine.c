@@ -14,6 +14,9 @@
  * of up to READ_MAX bytes. All callbacks run on the calling thread; each block read is handed to the
  * libuv thread pool, which checks, decompresses (once per chunk) and pwrites it while the next block is
  * read. A need that fails marks every file it belongs to as failed; the others go on.
+ *
+ * Memory that cannot be had is one more such failure: a need, a block or a step fails with -ENOMEM
+ * (a step that every file needs, every file), and the call still ends with a result for each file.
  */
 #include "config.h"
 
@@ -92,8 +95,8 @@ typedef struct block {
     uint8_t kind;
     uint8_t *data;
     uint64_t base, len;
-    need **recs;
     size_t nrecs;
+    need *recs[]; /* the needs whose records the block holds */
 } block;
 
 /* ---- step 1: the stubs ---- */
@@ -139,6 +142,14 @@ static void fail_file(engine *e, rfile *f, int err, const char *what)
               rh_strerror(err));
 }
 
+/* Fails every file that has not failed yet: a step that all of them need could not be taken (no
+ * memory for it). */
+static void fail_all(engine *e, int err, const char *what)
+{
+    for (size_t i = 0; i < e->nfiles; i++)
+        fail_file(e, &e->files[i], err, what);
+}
+
 /* ---- needs: distinct chunks or stream maps and where they go ---- */
 
 typedef struct tuple {
@@ -156,15 +167,21 @@ static int cmp_tuple(const void *a, const void *b)
     return c ? c : (x->file < y->file ? -1 : x->file > y->file);
 }
 
-/* Turns tuples into needs (one per distinct digest) and places. */
-static void build_needs(engine *e, tuple *t, size_t n)
+/* Turns tuples into needs (one per distinct digest) and places, into e->needs and e->places, which the
+ * caller has emptied. -ENOMEM leaves them empty. */
+static int build_needs(engine *e, tuple *t, size_t n)
 {
     sort_array(t, n, sizeof(*t), cmp_tuple);
-    free(e->needs);
-    free(e->places);
-    e->needs = xcalloc(n ? n : 1, sizeof(*e->needs));
-    e->places = xmalloc((n ? n : 1) * sizeof(*e->places));
     e->nneeds = e->nplaces = 0;
+    e->needs = mem_calloc(n, sizeof(*e->needs));
+    e->places = mem_calloc(n, sizeof(*e->places));
+    if (!e->needs || !e->places) {
+        free(e->needs);
+        free(e->places);
+        e->needs = NULL;
+        e->places = NULL;
+        return -ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         if (i == 0 || memcmp(t[i].digest, t[i - 1].digest, HASH_LEN) != 0) {
             need *nd = &e->needs[e->nneeds++];
@@ -182,6 +199,21 @@ static void build_needs(engine *e, tuple *t, size_t n)
         e->places[e->nplaces++] = (place){ t[i].off, t[i].file };
         e->needs[e->nneeds - 1].nplaces++;
     }
+    return 0;
+}
+
+/* Empties e->needs and e->places, freeing the stream maps that needs of the stream phase decoded. */
+static void drop_needs(engine *e)
+{
+    for (size_t i = 0; i < e->nneeds; i++)
+        streammap_free(e->needs[i].map);
+    free(e->needs);
+    free(e->places);
+    e->needs = NULL;
+    e->places = NULL;
+    e->nneeds = e->nplaces = 0;
+    for (size_t i = 0; i < e->nfiles; i++)
+        e->files[i].map = NULL;
 }
 
 /* Fails every file that needs nd, a stream map (kind CONTAINER_STREAM) or a chunk, saying where it is. */
@@ -192,13 +224,15 @@ static void fail_need(engine *e, need *nd, int err, uint8_t kind)
         snprintf(hex + 2 * i, 3, "%02x", nd->digest[i]);
     _cleanup_(freep) char *what =
         kind == CONTAINER_STREAM
-            ? xasprintf("stream map in %s, record at offset %llu", container_path(kind, nd->loc.container, cp),
-                        (unsigned long long)nd->loc.offset)
-        : nd->found ? xasprintf("chunk %s in %s, record at offset %llu", hex,
-                                container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
-                    : xasprintf("chunk %s (not in the index)", hex);
+            ? mem_asprintf("stream map in %s, record at offset %llu",
+                           container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+        : nd->found
+            ? mem_asprintf("chunk %s in %s, record at offset %llu", hex,
+                           container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+            : mem_asprintf("chunk %s (not in the index)", hex);
+    const char *said = what ? what : kind == CONTAINER_STREAM ? "its stream map" : "a chunk";
     for (size_t k = 0; k < nd->nplaces; k++)
-        fail_file(e, &e->files[e->places[nd->first + k].file], err, what);
+        fail_file(e, &e->files[e->places[nd->first + k].file], err, said);
 }
 
 /* ---- reading containers in the application's order ---- */
@@ -270,9 +304,12 @@ static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_r
         int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &pk->rec, &pk->payload);
         if (r >= 0 && (pk->rec.type != RECORD_PACK || pk->rec.stored_len != nd->loc.stored_len))
             r = RH_ECORRUPT;
-        if (r >= 0)
-            r = pack_decode(&pk->rec, pk->payload,
-                            pk->rec.codec == CODEC_RAW ? NULL : thread_scratch(pk->rec.raw_len), &pk->data);
+        if (r >= 0) {
+            uint8_t *scratch = pk->rec.codec == CODEC_RAW ? NULL : thread_scratch(pk->rec.raw_len);
+            r = pk->rec.codec != CODEC_RAW && !scratch
+                    ? -ENOMEM
+                    : pack_decode(&pk->rec, pk->payload, scratch, &pk->data);
+        }
         pk->err = r < 0 ? r : 0;
     }
     if (pk->err < 0)
@@ -308,6 +345,8 @@ static int record_need(block *b, need *nd, const uint8_t **ret_raw)
     *ret_raw = payload;
     if (got.codec != CODEC_RAW) {
         uint8_t *out = thread_scratch(nd->raw_len);
+        if (!out)
+            return -ENOMEM;
         r = decompress_chunk(got.codec, payload, got.stored_len, out, nd->raw_len);
         *ret_raw = out;
     } else if (got.stored_len != nd->raw_len) {
@@ -328,8 +367,8 @@ static void block_work(uv_work_t *w)
         int r = nd->loc.member ? pack_need(b, nd, &pk, &raw) : record_need(b, nd, &raw);
         if (r >= 0 && (b->kind == CONTAINER_STREAM || (e->flags & RH_RESTORE_VERIFY))) {
             uint8_t d[HASH_LEN];
-            hash_sha256(raw, nd->raw_len, d);
-            if (memcmp(d, nd->digest, HASH_LEN) != 0)
+            r = hash_sha256(raw, nd->raw_len, d);
+            if (r >= 0 && memcmp(d, nd->digest, HASH_LEN) != 0)
                 r = RH_EDIGEST;
         }
         if (r >= 0 && b->kind == CONTAINER_STREAM)
@@ -347,11 +386,12 @@ static void block_work(uv_work_t *w)
  */
 static uint64_t block_charge(uint64_t len) { return len > POOL_MIN && len <= READ_MAX ? READ_MAX : len; }
 
+/* A buffer for a block of len bytes, or NULL. */
 static uint8_t *block_buf(engine *e, uint64_t len)
 {
     if (block_charge(len) != READ_MAX)
-        return xmalloc(len);
-    return e->npool ? e->pool[--e->npool] : xmalloc(READ_MAX);
+        return mem_alloc(len);
+    return e->npool ? e->pool[--e->npool] : mem_alloc(READ_MAX);
 }
 
 static void block_done(uv_work_t *w, int status)
@@ -363,7 +403,6 @@ static void block_done(uv_work_t *w, int status)
         e->pool[e->npool++] = b->data;
     else
         free(b->data);
-    free(b->recs);
     free(b);
 }
 
@@ -371,7 +410,9 @@ static void block_done(uv_work_t *w, int status)
 static int apply_plan(engine *e, need **order, size_t n, const uint32_t *ids, size_t nids,
                       const rh_container_extent *plan, size_t plan_len)
 {
-    size_t *rank = xmalloc(nids * sizeof(*rank));
+    size_t *rank = mem_calloc(nids, sizeof(*rank));
+    if (!rank)
+        return -ENOMEM;
     for (size_t c = 0; c < nids; c++)
         rank[c] = SIZE_MAX;
     size_t next = 0;
@@ -406,35 +447,55 @@ static int apply_plan(engine *e, need **order, size_t n, const uint32_t *ids, si
     return 0;
 }
 
-/* Reads the records of needs order[0..n) (sorted by container, offset) of containers of `kind`. */
+/* Fails needs order[from..to) with err (their records will not be read). */
+static void fail_needs(need **order, size_t from, size_t to, int err)
+{
+    for (size_t k = from; k < to; k++)
+        order[k]->err = err;
+}
+
+/*
+ * Reads the records of needs order[0..n) (sorted by container, offset) of containers of `kind`. A
+ * negative return (the application's order_containers failed, or memory ran out before anything was
+ * read) fails them all; once reading has begun, each need that cannot be read gets its own error.
+ */
 static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
 {
     if (n == 0)
         return 0;
+    int r = -ENOMEM;
+    char (*paths)[CONTAINER_PATH_MAX] = NULL;
+    const char **pp = NULL;
+    rh_extent *ext = NULL;
     /* The distinct containers, in our order (ascending id). */
-    uint32_t *ids = xmalloc(n * sizeof(*ids));
+    uint32_t *ids = mem_calloc(n, sizeof(*ids));
+    if (!ids)
+        goto out;
     size_t nids = 0;
     for (size_t i = 0; i < n; i++)
         if (nids == 0 || ids[nids - 1] != order[i]->loc.container)
             ids[nids++] = order[i]->loc.container;
-    char (*paths)[CONTAINER_PATH_MAX] = xmalloc(nids * sizeof(*paths));
-    const char **pp = xmalloc(nids * sizeof(*pp));
+    paths = mem_calloc(nids, sizeof(*paths));
+    pp = mem_calloc(nids, sizeof(*pp));
+    if (!paths || !pp)
+        goto out;
     for (size_t c = 0; c < nids; c++)
         pp[c] = container_path(kind, ids[c], paths[c]);
 
     rh_container_extent *plan = NULL;
     size_t plan_len = 0;
-    int r = 0;
+    r = 0;
     if (e->s->ops->order_containers)
         r = e->s->ops->order_containers(e->s->ctx, nids, pp, &plan, &plan_len);
     if (r >= 0)
         r = apply_plan(e, order, n, ids, nids, plan, plan ? plan_len : 0);
     rh_plan_free(plan);
+    if (r >= 0 && !(ext = mem_calloc(n, sizeof(*ext))))
+        r = -ENOMEM;
     if (r < 0)
         goto out;
     sort_array(order, n, sizeof(*order), cmp_need_rank);
 
-    rh_extent *ext = xmalloc(n * sizeof(*ext));
     for (size_t i = 0; i < n;) {
         /* One container: [i, j). Plan the coalesced extents, preview them, then read them. */
         size_t j = i;
@@ -443,7 +504,12 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
         char cpath[CONTAINER_PATH_MAX];
         container_path(kind, order[i]->loc.container, cpath);
         size_t next = 0;
-        size_t *ext_first = xmalloc((j - i + 1) * sizeof(*ext_first));
+        size_t *ext_first = mem_calloc(j - i + 1, sizeof(*ext_first));
+        if (!ext_first) {
+            fail_needs(order, i, j, -ENOMEM);
+            i = j;
+            continue;
+        }
         for (size_t k = i; k < j; k++) {
             need *nd = order[k];
             rh_extent *last = next ? &ext[next - 1] : NULL;
@@ -460,22 +526,28 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
         }
         ext_first[next] = j;
         if (e->s->ops->preview && (r = e->s->ops->preview(e->s->ctx, cpath, next, ext)) < 0) {
-            for (size_t k = i; k < j; k++)
-                order[k]->err = r;
+            fail_needs(order, i, j, r);
             r = 0;
             next = 0; /* the application refused this container: its needs fail */
         }
         for (size_t x = 0; x < next; x++) {
             while (e->inflight >= INFLIGHT_MAX)
                 uv_run(&e->loop, UV_RUN_ONCE);
-            block *b = xcalloc(1, sizeof(*b));
+            size_t nrecs = ext_first[x + 1] - ext_first[x];
+            block *b = mem_calloc(1, sizeof(*b) + nrecs * sizeof(b->recs[0]));
+            uint8_t *data = b ? block_buf(e, ext[x].length) : NULL;
+            if (!data) {
+                free(b);
+                fail_needs(order, ext_first[x], ext_first[x + 1], -ENOMEM);
+                continue;
+            }
             b->e = e;
             b->kind = kind;
             b->base = ext[x].offset;
             b->len = ext[x].length;
-            b->data = block_buf(e, b->len);
-            b->nrecs = ext_first[x + 1] - ext_first[x];
-            b->recs = xmemdup(order + ext_first[x], b->nrecs * sizeof(*b->recs));
+            b->data = data;
+            b->nrecs = nrecs;
+            memcpy(b->recs, order + ext_first[x], nrecs * sizeof(b->recs[0]));
             int rr = e->s->ops->read(e->s->ctx, cpath, b->base, b->data, b->len);
             if (rr < 0) {
                 rr = rr == -ENOENT ? RH_ENOCONTAINER : rr;
@@ -494,9 +566,9 @@ static int read_phase(engine *e, uint8_t kind, need **order, size_t n)
         free(ext_first);
         i = j;
     }
-    free(ext);
     uv_run(&e->loop, UV_RUN_DEFAULT);
 out:
+    free(ext);
     free(ids);
     free(paths);
     free(pp);
@@ -504,11 +576,13 @@ out:
 }
 
 /* Collects the needs without an error (retry: only those marked for a retry), sorted by location, as
- * pointers for read_phase. */
+ * pointers for read_phase; NULL when there is no memory for them. */
 static need **readable_needs(engine *e, bool retry, size_t *ret_n)
 {
     sort_array(e->needs, e->nneeds, sizeof(*e->needs), cmp_need_loc);
-    need **order = xmalloc((e->nneeds ? e->nneeds : 1) * sizeof(*order));
+    need **order = mem_calloc(e->nneeds, sizeof(*order));
+    if (!order)
+        return NULL;
     size_t n = 0;
     for (size_t i = 0; i < e->nneeds; i++)
         if (!e->needs[i].err && (!retry || e->needs[i].retry))
@@ -519,9 +593,14 @@ static need **readable_needs(engine *e, bool retry, size_t *ret_n)
 
 /* ---- the whole call ---- */
 
+/* Reads and decodes the stream map of every file still going; a file whose map fails fails. */
 static void stream_phase(engine *e)
 {
-    tuple *t = xmalloc((e->nfiles ? e->nfiles : 1) * sizeof(*t));
+    tuple *t = mem_calloc(e->nfiles, sizeof(*t));
+    if (!t) {
+        fail_all(e, -ENOMEM, "listing the stream maps");
+        return;
+    }
     size_t n = 0;
     for (size_t i = 0; i < e->nfiles; i++) {
         rfile *f = &e->files[i];
@@ -536,11 +615,15 @@ static void stream_phase(engine *e)
         put_le64(t[n].digest + REPARSE_DIGEST_PREFIX + 4, st->offset);
         n++;
     }
-    build_needs(e, t, n);
+    int r = build_needs(e, t, n);
     free(t);
+    if (r < 0) {
+        fail_all(e, r, "listing the stream maps");
+        return;
+    }
     size_t nr;
     need **order = readable_needs(e, false, &nr);
-    int r = read_phase(e, CONTAINER_STREAM, order, nr);
+    r = order ? read_phase(e, CONTAINER_STREAM, order, nr) : -ENOMEM;
     free(order);
     for (size_t i = 0; i < e->nneeds; i++) {
         need *nd = &e->needs[i];
@@ -608,13 +691,20 @@ static bool repair_index(engine *e)
     return false;
 }
 
-static int data_phase(engine *e)
+/* Reads every chunk of every file still going and writes it where it belongs; a file whose chunk fails
+ * fails. */
+static void data_phase(engine *e)
 {
     size_t cap = 0;
     for (size_t i = 0; i < e->nfiles; i++)
         if (!e->files[i].result)
             cap += e->files[i].map->n;
-    tuple *t = xmalloc((cap ? cap : 1) * sizeof(*t));
+    tuple *t = mem_calloc(cap, sizeof(*t));
+    if (!t) {
+        drop_needs(e);
+        fail_all(e, -ENOMEM, "listing its chunks");
+        return;
+    }
     size_t n = 0;
     for (size_t i = 0; i < e->nfiles; i++) {
         rfile *f = &e->files[i];
@@ -632,22 +722,28 @@ static int data_phase(engine *e)
         }
     }
     /* The stream maps are no longer needed once their chunks are listed as needs (which copy the
-     * locations the maps carry). build_needs replaces the stream phase's needs: take their maps first. */
-    streammap **maps = xmalloc((e->nneeds ? e->nneeds : 1) * sizeof(*maps));
-    size_t nmaps = e->nneeds;
-    for (size_t i = 0; i < nmaps; i++)
-        maps[i] = e->needs[i].map;
-    build_needs(e, t, n);
+     * locations the maps carry): the stream phase's needs, which own them, go once the new ones are
+     * built. */
+    need *stream_needs = e->needs;
+    size_t nstream = e->nneeds;
+    free(e->places);
+    e->needs = NULL;
+    e->places = NULL;
+    int r = build_needs(e, t, n);
     free(t);
-    for (size_t i = 0; i < nmaps; i++)
-        streammap_free(maps[i]);
-    free(maps);
+    for (size_t i = 0; i < nstream; i++)
+        streammap_free(stream_needs[i].map);
+    free(stream_needs);
     for (size_t i = 0; i < e->nfiles; i++)
         e->files[i].map = NULL;
+    if (r < 0) {
+        fail_all(e, r, "listing its chunks");
+        return;
+    }
     lookup_needs(e, false);
     size_t nr;
     need **order = readable_needs(e, false, &nr);
-    int r = read_phase(e, CONTAINER_DATA, order, nr);
+    r = order ? read_phase(e, CONTAINER_DATA, order, nr) : -ENOMEM;
     free(order);
     /* Needs that failed through a damaged index are looked up again in the repaired one and read. */
     if (r >= 0 && repair_index(e)) {
@@ -655,30 +751,31 @@ static int data_phase(engine *e)
             e->needs[i].retry = e->needs[i].err != 0;
         lookup_needs(e, true);
         order = readable_needs(e, true, &nr);
-        r = read_phase(e, CONTAINER_DATA, order, nr);
+        r = order ? read_phase(e, CONTAINER_DATA, order, nr) : -ENOMEM;
         free(order);
     }
     for (size_t i = 0; i < e->nneeds; i++)
         if (r < 0 || e->needs[i].err)
             fail_need(e, &e->needs[i], r < 0 ? r : e->needs[i].err, CONTAINER_DATA);
-    return r;
 }
 
 /* Makes the data durable (one syncfs per file system) before the xattrs go: a crash in between leaves
  * stubs that a retry rehydrates again, never a file without its xattr and without its data. */
 static void finish_files(engine *e)
 {
-    dev_t *done = xmalloc((e->nfiles ? e->nfiles : 1) * sizeof(*done));
+    /* The file systems synced so far; without memory to remember them, each file's is synced. */
+    dev_t *done = mem_calloc(e->nfiles, sizeof(*done));
     size_t ndone = 0;
     for (size_t i = 0; i < e->nfiles; i++) {
         rfile *f = &e->files[i];
         if (f->result)
             continue;
         size_t k = 0;
-        while (k < ndone && done[k] != f->dev)
+        while (done && k < ndone && done[k] != f->dev)
             k++;
         if (k == ndone) {
-            done[ndone++] = f->dev;
+            if (done)
+                done[ndone++] = f->dev;
             if (syncfs(f->fd) < 0) { /* nothing on this file system is known durable: all keep their xattr */
                 int err = -errno;
                 for (size_t m = i; m < e->nfiles; m++)
@@ -702,11 +799,10 @@ int engine_restore(rh_store *s, size_t n, const char *const *paths, unsigned fla
     index_t *ix;
     int r = store_shared_index(s, &ix);
     engine e = { .s = s, .ix = ix, .ix_gen = s->ix_handle_gen, .flags = flags, .nfiles = n };
-    if (r >= 0) {
-        e.files = xcalloc(n ? n : 1, sizeof(*e.files));
-        if ((r = uv_loop_init(&e.loop)) < 0)
-            free(e.files);
-    }
+    if (r >= 0 && !(e.files = mem_calloc(n, sizeof(*e.files))))
+        r = -ENOMEM;
+    if (r >= 0 && (r = uv_loop_init(&e.loop)) < 0)
+        free(e.files);
     if (r < 0) { /* the contract (rehydrate.h): past the argument checks, every result is written */
         for (size_t i = 0; results && i < n; i++)
             results[i] = r;
@@ -739,8 +835,7 @@ int engine_restore(rh_store *s, size_t n, const char *const *paths, unsigned fla
     uv_loop_close(&e.loop);
     while (e.npool)
         free(e.pool[--e.npool]);
-    free(e.needs);
-    free(e.places);
+    drop_needs(&e);
     free(e.files);
     if (!failed)
         return 0;

@@ -439,7 +439,9 @@ int container_read_footer(const rh_store_ops *ops, void *ctx, const char *path,
         return RH_ECORRUPT;
 
     size_t len = FOOTER_HEAD_SIZE + (size_t)count * FOOTER_ENTRY_SIZE + FOOTER_SUM_SIZE;
-    _cleanup_(freep) uint8_t *raw = xmalloc(len);
+    _cleanup_(freep) uint8_t *raw = mem_alloc(len);
+    if (!raw)
+        return -ENOMEM;
     memcpy(raw, head, sizeof(head));
     r = ops->read(ctx, path, h->footer_offset + FOOTER_HEAD_SIZE, raw + FOOTER_HEAD_SIZE,
                   len - FOOTER_HEAD_SIZE);
@@ -448,7 +450,9 @@ int container_read_footer(const rh_store_ops *ops, void *ctx, const char *path,
     if (get_le64(raw + len - FOOTER_SUM_SIZE) != hash_checksum(raw, len - FOOTER_SUM_SIZE, NULL, 0))
         return RH_ECORRUPT;
 
-    container_record *recs = xcalloc(count, sizeof(*recs));
+    container_record *recs = mem_calloc(count, sizeof(*recs));
+    if (!recs)
+        return -ENOMEM;
     r = footer_entries_decode(raw + FOOTER_HEAD_SIZE, count, h->footer_offset, recs);
     if (r < 0) {
         free(recs);
@@ -599,8 +603,11 @@ static int scan_fill(scanner *s, uint64_t off, size_t want)
             break;
         }
         if (s->cap - s->len < step) {
+            uint8_t *buf = mem_realloc(s->buf, s->len + step);
+            if (!buf)
+                return -ENOMEM;
+            s->buf = buf;
             s->cap = s->len + step;
-            s->buf = xrealloc(s->buf, s->cap);
         }
         int r = scan_try_read(s, s->base + s->len, s->buf + s->len, step);
         if (r < 0)
@@ -654,12 +661,21 @@ static int scan_records(const rh_store_ops *ops, void *ctx, const char *path, ui
         p = s.buf + (off - s.base);
         if ((bad = container_parse_record(p, scan_avail(&s, off), off, &rec, &payload)) < 0)
             break;
-        recs = xgrow(recs, &cap, n, sizeof(*recs), 256);
+        container_record *v = mem_grow(recs, &cap, n, sizeof(*recs), 256);
+        if (!v) {
+            r = -ENOMEM;
+            goto fail;
+        }
+        recs = v;
         recs[n++] = rec;
         off += RECORD_HEADER_SIZE + (uint64_t)stored;
     }
+    if (!recs && !(recs = mem_calloc(1, sizeof(*recs)))) {
+        r = -ENOMEM;
+        goto fail;
+    }
     free(s.buf);
-    *ret = recs ? recs : xcalloc(1, sizeof(*recs));
+    *ret = recs;
     *ret_n = n;
     *ret_end = off;
     if (ret_bad)
@@ -732,7 +748,9 @@ int container_read_pack_table(const rh_store_ops *ops, void *ctx, const char *pa
     if (rec->type != RECORD_PACK)
         return -EINVAL;
     size_t table = (size_t)rec->members * PACK_ENTRY_SIZE;
-    uint8_t *buf = xmalloc(RECORD_HEADER_SIZE + table);
+    uint8_t *buf = mem_alloc(RECORD_HEADER_SIZE + table);
+    if (!buf)
+        return -ENOMEM;
     int r = ops->read(ctx, path, rec->offset, buf, RECORD_HEADER_SIZE + table);
     uint32_t stored;
     if (r >= 0)

@@ -9,7 +9,9 @@
  * be torn) by scanning records from offset 64 and stopping at the first that is incomplete or fails its
  * checksum.
  *
- * Writing is local (a directory fd); reading goes through the store callback table.
+ * Writing is local (a directory fd); reading goes through the store callback table. Reading is on the
+ * public API's paths and fails with -ENOMEM when memory is exhausted; writing (backup only) aborts
+ * (util.h).
  */
 #ifndef RH_STORE_CONTAINER_H
 #define RH_STORE_CONTAINER_H

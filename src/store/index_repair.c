@@ -41,12 +41,22 @@ static bool was_repaired(const char *path)
     return found;
 }
 
-static void mark_repaired(const char *path)
+/* Remembers that path was rebuilt; false when there is no memory to remember it. */
+static bool mark_repaired(const char *path)
 {
+    char *copy = mem_strdup(path);
+    if (!copy)
+        return false;
     pthread_mutex_lock(&repaired_lock);
-    repaired = xrealloc(repaired, (nrepaired + 1) * sizeof(*repaired));
-    repaired[nrepaired++] = xstrdup(path);
+    char **v = mem_realloc(repaired, (nrepaired + 1) * sizeof(*repaired));
+    if (v) {
+        repaired = v;
+        repaired[nrepaired++] = copy;
+    }
     pthread_mutex_unlock(&repaired_lock);
+    if (!v)
+        free(copy);
+    return v != NULL;
 }
 
 void store_log(rh_store *s, int level, const char *fmt, ...)
@@ -55,10 +65,10 @@ void store_log(rh_store *s, int level, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    char *msg = NULL;
-    if (vasprintf(&msg, fmt, ap) >= 0)
-        s->log(s->log_ud, level, msg);
+    char *msg = mem_vasprintf(fmt, ap); /* without memory, the message is dropped */
     va_end(ap);
+    if (msg)
+        s->log(s->log_ud, level, msg);
     free(msg);
 }
 
@@ -101,18 +111,19 @@ static void next_gen_locked(rh_store *s, const char *path)
 
 void store_index_remember(rh_store *s, bool rebuilt_damaged)
 {
-    _cleanup_(freep) char *path = store_index_path(s);
+    const char *path = s->ix_path;
     pthread_mutex_lock(&s->ix_lock);
     if (file_replaced_locked(s, path))
         next_gen_locked(s, path);
+    /* Without memory to remember the rebuild, a reader may rebuild the file once more: harmless. */
     if (rebuilt_damaged && !was_repaired(path))
-        mark_repaired(path);
+        (void)mark_repaired(path);
     pthread_mutex_unlock(&s->ix_lock);
 }
 
 int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_gen)
 {
-    _cleanup_(freep) char *path = store_index_path(s);
+    const char *path = s->ix_path;
     /* The generation is read before the file is opened: a repair in between makes the handle newer
      * than its tag, which costs one needless reopen, never a stale handle tagged as current. */
     unsigned gen = store_index_gen(s);
@@ -146,7 +157,8 @@ static bool member_matches(rh_store *s, const char *path, const container_record
 /*
  * Compares the row `loc` of chunk `digest` with the record table of the container it names: a malloc'd
  * description of the disagreement, or NULL when they agree or the container cannot tell (its header or
- * footer is damaged: that is damage of the container, which verify reports).
+ * footer is damaged: that is damage of the container, which verify reports). Without memory to find
+ * out or to say so, also NULL: the index is then not blamed, and the read fails as it did.
  */
 static char *row_fault(rh_store *s, const uint8_t digest[HASH_LEN], const index_loc *loc)
 {
@@ -156,7 +168,7 @@ static char *row_fault(rh_store *s, const uint8_t digest[HASH_LEN], const index_
     container_header h;
     int r = container_read_header(s->ops, s->ctx, path, &h);
     if (r == -ENOENT || r == RH_ENOCONTAINER)
-        return xasprintf("the row of chunk %s names %s, which does not exist", hex, path);
+        return mem_asprintf("the row of chunk %s names %s, which does not exist", hex, path);
     if (r < 0 || h.kind != CONTAINER_DATA || h.id != loc->container)
         return NULL;
     container_record *rec = NULL;
@@ -172,17 +184,17 @@ static char *row_fault(rh_store *s, const uint8_t digest[HASH_LEN], const index_
             at = &rec[i];
     char *why = NULL;
     if (!at) {
-        why = xasprintf("the row of chunk %s points at offset %llu of %s, where no record starts", hex,
+        why = mem_asprintf("the row of chunk %s points at offset %llu of %s, where no record starts", hex,
                         (unsigned long long)loc->offset, path);
     } else if (loc->member == 0 ? at->type != RECORD_CHUNK || memcmp(at->digest, digest, HASH_LEN) != 0 ||
                                       at->raw_len != loc->raw_len
                                 : at->type != RECORD_PACK || loc->member > at->members ||
                                       !member_matches(s, path, at, loc, digest)) {
-        why = xasprintf("the row of chunk %s points at the record at offset %llu of %s, which holds "
+        why = mem_asprintf("the row of chunk %s points at the record at offset %llu of %s, which holds "
                         "another chunk",
                         hex, (unsigned long long)loc->offset, path);
     } else if (at->stored_len != loc->stored_len || at->codec != loc->codec) {
-        why = xasprintf("the row of chunk %s gives a stored length of %u (codec %u) for the record at "
+        why = mem_asprintf("the row of chunk %s gives a stored length of %u (codec %u) for the record at "
                         "offset %llu of %s, which has %u (codec %u)",
                         hex, loc->stored_len, loc->codec, (unsigned long long)loc->offset, path,
                         at->stored_len, at->codec);
@@ -191,7 +203,8 @@ static char *row_fault(rh_store *s, const uint8_t digest[HASH_LEN], const index_
     return why;
 }
 
-/* Why a failed lookup (no row: loc NULL) or a failed record read (loc) is the index's fault, or NULL. */
+/* Why a failed lookup (no row: loc NULL) or a failed record read (loc) is the index's fault, or NULL
+ * (also when there is no memory to say why). */
 static char *index_fault(rh_store *s, int err, const uint8_t digest[HASH_LEN], const index_loc *loc)
 {
     char hex[17];
@@ -200,13 +213,13 @@ static char *index_fault(rh_store *s, int err, const uint8_t digest[HASH_LEN], c
         return err == -ENOMEM ? NULL : row_fault(s, digest, loc);
     switch (err) {
     case RH_ENOCHUNK:
-        return xasprintf("chunk %s, which a stream map needs, is not in it", hex);
+        return mem_asprintf("chunk %s, which a stream map needs, is not in it", hex);
     case -ENOENT:
-        return xstrdup("it is missing");
+        return mem_strdup("it is missing");
     case RH_ECORRUPT:
     case RH_ESTALEINDEX:
     case -EIO:
-        return xasprintf("looking up chunk %s: %s", hex, rh_strerror(err));
+        return mem_asprintf("looking up chunk %s: %s", hex, rh_strerror(err));
     default:
         return NULL; /* -ENOMEM, -EBUSY, ...: not damage */
     }
@@ -219,7 +232,7 @@ bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest
      * which an application behind callbacks (tape, object storage) must ask for itself. */
     if (s->ix_in_store)
         return false;
-    _cleanup_(freep) char *path = store_index_path(s);
+    const char *path = s->ix_path;
     pthread_mutex_lock(&s->ix_lock);
     bool retry = false;
     if (store_index_gen(s) != gen) {
@@ -229,16 +242,17 @@ bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest
         retry = true;
     } else if (!was_repaired(path)) {
         _cleanup_(freep) char *why = index_fault(s, err, digest, loc);
-        if (why) {
-            mark_repaired(path);
+        /* A rebuild that cannot be remembered is not made: one per file and process is the rule. */
+        if (why && mark_repaired(path)) {
             int r = store_reindex(s, path, NULL, NULL);
-            _cleanup_(freep) char *msg =
-                r < 0 ? xasprintf("%s: the index is damaged (%s), and rebuilding it failed: %s", path, why,
-                                  rh_strerror(r))
-                      : xasprintf("%s: the index is damaged (%s); rebuilt it from the containers (it is "
-                                  "derived data; 'rehydrate verify' checks it)",
-                                  path, why);
-            store_log(s, r < 0 ? RH_LOG_ERROR : RH_LOG_WARNING, "%s", msg);
+            if (r < 0)
+                store_log(s, RH_LOG_ERROR, "%s: the index is damaged (%s), and rebuilding it failed: %s",
+                          path, why, rh_strerror(r));
+            else
+                store_log(s, RH_LOG_WARNING,
+                          "%s: the index is damaged (%s); rebuilt it from the containers (it is derived "
+                          "data; 'rehydrate verify' checks it)",
+                          path, why);
             if (r >= 0) {
                 next_gen_locked(s, path);
                 retry = true;

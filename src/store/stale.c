@@ -110,7 +110,8 @@ static int remove_in(rh_store *s, const char *dir, size_t *removed)
     char **names = NULL;
     size_t n = 0, cap = 0;
     struct dirent *de;
-    while ((de = readdir(d))) {
+    int r = 0;
+    while (r == 0 && (de = readdir(d))) {
         long pid;
         if (!is_store_temp(dir, de->d_name, &pid))
             continue;
@@ -118,11 +119,15 @@ static int remove_in(rh_store *s, const char *dir, size_t *removed)
          * neither takes the lock. */
         if (strcmp(dir, ".") == 0 && pid_alive(pid))
             continue;
-        names = xgrow(names, &cap, n, sizeof(*names), 16);
-        names[n++] = xstrdup(de->d_name);
+        char **v = mem_grow(names, &cap, n, sizeof(*names), 16);
+        if (v)
+            names = v;
+        if (!v || !(names[n] = mem_strdup(de->d_name)))
+            r = -ENOMEM; /* the ones found so far are still removed */
+        else
+            n++;
     }
     closedir(d);
-    int r = 0;
     for (size_t i = 0; i < n; i++) {
         if (unlinkat(dfd, names[i], 0) == 0)
             (*removed)++;

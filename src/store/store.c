@@ -233,7 +233,10 @@ static struct fd_slot *fd_acquire(struct fd_cache *c, int rootfd, const char *pa
             if (c->slot[i].refs == 0)
                 victim = &c->slot[i];
     }
-    if (!victim) { /* every slot busy: read through a private fd, signalled by path == NULL */
+    /* Every slot busy, or no memory to remember the path: read through a private fd, signalled by
+     * returning NULL with the fd in *ret_err. */
+    char *copy = victim ? mem_strdup(path) : NULL;
+    if (!copy) {
         pthread_mutex_unlock(&c->lock);
         *ret_err = fd;
         return NULL;
@@ -242,7 +245,7 @@ static struct fd_slot *fd_acquire(struct fd_cache *c, int rootfd, const char *pa
         close(victim->fd);
         free(victim->path);
     }
-    victim->path = xstrdup(path);
+    victim->path = copy;
     victim->fd = fd;
     victim->refs = 1;
     victim->used = ++c->clock;
@@ -307,16 +310,23 @@ static const rh_store_ops local_ops = {
     .preview = local_preview,
 };
 
+static char *index_path(rh_store *s);
+
 RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store)
 {
     if (!path || !ret_store)
         return -EINVAL;
     if (ops && (ops->version < 1 || ops->version > RH_STORE_OPS_VERSION || !ops->read))
         return -EINVAL;
-    rh_store *s = xcalloc(1, sizeof(*s));
-    s->path = xstrdup(path);
+    rh_store *s = mem_calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
     s->rootfd = -1;
     pthread_mutex_init(&s->ix_lock, NULL);
+    if (!(s->path = mem_strdup(path))) {
+        rh_store_close(s);
+        return -ENOMEM;
+    }
     if (ops) {
         s->ops = ops;
         s->ctx = ctx;
@@ -329,7 +339,10 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
         }
         s->ops = &local_ops;
         s->ctx = s;
-        s->fds = xcalloc(1, sizeof(*s->fds));
+        if (!(s->fds = mem_calloc(1, sizeof(*s->fds)))) {
+            rh_store_close(s);
+            return -ENOMEM;
+        }
         pthread_mutex_init(&s->fds->lock, NULL);
         s->readonly = faccessat(s->rootfd, ".", W_OK, AT_EACCESS) < 0;
     }
@@ -341,6 +354,8 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
         r = RH_ENOTSTORE;
     if (r == 0)
         r = store_config_decode(id, &s->cfg);
+    if (r == 0 && !(s->ix_path = index_path(s)))
+        r = -ENOMEM;
     if (r < 0) {
         rh_store_close(s);
         return r;
@@ -376,6 +391,7 @@ RH_EXPORT void rh_store_close(rh_store *s)
     if (s->rootfd >= 0)
         close(s->rootfd);
     pthread_mutex_destroy(&s->ix_lock);
+    free(s->ix_path);
     free(s->path);
     free(s);
 }
@@ -499,7 +515,10 @@ static int visit_container(void *ud, int dirfd, const char *name)
     struct stat st;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return -errno;
-    l->v = xgrow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+    index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
     l->v[l->n++] = (index_container){ .id = id, .kind = l->kind, .size = (uint64_t)st.st_size };
     return 0;
 }
@@ -536,7 +555,10 @@ static int probe_containers(rh_store *s, struct container_list *l)
         uint8_t foot[16];
         if (!h.footer_offset || (r = s->ops->read(s->ctx, path, h.footer_offset, foot, sizeof(foot))) < 0)
             return r < 0 ? r : RH_ECORRUPT;
-        l->v = xgrow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+        index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+        if (!v)
+            return -ENOMEM;
+        l->v = v;
         l->v[l->n++] = (index_container){ id, l->kind, h.footer_offset + 24 + 52ull * get_le32(foot + 8) };
     }
     return 0;
@@ -586,6 +608,13 @@ bool store_snapshot_name_ok(const char *name)
     return true;
 }
 
+const char *store_snapshot_path_buf(const char *name, char out[STORE_SNAPSHOT_PATH_MAX])
+{
+    if ((size_t)snprintf(out, STORE_SNAPSHOT_PATH_MAX, "snapshots/%s.snap", name) >= STORE_SNAPSHOT_PATH_MAX)
+        return NULL;
+    return out;
+}
+
 char *store_snapshot_path(const char *name) { return xasprintf("snapshots/%s.snap", name); }
 
 struct name_list {
@@ -599,8 +628,12 @@ static int visit_snapshot(void *ud, int dirfd, const char *name)
     size_t n = strlen(name);
     if (n <= 5 || strcmp(name + n - 5, ".snap") != 0)
         return 0;
-    l->v = xgrow(l->v, &l->cap, l->n, sizeof(*l->v), 16);
-    l->v[l->n] = xmemdup(name, n - 4);
+    char **v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 16);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    if (!(l->v[l->n] = mem_memdup(name, n - 4)))
+        return -ENOMEM;
     l->v[l->n][n - 5] = 0;
     l->n++;
     return 0;
@@ -635,15 +668,18 @@ void store_free_names(char **names, size_t n)
 int store_resolve_snapshot(rh_store *s, const char *name, char **ret_name)
 {
     if (strcmp(name, "latest") != 0) {
-        if (!store_snapshot_name_ok(name))
+        char path[STORE_SNAPSHOT_PATH_MAX];
+        if (!store_snapshot_name_ok(name) || !store_snapshot_path_buf(name, path))
             return RH_ENOSNAPSHOT;
-        _cleanup_(freep) char *path = store_snapshot_path(name);
         catalog *c = NULL;
         int r = catalog_open(s->ops, s->ctx, path, &c);
         catalog_close(c);
         if (r < 0)
             return r;
-        *ret_name = xstrdup(name);
+        char *copy = mem_strdup(name);
+        if (!copy)
+            return -ENOMEM;
+        *ret_name = copy;
         return 0;
     }
     char **names;
@@ -654,9 +690,9 @@ int store_resolve_snapshot(rh_store *s, const char *name, char **ret_name)
     const char *best = NULL;
     uint64_t best_t = 0;
     for (size_t i = 0; i < n; i++) {
-        _cleanup_(freep) char *path = store_snapshot_path(names[i]);
+        char path[STORE_SNAPSHOT_PATH_MAX];
         catalog *c = NULL;
-        if (catalog_open(s->ops, s->ctx, path, &c) < 0)
+        if (!store_snapshot_path_buf(names[i], path) || catalog_open(s->ops, s->ctx, path, &c) < 0)
             continue; /* a damaged catalog cannot be "latest"; verify reports it */
         uint64_t t = catalog_get_meta(c)->created_ns;
         catalog_close(c);
@@ -665,28 +701,32 @@ int store_resolve_snapshot(rh_store *s, const char *name, char **ret_name)
             best_t = t;
         }
     }
-    r = best ? 0 : RH_ENOSNAPSHOT;
-    if (best)
-        *ret_name = xstrdup(best);
+    char *copy = best ? mem_strdup(best) : NULL;
+    r = !best ? RH_ENOSNAPSHOT : !copy ? -ENOMEM : 0;
+    if (copy)
+        *ret_name = copy;
     store_free_names(names, n);
     return r;
 }
 
 /* ---- the index ---- */
 
-char *store_index_path(rh_store *s)
+/* Where the index of s lives (store_index_path), worked out once by rh_store_open: malloc'd, or NULL. */
+static char *index_path(rh_store *s)
 {
     if (s->rootfd >= 0 && !s->readonly)
-        return xasprintf("%s/%s", s->path, STORE_INDEX_FILE);
+        return mem_asprintf("%s/%s", s->path, STORE_INDEX_FILE);
     const char *cache = getenv("XDG_CACHE_HOME");
     const char *home = getenv("HOME");
     char hex[33];
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", s->cfg.uuid[i]);
     if (cache && *cache)
-        return xasprintf("%s/rehydrate/%s.db", cache, hex);
-    return xasprintf("%s/.cache/rehydrate/%s.db", home && *home ? home : "/tmp", hex);
+        return mem_asprintf("%s/rehydrate/%s.db", cache, hex);
+    return mem_asprintf("%s/.cache/rehydrate/%s.db", home && *home ? home : "/tmp", hex);
 }
+
+char *store_index_path(rh_store *s) { return xstrdup(s->ix_path); }
 
 static int index_is_current(rh_store *s, index_t *ix, bool *ret)
 {
@@ -710,9 +750,11 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
         s->ix_in_store = true;
         return 0;
     }
-    _cleanup_(freep) char *path = store_index_path(s);
+    const char *path = s->ix_path;
     if (s->rootfd < 0 || s->readonly) {
-        _cleanup_(freep) char *dir = xstrdup(path);
+        _cleanup_(freep) char *dir = mem_strdup(path);
+        if (!dir)
+            return -ENOMEM;
         *strrchr(dir, '/') = 0;
         int r = fs_mkdir_p(dir, 0700);
         if (r < 0)
@@ -745,14 +787,14 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     /* A missing or stale index is routine (a first use, a backup from elsewhere) and is said only to a
      * caller that asks; an unreadable one is damage, which is always said. */
     bool damaged = r < 0 && r != -ENOENT;
-    if (note || damaged) {
+    const char *why = r == -ENOENT ? "missing" : damaged ? "unreadable (damaged)" : "stale";
+    if (note) {
         _cleanup_(freep) char *msg =
-            xasprintf("%s: index %s, rebuilding it from the containers", path,
-                      r == -ENOENT ? "missing" : damaged ? "unreadable (damaged)" : "stale");
-        if (note)
+            mem_asprintf("%s: index %s, rebuilding it from the containers", path, why);
+        if (msg)
             note(msg);
-        else
-            store_log(s, RH_LOG_WARNING, "%s", msg);
+    } else if (damaged) {
+        store_log(s, RH_LOG_WARNING, "%s: index %s, rebuilding it from the containers", path, why);
     }
     r = store_reindex(s, path, NULL, NULL);
     if (r < 0)

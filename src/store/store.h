@@ -40,6 +40,7 @@ typedef struct store_config {
 
 struct rh_store {
     char *path;                /* as given; for messages */
+    char *ix_path;             /* where the index lives (store_index_path), fixed at open */
     const rh_store_ops *ops;   /* every read goes through ops->read */
     void *ctx;
     int rootfd;                /* the store directory when local, else -1 */
@@ -117,8 +118,12 @@ void store_free_names(char **names, size_t n);
 /* Resolves "latest" (newest by creation time) or checks that NAME exists: a malloc'd name, or
  * RH_ENOSNAPSHOT. */
 int store_resolve_snapshot(rh_store *s, const char *name, char **ret_name);
-/* "snapshots/NAME.snap" (malloc'd). Names are validated by store_snapshot_name_ok. */
+/* "snapshots/NAME.snap" (malloc'd; aborts when it cannot: for front ends). Names are validated by
+ * store_snapshot_name_ok. */
 char *store_snapshot_path(const char *name);
+/* The same into out, allocating nothing: out, or NULL when the name is too long to be valid. */
+#define STORE_SNAPSHOT_PATH_MAX 224 /* "snapshots/" + a name of at most 200 bytes + ".snap" */
+const char *store_snapshot_path_buf(const char *name, char out[STORE_SNAPSHOT_PATH_MAX]);
 bool store_snapshot_name_ok(const char *name);
 
 /*
@@ -130,7 +135,8 @@ bool store_snapshot_name_ok(const char *name);
  */
 int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const char *msg),
                      index_t **ret);
-/* The path store_open_index uses (malloc'd). */
+/* The path store_open_index uses (malloc'd copy of s->ix_path, which rh_store_open works out from the
+ * store and $XDG_CACHE_HOME / $HOME as they are then; aborts when it cannot copy: for front ends). */
 char *store_index_path(rh_store *s);
 /*
  * Rebuilds the index at `path` from every container (reindex.c) into a fresh file beside it (O_EXCL

@@ -54,11 +54,17 @@ int streammap_decode(const uint8_t *raw, size_t len, streammap **ret)
     if (c.bad || count != c.left / STREAMMAP_ENTRY_SIZE || c.left % STREAMMAP_ENTRY_SIZE != 0)
         return RH_ECORRUPT;
 
-    streammap *m = xcalloc(1, sizeof(*m));
+    streammap *m = mem_calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
     m->size = size;
     m->n = (size_t)count;
-    m->e = xcalloc(m->n, sizeof(*m->e));
-    m->start = xcalloc(m->n, sizeof(*m->start));
+    m->e = mem_calloc(m->n, sizeof(*m->e));
+    m->start = mem_calloc(m->n, sizeof(*m->start));
+    if (!m->e || !m->start) {
+        streammap_free(m);
+        return -ENOMEM;
+    }
     uint64_t sum = 0;
     for (size_t i = 0; i < m->n; i++) {
         streammap_entry *e = &m->e[i];

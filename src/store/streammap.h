@@ -45,9 +45,11 @@ static inline const index_loc *streammap_loc(const streammap *m, size_t i)
     return m->loc && !m->e[i].hole ? &m->loc[i] : NULL;
 }
 
-/* Appends the raw encoding of a stream map of n entries (whose lengths sum to size) to out. */
+/* Appends the raw encoding of a stream map of n entries (whose lengths sum to size) to out (a writer's:
+ * bytebuf aborts when it cannot grow). */
 void streammap_encode(const streammap_entry *e, size_t n, uint64_t size, bytebuf *out);
-/* Parses raw bytes into a new map; RH_ECORRUPT when malformed or when the lengths do not add up. */
+/* Parses raw bytes into a new map; RH_ECORRUPT when malformed or when the lengths do not add up,
+ * -ENOMEM when the map cannot be allocated. */
 int streammap_decode(const uint8_t *raw, size_t len, streammap **ret);
 void streammap_free(streammap *m); /* NULL is a no-op */
 /* Index of the entry that holds byte `off` (off < m->size), by binary search over start[]. */

@@ -171,7 +171,7 @@ static void append_records(container_writer *cw, uint8_t type, size_t n, uint32_
             free(raw);
             e->stored_len = (uint32_t)zlen;
         }
-        hash_sha256(out->payloads[i], e->stored_len, e->digest);
+        xhash_sha256(out->payloads[i], e->stored_len, e->digest);
         uint64_t before = container_writer_size(cw);
         ck_assert_int_eq(container_writer_append(cw, e->type, e->codec, e->digest, out->payloads[i],
                                                  e->stored_len, e->raw_len, &e->offset),
@@ -550,7 +550,7 @@ START_TEST(test_parse_record)
 {
     uint8_t payload[100], digest[HASH_LEN], rec[RECORD_HEADER_SIZE + sizeof(payload)];
     test_fill_random(payload, sizeof(payload), 5);
-    hash_sha256(payload, sizeof(payload), digest);
+    xhash_sha256(payload, sizeof(payload), digest);
     container_writer *cw;
     ck_assert_int_eq(container_writer_open(dctx.dirfd, CONTAINER_DATA, 6, test_uuid, &cw), 0);
     ck_assert_int_eq(container_writer_append(cw, RECORD_CHUNK, CODEC_RAW, digest, payload, 100, 100, NULL),
@@ -601,7 +601,7 @@ START_TEST(test_parse_record_raw_len_bound)
     rec[5] = CODEC_ZSTD;
     put_le16(rec + 6, 0);
     put_le32(rec + 8, (uint32_t)n);
-    hash_sha256(plain, sizeof(plain), rec + 16);
+    xhash_sha256(plain, sizeof(plain), rec + 16);
     const uint32_t claims[] = { sizeof(plain), sizeof(plain) + 1, RECORD_LEN_MAX };
     for (size_t i = 0; i < sizeof(claims) / sizeof(*claims); i++) {
         put_le32(rec + 12, claims[i]);
@@ -683,7 +683,7 @@ static void make_pack(uint8_t *table, uint8_t *data, uint32_t *ret_raw)
         /* compressible members: a repeated random block */
         for (uint32_t i = 0; i < pack_lens[k]; i++)
             data[at + i] = (uint8_t)(i % 97 + k);
-        hash_sha256(data + at, pack_lens[k], table + k * PACK_ENTRY_SIZE);
+        xhash_sha256(data + at, pack_lens[k], table + k * PACK_ENTRY_SIZE);
         put_le32(table + k * PACK_ENTRY_SIZE + HASH_LEN, pack_lens[k]);
         at += pack_lens[k];
     }

@@ -20,9 +20,9 @@ START_TEST(test_sha256_vectors)
 {
     uint8_t d[HASH_LEN];
     char hex[65];
-    hash_sha256("abc", 3, d);
+    ck_assert_int_eq(hash_sha256("abc", 3, d), 0);
     ck_assert_str_eq(hash_hex(d, hex), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    hash_sha256("", 0, d);
+    ck_assert_int_eq(hash_sha256("", 0, d), 0);
     ck_assert_str_eq(hash_hex(d, hex), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     uint8_t back[HASH_LEN];
     ck_assert(hash_from_hex(hex, back));
@@ -190,13 +190,13 @@ START_TEST(test_digest_set)
     digest_set s = { 0 };
     uint8_t d[HASH_LEN];
     for (uint32_t i = 0; i < 20000; i++) {
-        hash_sha256(&i, sizeof(i), d);
+        xhash_sha256(&i, sizeof(i), d);
         digest_set_add(&s, d);
         digest_set_add(&s, d); /* adding twice keeps one */
     }
     ck_assert_uint_eq(s.n, 20000);
     for (uint32_t i = 0; i < 40000; i++) {
-        hash_sha256(&i, sizeof(i), d);
+        xhash_sha256(&i, sizeof(i), d);
         ck_assert(digest_set_contains(&s, d) == (i < 20000));
     }
     digest_set_free(&s);
