@@ -47,20 +47,32 @@
 #include "common/util.h"
 #include "compress/xpress.h"
 
-/* An unaligned 8-byte copy; the compiler makes it one load and one store. */
+/* Unaligned fixed-size copies; the compiler makes each a load and a store. */
 static inline void copy8(uint8_t *d, const uint8_t *s) { memcpy(d, s, 8); }
+static inline void copy16(uint8_t *d, const uint8_t *s) { memcpy(d, s, 16); }
 
-/* Copies a match of len bytes from off bytes back; the caller checked that it fits both ways. */
+/* Copies a match of len bytes from off bytes back, with `room` bytes of output from `out` on; the
+ * caller checked that the match fits both ways. */
 static inline void copy_match(uint8_t *out, size_t off, size_t len, size_t room)
 {
     const uint8_t *from = out - off;
-    if (off >= 8 && room >= len + 8) {
-        /* Each 8-byte load reads bytes at least 8 behind the store, all written already; the last
-         * store may run up to 7 bytes past the match, which `room` allows. */
+    if (off >= 16 && room >= len + 16) {
+        /* Each load reads bytes at least 16 behind its store, all written already; the last store may
+         * run up to 15 bytes past the match, which `room` allows. */
+        copy16(out, from);
+        for (size_t i = 16; i < len; i += 16)
+            copy16(out + i, from + i);
+    } else if (off >= 8 && room >= len + 8) {
         for (size_t i = 0; i < len; i += 8)
             copy8(out + i, from + i);
     } else if (off == 1) {
-        memset(out, *from, len);
+        if (len <= 16 && room >= 16)
+            memset(out, *from, 16); /* a fixed size: inlined */
+        else
+            memset(out, *from, len);
+    } else if (len <= 16) {
+        for (size_t i = 0; i < len; i++)
+            out[i] = from[i];
     } else {
         /* The match repeats the off bytes before it: copy what is there, then twice as much from the
          * same start (still a whole number of periods back), and so on; no copy overlaps itself. */
@@ -96,10 +108,17 @@ int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len)
         if (run > nflags)
             run = nflags;
         if (run > 0) {
-            size_t lit = MIN((size_t)run, (size_t)(out_end - out));
-            if ((size_t)(in_end - in) < lit)
-                return RH_ECORRUPT;
-            memcpy(out, in, lit);
+            size_t lit = run;
+            if ((size_t)(in_end - in) >= 32 && (size_t)(out_end - out) >= 32) {
+                /* Room on both sides: copy 32 bytes, keep `lit` of them. */
+                copy16(out, in);
+                copy16(out + 16, in + 16);
+            } else {
+                lit = MIN(lit, (size_t)(out_end - out));
+                if ((size_t)(in_end - in) < lit)
+                    return RH_ECORRUPT;
+                memcpy(out, in, lit);
+            }
             out += lit;
             in += lit;
             flags = run < 32 ? flags << run : 0;
