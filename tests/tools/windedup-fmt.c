@@ -205,6 +205,7 @@ int wd_append(struct wd_container *c, const uint8_t *rec, size_t len, uint32_t s
         memcpy(c->moved, rec, len);
         c->moved_len = len;
         c->moved_seq = seq;
+        c->moved_from = off;
     } else {
         r = pwrite_all(c->fd, rec, len, off);
     }
@@ -279,9 +280,15 @@ int wd_container_close(struct wd_container *c)
     if (close(c->fd) < 0 && r == 0)
         r = -errno;
     c->fd = -1;
+    return r;
+}
+
+void wd_container_release(struct wd_container *c)
+{
     free(c->moved);
     c->moved = NULL;
-    return r;
+    free(c->path);
+    c->path = NULL;
 }
 
 int wd_write_older_generation(const struct wd_container *c, const char *dir, bool shift)
@@ -310,6 +317,10 @@ int wd_write_older_generation(const struct wd_container *c, const char *dir, boo
     if (shift && (r = write_padding(out, WD_FIRST_RECORD, PAGE)) < 0)
         goto out;
     if ((r = pwrite_all(out, buf, len, WD_FIRST_RECORD + delta)) < 0)
+        goto out;
+    /* A record moved in the current generation still sits at its first place in the older one. */
+    if (c->moved && c->moved_from + c->moved_len <= c->first_end &&
+        (r = pwrite_all(out, c->moved, c->moved_len, c->moved_from + delta)) < 0)
         goto out;
     /* The first session's Cthr, renumbered: the same in all three places, and no Rrtl entries. */
     uint8_t page[PAGE];

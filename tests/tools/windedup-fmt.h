@@ -47,6 +47,7 @@ struct wd_container {
     uint8_t *moved;         /* a record written at close, after its old place became padding */
     size_t moved_len;
     uint32_t moved_seq;
+    uint64_t moved_from;    /* the moved record's first place, padding in this generation */
 };
 
 /* Opens (creates, O_EXCL) dir/<id>.<generation>.ccc. Returns 0 or a negative errno. */
@@ -68,14 +69,17 @@ int wd_append(struct wd_container *c, const uint8_t *rec, size_t len, uint32_t s
 /* Closes the current append session with a padding record up to a 4 KiB boundary. */
 int wd_close_session(struct wd_container *c, uint64_t next_filetime);
 
-/* Writes the deferred moved record, closes the session, writes the Cthr and Rrtl pages, closes. */
+/* Writes the deferred moved record, closes the session, writes the Cthr and Rrtl pages, closes the
+ * file. The container's memory stays until wd_container_release (wd_write_older_generation needs it). */
 int wd_container_close(struct wd_container *c);
+void wd_container_release(struct wd_container *c);
 
 /*
  * Writes an older, stale generation <id>.<generation - 1>.ccc beside a closed container: its first
  * append session only. With `shift`, every record sits 4 KiB later than in the current generation
  * (behind one extra padding record), so an offset meant for the current generation lands on no
- * record there; without, the records keep their offsets (the stale copy is a prefix).
+ * record there; without, the records keep their offsets (the stale copy is a prefix). A record moved
+ * in the current generation is at its first place there, as before the move.
  */
 int wd_write_older_generation(const struct wd_container *c, const char *dir, bool shift);
 

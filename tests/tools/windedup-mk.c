@@ -38,6 +38,7 @@
 #define CDC_MASK (0x7fffull << 49) /* 15 bits: about 32 KiB past the minimum on average */
 #define READ_BUF (8u << 20)
 #define BAG_FORMAT 0x0103
+#define MAX_PARTS 56
 
 /*
  * Compression of one chunk into out (out_cap >= in_len): returns the compressed length, or 0 to store
@@ -59,7 +60,8 @@ struct opts {
     compress_fn compress;
     uint64_t container_size, session_size, min_size;
     uint32_t part_chunks;
-    bool generations, verbose;
+    int generations; /* bit 1: data containers, bit 2: stream containers */
+    bool verbose;
     enum move_kind move;
     const char *xattr;
     uint8_t guid[16];
@@ -169,7 +171,7 @@ static int kind_close(struct state *st, struct kind_state *k)
         r = wd_write_older_generation(&k->c, k->dir, k->c.kind == WD_DATA);
     if (r < 0)
         fprintf(stderr, "windedup-mk: %s: %s\n", k->c.path, strerror(-r));
-    free(k->c.path);
+    wd_container_release(&k->c);
     (void)st;
     return r;
 }
@@ -186,7 +188,7 @@ static int kind_need(struct state *st, struct kind_state *k, size_t len)
     if (k->open)
         return 0;
     /* With --generations every other container (the 1st, 3rd, ...) is written in two generations. */
-    k->two_generations = st->o.generations && k->opened % 2 == 0;
+    k->two_generations = (st->o.generations & (k == &st->data ? 1 : 2)) && k->opened % 2 == 0;
     int r = wd_container_open(&k->c, k->dir, k == &st->data ? WD_DATA : WD_STREAM, k->next_id,
                               k->two_generations ? 2 : 1, st->filetime);
     if (r < 0) {
@@ -400,8 +402,10 @@ static long dedup_file(struct state *st, int fd, uint64_t size, const char *rel,
         goto out;
     }
     size_t per = format == 0x0102 ? st->o.part_chunks : m.n;
-    if (format == 0x0102 && (m.n + per - 1) / per > 250)
-        per = (m.n + 249) / 250; /* keep the reparse buffer under NTFS's 16 KiB */
+    /* At most MAX_PARTS parts: the buffer then stays under 4 KiB, which ext4 takes as an xattr value
+     * (NTFS would take 16 KiB; how many parts Windows writes is unknown). */
+    if (format == 0x0102 && (m.n + per - 1) / per > MAX_PARTS)
+        per = (m.n + MAX_PARTS - 1) / MAX_PARTS;
     size_t nparts = (m.n + per - 1) / per;
     refs = xcalloc(nparts, sizeof(*refs));
     for (size_t i = 0; i < nparts; i++) {
@@ -623,7 +627,9 @@ static void usage(FILE *f)
             "  --container-size N  start a new container past N bytes (default 1 GiB; suffixes K M G)\n"
             "  --session-size N    close an append session after a file once N new bytes were\n"
             "                      stored (default 1 MiB)\n"
-            "  --generations       write every other container in two generations, the older stale\n"
+            "  --generations[=K]   write every other container of kind K (data, stream, all: the\n"
+            "                      default) in two generations, the older stale: for data the same\n"
+            "                      records 4 KiB later, for stream the first append session only\n"
             "  --move-chunk KIND   move one record (stream: the first stream map; data: the first data\n"
             "                      chunk) to a later place, found through the Rrtl\n"
             "  --part-chunks N     chunks per stream map in format 0x0102 (default 1024)\n"
@@ -649,7 +655,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
     static const struct option longopts[] = {
         { "format", required_argument, NULL, 'f' },       { "xattr", required_argument, NULL, 'x' },
         { "compress", no_argument, NULL, 'c' },           { "container-size", required_argument, NULL, 's' },
-        { "session-size", required_argument, NULL, 'S' }, { "generations", no_argument, NULL, 'g' },
+        { "session-size", required_argument, NULL, 'S' }, { "generations", optional_argument, NULL, 'g' },
         { "move-chunk", required_argument, NULL, 'm' },   { "part-chunks", required_argument, NULL, 'p' },
         { "min-size", required_argument, NULL, 'n' },     { "guid", required_argument, NULL, 'G' },
         { "verbose", no_argument, NULL, 'v' },            { "help", no_argument, NULL, 'h' },
@@ -687,7 +693,12 @@ static int parse_args(int argc, char **argv, struct opts *o)
             *(c == 's' ? &o->container_size : &o->session_size) = v;
             break;
         case 'g':
-            o->generations = true;
+            if (!optarg || !strcmp(optarg, "all"))
+                o->generations = 3;
+            else if (!strcmp(optarg, "data") || !strcmp(optarg, "stream"))
+                o->generations = !strcmp(optarg, "data") ? 1 : 2;
+            else
+                return fprintf(stderr, "windedup-mk: --generations=%s: not data, stream or all\n", optarg), -1;
             break;
         case 'm':
             if (strcmp(optarg, "stream") && strcmp(optarg, "data"))
