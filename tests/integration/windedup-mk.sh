@@ -86,6 +86,16 @@ check "the moved data chunk is found through the Rrtl" \
     [ "$(json_field stale_offsets_followed <"$WORK/c2.json")" -ge 1 ]
 check "the xattr name is the one asked for" getfattr -h -n user.other "$OUT/big.bin" >/dev/null 2>&1
 
+# ---- --compress: chunks that shrink are stored as plain LZ77 (compression format 2) ----
+OUT3=$WORK/out3
+mkdir "$OUT3"
+check "windedup-mk --compress writes format 0x0201" \
+    mk --format 0x0201 --compress "$SRC" "$OUT3" 2>"$WORK/mk3.err"
+check "the independent parser accepts it" parse "$OUT3" user.ntfs_reparse_data "$WORK/c3.json"
+check "compressible chunks are stored compressed (format 2)" [ "$(json_field compressed <"$WORK/c3.json")" -gt 0 ]
+check "the store is smaller than without compression" \
+    [ "$(du -sk "$OUT3/$STORE_DIR" | cut -f1)" -lt "$(du -sk "$WORK/out2/$STORE_DIR" | cut -f1)" ]
+
 # ---- damage is caught by the parser (the parser itself is tested) ----
 victim=$(ls "$OUT/$STORE_DIR"/*/Data/00000001.00000001.ccc)
 printf '\x7f' | dd of="$victim" bs=1 seek=$((0x1000 + 0x18)) conv=notrunc status=none  # Cthr chunk count

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "compress/xpress.h"
 #include "windedup-fmt.h"
 
 #define CHUNK_MIN (32u * 1024)
@@ -43,14 +44,19 @@
 /*
  * Compression of one chunk into out (out_cap >= in_len): returns the compressed length, or 0 to store
  * the chunk raw (also when compressing would not make it smaller).
- * TODO(issue 14): wire xpress_compress from src/compress/xpress.h (branch i14-xpress) here; until then
- * --compress stores every chunk raw and says so.
  */
 typedef size_t (*compress_fn)(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap);
 static size_t store_raw(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap)
 {
     (void)in, (void)in_len, (void)out, (void)out_cap;
     return 0;
+}
+
+/* --compress: plain LZ77 (compression format 2), as Windows stores chunks that shrink. */
+static size_t store_lz77(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap)
+{
+    size_t n;
+    return xpress_compress(in, in_len, out, out_cap, &n) == 0 && n < in_len ? n : 0;
 }
 
 enum move_kind { MOVE_NONE, MOVE_STREAM, MOVE_DATA };
@@ -623,7 +629,7 @@ static void usage(FILE *f)
             "  --format F          0x0201, 0x0102, bag, or mixed (cycle the three; the default)\n"
             "  --xattr NAME        xattr for the reparse buffer (default user.ntfs_reparse_data;\n"
             "                      system.ntfs_reparse_data on an ntfs-3g mount)\n"
-            "  --compress          compress chunks with plain LZ77 (not wired yet: stores raw)\n"
+            "  --compress          compress chunks with plain LZ77 (format 2) where that makes them smaller\n"
             "  --container-size N  start a new container past N bytes (default 1 GiB; suffixes K M G)\n"
             "  --session-size N    close an append session after a file once N new bytes were\n"
             "                      stored (default 1 MiB)\n"
@@ -683,8 +689,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
             o->xattr = optarg;
             break;
         case 'c':
-            /* TODO(issue 14): o->compress = the xpress_compress adapter, once src/compress/xpress.h lands. */
-            fprintf(stderr, "windedup-mk: --compress: no LZ77 compressor is wired yet; chunks are stored raw\n");
+            o->compress = store_lz77;
             break;
         case 's':
         case 'S':
