@@ -1,5 +1,5 @@
 /*
- * layout.c — phases 1 and 3 of a restore (see layout.h).
+ * layout.c — phase 1 of a restore (see layout.h), and the records that phase 3 (finish.c) walks.
  *
  * Phase 1 walks the catalog depth-first and keeps one directory fd open per level of the current path,
  * so every entry is created relative to its parent's fd and nothing is ever resolved through a path
@@ -29,50 +29,9 @@
 #include <time.h>
 
 #include "common/util.h"
-#include "tree/layout.h"
+#include "tree/beneath.h"
+#include "tree/layout_internal.h"
 #include "restore/reparse.h"
-
-#define NO_REC UINT64_MAX
-#define TEMP_PREFIX ".rh-stub."
-
-/* One entry laid out or kept; idx is CATALOG_NONE for a parent made for a subtree (not finished). */
-typedef struct rec {
-    uint64_t idx;
-    uint64_t parent;   /* record of the directory that holds it; NO_REC: the target itself */
-    uint64_t name_off; /* into l->names; the record of the snapshot root has the empty name */
-    bool finished;     /* its metadata is set already (layout_finish_stubs) */
-} rec;
-
-/* A hard-link member waiting for the end of phase 1 (sorted by group, then index). */
-typedef struct member {
-    uint64_t group, idx, parent, name_off;
-} member;
-
-/* A restored group leader: its catalog index (the members' link_group) and its record. */
-typedef struct leader {
-    uint64_t group, rec;
-} leader;
-
-struct layout {
-    rh_store *s;
-    catalog *c;
-    int tfd; /* our own dup of the target directory */
-    layout_options o;
-    bool may_exist; /* force || resume: entries may be in the way */
-    rec *recs;
-    size_t nrecs, caprecs;
-    bytebuf names;
-    member *members;
-    size_t nmembers, capmembers;
-    leader *leaders;
-    size_t nleaders, capleaders;
-    size_t *implicit; /* records of parents made for subtrees */
-    size_t nimplicit;
-    layout_stub *stubs;
-    size_t nstubs, capstubs;
-    uint64_t entries, errors;
-    uint32_t temp_seq;
-};
 
 /* ---- Records, names and paths ---- */
 
@@ -99,7 +58,7 @@ static uint64_t add_rec(layout *l, uint64_t idx, uint64_t parent, const char *na
     return l->nrecs++;
 }
 
-static const char *rec_name(const layout *l, uint64_t r)
+const char *layout_rec_name(const layout *l, uint64_t r)
 {
     return (const char *)l->names.data + l->recs[r].name_off;
 }
@@ -109,7 +68,7 @@ static void path_append(const layout *l, uint64_t r, bytebuf *b)
     if (r == NO_REC)
         return;
     path_append(l, l->recs[r].parent, b);
-    const char *n = rec_name(l, r);
+    const char *n = layout_rec_name(l, r);
     if (*n && b->len)
         buf_append(b, "/", 1);
     buf_append(b, n, strlen(n));
@@ -129,7 +88,7 @@ static char *rec_path(const layout *l, uint64_t r, const char *name)
 }
 
 /* Reports one entry (record dir, optional name) to the caller; counted as an error if `error`. */
-static void report(layout *l, uint64_t dir, const char *name, int code, const char *what, bool error)
+void layout_report(layout *l, uint64_t dir, const char *name, int code, const char *what, bool error)
 {
     if (error)
         l->errors++;
@@ -139,36 +98,15 @@ static void report(layout *l, uint64_t dir, const char *name, int code, const ch
     l->o.warn(l->o.ud, *p ? p : ".", code, what);
 }
 
-static void warn(layout *l, uint64_t dir, const char *name, int code, const char *what)
+void layout_warn(layout *l, uint64_t dir, const char *name, int code, const char *what)
 {
-    report(l, dir, name, code, what, true);
+    layout_report(l, dir, name, code, what, true);
 }
 
-/* ---- Safe file-system helpers ---- */
-
-static bool name_safe(const uint8_t *name, size_t len)
-{
-    if (!name || len == 0 || memchr(name, '/', len) || memchr(name, 0, len))
-        return false;
-    return !(len == 1 && name[0] == '.') && !(len == 2 && name[0] == '.' && name[1] == '.');
-}
-
-/* Opens `path` below dirfd without leaving it and without following any symlink. */
-static int open_beneath(int dirfd, const char *path, int flags)
-{
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-    };
-    long fd;
-    do
-        fd = syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-    while (fd < 0 && (errno == EAGAIN || errno == EINTR)); /* EAGAIN: a rename raced the lookup */
-    return fd < 0 ? -errno : (int)fd;
-}
+/* ---- Directories and temp files of the layout ---- */
 
 /* The directory of record r as an fd (*owned says whether the caller closes it). */
-static int open_rec_dir(layout *l, uint64_t r, bool *owned)
+int layout_open_rec_dir(layout *l, uint64_t r, bool *owned)
 {
     *owned = false;
     if (r == NO_REC)
@@ -176,114 +114,25 @@ static int open_rec_dir(layout *l, uint64_t r, bool *owned)
     _cleanup_(freep) char *p = rec_path(l, r, NULL);
     if (!*p)
         return l->tfd;
-    int fd = open_beneath(l->tfd, p, O_RDONLY | O_DIRECTORY);
+    int fd = tree_open_beneath(l->tfd, p, O_RDONLY | O_DIRECTORY);
     *owned = fd >= 0;
     return fd;
-}
-
-/* True when (dirfd, name) carries a reparse point; the l-variant never follows the entry. */
-static bool has_reparse(int dirfd, const char *name)
-{
-    char proc[64 + NAME_MAX];
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
-    return lgetxattr(proc, REPARSE_XATTR, NULL, 0) >= 0;
-}
-
-/* Removes the directory tree (dirfd, name); symlinks inside are removed, never followed. */
-static int rmtree_at(int dirfd, const char *name)
-{
-    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return -errno;
-    }
-    int r = 0;
-    for (int pass = 0; pass < 3 && r == 0; pass++) {
-        rewinddir(d);
-        struct dirent *de;
-        while ((de = readdir(d)) && r == 0) {
-            if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-                continue;
-            struct stat st;
-            if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                r = errno == ENOENT ? 0 : -errno;
-            else if (S_ISDIR(st.st_mode))
-                r = rmtree_at(fd, de->d_name);
-            else if (unlinkat(fd, de->d_name, 0) < 0 && errno != ENOENT)
-                r = -errno;
-        }
-        if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) == 0)
-            break;
-        if (r == 0 && errno != ENOTEMPTY && errno != EEXIST)
-            r = -errno;
-    }
-    closedir(d);
-    return r;
-}
-
-/* Removes whatever non-wanted thing is at (dirfd, name) as st describes it. */
-static int clear_way(int dirfd, const char *name, const struct stat *st)
-{
-    if (S_ISDIR(st->st_mode))
-        return rmtree_at(dirfd, name);
-    return unlinkat(dirfd, name, 0) < 0 && errno != ENOENT ? -errno : 0;
-}
-
-/* A directory stream over a duplicate of dirfd, from its start; NULL with errno set. */
-static DIR *dir_stream(int dirfd)
-{
-    int fd = dup(dirfd);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d && fd >= 0)
-        close(fd);
-    if (d)
-        rewinddir(d);
-    return d;
-}
-
-/* Whether name is one that make_temp gives: TEMP_PREFIX and eight lowercase hex digits. */
-static bool temp_name(const char *name)
-{
-    size_t n = strlen(TEMP_PREFIX);
-    if (strncmp(name, TEMP_PREFIX, n) != 0 || strlen(name) != n + 8)
-        return false;
-    for (const char *p = name + n; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
-            return false;
-    return true;
-}
-
-/*
- * Whether (dirfd, name) is a temp file that an earlier run killed in phase 1 left: a regular file of
- * make_temp's naming that either carries a reparse point (killed after fsetxattr) or is still as
- * make_temp created it, empty and with no permission beyond 0600 (killed before fsetxattr). Anything
- * else of that name is left alone: it is not ours.
- */
-static bool stale_temp(int dirfd, const char *name)
-{
-    struct stat st;
-    if (!temp_name(name) || fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
-        return false;
-    return has_reparse(dirfd, name) || (st.st_size == 0 && (st.st_mode & 07177) == 0);
 }
 
 /* In a directory that existed before, removes the temp files of an earlier run (stale_temp). */
 static void clean_temps(layout *l, int dirfd, uint64_t dirrec)
 {
-    DIR *d = dir_stream(dirfd);
+    DIR *d = tree_dir_stream(dirfd);
     if (!d) {
-        warn(l, dirrec, NULL, -errno, "list directory");
+        layout_warn(l, dirrec, NULL, -errno, "list directory");
         return;
     }
     struct dirent *de;
     while ((de = readdir(d))) {
-        if (!stale_temp(dirfd, de->d_name))
+        if (!tree_stale_temp(dirfd, de->d_name))
             continue;
         if (unlinkat(dirfd, de->d_name, 0) < 0)
-            warn(l, dirrec, de->d_name, -errno, "remove leftover temp file");
+            layout_warn(l, dirrec, de->d_name, -errno, "remove leftover temp file");
     }
     closedir(d);
 }
@@ -294,7 +143,7 @@ static int make_temp(layout *l, int dirfd, char tmp[32], int link_dirfd, const c
 {
     for (int i = 0; i < 100; i++) {
         uint32_t x = (uint32_t)getpid() * 2654435761u ^ ++l->temp_seq * 40503u ^ (uint32_t)now_ns();
-        snprintf(tmp, 32, TEMP_PREFIX "%08x", x);
+        snprintf(tmp, 32, TREE_TEMP_PREFIX "%08x", x);
         int fd = link_dirfd >= 0
                      ? linkat(link_dirfd, link_name, dirfd, tmp, 0)
                      : openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -302,22 +151,6 @@ static int make_temp(layout *l, int dirfd, char tmp[32], int link_dirfd, const c
             return fd < 0 ? -errno : fd;
     }
     return -EEXIST;
-}
-
-/* Moves tmp to name; replaces a non-directory only if `replace`. */
-static int commit_temp(int dirfd, const char *tmp, const char *name, bool replace)
-{
-    int r = renameat2(dirfd, tmp, dirfd, name, replace ? 0 : RENAME_NOREPLACE);
-    if (r < 0 && errno == EINVAL && !replace) { /* a file system without RENAME_NOREPLACE */
-        r = linkat(dirfd, tmp, dirfd, name, 0);
-        if (r == 0)
-            unlinkat(dirfd, tmp, 0);
-    }
-    if (r < 0) {
-        r = -errno;
-        unlinkat(dirfd, tmp, 0);
-    }
-    return r;
 }
 
 /* ---- Phase 1 ---- */
@@ -338,12 +171,12 @@ static int look(layout *l, int dirfd, const char *name, struct stat *st)
 static void skip_damaged(layout *l, uint64_t dirrec, const catalog_entry *e)
 {
     if (e->damage == RH_EUNSAFE) {
-        warn(l, dirrec, (const char *)e->name, RH_EUNSAFE, "refused (entry and its subtree skipped)");
+        layout_warn(l, dirrec, (const char *)e->name, RH_EUNSAFE, "refused (entry and its subtree skipped)");
         return;
     }
     _cleanup_(freep) char *what =
         xasprintf("catalog entry %llu is damaged: lost with, for a directory, its contents", (unsigned long long)e->idx);
-    warn(l, dirrec, NULL, e->damage, what);
+    layout_warn(l, dirrec, NULL, e->damage, what);
 }
 
 /* A walk of the catalog directory that record dirrec, open at dirfd, lays out. */
@@ -377,7 +210,7 @@ static int lay_children(layout *l, int dirfd, uint64_t dirrec, uint64_t diridx, 
     laydir d = { l, dirfd, dirrec, false };
     int r = catalog_walk_dir(l->c, diridx, 0, &ops, &d);
     if (r < 0 && !d.failed) {
-        warn(l, dirrec, NULL, r, "read catalog directory (its contents are skipped)");
+        layout_warn(l, dirrec, NULL, r, "read catalog directory (its contents are skipped)");
         return 0;
     }
     return r;
@@ -390,12 +223,12 @@ static int lay_dir(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
     int r = look(l, dirfd, name, &st);
     bool existed = r == 1 && S_ISDIR(st.st_mode);
     if (r == 1 && !existed)
-        r = clear_way(dirfd, name, &st);
+        r = tree_clear_way(dirfd, name, &st);
     if (r >= 0 && !existed && mkdirat(dirfd, name, 0700) < 0)
         r = -errno;
     int fd = r >= 0 ? openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
     if (fd < 0) {
-        warn(l, dirrec, name, r < 0 ? r : -errno, existed ? "open directory" : "create directory");
+        layout_warn(l, dirrec, name, r < 0 ? r : -errno, existed ? "open directory" : "create directory");
         return 0;
     }
     uint64_t me = add_rec(l, idx, dirrec, name);
@@ -438,7 +271,7 @@ static int make_file(layout *l, int dirfd, const char *name, const catalog_entry
         unlinkat(dirfd, tmp, 0);
         return r;
     }
-    return commit_temp(dirfd, tmp, name, replace);
+    return tree_commit_temp(dirfd, tmp, name, replace);
 }
 
 static void add_stub(layout *l, uint64_t dirrec, const char *name, const catalog_entry *e, uint64_t me)
@@ -456,15 +289,15 @@ static int lay_reg(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
     struct stat st;
     int r = look(l, dirfd, name, &st);
     if (r == 1 && l->o.resume && S_ISREG(st.st_mode)) {
-        stub = has_reparse(dirfd, name); /* else it was rehydrated: it counts as restored */
+        stub = tree_has_reparse(dirfd, name); /* else it was rehydrated: it counts as restored */
         nodata = false;
     } else {
         if (r == 1 && S_ISDIR(st.st_mode))
-            r = rmtree_at(dirfd, name);
+            r = tree_rmtree_at(dirfd, name);
         if (r >= 0)
             r = make_file(l, dirfd, name, e, stub, r == 1);
         if (r < 0) {
-            warn(l, dirrec, name, r, stub ? "create stub" : "create file");
+            layout_warn(l, dirrec, name, r, stub ? "create stub" : "create file");
             return r == -ENOTSUP ? r : 0;
         }
     }
@@ -476,11 +309,11 @@ static int lay_reg(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const ca
     if (stub)
         add_stub(l, dirrec, name, e, me);
     if (nodata)
-        warn(l, dirrec, name, -ENODATA, "no data in snapshot");
+        layout_warn(l, dirrec, name, -ENODATA, "no data in snapshot");
     return 0;
 }
 
-static mode_t ifmt_of(uint8_t type)
+mode_t layout_ifmt_of(uint8_t type)
 {
     static const mode_t f[] = { [CT_REG] = S_IFREG,  [CT_DIR] = S_IFDIR,  [CT_SYMLINK] = S_IFLNK,
                                 [CT_CHR] = S_IFCHR,  [CT_BLK] = S_IFBLK,  [CT_FIFO] = S_IFIFO,
@@ -494,22 +327,22 @@ static int lay_other(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const 
 {
     struct stat st;
     int r = look(l, dirfd, name, &st);
-    if (r == 1 && l->o.resume && (st.st_mode & S_IFMT) == ifmt_of(e->type)) {
+    if (r == 1 && l->o.resume && (st.st_mode & S_IFMT) == layout_ifmt_of(e->type)) {
         add_rec(l, idx, dirrec, name);
         return 0;
     }
     if (r == 1)
-        r = clear_way(dirfd, name, &st);
+        r = tree_clear_way(dirfd, name, &st);
     if (r >= 0) {
         if (e->type != CT_SYMLINK)
-            r = mknodat(dirfd, name, ifmt_of(e->type) | 0600, (dev_t)e->rdev) < 0 ? -errno : 0;
+            r = mknodat(dirfd, name, layout_ifmt_of(e->type) | 0600, (dev_t)e->rdev) < 0 ? -errno : 0;
         else if (!e->target || !*e->target)
             r = -EINVAL; /* the backup could not read the link */
         else
             r = symlinkat((const char *)e->target, dirfd, name) < 0 ? -errno : 0;
     }
     if (r < 0) {
-        warn(l, dirrec, name, r, e->type == CT_SYMLINK ? "create symlink" : "create special file");
+        layout_warn(l, dirrec, name, r, e->type == CT_SYMLINK ? "create symlink" : "create special file");
         return 0;
     }
     add_rec(l, idx, dirrec, name);
@@ -518,8 +351,8 @@ static int lay_other(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const 
 
 static int lay_entry(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const catalog_entry *e)
 {
-    if (!name_safe(e->name, e->name_len)) {
-        warn(l, dirrec, NULL, RH_EUNSAFE, "unsafe name in catalog (entry and its subtree skipped)");
+    if (!tree_name_safe(e->name, e->name_len)) {
+        layout_warn(l, dirrec, NULL, RH_EUNSAFE, "unsafe name in catalog (entry and its subtree skipped)");
         return 0;
     }
     const char *name = (const char *)e->name;
@@ -543,10 +376,10 @@ static int lay_entry(layout *l, int dirfd, uint64_t dirrec, uint64_t idx, const 
 static int link_member(layout *l, int dirfd, const char *name, uint64_t lr)
 {
     bool owned;
-    int ldfd = open_rec_dir(l, l->recs[lr].parent, &owned);
+    int ldfd = layout_open_rec_dir(l, l->recs[lr].parent, &owned);
     if (ldfd < 0)
         return ldfd;
-    const char *lname = rec_name(l, lr);
+    const char *lname = layout_rec_name(l, lr);
     struct stat st, lst;
     int r = look(l, dirfd, name, &st);
     if (r == 1 && l->o.resume && S_ISREG(st.st_mode) &&
@@ -555,11 +388,11 @@ static int link_member(layout *l, int dirfd, const char *name, uint64_t lr)
         r = 1; /* linked by the earlier run */
     } else if (r == 1) {
         char tmp[32];
-        r = S_ISDIR(st.st_mode) ? rmtree_at(dirfd, name) : 0;
+        r = S_ISDIR(st.st_mode) ? tree_rmtree_at(dirfd, name) : 0;
         if (r == 0)
             r = make_temp(l, dirfd, tmp, ldfd, lname);
         if (r == 0)
-            r = commit_temp(dirfd, tmp, name, true);
+            r = tree_commit_temp(dirfd, tmp, name, true);
     } else if (r == 0) {
         r = linkat(ldfd, lname, dirfd, name, 0) < 0 ? -errno : 0;
     }
@@ -575,13 +408,13 @@ static int lay_member(layout *l, const member *m, uint64_t *lr)
     catalog_entry *e;
     int r = catalog_get(l->c, m->idx, &e);
     if (r < 0) {
-        warn(l, m->parent, name, r, "read catalog entry");
+        layout_warn(l, m->parent, name, r, "read catalog entry");
         return 0;
     }
     bool owned;
-    int dirfd = open_rec_dir(l, m->parent, &owned);
+    int dirfd = layout_open_rec_dir(l, m->parent, &owned);
     if (dirfd < 0) {
-        warn(l, m->parent, name, dirfd, "open directory");
+        layout_warn(l, m->parent, name, dirfd, "open directory");
         catalog_entry_free(e);
         return 0;
     }
@@ -591,7 +424,7 @@ static int lay_member(layout *l, const member *m, uint64_t *lr)
             add_rec(l, m->idx, m->parent, name);
             r = 0;
         } else {
-            warn(l, m->parent, name, r, "hard link (restored as a separate file)");
+            layout_warn(l, m->parent, name, r, "hard link (restored as a separate file)");
         }
     }
     if (*lr == NO_REC || r < 0) {
@@ -614,7 +447,7 @@ static int enter_parent(layout *l, int dirfd, uint64_t *dirrec, const char *name
 {
     size_t i;
     for (i = 0; i < l->nimplicit; i++)
-        if (l->recs[l->implicit[i]].parent == *dirrec && !strcmp(rec_name(l, l->implicit[i]), name))
+        if (l->recs[l->implicit[i]].parent == *dirrec && !strcmp(layout_rec_name(l, l->implicit[i]), name))
             break;
     struct stat st;
     bool existed = false;
@@ -622,7 +455,7 @@ static int enter_parent(layout *l, int dirfd, uint64_t *dirrec, const char *name
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
         existed = S_ISDIR(st.st_mode);
         if (!existed)
-            r = l->may_exist ? clear_way(dirfd, name, &st) : -EEXIST;
+            r = l->may_exist ? tree_clear_way(dirfd, name, &st) : -EEXIST;
     } else if (errno != ENOENT) {
         r = -errno;
     }
@@ -632,7 +465,7 @@ static int enter_parent(layout *l, int dirfd, uint64_t *dirrec, const char *name
     if (r == 0 && fd < 0)
         r = -errno;
     if (r < 0) {
-        warn(l, *dirrec, name, r, "create parent directory (subtree skipped)");
+        layout_warn(l, *dirrec, name, r, "create parent directory (subtree skipped)");
         return r;
     }
     if (i == l->nimplicit) {
@@ -695,7 +528,7 @@ static bool covers(const char *a, const char *b)
 
 static int target_empty(int tfd)
 {
-    DIR *d = dir_stream(tfd);
+    DIR *d = tree_dir_stream(tfd);
     if (!d)
         return -errno;
     struct dirent *de;
@@ -798,123 +631,6 @@ const layout_stub *layout_stub_get(const layout *l, size_t i)
 
 uint64_t layout_entries(const layout *l) { return l ? l->entries : 0; }
 uint64_t layout_errors(const layout *l) { return l ? l->errors : 0; }
-
-/* ---- Phase 3 ---- */
-
-static struct timespec ts_of(int64_t ns)
-{
-    int64_t sec = ns / 1000000000, rem = ns % 1000000000;
-    if (rem < 0) {
-        rem += 1000000000;
-        sec--;
-    }
-    return (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = (long)rem };
-}
-
-/*
- * Owner, xattrs, mode, times of one entry, every call relative to dirfd and never following the
- * entry. The order matters: chown clears setuid/setgid and security.capability, so xattrs and mode
- * come after it; xattrs come before the mode because a non-root owner cannot set user.* xattrs on a
- * read-only file and an ACL xattr rewrites the mode bits; times come last since the others change
- * ctime only, but setting them must not be undone by anything after.
- */
-static void finish_one(layout *l, int dirfd, uint64_t dirrec, const char *name, const catalog_entry *e)
-{
-    struct stat st;
-    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
-        warn(l, dirrec, name, -errno, "stat");
-        return;
-    }
-    if ((st.st_mode & S_IFMT) != ifmt_of(e->type)) {
-        warn(l, dirrec, name, -EEXIST, "replaced by another kind of file since the layout");
-        return;
-    }
-    bool lnk = e->type == CT_SYMLINK;
-    if (geteuid() == 0 && fchownat(dirfd, name, e->uid, e->gid, AT_SYMLINK_NOFOLLOW) < 0)
-        warn(l, dirrec, name, -errno, "chown");
-    char proc[64 + NAME_MAX];
-    snprintf(proc, sizeof(proc), "/proc/self/fd/%d/%s", dirfd, name);
-    for (uint32_t i = 0; i < e->xattr_count; i++) {
-        const char *xn = (const char *)e->xattrs[i].name;
-        if (!strcmp(xn, REPARSE_XATTR))
-            continue; /* only our stubs carry one, and only while they are stubs */
-        if (lsetxattr(proc, xn, e->xattrs[i].value, e->xattrs[i].value_len, 0) == 0)
-            continue;
-        int err = errno;
-        _cleanup_(freep) char *what = xasprintf("set xattr %s", xn);
-        report(l, dirrec, name, -err, what, err != ENOTSUP && err != EPERM);
-    }
-    if (!lnk && fchmodat(dirfd, name, e->mode & 07777, AT_SYMLINK_NOFOLLOW) < 0)
-        warn(l, dirrec, name, -errno, "chmod");
-    struct timespec ts[2] = { ts_of(e->atime_ns), ts_of(e->mtime_ns) };
-    if (utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW) < 0)
-        warn(l, dirrec, name, -errno, "set times");
-}
-
-/* Where layout_finish and layout_finish_stubs are: the open directory of the last record finished. */
-typedef struct finisher {
-    uint64_t cur; /* record of that directory */
-    int dirfd;
-    bool owned;
-} finisher;
-
-/* Finishes record i; failures are reported and counted, so it returns 0. */
-static int finish_rec(layout *l, finisher *fs, size_t i)
-{
-    rec *r = &l->recs[i];
-    if (r->idx == CATALOG_NONE || r->finished)
-        return 0; /* a parent made for a subtree keeps its default metadata */
-    if (r->parent != fs->cur || fs->dirfd < 0) {
-        if (fs->owned)
-            close(fs->dirfd);
-        fs->cur = r->parent;
-        fs->dirfd = open_rec_dir(l, fs->cur, &fs->owned);
-    }
-    const char *name = *rec_name(l, i) ? rec_name(l, i) : ".";
-    if (fs->dirfd < 0) {
-        warn(l, r->parent, name, fs->dirfd, "open directory");
-        return 0;
-    }
-    catalog_entry *e;
-    int rc = catalog_get(l->c, r->idx, &e);
-    if (rc < 0) {
-        warn(l, r->parent, name, rc, "read catalog entry");
-        return 0;
-    }
-    if (e->damage) /* a stand-in for a damaged root: its metadata is lost, the target's is kept */
-        warn(l, r->parent, name, e->damage, "metadata lost (catalog entry damaged)");
-    else
-        finish_one(l, fs->dirfd, r->parent, name, e);
-    catalog_entry_free(e);
-    r->finished = true;
-    return 0;
-}
-
-int layout_finish_stubs(layout *l, size_t from, size_t to)
-{
-    if (!l || from > to || to > l->nstubs)
-        return -EINVAL;
-    finisher fs = { NO_REC, -1, false };
-    int fatal = 0;
-    for (size_t i = from; i < to && !fatal; i++)
-        fatal = finish_rec(l, &fs, l->stubs[i].rec);
-    if (fs.owned)
-        close(fs.dirfd);
-    return fatal;
-}
-
-int layout_finish(layout *l)
-{
-    if (!l)
-        return -EINVAL;
-    finisher fs = { NO_REC, l->tfd, false };
-    int fatal = 0;
-    for (size_t i = l->nrecs; i-- > 0 && !fatal;)
-        fatal = finish_rec(l, &fs, i);
-    if (fs.owned)
-        close(fs.dirfd);
-    return fatal;
-}
 
 void layout_free(layout *l)
 {
