@@ -24,8 +24,7 @@
  * callback from a thread the application did not expect (see rh_store_ops). Memory exhaustion is a
  * failure like the others: the call that could not allocate returns -ENOMEM (rh_restore_files: in
  * the results of the files it failed), after freeing what it had allocated; it neither aborts nor
- * prints. (Two paths do not keep this promise yet, see BUGS in rh_store_open(3): decoding a snapshot's
- * catalog, and rebuilding a missing, stale or damaged index.)
+ * prints. That includes decoding a snapshot's catalog and rebuilding a missing, stale or damaged index.
  *
  * SPDX-License-Identifier: BSD-2-Clause (see LICENSE).
  */

@@ -604,7 +604,11 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    chunk_cache_new(f.s, (size_t)cache_size, o.verify, &f.cache);
+    if ((r = chunk_cache_new(f.s, (size_t)cache_size, o.verify, &f.cache)) < 0) {
+        fprintf(stderr, "rehydratefs: %s: cannot make the chunk cache (cache_size=%llu): %s\n", o.store,
+                (unsigned long long)cache_size, rh_strerror(r));
+        goto out;
+    }
 
     add_mount_options(&args, o.store);
     f.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &f);

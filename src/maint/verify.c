@@ -357,9 +357,10 @@ static void report_catalog_damage(verifier *v, catalog *c, const char *snap)
     int r = catalog_scan_blocks(c);
     if (r < 0)
         problem(v, obj, false, 0, r, "cannot read the catalog's blocks");
-    catalog_damage *d;
-    size_t n;
-    catalog_damage_get(c, &d, &n);
+    catalog_damage *d = NULL;
+    size_t n = 0;
+    if ((r = catalog_damage_get(c, &d, &n)) < 0)
+        problem(v, obj, false, 0, r, "cannot list the catalog's damage");
     for (size_t i = 0; i < n; i++) {
         problem(v, obj, true, d[i].offset, d[i].code, d[i].what);
     }

@@ -9,8 +9,8 @@
  * first and drops its copy. That wastes a fetch in a rare race instead of making readers wait on each
  * other.
  *
- * The reads allocate with mem_* and fail with -ENOMEM, which the daemon answers a read with; only
- * chunk_cache_new, called once at start-up, aborts (util.h).
+ * Everything here allocates with mem_* and fails with -ENOMEM: a read, which the daemon answers with it,
+ * and chunk_cache_new, which the daemon checks at start-up (util.h).
  */
 #include "config.h"
 
@@ -48,10 +48,12 @@ struct chunk_cache {
 
 const uint8_t *chunk_data(const chunk_ref *c) { return c->data; }
 
-/* The daemon makes its one cache at start-up (and does not check for failure): it aborts when it cannot. */
+/* The daemon makes its one cache at start-up, and exits with a message when it cannot. */
 int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret)
 {
-    chunk_cache *c = xcalloc(1, sizeof(*c));
+    chunk_cache *c = mem_calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
     c->s = s;
     c->verify = verify;
     c->capacity = capacity;
@@ -60,7 +62,10 @@ int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret
     c->nbuckets = 1;
     while (c->nbuckets < want)
         c->nbuckets <<= 1;
-    c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
+    if (!(c->buckets = mem_calloc(c->nbuckets, sizeof(*c->buckets)))) {
+        free(c);
+        return -ENOMEM;
+    }
     pthread_mutex_init(&c->lock, NULL);
     *ret = c;
     return 0;

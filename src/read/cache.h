@@ -29,7 +29,7 @@ typedef struct cache_stats {
 } cache_stats;
 
 /* capacity: bytes of decompressed chunks kept (at least one chunk is always kept while referenced);
- * verify: check every fetched chunk's SHA-256. */
+ * verify: check every fetched chunk's SHA-256. 0, or -ENOMEM (*ret untouched). */
 int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret);
 void chunk_cache_free(chunk_cache *c); /* NULL is a no-op; no chunk may be held */
 /*

@@ -199,8 +199,9 @@ typedef struct catalog_damage {
     char what[CATALOG_WHY_MAX]; /* e.g. "header: byte 40 repaired", "block 2 (logical bytes 65536..70719): ..." */
 } catalog_damage;
 
-/* A copy of the damage found so far (at open and by the reads since); free *ret with free(). */
-void catalog_damage_get(catalog *c, catalog_damage **ret, size_t *ret_n);
+/* A copy of the damage found so far (at open and by the reads since); free *ret with free(). 0, or
+ * -ENOMEM (outputs untouched). */
+int catalog_damage_get(catalog *c, catalog_damage **ret, size_t *ret_n);
 /* Reads every block of a packed catalog once (plain catalogs: nothing), so that catalog_damage_get lists
  * every damaged block; for verify. Returns 0 or a read error that is not damage. */
 int catalog_scan_blocks(catalog *c);

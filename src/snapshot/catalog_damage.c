@@ -5,10 +5,12 @@
  * the meta blob, and in a packed catalog its header, block index and each stored block. A failed check
  * costs only what that checksum covers, and some of it can be won back: a header (or a small blob) with
  * one damaged byte is repaired by trying every one-byte change against its 64-bit checksum; the damage
- * found is recorded here so that `verify` can name it even where the reader got by.
+ * found is recorded here so that `verify` can name it even where the reader got by. Like the rest of the
+ * reader, nothing here aborts: a record that cannot grow is -ENOMEM for the read that found the damage.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,15 +54,16 @@ int catalog_repair_blob(uint8_t *p, size_t len, uint64_t sum)
     return -1;
 }
 
-void catalog_note_damage(catalog *c, bool locked, int code, uint64_t off, uint64_t len, const char *fmt, ...)
+int catalog_note_damage(catalog *c, bool locked, int code, uint64_t off, uint64_t len, const char *fmt, ...)
 {
     if (!locked)
         pthread_mutex_lock(&c->lock);
     bool seen = false;
     for (size_t i = 0; i < c->ndamage && !seen; i++)
         seen = c->damage[i].offset == off && c->damage[i].code == code;
-    if (!seen) {
-        c->damage = xrealloc(c->damage, (c->ndamage + 1) * sizeof(*c->damage));
+    catalog_damage *grown = seen ? NULL : mem_realloc(c->damage, (c->ndamage + 1) * sizeof(*c->damage));
+    if (grown) {
+        c->damage = grown;
         catalog_damage *d = &c->damage[c->ndamage++];
         *d = (catalog_damage){ .code = code, .offset = off, .length = len };
         va_list ap;
@@ -70,21 +73,29 @@ void catalog_note_damage(catalog *c, bool locked, int code, uint64_t off, uint64
     }
     if (!locked)
         pthread_mutex_unlock(&c->lock);
+    return seen || grown ? 0 : -ENOMEM;
 }
 
-void catalog_damage_get(catalog *c, catalog_damage **ret, size_t *ret_n)
+int catalog_damage_get(catalog *c, catalog_damage **ret, size_t *ret_n)
 {
     pthread_mutex_lock(&c->lock);
-    *ret_n = c->ndamage;
-    *ret = c->ndamage ? xmemdup(c->damage, c->ndamage * sizeof(*c->damage)) : NULL;
+    size_t n = c->ndamage;
+    catalog_damage *d = n ? mem_memdup(c->damage, n * sizeof(*c->damage)) : NULL;
     pthread_mutex_unlock(&c->lock);
+    if (n && !d)
+        return -ENOMEM;
+    *ret = d;
+    *ret_n = n;
+    return 0;
 }
 
 int catalog_scan_blocks(catalog *c)
 {
     if (!c->blocks_at)
         return 0;
-    uint8_t *buf = xmalloc(CACHE_BLOCK);
+    uint8_t *buf = mem_alloc(CACHE_BLOCK);
+    if (!buf)
+        return -ENOMEM;
     int r = 0;
     for (uint64_t b = 0; b < c->nblocks && r == 0; b++) {
         uint64_t off = b * CACHE_BLOCK;

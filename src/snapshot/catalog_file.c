@@ -44,19 +44,25 @@ static int load_block(catalog *c, uint64_t b, uint8_t *dst)
      * plain header and the meta blob) has a checksum of its own, so only what the damage touched is
      * lost; a block that no longer decodes is lost whole. */
     if (hash_checksum(into, pb->len, NULL, 0) != pb->sum && !c->blocks_at[b].damaged) {
+        r = catalog_note_damage(c, true, RH_ECHECKSUM, b * CATALOG_PACK_BLOCK, n,
+                                "block %llu (logical bytes %llu..%llu): checksum mismatch", (unsigned long long)b,
+                                (unsigned long long)(b * CATALOG_PACK_BLOCK),
+                                (unsigned long long)(b * CATALOG_PACK_BLOCK + n));
+        if (r < 0)
+            return r;
         c->blocks_at[b].damaged = true;
-        catalog_note_damage(c, true, RH_ECHECKSUM, b * CATALOG_PACK_BLOCK, n,
-                            "block %llu (logical bytes %llu..%llu): checksum mismatch", (unsigned long long)b,
-                            (unsigned long long)(b * CATALOG_PACK_BLOCK),
-                            (unsigned long long)(b * CATALOG_PACK_BLOCK + n));
     }
     r = pb->codec == CODEC_RAW ? 0 : decompress_chunk(pb->codec, c->zbuf, pb->len, dst, n);
-    if (r < 0)
-        catalog_note_damage(c, true, RH_ECORRUPT, b * CATALOG_PACK_BLOCK, n,
-                            "block %llu (logical bytes %llu..%llu): cannot be decoded, its entries are lost",
-                            (unsigned long long)b, (unsigned long long)(b * CATALOG_PACK_BLOCK),
-                            (unsigned long long)(b * CATALOG_PACK_BLOCK + n));
-    return r < 0 ? RH_ECORRUPT : 0;
+    if (r == -ENOMEM)
+        return r; /* no zstd context for this thread: the block is not damaged */
+    if (r < 0) {
+        r = catalog_note_damage(c, true, RH_ECORRUPT, b * CATALOG_PACK_BLOCK, n,
+                                "block %llu (logical bytes %llu..%llu): cannot be decoded, its entries are lost",
+                                (unsigned long long)b, (unsigned long long)(b * CATALOG_PACK_BLOCK),
+                                (unsigned long long)(b * CATALOG_PACK_BLOCK + n));
+        return r < 0 ? r : RH_ECORRUPT;
+    }
+    return 0;
 }
 
 /* Called with c->lock held: the cached block that starts at `start`, read on a miss. */
@@ -73,8 +79,8 @@ static int cache_block(catalog *c, uint64_t start, cblock **ret)
         if (b->used < victim->used)
             victim = b;
     }
-    if (!victim->data)
-        victim->data = xmalloc(CACHE_BLOCK);
+    if (!victim->data && !(victim->data = mem_alloc(CACHE_BLOCK)))
+        return -ENOMEM;
     victim->used = 0;
     size_t len = (size_t)MIN((uint64_t)CACHE_BLOCK, c->file_end - start);
     int r = c->blocks_at ? load_block(c, start / CATALOG_PACK_BLOCK, victim->data)
@@ -131,29 +137,34 @@ static int open_read_error(const rh_store_ops *ops, void *ctx, const char *path,
 {
     if (r == -ENOENT)
         return RH_ENOSNAPSHOT;
+    if (r == -ENOMEM)
+        return r; /* the callback (or the store below it) ran out of memory: not a short read */
     uint8_t b;
     return ops->read(ctx, path, 0, &b, 1) == 0 ? RH_ECORRUPT : r;
 }
 
-/* Repairs a header whose checksum fails when one byte makes it pass, and records either outcome. */
-static bool repair_header(catalog *c, uint8_t *h, size_t sum_off, uint64_t at, const char *what)
+/* Repairs a header whose checksum fails when one byte makes it pass, and records either outcome: 0 when
+ * repaired, else RH_ECORRUPT (or -ENOMEM when the damage cannot be recorded). */
+static int repair_header(catalog *c, uint8_t *h, size_t sum_off, uint64_t at, const char *what)
 {
     int pos = catalog_repair_header(h, sum_off);
+    int r;
     if (pos >= 0)
-        catalog_note_damage(c, false, RH_ECHECKSUM, at, sum_off + 8, "%s: checksum mismatch, byte %d repaired",
-                            what, pos);
+        r = catalog_note_damage(c, false, RH_ECHECKSUM, at, sum_off + 8,
+                                "%s: checksum mismatch, byte %d repaired", what, pos);
     else
-        catalog_note_damage(c, false, RH_ECORRUPT, at, sum_off + 8,
-                            "%s: checksum mismatch, more than one byte damaged: unrecoverable", what);
-    return pos >= 0;
+        r = catalog_note_damage(c, false, RH_ECORRUPT, at, sum_off + 8,
+                                "%s: checksum mismatch, more than one byte damaged: unrecoverable", what);
+    return r < 0 ? r : pos >= 0 ? 0 : RH_ECORRUPT;
 }
 
 /* Checks the header (repairing one damaged byte) and fills the layout fields of c. */
 static int parse_header(catalog *c, uint8_t h[CATALOG_HEADER_SIZE], uint32_t *ret_meta_len)
 {
+    int r;
     if (get_le64(h + CH_CHECKSUM) != hash_checksum(h, CATALOG_HEADER_SUMMED, NULL, 0) &&
-        !repair_header(c, h, CATALOG_HEADER_SUMMED, 0, "header"))
-        return RH_ECORRUPT;
+        (r = repair_header(c, h, CATALOG_HEADER_SUMMED, 0, "header")) < 0)
+        return r;
     if (memcmp(h + CH_MAGIC, CATALOG_MAGIC, CATALOG_MAGIC_LEN) != 0)
         return RH_ECORRUPT;
     if (get_le32(h + CH_VERSION) != CATALOG_VERSION)
@@ -185,6 +196,16 @@ static int parse_header(catalog *c, uint8_t h[CATALOG_HEADER_SIZE], uint32_t *re
     return 0;
 }
 
+/* Copies the source path and hostname into c (catalog_close frees them): 0 or -ENOMEM. */
+static int set_meta_strings(catalog *c, const uint8_t *src, size_t slen, const uint8_t *host, size_t hlen)
+{
+    c->source = (char *)catalog_dup0(src, slen);
+    c->hostname = (char *)catalog_dup0(host, hlen);
+    c->meta.source = c->source;
+    c->meta.hostname = c->hostname;
+    return c->source && c->hostname ? 0 : -ENOMEM;
+}
+
 /*
  * The meta blob: u32 length + source path, u32 length + hostname, nothing after. It only informs (no
  * entry depends on it), so a damaged one that cannot be repaired leaves both strings empty, recorded.
@@ -193,17 +214,14 @@ static int parse_meta(catalog *c, uint8_t *p, size_t len, uint64_t sum)
 {
     if (hash_checksum(p, len, NULL, 0) != sum) {
         int pos = catalog_repair_blob(p, len, sum);
-        catalog_note_damage(c, false, pos >= 0 ? RH_ECHECKSUM : RH_ECORRUPT, c->meta_off, len,
-                            pos >= 0 ? "meta blob: checksum mismatch, byte %d repaired"
-                                     : "meta blob: checksum mismatch: source path and hostname lost%.0d",
-                            pos);
-        if (pos < 0) {
-            c->source = (char *)catalog_dup0(NULL, 0);
-            c->hostname = (char *)catalog_dup0(NULL, 0);
-            c->meta.source = c->source;
-            c->meta.hostname = c->hostname;
-            return 0;
-        }
+        int r = catalog_note_damage(c, false, pos >= 0 ? RH_ECHECKSUM : RH_ECORRUPT, c->meta_off, len,
+                                    pos >= 0 ? "meta blob: checksum mismatch, byte %d repaired"
+                                             : "meta blob: checksum mismatch: source path and hostname lost%.0d",
+                                    pos);
+        if (r < 0)
+            return r;
+        if (pos < 0)
+            return set_meta_strings(c, NULL, 0, NULL, 0);
     }
     cursor cu = cursor_make(p, len);
     uint32_t slen = cursor_le32(&cu);
@@ -212,11 +230,7 @@ static int parse_meta(catalog *c, uint8_t *p, size_t len, uint64_t sum)
     const uint8_t *host = cursor_take(&cu, hlen);
     if (cu.bad || cu.left || memchr(src, 0, slen) || memchr(host, 0, hlen))
         return RH_ECORRUPT;
-    c->source = (char *)catalog_dup0(src, slen);
-    c->hostname = (char *)catalog_dup0(host, hlen);
-    c->meta.source = c->source;
-    c->meta.hostname = c->hostname;
-    return 0;
+    return set_meta_strings(c, src, slen, host, hlen);
 }
 
 /*
@@ -227,9 +241,10 @@ static int parse_meta(catalog *c, uint8_t *p, size_t len, uint64_t sum)
  */
 static int open_packed(catalog *c, uint8_t *h)
 {
+    int r;
     if (get_le64(h + CPH_CHECKSUM) != hash_checksum(h, CATALOG_PACK_HEADER_SUMMED, NULL, 0) &&
-        !repair_header(c, h, CATALOG_PACK_HEADER_SUMMED, 0, "packed header"))
-        return RH_ECORRUPT;
+        (r = repair_header(c, h, CATALOG_PACK_HEADER_SUMMED, 0, "packed header")) < 0)
+        return r;
     if (get_le32(h + CPH_VERSION) != CATALOG_PACK_VERSION)
         return RH_EVERSION;
     uint64_t size = get_le64(h + CPH_LOGICAL_SIZE), index_off = get_le64(h + CPH_INDEX_OFFSET);
@@ -246,10 +261,12 @@ static int open_packed(catalog *c, uint8_t *h)
     /* Nor is the index allocated before its last byte is known to exist: the header alone could
      * otherwise make a 64-byte file cost 128 MiB. */
     uint8_t last;
-    int r = c->ops->read(c->ctx, c->path, index_off + n * CATALOG_PACK_ENTRY_SIZE - 1, &last, 1);
+    r = c->ops->read(c->ctx, c->path, index_off + n * CATALOG_PACK_ENTRY_SIZE - 1, &last, 1);
     if (r < 0)
         return open_read_error(c->ops, c->ctx, c->path, r);
-    _cleanup_(freep) uint8_t *ix = xmalloc(n * CATALOG_PACK_ENTRY_SIZE);
+    _cleanup_(freep) uint8_t *ix = mem_alloc(n * CATALOG_PACK_ENTRY_SIZE);
+    if (!ix)
+        return -ENOMEM;
     r = c->ops->read(c->ctx, c->path, index_off, ix, n * CATALOG_PACK_ENTRY_SIZE);
     if (r < 0)
         return open_read_error(c->ops, c->ctx, c->path, r);
@@ -258,11 +275,14 @@ static int open_packed(catalog *c, uint8_t *h)
         /* Repaired if one byte is wrong and the index small; else used as it is if it still describes
          * blocks that tile the file: each block is checked against its own checksum anyway. */
         int pos = catalog_repair_blob(ix, n * CATALOG_PACK_ENTRY_SIZE, ixsum);
-        catalog_note_damage(c, false, RH_ECHECKSUM, index_off, n * CATALOG_PACK_ENTRY_SIZE,
-                            pos >= 0 ? "block index: checksum mismatch, byte %d repaired"
-                                     : "block index: checksum mismatch%.0d", pos);
+        r = catalog_note_damage(c, false, RH_ECHECKSUM, index_off, n * CATALOG_PACK_ENTRY_SIZE,
+                                pos >= 0 ? "block index: checksum mismatch, byte %d repaired"
+                                         : "block index: checksum mismatch%.0d", pos);
+        if (r < 0)
+            return r;
     }
-    c->blocks_at = xcalloc(n, sizeof(*c->blocks_at));
+    if (!(c->blocks_at = mem_calloc(n, sizeof(*c->blocks_at))))
+        return -ENOMEM;
     c->nblocks = n;
     uint64_t at = CATALOG_PACK_HEADER_SIZE;
     for (uint64_t b = 0; b < n; b++) {
@@ -277,11 +297,12 @@ static int open_packed(catalog *c, uint8_t *h)
         at += pb->len;
     }
     if (at != index_off) {
-        catalog_note_damage(c, false, RH_ECORRUPT, index_off, n * CATALOG_PACK_ENTRY_SIZE,
-                            "block index: does not describe the blocks: unrecoverable");
-        return RH_ECORRUPT;
+        r = catalog_note_damage(c, false, RH_ECORRUPT, index_off, n * CATALOG_PACK_ENTRY_SIZE,
+                                "block index: does not describe the blocks: unrecoverable");
+        return r < 0 ? r : RH_ECORRUPT;
     }
-    c->zbuf = xmalloc(compress_bound(CATALOG_PACK_BLOCK));
+    if (!(c->zbuf = mem_alloc(compress_bound(CATALOG_PACK_BLOCK))))
+        return -ENOMEM;
     c->file_end = size;
     return 0;
 }
@@ -304,11 +325,16 @@ int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catal
     if (r < 0)
         return open_read_error(ops, ctx, path, r);
 
-    catalog *c = xcalloc(1, sizeof(*c));
+    catalog *c = mem_calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
     c->ops = ops;
     c->ctx = ctx;
-    c->path = xstrdup(path);
     pthread_mutex_init(&c->lock, NULL);
+    if (!(c->path = mem_strdup(path))) {
+        catalog_close(c);
+        return -ENOMEM;
+    }
     bool packed = memcmp(h, CATALOG_PACK_MAGIC, CATALOG_MAGIC_LEN) == 0;
     if (!packed && memcmp(h, CATALOG_MAGIC, CATALOG_MAGIC_LEN) != 0) {
         /* A damaged magic: a packed header that one byte repairs is one (open_packed records it). */
@@ -334,9 +360,11 @@ int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catal
         r = RH_ECORRUPT;
     if (r == 0) {
         /* The meta blob ends the file: reading it also proves the file is complete. */
-        uint8_t *m = xmalloc(meta_len);
-        r = packed ? catalog_read_at(c, c->meta_off, m, meta_len) : ops->read(ctx, path, c->meta_off, m, meta_len);
-        if (r < 0 && !packed)
+        uint8_t *m = mem_alloc(meta_len);
+        r = !m ? -ENOMEM
+            : packed ? catalog_read_at(c, c->meta_off, m, meta_len)
+                     : ops->read(ctx, path, c->meta_off, m, meta_len);
+        if (r < 0 && m && !packed)
             r = open_read_error(ops, ctx, path, r);
         else if (r == RH_ECORRUPT)
             memset(m, 0, meta_len); /* in a lost block: parse_meta records it; the index proved the size */
@@ -345,7 +373,7 @@ int catalog_open_why(const rh_store_ops *ops, void *ctx, const char *path, catal
         free(m);
     }
     if (r < 0) {
-        if (why && c->ndamage) /* the last damage found is what stopped the open */
+        if (why && c->ndamage && r != -ENOMEM) /* the last damage found is what stopped the open */
             snprintf(why, CATALOG_WHY_MAX, "%s", c->damage[c->ndamage - 1].what);
         catalog_close(c);
         return r;

@@ -57,10 +57,13 @@ struct catalog {
     uint64_t root_first, root_count;
 };
 
-/* A NUL-terminated malloc'd copy of p[0..n) (p may be NULL when n is 0). */
+/* A NUL-terminated malloc'd copy of p[0..n) (p may be NULL when n is 0), or NULL when memory is
+ * exhausted: the reader allocates with mem_* (util.h), since the public API reaches it. */
 static inline uint8_t *catalog_dup0(const uint8_t *p, size_t n)
 {
-    uint8_t *q = xmalloc(n + 1);
+    uint8_t *q = mem_alloc(n + 1);
+    if (!q)
+        return NULL;
     if (n)
         memcpy(q, p, n);
     q[n] = 0;
@@ -70,8 +73,10 @@ static inline uint8_t *catalog_dup0(const uint8_t *p, size_t n)
 /* Reads logical bytes dst[0..len) at off (catalog_file.c); RH_ECORRUPT outside the catalog or in a block
  * that is lost. */
 int catalog_read_at(catalog *c, uint64_t off, void *dst, size_t len);
-/* Records one damaged part (once per offset and code). Called with c->lock held iff `locked`. */
-void catalog_note_damage(catalog *c, bool locked, int code, uint64_t off, uint64_t len, const char *fmt, ...)
+/* Records one damaged part (once per offset and code). Called with c->lock held iff `locked`. Returns 0,
+ * or -ENOMEM when the record cannot grow: the caller then fails with -ENOMEM, so that no damage found
+ * goes unrecorded. */
+int catalog_note_damage(catalog *c, bool locked, int code, uint64_t off, uint64_t len, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
 /*
  * A header of `len` bytes whose checksum (the u64 at sum_off, over bytes [0, sum_off)) fails: tries every

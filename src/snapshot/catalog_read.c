@@ -145,14 +145,15 @@ static int decode_extra(const raw *r, catalog_entry *e)
         (tlen && e->type != CT_SYMLINK))
         return RH_ECORRUPT;
     if (e->type == CT_SYMLINK) {
-        e->target = catalog_dup0(target, tlen);
+        if (!(e->target = catalog_dup0(target, tlen)))
+            return -ENOMEM;
         e->target_len = tlen;
     }
     uint32_t count = cursor_le32(&cu);
     if (cu.bad || count > cu.left / 6)
         return RH_ECORRUPT;
-    if (count)
-        e->xattrs = xcalloc(count, sizeof(*e->xattrs));
+    if (count && !(e->xattrs = mem_calloc(count, sizeof(*e->xattrs))))
+        return -ENOMEM;
     for (uint32_t i = 0; i < count; i++) {
         uint16_t nlen = cursor_le16(&cu);
         uint32_t vlen = cursor_le32(&cu);
@@ -160,7 +161,9 @@ static int decode_extra(const raw *r, catalog_entry *e)
         if (cu.bad || nlen == 0 || nlen > CATALOG_XATTR_NAME_MAX || memchr(name, 0, nlen))
             return RH_ECORRUPT;
         e->xattrs[i] = (catalog_xattr){ catalog_dup0(name, nlen), nlen, catalog_dup0(value, vlen), vlen };
-        e->xattr_count = i + 1;
+        e->xattr_count = i + 1; /* catalog_entry_clear frees what this one holds, NULL or not */
+        if (!e->xattrs[i].name || !e->xattrs[i].value)
+            return -ENOMEM;
     }
     return cu.left == 0 ? 0 : RH_ECORRUPT;
 }
@@ -201,7 +204,7 @@ static int decode(const raw *r, catalog_entry *out)
         e.stream.codec = f[CE_S_CODEC];
     }
     e.name = catalog_dup0(r->heap, r->name_len);
-    int rc = decode_extra(r, &e);
+    int rc = e.name ? decode_extra(r, &e) : -ENOMEM;
     if (rc < 0) {
         catalog_entry_clear(&e);
         return rc;
@@ -224,7 +227,9 @@ static int read_raw(catalog *c, uint64_t idx, uint8_t fixed[CATALOG_ENTRY_SIZE],
     if (r < 0)
         return r;
     size_t len = (size_t)e->name_len + e->extra_len;
-    uint8_t *heap = xmalloc(len);
+    uint8_t *heap = mem_alloc(len);
+    if (!heap)
+        return -ENOMEM;
     r = catalog_read_at(c, e->name_off, heap, len);
     e->heap = heap;
     if (r >= 0)
@@ -284,10 +289,16 @@ static int stand_in_root(catalog *c, catalog_entry **ret)
     int r = find_root_children(c, &first, &count);
     if (r < 0)
         return r;
-    catalog_entry *e = xcalloc(1, sizeof(*e));
+    catalog_entry *e = mem_alloc(sizeof(*e));
+    uint8_t *name = catalog_dup0(NULL, 0);
+    if (!e || !name) {
+        free(e);
+        free(name);
+        return -ENOMEM;
+    }
     *e = (catalog_entry){ .idx = 0, .damage = RH_ECORRUPT, .type = CT_DIR, .mode = S_IFDIR | 0700,
                           .nlink = 1, .parent = CATALOG_NONE, .first_child = first, .child_count = count,
-                          .link_group = CATALOG_NONE, .name = catalog_dup0(NULL, 0) };
+                          .link_group = CATALOG_NONE, .name = name };
     *ret = e;
     return 0;
 }
@@ -304,7 +315,9 @@ int catalog_get(catalog *c, uint64_t idx, catalog_entry **ret)
         return stand_in_root(c, ret);
     if (r < 0)
         return r;
-    catalog_entry *out = xmalloc(sizeof(*out));
+    catalog_entry *out = mem_alloc(sizeof(*out));
+    if (!out)
+        return -ENOMEM;
     r = decode(&e, out);
     if (r < 0) {
         free(out);
@@ -432,13 +445,18 @@ int catalog_lookup_path(catalog *c, const char *path, uint64_t *ret_idx)
     return 0;
 }
 
-/* What a listing gives for a child that cannot be read: its index, why, and an unsafe one's name. */
-static void damaged_child(catalog_entry *out, uint64_t idx, int code, const raw *r)
+/* What a listing gives for a child that cannot be read: its index, why, and an unsafe one's name. 0, or
+ * -ENOMEM with *out untouched. */
+static int damaged_child(catalog_entry *out, uint64_t idx, int code, const raw *r)
 {
     bool named = code == RH_EUNSAFE && r && r->heap;
+    uint32_t len = named ? r->name_len : 0;
+    uint8_t *name = catalog_dup0(named ? r->heap : NULL, len);
+    if (!name)
+        return -ENOMEM;
     *out = (catalog_entry){ .idx = idx, .damage = code, .parent = CATALOG_NONE, .first_child = CATALOG_NONE,
-                            .link_group = CATALOG_NONE, .name_len = named ? r->name_len : 0 };
-    out->name = catalog_dup0(named ? r->heap : NULL, out->name_len);
+                            .link_group = CATALOG_NONE, .name_len = len, .name = name };
+    return 0;
 }
 
 /* Checks and decodes one child of dir, whose table and heap bytes are in r; prev is the child before
@@ -463,9 +481,14 @@ static int child_entry(const catalog *c, uint64_t dir, const raw *r, const catal
 static int decode_slice(catalog *c, uint64_t dir, uint64_t first, size_t n, const uint8_t *table,
                         catalog_entry *out)
 {
-    raw *rs = xcalloc(n, sizeof(*rs));
-    int *bad = xcalloc(n, sizeof(*bad));
+    raw *rs = mem_calloc(n, sizeof(*rs));
+    int *bad = mem_calloc(n, sizeof(*bad));
     uint8_t *bulk = NULL;
+    if (!rs || !bad) {
+        free(rs);
+        free(bad);
+        return -ENOMEM;
+    }
     bool whole = table != NULL;
     for (size_t j = 0; j < n && table; j++) {
         rs[j] = (raw){ .idx = first + j, .fixed = table + j * CATALOG_ENTRY_SIZE };
@@ -476,9 +499,9 @@ static int decode_slice(catalog *c, uint64_t dir, uint64_t first, size_t n, cons
     uint64_t lo = rs[0].name_off, hi = whole ? rs[n - 1].name_off + rs[n - 1].name_len + rs[n - 1].extra_len : lo;
     int r = 0;
     if (whole && hi - lo <= BULK_HEAP_MAX) {
-        bulk = xmalloc(hi - lo);
-        r = catalog_read_at(c, lo, bulk, hi - lo);
-        if (r < 0) {
+        bulk = mem_alloc(hi - lo);
+        r = bulk ? catalog_read_at(c, lo, bulk, hi - lo) : -ENOMEM;
+        if (r < 0 && bulk) {
             free(bulk);
             bulk = NULL;
             r = is_damage(r) ? 0 : r; /* a lost block: entry by entry, around it */
@@ -499,8 +522,9 @@ static int decode_slice(catalog *c, uint64_t dir, uint64_t first, size_t n, cons
         if (rc == 0 && bulk) {
             rs[j].heap = bulk + (rs[j].name_off - lo);
         } else if (rc == 0) {
-            own = xmalloc((size_t)rs[j].name_len + rs[j].extra_len);
-            rc = catalog_read_at(c, rs[j].name_off, own, (size_t)rs[j].name_len + rs[j].extra_len);
+            own = mem_alloc((size_t)rs[j].name_len + rs[j].extra_len);
+            rc = own ? catalog_read_at(c, rs[j].name_off, own, (size_t)rs[j].name_len + rs[j].extra_len)
+                     : -ENOMEM;
             rs[j].heap = own;
         }
         if (rc == 0)
@@ -508,7 +532,7 @@ static int decode_slice(catalog *c, uint64_t dir, uint64_t first, size_t n, cons
         if (rc == 0)
             prev = &out[j];
         else if (is_damage(rc))
-            damaged_child(&out[j], first + j, rc, &rs[j]);
+            r = damaged_child(&out[j], first + j, rc, &rs[j]);
         else
             r = rc;
         free(own);
@@ -537,9 +561,14 @@ int catalog_readdir(catalog *c, uint64_t dir, uint64_t start, size_t max, catalo
         return 0;
     }
     size_t n = (size_t)MIN(MIN(count - start, (uint64_t)max), (uint64_t)READDIR_MAX);
-    uint8_t *table = xmalloc(n * CATALOG_ENTRY_SIZE);
+    uint8_t *table = mem_alloc(n * CATALOG_ENTRY_SIZE);
+    catalog_entry *out = mem_calloc(n, sizeof(*out));
+    if (!table || !out) {
+        free(table);
+        free(out);
+        return -ENOMEM;
+    }
     r = catalog_read_at(c, c->table_off + (first + start) * CATALOG_ENTRY_SIZE, table, n * CATALOG_ENTRY_SIZE);
-    catalog_entry *out = xcalloc(n, sizeof(*out));
     if (r == 0 || is_damage(r))
         r = decode_slice(c, dir, first + start, n, r == 0 ? table : NULL, out);
     free(table);

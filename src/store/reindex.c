@@ -6,11 +6,16 @@
  * for a large store); a committed container without a footer is scanned record by record. The rebuild writes a fresh file in one transaction and
  * renames it over the old one: a crash during it leaves the previous index as it was, and an old index
  * that SQLite finds malformed is never needed to build the new one.
+ *
+ * Readers of the public API reach it (a missing, stale or damaged index), so it allocates with mem_*
+ * (util.h): running out of memory is -ENOMEM and leaves the old index as it was, never a rebuild that
+ * skips containers for want of memory.
  */
 #include "config.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -19,24 +24,35 @@
 #include "store/container.h"
 #include "store/store.h"
 
-/* The directory and file name of `path` (malloc'd), for the temp file beside it. */
-static void split_path(const char *path, char **ret_dir, char **ret_base)
+/* The directory and file name of `path` (malloc'd), for the temp file beside it: 0, or -ENOMEM with
+ * nothing allocated. */
+static int split_path(const char *path, char **ret_dir, char **ret_base)
 {
     const char *slash = strrchr(path, '/');
-    *ret_dir = slash ? xmemdup(path, (size_t)(slash - path) + 2) : xstrdup(".");
+    char *dir = slash ? mem_memdup(path, (size_t)(slash - path) + 2) : mem_strdup(".");
+    char *base = mem_strdup(slash ? slash + 1 : path);
+    if (!dir || !base) {
+        free(dir);
+        free(base);
+        return -ENOMEM;
+    }
     if (slash)
-        (*ret_dir)[slash - path == 0 ? 1 : slash - path] = 0;
-    *ret_base = xstrdup(slash ? slash + 1 : path);
+        dir[slash - path == 0 ? 1 : slash - path] = 0;
+    *ret_dir = dir;
+    *ret_base = base;
+    return 0;
 }
 
 /* Removes the journal files that SQLite keeps beside `path`: those of the file being replaced must not
- * be applied to its successor (a hot -journal or a -wal would be played into the new file). */
+ * be applied to its successor (a hot -journal or a -wal would be played into the new file). The names
+ * are built on the stack, so that this cannot fail for want of memory once a rebuild is complete. */
 static void remove_journals(const char *path)
 {
     static const char *suffixes[] = { "-wal", "-shm", "-journal" };
     for (size_t i = 0; i < ARRAY_SIZE(suffixes); i++) {
-        _cleanup_(freep) char *p = xasprintf("%s%s", path, suffixes[i]);
-        unlink(p);
+        char p[PATH_MAX];
+        if (snprintf(p, sizeof(p), "%s%s", path, suffixes[i]) < (int)sizeof(p))
+            unlink(p);
     }
 }
 
@@ -107,7 +123,7 @@ static int fill(rh_store *s, index_t *ix, const index_container *have, size_t n,
     int r = index_begin(ix);
     for (size_t i = 0; r >= 0 && i < n; i++) {
         r = add_container(s, ix, &have[i], chunks, streams);
-        if (r < 0) {
+        if (r < 0 && r != -ENOMEM) {
             char cp[CONTAINER_PATH_MAX];
             store_log(s, RH_LOG_WARNING, "%s: %s (skipped; run 'rehydrate verify')",
                       container_path(have[i].kind, have[i].id, cp), rh_strerror(r));
@@ -133,17 +149,20 @@ int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t 
     /* The new index is built in a file of its own: the old one may be damaged beyond what SQLite can
      * clear (a malformed B-tree fails DELETE as it fails SELECT), and readers may have it open. */
     _cleanup_(freep) char *dir = NULL, *base = NULL, *tmp = NULL, *tmppath = NULL;
-    split_path(path, &dir, &base);
+    if ((r = split_path(path, &dir, &base)) < 0) {
+        free(have);
+        return r;
+    }
     _cleanup_(closep) int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     _cleanup_(closep) int fd = dfd < 0 ? -errno : fs_create_temp(dfd, base, &tmp);
     if (fd < 0) {
         free(have);
         return fd;
     }
-    tmppath = xasprintf("%s/%s", dir, tmp);
     index_t *ix = NULL;
     uint64_t chunks = 0, streams = 0;
-    r = index_open(tmppath, s->cfg.uuid, INDEX_CREATE, &ix);
+    tmppath = mem_asprintf("%s/%s", dir, tmp);
+    r = tmppath ? index_open(tmppath, s->cfg.uuid, INDEX_CREATE, &ix) : -ENOMEM;
     if (r >= 0)
         r = fill(s, ix, have, n, &chunks, &streams);
     index_close(ix); /* back to the rollback journal: the file is complete in itself */
@@ -154,7 +173,8 @@ int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t 
     }
     if (r < 0) {
         unlinkat(dfd, tmp, 0);
-        remove_journals(tmppath);
+        if (tmppath)
+            remove_journals(tmppath);
         return r;
     }
     if (ret_chunks)
