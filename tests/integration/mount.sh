@@ -75,8 +75,9 @@ done
 wait_readers() { for i in $(seq 8); do while [ ! -s "$WORK/reader$i.rc" ]; do sleep 0.05; done; done; }
 wait_readers
 check "eight parallel readers agree with the source" [ "$(cat "$WORK"/reader*.rc | sort -u)" = 0 ]
-stop_fs
-check "fusermount3 -u ends the daemon with status 0" [ $? -eq 0 ]
+rc=0
+stop_fs || rc=$?
+check "fusermount3 -u ends the daemon with status 0 (got $rc)" [ "$rc" -eq 0 ]
 check "... and leaves no mount behind" bash -c "! mountpoint -q '$MNT'"
 check "the mount wrote nothing to the store (no index.db-wal or -shm, no changed time)" \
     [ "$(store_state "$STORE")" = "$state_before" ]
