@@ -64,7 +64,8 @@ extern "C" {
     X(RH_EEXIST, -4011, "already exists")                                                          \
     X(RH_EUNSAFE, -4012, "unsafe name in catalog")                                                 \
     X(RH_ESTALEINDEX, -4013, "index does not match the store's containers")                       \
-    X(RH_EWRONGSTORE, -4014, "reparse point belongs to another store")
+    X(RH_EWRONGSTORE, -4014, "reparse point belongs to another store")                             \
+    X(RH_ENOINDEX, -4015, "no chunk index readable through the callbacks (see rh_store_build_index)")
 
 enum {
 #define RH_ERR_ENUM(name, value, msg) name = (value),
@@ -138,8 +139,25 @@ typedef struct rh_store_ops {
  * Opens a store. With ops == NULL, `path` is a local store directory read with built-in callbacks.
  * With ops != NULL, `path` names the store only for messages; every byte is read through ops/ctx.
  * On success *ret_store owns the store until rh_store_close().
+ *
+ * The chunk index, behind callbacks: the store's own index.db, read through `read` a few blocks at a
+ * time as lookups need them; opening reads its header and nothing of any container. When that file
+ * cannot be read through the callbacks (absent, in WAL mode, of another store), a copy in
+ * $XDG_CACHE_HOME/rehydrate/ (else ~/.cache/rehydrate/) that rh_store_build_index() made earlier serves.
+ * When there is neither, rh_store_open still succeeds and restores and reads fail with RH_ENOINDEX:
+ * the library never reads every container on its own. A local store (ops == NULL) rebuilds its index
+ * when it is missing or stale, as `rehydrate reindex` does.
  */
 RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store);
+
+/*
+ * Makes sure the store has a usable chunk index, building one when it has none: behind callbacks, the
+ * copy in the cache directory (see rh_store_open), by reading every container through `read` — a scan
+ * of the whole store, which on tape or object storage is a full read, so ask the user first. For a
+ * local store, STORE/index.db (or the cache copy when the store is read-only). Returns 0 (also when an
+ * index was usable already) or a negative code; calls no callback but `read`.
+ */
+RH_EXPORT int rh_store_build_index(rh_store *store);
 RH_EXPORT void rh_store_close(rh_store *store); /* NULL is a no-op */
 
 /*

@@ -230,7 +230,7 @@ bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest
 {
     /* An index read through the callbacks is the store's; rebuilding means reading every container,
      * which an application behind callbacks (tape, object storage) must ask for itself. */
-    if (s->ix_in_store)
+    if (s->ix_in_store || (s->rootfd < 0 && !s->scan_ok))
         return false;
     const char *path = s->ix_path;
     pthread_mutex_lock(&s->ix_lock);

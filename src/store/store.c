@@ -362,9 +362,12 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     }
     chunker_init(&s->chunker, &s->cfg.chunker);
     if (ops) {
-        /* Build the cached index now, so that the reads it takes are not mixed into those of a
-         * restore (whose read pattern the application controls). */
+        /* Open the index now (its header; nothing of a container), so that those reads are not mixed
+         * into a restore's, whose pattern the application controls. Without one the store still opens:
+         * restores then fail with RH_ENOINDEX until the application calls rh_store_build_index. */
         r = store_open_index(s, INDEX_READONLY, true, NULL, &s->ix);
+        if (r == RH_ENOINDEX)
+            r = 0;
         if (r < 0) {
             rh_store_close(s);
             return r;
@@ -394,6 +397,17 @@ RH_EXPORT void rh_store_close(rh_store *s)
     free(s->ix_path);
     free(s->path);
     free(s);
+}
+
+RH_EXPORT int rh_store_build_index(rh_store *s)
+{
+    if (!s)
+        return -EINVAL;
+    index_t *ix;
+    s->scan_ok = true;
+    int r = store_shared_index(s, &ix);
+    s->scan_ok = false;
+    return r;
 }
 
 int store_read(rh_store *s, const char *path, uint64_t off, void *buf, size_t len)
@@ -728,6 +742,18 @@ static char *index_path(rh_store *s)
 
 char *store_index_path(rh_store *s) { return xstrdup(s->ix_path); }
 
+/* Makes the directory of an index kept in the cache directory (a store behind callbacks or read-only). */
+static int make_index_dir(rh_store *s)
+{
+    if (s->rootfd >= 0 && !s->readonly)
+        return 0;
+    _cleanup_(freep) char *dir = mem_strdup(s->ix_path);
+    if (!dir)
+        return -ENOMEM;
+    *strrchr(dir, '/') = 0;
+    return fs_mkdir_p(dir, 0700);
+}
+
 static int index_is_current(rh_store *s, index_t *ix, bool *ret)
 {
     index_container *have = NULL;
@@ -751,19 +777,16 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
         return 0;
     }
     const char *path = s->ix_path;
-    if (s->rootfd < 0 || s->readonly) {
-        _cleanup_(freep) char *dir = mem_strdup(path);
-        if (!dir)
-            return -ENOMEM;
-        *strrchr(dir, '/') = 0;
-        int r = fs_mkdir_p(dir, 0700);
+    bool reader = flags & INDEX_READONLY;
+    /* The cache directory is made only to write in it: a reader that finds no index leaves no trace. */
+    if (!reader) {
+        int r = make_index_dir(s);
         if (r < 0)
             return r;
     }
     /* A writer creates a missing index in place (an empty index of an empty store is current). A reader
      * opens the file read-only, so that a read path never writes to the store; a missing index is then
      * -ENOENT, and rebuilt below like a stale one. */
-    bool reader = flags & INDEX_READONLY;
     index_t *ix = NULL;
     int r = index_open(path, s->cfg.uuid, flags | (rebuild && !reader ? INDEX_CREATE : 0), &ix);
     bool current = false;
@@ -784,6 +807,9 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     index_close(ix);
     if (!rebuild)
         return r < 0 ? r : RH_ESTALEINDEX;
+    /* Behind callbacks a rebuild reads every container: only when the application asked for it. */
+    if (s->rootfd < 0 && !s->scan_ok)
+        return RH_ENOINDEX;
     /* A missing or stale index is routine (a first use, a backup from elsewhere) and is said only to a
      * caller that asks; an unreadable one is damage, which is always said. */
     bool damaged = r < 0 && r != -ENOENT;
@@ -796,8 +822,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     } else if (damaged) {
         store_log(s, RH_LOG_WARNING, "%s: index %s, rebuilding it from the containers", path, why);
     }
-    r = store_reindex(s, path, NULL, NULL);
-    if (r < 0)
+    if ((r = make_index_dir(s)) < 0 || (r = store_reindex(s, path, NULL, NULL)) < 0)
         return r;
     store_index_remember(s, damaged);
     return index_open(path, s->cfg.uuid, flags, ret);

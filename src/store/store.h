@@ -50,6 +50,8 @@ struct rh_store {
     index_t *ix;               /* the index, opened on first use by the public API (api.c) */
     unsigned ix_handle_gen;    /* the index generation that ix was opened at */
     bool ix_in_store;          /* behind callbacks: ix reads the store's own index.db through them */
+    bool scan_ok;              /* behind callbacks: the application asked for a scan of every container
+                                * (rh_store_build_index); never set otherwise */
     struct fd_cache *fds;      /* open store files of a local store (store.c) */
     /* How readers share a repaired index (index_repair.c). */
     pthread_mutex_t ix_lock;   /* serializes repairs; protects ix_dev, ix_ino */

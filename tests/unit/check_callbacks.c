@@ -32,6 +32,7 @@ typedef struct counter {
     int rootfd;
     uint64_t calls, bytes;
     uint64_t index_calls, index_bytes;
+    uint64_t container_calls;
 } counter;
 
 static int counting_read(void *ctx, const char *path, uint64_t off, void *buf, size_t size)
@@ -40,6 +41,8 @@ static int counting_read(void *ctx, const char *path, uint64_t off, void *buf, s
     c->calls++;
     if (!strcmp(path, STORE_INDEX_FILE))
         c->index_calls++;
+    if (!strncmp(path, "containers/", 11))
+        c->container_calls++;
     int fd = openat(c->rootfd, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -162,6 +165,70 @@ START_TEST(test_one_file_reads_little)
 }
 END_TEST
 
+static uint64_t count_containers(void)
+{
+    uint64_t n = 0;
+    const char *kinds[2] = { "containers/data", "containers/stream" };
+    for (int k = 0; k < 2; k++) {
+        char *p = pathf(storepath, kinds[k]);
+        DIR *d = opendir(p);
+        ck_assert_ptr_nonnull(d);
+        struct dirent *de;
+        while ((de = readdir(d)))
+            n += strstr(de->d_name, ".ctr") != NULL;
+        closedir(d);
+        free(p);
+    }
+    ck_assert_uint_gt(n, 2);
+    return n;
+}
+
+/*
+ * A store whose index.db cannot be read through the callbacks, and no copy in the cache: opening and
+ * restoring read no container (the restore fails with RH_ENOINDEX) until the application asks for the
+ * scan with rh_store_build_index; then the copy is built in the cache and the restore works.
+ */
+START_TEST(test_no_index_no_scan)
+{
+    char *stub = make_stub("one");
+    char *ix = pathf(storepath, STORE_INDEX_FILE), *away = pathf(storepath, "index.db.away");
+    ck_assert_int_eq(rename(ix, away), 0);
+    counter cnt = { .rootfd = open(storepath, O_RDONLY | O_DIRECTORY) };
+    rh_store *s;
+    ck_assert_int_eq(rh_store_open("counted", &counting_ops, &cnt, &s), 0);
+    const char *paths[1] = { stub };
+    int res[1] = { 99 };
+    ck_assert_int_eq(rh_restore_files(s, 1, paths, 0, res), RH_ENOINDEX);
+    ck_assert_int_eq(res[0], RH_ENOINDEX);
+    ck_assert_uint_eq(cnt.container_calls, 0);
+    ck_assert(dir_empty_or_missing(cache));
+
+    ck_assert_int_eq(rh_store_build_index(s), 0);
+    ck_assert_uint_ge(cnt.container_calls, count_containers()); /* every container was read */
+    ck_assert(!dir_empty_or_missing(cache));
+    res[0] = 99;
+    ck_assert_int_eq(rh_restore_files(s, 1, paths, 0, res), 0);
+    ck_assert_int_eq(res[0], 0);
+    rh_store_close(s);
+    uint8_t *got = xmalloc(sizeof(one));
+    int fd = open(stub, O_RDONLY);
+    ck_assert_int_eq(fs_pread_full(fd, got, sizeof(one), 0), 0);
+    close(fd);
+    ck_assert_mem_eq(got, one, sizeof(one));
+
+    /* The copy serves the next open, which again reads no container. */
+    cnt.container_calls = 0;
+    ck_assert_int_eq(rh_store_open("counted", &counting_ops, &cnt, &s), 0);
+    ck_assert_uint_eq(cnt.container_calls, 0);
+    ck_assert_int_eq(rh_store_build_index(s), 0); /* usable already: no scan */
+    ck_assert_uint_eq(cnt.container_calls, 0);
+    rh_store_close(s);
+    close(cnt.rootfd);
+    ck_assert_int_eq(rename(away, ix), 0);
+    free(got), free(stub), free(ix), free(away);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("callbacks");
@@ -169,6 +236,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 900);
     tcase_add_test(tc, test_one_file_reads_little);
+    tcase_add_test(tc, test_no_index_no_scan);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -12,8 +12,9 @@
  * stay empty. Leaks are the ASan build's to find (LeakSanitizer, at exit). Both kinds of store are
  * walked: a local directory, and one behind callbacks whose index is read through the SQLite VFS and
  * whose order_containers answers with a plan. Each is walked twice: as it is, and with its index
- * removed before every run, so that every run rebuilds it from the containers (store_reindex: at
- * rh_store_open for callbacks, at the first index lookup for a local store).
+ * removed before every run, so that every run rebuilds it from the containers (store_reindex: in
+ * rh_store_build_index, which an application behind callbacks calls to ask for it, and at the first
+ * index lookup for a local store).
  *
  * Each run is made on a fresh thread, so that the per-thread contexts (digest, zstd, scratch buffer)
  * of the thread that calls are made, and may fail, in every run. Not reached by the hook: allocations
@@ -337,6 +338,13 @@ static void *sequence(void *arg)
     }
     rh_store *s = NO_STORE;
     int r = rh_store_open(storepath, R->ops ? &test_ops : NULL, &ctx, &s);
+    /* Behind callbacks, an index is built only when the application asks: without it, the rest of the
+     * sequence would fail with RH_ENOINDEX, so a failed build ends the run. */
+    if (r == 0 && R->ops && R->reindex && !code_ok(R, "rh_store_build_index", rh_store_build_index(s))) {
+        rh_store_close(s);
+        close(ctx.rootfd);
+        return NULL;
+    }
     if (code_ok(R, "rh_store_open", r)) {
         rh_store_set_log(s, log_fn, R);
         rh_snapshot *sn = NO_SNAPSHOT;
