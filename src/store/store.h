@@ -70,6 +70,11 @@ struct rh_store {
     int (*decode_streammap)(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
 };
 
+/* The built-in callbacks of a local store directory (local.c): sets s->ops and s->ctx for s->rootfd and
+ * makes the cache of open files; store_local_close frees it (a no-op for a store behind callbacks). */
+int store_local_init(rh_store *s);
+void store_local_close(rh_store *s);
+
 /* Decodes a stream map's raw bytes the way the store's format does (s->decode_streammap). */
 int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
 
