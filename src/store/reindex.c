@@ -3,8 +3,8 @@
  * store itself needs it: store_open_index rebuilds a missing or stale index, and index_repair.c a
  * damaged one; 'rehydrate reindex' calls down into it. Sealed containers are read through their footers
  * (three small reads each, and one more per pack for its member table, so a rebuild costs little even
- * for a large store); a committed container without a footer is scanned record by record. The rebuild writes a fresh file in one transaction and
- * renames it over the old one: a crash during it leaves the previous index as it was, and an old index
+ * for a large store); a committed container without a footer is scanned record by record. The rebuild
+ * writes a fresh file in one transaction and renames it over the old one: a crash during it leaves the previous index as it was, and an old index
  * that SQLite finds malformed is never needed to build the new one.
  *
  * Readers of the public API reach it (a missing, stale or damaged index), so it allocates with mem_*

@@ -175,7 +175,8 @@ static void skip_damaged(layout *l, uint64_t dirrec, const catalog_entry *e)
         return;
     }
     _cleanup_(freep) char *what =
-        xasprintf("catalog entry %llu is damaged: lost with, for a directory, its contents", (unsigned long long)e->idx);
+        xasprintf("catalog entry %llu is damaged: lost with, for a directory, its contents",
+                  (unsigned long long)e->idx);
     layout_warn(l, dirrec, NULL, e->damage, what);
 }
 
