@@ -1,6 +1,6 @@
 /*
  * winreparse.c — parser of the Windows Server Data Deduplication reparse point (tag 0x80000013), as
- * ntfs-3g returns it in system.ntfs_reparse_data. Facts from /work/shared/WINDOWS-DEDUP.md ("The
+ * ntfs-3g returns it in system.ntfs_reparse_data. Facts from the team's WINDOWS-DEDUP.md ("The
  * reparse point") and doc/windows-format-notes.md; marks: [source] read in a public reader (the ntfs-3g
  * dedup plugin, WinDedup_Extracter), [checked] seen in real bytes, [inferred] our own reading.
  * No real reparse buffer is public: none of the layouts below is [checked].
@@ -50,7 +50,7 @@ static int bad(winreparse *r, size_t at, const char *why)
 
 static int alloc_refs(winreparse *r, size_t n)
 {
-    r->refs = calloc(n, sizeof(*r->refs));
+    r->refs = mem_calloc(n, sizeof(*r->refs));
     if (r->refs == NULL)
         return -ENOMEM;
     r->nrefs = n;
