@@ -13,45 +13,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/util.h"
 #include "windows/wincrc.h"
 #include "windedup-fmt.h"
 
 #define ALIGN8(x) (((x) + 7) & ~(uint64_t)7)
 #define PAGE 0x1000u
-
-void wd_put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-void wd_put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-void wd_put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static int pwrite_all(int fd, const void *buf, size_t len, uint64_t off)
-{
-    const uint8_t *p = buf;
-    while (len) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -errno;
-        }
-        p += n;
-        len -= (size_t)n;
-        off += (uint64_t)n;
-    }
-    return 0;
-}
 
 /* The 0x20 bytes every Ckhr starts with. 0x14, 0x18 and 0x1c hold 8 in every record of the sample
  * (data and padding alike); their meaning is unknown. */
@@ -60,13 +28,13 @@ static void ckhr_common(uint8_t *h, uint32_t seq, uint32_t payload_len, uint16_t
     memcpy(h, "Ckhr", 4);
     static const uint8_t version[4] = { 1, 3, 3, 1 };
     memcpy(h + 4, version, 4);
-    wd_put32(h + 0x08, seq);
-    wd_put32(h + 0x0c, payload_len);
-    wd_put16(h + 0x10, type);
-    wd_put16(h + 0x12, size_field);
-    wd_put32(h + 0x14, 8);
-    wd_put32(h + 0x18, 8);
-    wd_put32(h + 0x1c, 8);
+    put_le32(h + 0x08, seq);
+    put_le32(h + 0x0c, payload_len);
+    put_le16(h + 0x10, type);
+    put_le16(h + 0x12, size_field);
+    put_le32(h + 0x14, 8);
+    put_le32(h + 0x18, 8);
+    put_le32(h + 0x1c, 8);
 }
 
 void wd_ckhr_data(uint8_t h[WD_DATA_HEADER], uint32_t seq, const void *payload, uint32_t stored_len,
@@ -74,11 +42,11 @@ void wd_ckhr_data(uint8_t h[WD_DATA_HEADER], uint32_t seq, const void *payload, 
 {
     memset(h, 0, WD_DATA_HEADER);
     ckhr_common(h, seq, stored_len, 1, WD_DATA_HEADER - 0x30);
-    wd_put32(h + 0x20, compression);
-    wd_put32(h + 0x24, compression);
+    put_le32(h + 0x20, compression);
+    put_le32(h + 0x24, compression);
     memcpy(h + 0x28, digest, WD_DIGEST_LEN);
-    wd_put64(h + 0x48, wincrc_64(payload, stored_len));
-    wd_put64(h + 0x50, wincrc_64(h, 0x50));
+    put_le64(h + 0x48, wincrc_64(payload, stored_len));
+    put_le64(h + 0x50, wincrc_64(h, 0x50));
 }
 
 /* The stream-map header follows the data header's pattern (inferred, see the notes): the 16-byte
@@ -89,8 +57,8 @@ void wd_ckhr_stream(uint8_t h[WD_STREAM_HEADER], uint32_t seq, const void *paylo
     memset(h, 0, WD_STREAM_HEADER);
     ckhr_common(h, seq, len, 2, WD_STREAM_HEADER - 0x30);
     memcpy(h + 0x38, digest16, 16);
-    wd_put64(h + 0x58, wincrc_64(payload, len));
-    wd_put64(h + 0x60, wincrc_64(h, 0x60));
+    put_le64(h + 0x58, wincrc_64(payload, len));
+    put_le64(h + 0x60, wincrc_64(h, 0x60));
 }
 
 /* A padding record's header: sequence number 0, all-ones at 0x20, CRC-64 of 0x00-0x27 at 0x28. */
@@ -98,21 +66,21 @@ static void ckhr_padding(uint8_t h[WD_PAD_HEADER], uint32_t payload_len)
 {
     memset(h, 0, WD_PAD_HEADER);
     ckhr_common(h, 0, payload_len, 4, 0);
-    wd_put64(h + 0x20, UINT64_MAX);
-    wd_put64(h + 0x28, wincrc_64(h, 0x28));
+    put_le64(h + 0x20, UINT64_MAX);
+    put_le64(h + 0x28, wincrc_64(h, 0x28));
 }
 
 void wd_smap_entry(uint8_t out[WD_SMAP_ENTRY], uint32_t seq, uint32_t container, uint32_t offset,
                    uint32_t generation, uint64_t end, const uint8_t digest[WD_DIGEST_LEN], uint32_t stored)
 {
     memset(out, 0, WD_SMAP_ENTRY);
-    wd_put32(out + 0x00, seq);
-    wd_put32(out + 0x04, container);
-    wd_put32(out + 0x08, offset);
-    wd_put32(out + 0x0c, generation);
-    wd_put64(out + 0x10, end);
+    put_le32(out + 0x00, seq);
+    put_le32(out + 0x04, container);
+    put_le32(out + 0x08, offset);
+    put_le32(out + 0x0c, generation);
+    put_le64(out + 0x10, end);
     memcpy(out + 0x18, digest, WD_DIGEST_LEN);
-    wd_put32(out + 0x38, stored);
+    put_le32(out + 0x38, stored);
 }
 
 static void cthr(uint8_t h[0x40], const struct wd_container *c, uint32_t generation, uint64_t usn,
@@ -122,17 +90,17 @@ static void cthr(uint8_t h[0x40], const struct wd_container *c, uint32_t generat
     memcpy(h, "Cthr", 4);
     static const uint8_t version[4] = { 1, 4, 4, 1 };
     memcpy(h + 4, version, 4);
-    wd_put64(h + 0x08, usn);
-    wd_put32(h + 0x10, c->id);
-    wd_put32(h + 0x14, generation);
-    wd_put32(h + 0x18, c->chunks);
-    wd_put32(h + 0x1c, c->next_seq);
-    wd_put32(h + 0x20, (uint32_t)valid_len);
+    put_le64(h + 0x08, usn);
+    put_le32(h + 0x10, c->id);
+    put_le32(h + 0x14, generation);
+    put_le32(h + 0x18, c->chunks);
+    put_le32(h + 0x1c, c->next_seq);
+    put_le32(h + 0x20, (uint32_t)valid_len);
     /* 0x24: flags, 0 in the sample */
-    wd_put64(h + 0x28, filetime);
-    wd_put32(h + 0x30, 0x4000); /* the backup Rrtl */
+    put_le64(h + 0x28, filetime);
+    put_le32(h + 0x30, 0x4000); /* the backup Rrtl */
     /* 0x34: last reconciliation id, 0 in the sample */
-    wd_put64(h + 0x38, wincrc_64(h, 0x38));
+    put_le64(h + 0x38, wincrc_64(h, 0x38));
 }
 
 /* Rrtl: magic, version 01 03 03 01 (the sample's), entry count at 0x08, entry size 8 at 0x0c, all-ones
@@ -143,13 +111,13 @@ static void rrtl(uint8_t page[PAGE], const struct wd_container *c)
     memcpy(page, "Rrtl", 4);
     static const uint8_t version[4] = { 1, 3, 3, 1 };
     memcpy(page + 4, version, 4);
-    wd_put32(page + 0x08, c->rrtl_n);
-    wd_put32(page + 0x0c, 8);
-    wd_put64(page + 0x10, UINT64_MAX);
-    wd_put64(page + 0x18, wincrc_64(page, 0x18));
+    put_le32(page + 0x08, c->rrtl_n);
+    put_le32(page + 0x0c, 8);
+    put_le64(page + 0x10, UINT64_MAX);
+    put_le64(page + 0x18, wincrc_64(page, 0x18));
     for (uint32_t i = 0; i < c->rrtl_n; i++) {
-        wd_put32(page + 0x20 + 8 * i, c->rrtl_seq[i]);
-        wd_put32(page + 0x24 + 8 * i, c->rrtl_off[i]);
+        put_le32(page + 0x20 + 8 * i, c->rrtl_seq[i]);
+        put_le32(page + 0x24 + 8 * i, c->rrtl_off[i]);
     }
 }
 
@@ -182,7 +150,7 @@ static int write_padding(int fd, uint64_t off, uint64_t len)
 {
     uint8_t h[WD_PAD_HEADER];
     ckhr_padding(h, (uint32_t)(len - WD_PAD_HEADER));
-    int r = pwrite_all(fd, h, sizeof(h), off);
+    int r = fs_pwrite_full(fd, h, sizeof(h), off);
     struct stat st;
     if (r == 0 && fstat(fd, &st) < 0)
         r = -errno;
@@ -207,7 +175,7 @@ int wd_append(struct wd_container *c, const uint8_t *rec, size_t len, uint32_t s
         c->moved_seq = seq;
         c->moved_from = off;
     } else {
-        r = pwrite_all(c->fd, rec, len, off);
+        r = fs_pwrite_full(c->fd, rec, len, off);
     }
     if (r < 0)
         return r;
@@ -248,7 +216,7 @@ int wd_container_close(struct wd_container *c)
     if (r == 0 && c->moved) {
         /* The moved record goes in a session of its own, found through the Rrtl. */
         uint64_t off = c->end;
-        r = pwrite_all(c->fd, c->moved, c->moved_len, off);
+        r = fs_pwrite_full(c->fd, c->moved, c->moved_len, off);
         c->end = ALIGN8(off + c->moved_len);
         c->session_open = true;
         c->rrtl_seq[c->rrtl_n] = c->moved_seq;
@@ -261,19 +229,19 @@ int wd_container_close(struct wd_container *c)
     if (r == 0) {
         memset(page, 0, PAGE);
         memcpy(page, c->first_cthr, 0x40);
-        r = pwrite_all(c->fd, page, PAGE, 0);
+        r = fs_pwrite_full(c->fd, page, PAGE, 0);
     }
     if (r == 0) {
         cthr(page, c, c->generation, c->usn, c->end, c->filetime);
-        r = pwrite_all(c->fd, page, PAGE, 0x1000);
+        r = fs_pwrite_full(c->fd, page, PAGE, 0x1000);
         if (r == 0)
-            r = pwrite_all(c->fd, page, PAGE, 0x2000);
+            r = fs_pwrite_full(c->fd, page, PAGE, 0x2000);
     }
     if (r == 0) {
         rrtl(page, c);
-        r = pwrite_all(c->fd, page, PAGE, 0x3000);
+        r = fs_pwrite_full(c->fd, page, PAGE, 0x3000);
         if (r == 0)
-            r = pwrite_all(c->fd, page, PAGE, 0x4000);
+            r = fs_pwrite_full(c->fd, page, PAGE, 0x4000);
     }
     if (r == 0 && ftruncate(c->fd, (off_t)c->end) < 0)
         r = -errno;
@@ -316,27 +284,27 @@ int wd_write_older_generation(const struct wd_container *c, const char *dir, boo
     }
     if (shift && (r = write_padding(out, WD_FIRST_RECORD, PAGE)) < 0)
         goto out;
-    if ((r = pwrite_all(out, buf, len, WD_FIRST_RECORD + delta)) < 0)
+    if ((r = fs_pwrite_full(out, buf, len, WD_FIRST_RECORD + delta)) < 0)
         goto out;
     /* A record moved in the current generation still sits at its first place in the older one. */
     if (c->moved && c->moved_from + c->moved_len <= c->first_end &&
-        (r = pwrite_all(out, c->moved, c->moved_len, c->moved_from + delta)) < 0)
+        (r = fs_pwrite_full(out, c->moved, c->moved_len, c->moved_from + delta)) < 0)
         goto out;
     /* The first session's Cthr, renumbered: the same in all three places, and no Rrtl entries. */
     uint8_t page[PAGE];
     memset(page, 0, PAGE);
     memcpy(page, c->first_cthr, 0x40);
-    wd_put32(page + 0x14, c->generation - 1);
-    wd_put32(page + 0x20, (uint32_t)(c->first_end + delta));
-    wd_put64(page + 0x38, wincrc_64(page, 0x38));
+    put_le32(page + 0x14, c->generation - 1);
+    put_le32(page + 0x20, (uint32_t)(c->first_end + delta));
+    put_le64(page + 0x38, wincrc_64(page, 0x38));
     for (uint64_t at = 0; at < 0x3000 && r == 0; at += PAGE)
-        r = pwrite_all(out, page, PAGE, at);
+        r = fs_pwrite_full(out, page, PAGE, at);
     struct wd_container empty = { .rrtl_n = 0 };
     rrtl(page, &empty);
     if (r == 0)
-        r = pwrite_all(out, page, PAGE, 0x3000);
+        r = fs_pwrite_full(out, page, PAGE, 0x3000);
     if (r == 0)
-        r = pwrite_all(out, page, PAGE, 0x4000);
+        r = fs_pwrite_full(out, page, PAGE, 0x4000);
 out:
     if (in >= 0)
         close(in);
@@ -352,23 +320,23 @@ out:
 static size_t reparse_finish(uint8_t *out, size_t total, uint16_t format)
 {
     uint16_t data_len = (uint16_t)(total - 8);
-    wd_put32(out, WD_TAG_DEDUP);
-    wd_put16(out + 4, data_len);
-    wd_put16(out + 6, 0);
-    wd_put16(out + 8, format);
-    wd_put16(out + 10, data_len);
-    wd_put32(out + total - 4, wincrc_32(out + 8, data_len - 4));
+    put_le32(out, WD_TAG_DEDUP);
+    put_le16(out + 4, data_len);
+    put_le16(out + 6, 0);
+    put_le16(out + 8, format);
+    put_le16(out + 10, data_len);
+    put_le32(out + total - 4, wincrc_32(out + 8, data_len - 4));
     return total;
 }
 
 /* The 64-byte stream entry of the two older formats, up to (not including) its digest. */
 static void stream_entry_head(uint8_t *e, const struct wd_streamref *ref)
 {
-    wd_put32(e + 0x00, ref->seq);
-    wd_put32(e + 0x04, ref->container);
-    wd_put32(e + 0x08, ref->offset);
+    put_le32(e + 0x00, ref->seq);
+    put_le32(e + 0x04, ref->container);
+    put_le32(e + 0x08, ref->offset);
     /* 0x0c-0x17: three u32 of unknown meaning, zero */
-    wd_put32(e + 0x18, ref->smap_size);
+    put_le32(e + 0x18, ref->smap_size);
 }
 
 size_t wd_reparse_short(uint8_t *out, size_t out_cap, const uint8_t guid[16], uint64_t size,
@@ -378,9 +346,9 @@ size_t wd_reparse_short(uint8_t *out, size_t out_cap, const uint8_t guid[16], ui
     if (out_cap < total)
         return 0;
     memset(out, 0, total);
-    wd_put64(out + 0x10, size);
+    put_le64(out + 0x10, size);
     memcpy(out + 0x20, guid, 16);
-    wd_put64(out + 0x30, filetime);
+    put_le64(out + 0x30, filetime);
     stream_entry_head(out + 0x40, ref);
     memcpy(out + 0x60, ref->digest, 32);
     return reparse_finish(out, total, 0x0201);
@@ -394,15 +362,15 @@ size_t wd_reparse_long(uint8_t *out, size_t out_cap, const uint8_t guid[16], con
     if (n == 0 || total > out_cap || total > WD_REPARSE_MAX)
         return 0;
     memset(out, 0, total);
-    wd_put16(out + 0x54, (uint16_t)(64 * n));
-    wd_put16(out + 0x56, (uint16_t)(array_at - 8));
+    put_le16(out + 0x54, (uint16_t)(64 * n));
+    put_le16(out + 0x56, (uint16_t)(array_at - 8));
     memcpy(out + 0x7c, guid, 16);
     for (size_t i = 0; i < n; i++) {
         uint8_t *e = out + array_at + 64 * i;
         stream_entry_head(e, &refs[i]);
         memcpy(e + 0x20, refs[i].digest, 16);
-        wd_put64(e + 0x30, refs[i].end);
-        wd_put64(e + 0x38, refs[i].begin);
+        put_le64(e + 0x30, refs[i].end);
+        put_le64(e + 0x38, refs[i].begin);
     }
     return reparse_finish(out, total, 0x0102);
 }
@@ -426,35 +394,35 @@ size_t wd_reparse_bag(uint8_t *out, size_t out_cap, const uint8_t guid[16], uint
         uint32_t at;
     } items[] = { { 1, 16, 0x6c }, { 2, 8, 0x7c }, { 3, 8, 0x84 }, { 4, 0x10, 0x8c }, { 5, 0x6c, 0x9c } };
     memcpy(out + 0x6c, guid, 16);
-    wd_put64(out + 0x7c, filetime);
-    wd_put64(out + 0x84, size);
+    put_le64(out + 0x7c, filetime);
+    put_le64(out + 0x84, size);
     for (size_t i = 0; i < sizeof(items) / sizeof(items[0]); i++) {
         uint8_t *it = out + 0x1c + 8 * i;
-        wd_put16(it, items[i].type);
-        wd_put16(it + 2, items[i].size);
-        wd_put32(it + 4, (uint32_t)(items[i].at - ferp));
+        put_le16(it, items[i].type);
+        put_le16(it + 2, items[i].size);
+        put_le32(it + 4, (uint32_t)(items[i].at - ferp));
     }
     uint8_t *rb = out + rbrp;
     memcpy(rb, "RbRp", 4);
-    wd_put32(rb + 8, (uint32_t)rbrp_len);
-    wd_put32(rb + 4, wincrc_32(rb + 8, rbrp_len - 8));
+    put_le32(rb + 8, (uint32_t)rbrp_len);
+    put_le32(rb + 4, wincrc_32(rb + 8, rbrp_len - 8));
     uint8_t *dd = out + ddrp;
     memcpy(dd, "DdRp", 4);
-    wd_put32(dd + 0x08, (uint32_t)ddrp_len);
-    wd_put32(dd + 0x28, ref->generation);
-    wd_put32(dd + 0x2c, ref->seq);
-    wd_put32(dd + 0x30, ref->container);
-    wd_put32(dd + 0x34, ref->seq);
-    wd_put32(dd + 0x38, ref->container);
-    wd_put32(dd + 0x3c, ref->offset);
-    wd_put32(dd + 0x40, ref->generation);
-    wd_put32(dd + 0x4c, ref->smap_size);
+    put_le32(dd + 0x08, (uint32_t)ddrp_len);
+    put_le32(dd + 0x28, ref->generation);
+    put_le32(dd + 0x2c, ref->seq);
+    put_le32(dd + 0x30, ref->container);
+    put_le32(dd + 0x34, ref->seq);
+    put_le32(dd + 0x38, ref->container);
+    put_le32(dd + 0x3c, ref->offset);
+    put_le32(dd + 0x40, ref->generation);
+    put_le32(dd + 0x4c, ref->smap_size);
     memcpy(dd + 0x54, ref->digest, 16);
-    wd_put64(dd + 0x64, size);
-    wd_put32(dd + 4, wincrc_32(dd + 8, ddrp_len - 8));
+    put_le64(dd + 0x64, size);
+    put_le32(dd + 4, wincrc_32(dd + 8, ddrp_len - 8));
     memcpy(out + ferp, "FeRp", 4);
-    wd_put32(out + 0x14, (uint32_t)(ddrp + ddrp_len - ferp));
-    wd_put32(out + 0x18, (uint32_t)(sizeof(items) / sizeof(items[0])));
-    wd_put32(out + 0x10, wincrc_32(out + 0x14, ddrp + ddrp_len - 0x14));
+    put_le32(out + 0x14, (uint32_t)(ddrp + ddrp_len - ferp));
+    put_le32(out + 0x18, (uint32_t)(sizeof(items) / sizeof(items[0])));
+    put_le32(out + 0x10, wincrc_32(out + 0x14, ddrp + ddrp_len - 0x14));
     return reparse_finish(out, total, 0x0103);
 }

@@ -110,9 +110,5 @@ size_t wd_reparse_long(uint8_t *out, size_t out_cap, const uint8_t guid[16], con
 size_t wd_reparse_bag(uint8_t *out, size_t out_cap, const uint8_t guid[16], uint64_t size, uint64_t filetime,
                       const struct wd_streamref *ref);
 
-/* Little-endian stores. */
-void wd_put16(uint8_t *p, uint16_t v);
-void wd_put32(uint8_t *p, uint32_t v);
-void wd_put64(uint8_t *p, uint64_t v);
 
 #endif

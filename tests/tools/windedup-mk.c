@@ -611,9 +611,9 @@ static bool parse_guid(const char *s, struct opts *o)
     if (sscanf(t, "%8x-%4x-%4x-%2x%2x-%2x%2x%2x%2x%2x%2x", &a, &b, &c, &d[0], &d[1], &d[2], &d[3], &d[4],
                &d[5], &d[6], &d[7]) != 11)
         return false;
-    wd_put32(o->guid, a);
-    wd_put16(o->guid + 4, (uint16_t)b);
-    wd_put16(o->guid + 6, (uint16_t)c);
+    put_le32(o->guid, a);
+    put_le16(o->guid + 4, (uint16_t)b);
+    put_le16(o->guid + 6, (uint16_t)c);
     for (int i = 0; i < 8; i++)
         o->guid[8 + i] = (uint8_t)d[i];
     snprintf(o->guid_text, sizeof(o->guid_text), "%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X", a, b, c,
