@@ -19,9 +19,9 @@
 #include "common/util.h"
 #include "index/index.h"
 #include "store/container.h"
+#include "fuzz-index-peek.h"
 #include "fuzz.h"
 
-#define LOOKUPS_MAX 64
 
 static char db_path[64];
 
@@ -35,38 +35,6 @@ static void cleanup_files(void)
     unlink(p);
     snprintf(p, sizeof(p), "%s-journal", db_path);
     unlink(p);
-}
-
-/* The uuid in the meta table and up to LOOKUPS_MAX digests of `table`, read with SQLite directly. */
-static size_t peek(uint8_t uuid[16], const char *table, uint8_t (*digests)[HASH_LEN])
-{
-    sqlite3 *db;
-    size_t n = 0;
-    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        sqlite3_close(db);
-        return 0;
-    }
-    sqlite3_limit(db, SQLITE_LIMIT_LENGTH, INDEX_VALUE_MAX); /* as index_open's handles */
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'uuid'", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16 && sqlite3_column_blob(st, 0))
-            memcpy(uuid, sqlite3_column_blob(st, 0), 16);
-        sqlite3_finalize(st);
-    }
-    char sql[64];
-    snprintf(sql, sizeof(sql), "SELECT digest FROM %s LIMIT %d", table, LOOKUPS_MAX);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        while (n < LOOKUPS_MAX && sqlite3_step(st) == SQLITE_ROW) {
-            const void *b = sqlite3_column_blob(st, 0);
-            memset(digests[n], 0, HASH_LEN);
-            if (b)
-                memcpy(digests[n], b, MIN((size_t)sqlite3_column_bytes(st, 0), (size_t)HASH_LEN));
-            n++;
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return n;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -83,8 +51,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     uint8_t uuid[16] = { 0 };
     static uint8_t chunks[LOOKUPS_MAX][HASH_LEN], streams[LOOKUPS_MAX][HASH_LEN];
-    size_t nc = peek(uuid, "chunks", chunks);
-    size_t ns = peek(uuid, "streams", streams);
+    size_t nc = index_peek(db_path, NULL, uuid, "chunks", chunks);
+    size_t ns = index_peek(db_path, NULL, uuid, "streams", streams);
 
     index_t *ix;
     if (index_open(db_path, uuid, INDEX_READONLY, &ix) == 0) {

@@ -28,10 +28,10 @@
 #include "index/index.h"
 #include "index/vfs.h"
 #include "store/container.h"
+#include "fuzz-index-peek.h"
 #include "fuzz.h"
 
 #define B ((uint64_t)INDEX_VFS_BLOCK)
-#define LOOKUPS_MAX 64
 #define PAD_BLOCKS (INDEX_VFS_CACHE + 16) /* the largest file padded: enough to make the LRU evict */
 
 /* The input followed by zeros up to `avail` bytes. With `bad` set, every read that starts in a block
@@ -165,37 +165,6 @@ static void read_direct(const uint8_t *data, size_t size, bool padded)
     free(file);
 }
 
-/* The uuid in the meta table and up to LOOKUPS_MAX digests of `table`, read with SQLite through the VFS. */
-static size_t peek(const char *name, uint8_t uuid[16], const char *table, uint8_t (*digests)[HASH_LEN])
-{
-    sqlite3 *db;
-    size_t n = 0;
-    if (sqlite3_open_v2(name, &db, SQLITE_OPEN_READONLY, INDEX_VFS_NAME) != SQLITE_OK) {
-        sqlite3_close(db);
-        return 0;
-    }
-    sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'uuid'", -1, &st, NULL) == SQLITE_OK) {
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_bytes(st, 0) == 16 && sqlite3_column_blob(st, 0))
-            memcpy(uuid, sqlite3_column_blob(st, 0), 16);
-        sqlite3_finalize(st);
-    }
-    char sql[64];
-    snprintf(sql, sizeof(sql), "SELECT digest FROM %s LIMIT %d", table, LOOKUPS_MAX);
-    if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
-        while (n < LOOKUPS_MAX && sqlite3_step(st) == SQLITE_ROW) {
-            const void *b = sqlite3_column_blob(st, 0);
-            memset(digests[n], 0, HASH_LEN);
-            if (b)
-                memcpy(digests[n], b, MIN((size_t)sqlite3_column_bytes(st, 0), (size_t)HASH_LEN));
-            n++;
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(db);
-    return n;
-}
-
 static int count_row(void *ud, const uint8_t *digest, const index_loc *loc)
 {
     (void)digest, (void)loc;
@@ -213,8 +182,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_ASSERT(index_vfs_name(&src, name) == 0);
     uint8_t uuid[16] = { 0 };
     static uint8_t chunks[LOOKUPS_MAX][HASH_LEN], streams[LOOKUPS_MAX][HASH_LEN];
-    size_t nc = peek(name, uuid, "chunks", chunks);
-    size_t ns = peek(name, uuid, "streams", streams);
+    size_t nc = index_peek(name, INDEX_VFS_NAME, uuid, "chunks", chunks);
+    size_t ns = index_peek(name, INDEX_VFS_NAME, uuid, "streams", streams);
 
     index_t *ix;
     uint64_t hsize;
