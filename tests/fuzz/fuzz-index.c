@@ -19,7 +19,7 @@
 #include "common/util.h"
 #include "index/index.h"
 #include "store/container.h"
-#include "fuzz-index-peek.h"
+#include "index-peek.h"
 #include "fuzz.h"
 
 

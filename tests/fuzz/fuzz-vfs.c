@@ -28,7 +28,7 @@
 #include "index/index.h"
 #include "index/vfs.h"
 #include "store/container.h"
-#include "fuzz-index-peek.h"
+#include "index-peek.h"
 #include "fuzz.h"
 
 #define B ((uint64_t)INDEX_VFS_BLOCK)
