@@ -64,7 +64,8 @@ int pipeline_append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t
                                     digest, payload, stored, raw, &off);
     if (r < 0)
         return r;
-    *ret = (index_loc){ container_writer_id(*w), off, table_len + stored, raw, codec, 0 };
+    *ret = (index_loc){ .container = container_writer_id(*w), .offset = off, .stored_len = table_len + stored,
+                        .raw_len = raw, .codec = codec };
     b->st->stored_bytes += RECORD_HEADER_SIZE + table_len + stored;
     return 0;
 }

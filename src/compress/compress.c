@@ -24,6 +24,7 @@
 
 #include "common/util.h"
 #include "compress/compress.h"
+#include "compress/xpress.h"
 
 #define STATIC_MAX_INPUT (256u << 10) /* the default max chunk size */
 
@@ -263,6 +264,8 @@ int decompress_chunk(uint8_t codec, const void *src, size_t n, void *dst, size_t
             return RH_ECORRUPT;
         return 0;
     }
+    case CODEC_XPRESS:
+        return xpress_decompress(src, n, dst, raw_len);
     default:
         return RH_ECORRUPT;
     }

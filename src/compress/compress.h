@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { CODEC_RAW = 0, CODEC_ZSTD = 1 };
+/* CODEC_XPRESS (MS-XCA plain LZ77) is never written by us: it is how a Windows dedup record says
+ * compression format 2 (windows/winstore.c); our records accept only the first two. */
+enum { CODEC_RAW = 0, CODEC_ZSTD = 1, CODEC_XPRESS = 2 };
 
 #define COMPRESS_DEFAULT_LEVEL 3
 

@@ -25,6 +25,7 @@
 #include "fuse/pagepush.h"
 #include "read/reader.h"
 #include "store/container.h"
+#include "store/format.h"
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
@@ -242,7 +243,7 @@ static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
     if (r < 0) {
         _cleanup_(freep) char *path = fs_entry_path(c, idx);
         char cp[CONTAINER_PATH_MAX];
-        container_path(CONTAINER_STREAM, e->stream.container, cp);
+        store_container_path(f->s, CONTAINER_STREAM, e->stream.container, cp);
         fs_log_once(f, cp, path, "%s:%s: stream map in %s: %s", f->snaps[snap].name, path, cp,
                     r == RH_ENOTDEDUP ? "the file could not be read at backup time" : rh_strerror(r));
         catalog_entry_free(e);
@@ -284,7 +285,7 @@ static void do_read(job *j)
     if (r < 0) {
         _cleanup_(freep) char *path = fs_entry_path(f->snaps[of->snap].c, of->entry);
         char cp[CONTAINER_PATH_MAX];
-        container_path(CONTAINER_DATA, loc.container, cp);
+        store_container_path(f->s, CONTAINER_DATA, loc.container, cp);
         fs_log_once(f, cp, path, "%s:%s: chunk at file offset %llu in %s (record at %llu): %s",
                     f->snaps[of->snap].name, path, (unsigned long long)of->map->start[bad], cp,
                     (unsigned long long)loc.offset, rh_strerror(r));

@@ -32,6 +32,9 @@ typedef struct index_loc {
     /* 0: the record holds this chunk alone (or is a stream map). k > 0: the record is a pack, and the
      * chunk is its member k - 1; stored_len and codec are the pack's, raw_len the chunk's. */
     uint16_t member;
+    /* Formats that number the records of a container (Windows: the Ckhr sequence number) name the
+     * record by it too, so that a moved record can be found; 0 in ours. Not kept in the index. */
+    uint32_t seq;
 } index_loc;
 
 /* A container as the index remembers it. kind is CONTAINER_DATA or CONTAINER_STREAM (store/container.h:

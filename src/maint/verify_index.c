@@ -107,7 +107,8 @@ void vindex_add_records(vindex *vi, const index_container *c, const container_re
 {
     for (size_t i = 0; i < n; i++) {
         const container_record *x = &rec[i];
-        index_loc loc = {c->id, x->offset, x->stored_len, x->raw_len, x->codec, 0};
+        index_loc loc = { .container = c->id, .offset = x->offset, .stored_len = x->stored_len,
+                           .raw_len = x->raw_len, .codec = x->codec };
         if (x->type == RECORD_PACK && c->kind == CONTAINER_DATA)
             vindex_pack(vi, c->id, x->offset);
         else if ((x->type == RECORD_CHUNK && c->kind == CONTAINER_DATA) ||
@@ -122,7 +123,8 @@ void vindex_add_members(vindex *vi, uint32_t id, const container_record *pack, c
         pack_entry pe;
         if (pack_member(pack, payload, k, &pe) < 0)
             return;
-        index_loc loc = {id, pack->offset, pack->stored_len, pe.raw_len, pack->codec, (uint16_t)(k + 1)};
+        index_loc loc = { .container = id, .offset = pack->offset, .stored_len = pack->stored_len,
+                           .raw_len = pe.raw_len, .codec = pack->codec, .member = (uint16_t)(k + 1) };
         vindex_add(vi, CONTAINER_DATA, pe.digest, &loc);
     }
     vindex_pack_known(vi, id, pack->offset);

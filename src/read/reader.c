@@ -10,56 +10,41 @@
 #include "compress/compress.h"
 #include "read/reader.h"
 #include "store/container.h"
+#include "store/format.h"
 
-/*
- * Reads and checks the record of `stored_len` payload bytes at `offset` of container `id` of `kind` into
- * *buf, which grows to fit (*cap is its size). The length comes from the index or a catalog: one over
- * the record limit is corrupt before anything is allocated. A missing container is RH_ENOCONTAINER.
- */
-static int read_record(rh_store *s, uint8_t kind, uint32_t id, uint64_t offset, uint32_t stored_len,
-                       uint8_t **buf, size_t *cap, container_record *got, const uint8_t **payload)
-{
-    if (stored_len > RECORD_LEN_MAX)
-        return RH_ECORRUPT;
-    size_t len = RECORD_HEADER_SIZE + (size_t)stored_len;
-    if (len > *cap) {
-        free(*buf);
-        *cap = 0;
-        if (!(*buf = mem_alloc(len)))
-            return -ENOMEM;
-        *cap = len;
-    }
-    char path[CONTAINER_PATH_MAX];
-    container_path(kind, id, path);
-    int r = container_read_record(s->ops, s->ctx, path, offset, stored_len, *buf, got, payload);
-    return r == -ENOENT ? RH_ENOCONTAINER : r;
-}
-
-int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret)
+int reader_load_streammap_at(rh_store *s, const index_loc *loc, const uint8_t *digest, size_t digest_len,
+                             streammap **ret)
 {
     _cleanup_(freep) uint8_t *rec = NULL;
     size_t cap = 0;
     container_record got;
     const uint8_t *payload;
-    int r = read_record(s, CONTAINER_STREAM, cs->container, cs->offset, cs->stored_len, &rec, &cap, &got,
-                        &payload);
+    int r = store_read_record(s, CONTAINER_STREAM, loc, digest, digest_len, &rec, &cap, &got, &payload);
     if (r < 0)
         return r;
-    if (got.type != RECORD_STREAM || got.raw_len != cs->raw_len || memcmp(got.digest, cs->digest, HASH_LEN))
-        return RH_ECORRUPT;
-    /* Allocated once the record, whose raw_len is at most RECORD_LEN_MAX, agrees with the catalog. */
-    _cleanup_(freep) uint8_t *raw = mem_alloc(got.raw_len);
+    /* Allocated once the record, whose length is at most RECORD_LEN_MAX, agrees with the reference. */
+    _cleanup_(freep) uint8_t *raw = mem_alloc(loc->raw_len);
     if (!raw)
         return -ENOMEM;
-    if ((r = decompress_chunk(got.codec, payload, got.stored_len, raw, got.raw_len)) < 0)
+    if ((r = store_decode_payload(&got, payload, raw, loc->raw_len)) < 0)
         return r;
-    /* Stream maps are small next to the data they describe: always check their digest. */
-    uint8_t d[HASH_LEN];
-    if ((r = hash_sha256(raw, got.raw_len, d)) < 0)
-        return r;
-    if (memcmp(d, cs->digest, HASH_LEN) != 0)
-        return RH_EDIGEST;
-    return store_decode_streammap(s, raw, got.raw_len, ret);
+    /* Stream maps are small next to the data they describe: check their digest where the format
+     * names them by one. */
+    if (s->fmt->stream_digest_checked) {
+        uint8_t d[HASH_LEN];
+        if ((r = store_digest(s, raw, loc->raw_len, d)) < 0)
+            return r;
+        if (memcmp(d, got.digest, HASH_LEN) != 0)
+            return RH_EDIGEST;
+    }
+    return store_decode_streammap(s, raw, loc->raw_len, ret);
+}
+
+int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret)
+{
+    index_loc loc = { .container = cs->container, .offset = cs->offset, .stored_len = cs->stored_len,
+                      .raw_len = cs->raw_len, .codec = cs->codec };
+    return reader_load_streammap_at(s, &loc, cs->digest, HASH_LEN, ret);
 }
 
 void pack_memo_clear(pack_memo *m)
@@ -77,11 +62,10 @@ static int load_pack(rh_store *s, const index_loc *loc, pack_memo *m, bool *ret_
         return 0;
     m->valid = false;
     const uint8_t *payload;
-    int r = read_record(s, CONTAINER_DATA, loc->container, loc->offset, loc->stored_len, &m->buf, &m->buf_cap,
-                        &m->rec, &payload);
+    int r = store_read_record(s, CONTAINER_DATA, loc, NULL, 0, &m->buf, &m->buf_cap, &m->rec, &payload);
     if (r < 0)
         return r;
-    if (m->rec.type != RECORD_PACK || loc->member > m->rec.members)
+    if (loc->member > m->rec.members)
         return RH_ECORRUPT;
     if (m->rec.codec != CODEC_RAW && m->rec.raw_len > m->raw_cap) {
         free(m->raw);
@@ -167,19 +151,16 @@ static int fetch(rh_store *s, index_t *ix, const uint8_t digest[HASH_LEN], uint6
         size_t cap = 0;
         container_record got;
         const uint8_t *payload;
-        r = read_record(s, CONTAINER_DATA, loc.container, loc.offset, loc.stored_len, &rec, &cap, &got,
-                        &payload);
+        r = store_read_record(s, CONTAINER_DATA, &loc, digest, HASH_LEN, &rec, &cap, &got, &payload);
         if (r < 0)
             return r;
-        if (got.type != RECORD_CHUNK || got.raw_len != raw_len || memcmp(got.digest, digest, HASH_LEN))
-            return RH_ECORRUPT;
-        r = decompress_chunk(got.codec, payload, got.stored_len, out, raw_len);
+        r = store_decode_payload(&got, payload, out, raw_len);
     }
     if (r < 0)
         return r;
     if (verify) {
         uint8_t d[HASH_LEN];
-        if ((r = hash_sha256(out, raw_len, d)) < 0)
+        if ((r = store_digest(s, out, raw_len, d)) < 0)
             return r;
         if (memcmp(d, digest, HASH_LEN) != 0)
             return RH_EDIGEST;
@@ -263,13 +244,20 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
     int r = reader_load_file_map(s, e, &m);
     if (r < 0)
         return r;
+    r = reader_open_map(s, m, verify, ret);
+    if (r >= 0)
+        (*ret)->ix = ix;
+    return r;
+}
+
+int reader_open_map(rh_store *s, streammap *m, bool verify, reader_file **ret)
+{
     reader_file *f = mem_calloc(1, sizeof(*f));
     if (!f) {
         streammap_free(m);
         return -ENOMEM;
     }
     f->s = s;
-    f->ix = ix;
     f->ixp = &f->ix;
     f->map = m;
     f->verify = verify;

@@ -50,6 +50,10 @@ typedef struct reader_file {
 
 /* Reads and decodes the stream map that `cs` refers to (checking its digest). */
 int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret);
+/* The same for a stream map at `loc` (raw_len: its decoded length) whose reference names the first
+ * digest_len bytes of its digest (a stub's reference, or a Windows reparse point's). */
+int reader_load_streammap_at(rh_store *s, const index_loc *loc, const uint8_t *digest, size_t digest_len,
+                             streammap **ret);
 /* The stream map of regular file e (for a hard-link member, the stream it carries), checked against
  * the entry: RH_ENOTDEDUP when the file has none (it could not be read at backup time), RH_ECORRUPT
  * when the map's size is not the entry's. */
@@ -57,6 +61,9 @@ int reader_load_file_map(rh_store *s, const catalog_entry *e, streammap **ret);
 /* Opens the file of catalog entry e (a regular file with a stream; for a hard-link member, the stream
  * it carries). ix is used for chunk lookups and must outlive the file. */
 int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, reader_file **ret);
+/* Opens a file by its stream map, which the file then owns (and frees, also when this fails): for
+ * formats whose stubs are not catalog entries (a Windows reparse point). */
+int reader_open_map(rh_store *s, streammap *m, bool verify, reader_file **ret);
 /* reader_open on the store's shared handle s->ix (store_shared_index), which it reopens when the index is
  * repaired: the public API's lazy reads. The caller serializes reads that share s->ix. */
 int reader_open_shared(rh_store *s, const catalog_entry *e, bool verify, reader_file **ret);

@@ -16,6 +16,7 @@
 #include "compress/compress.h"
 #include "restore/engine_internal.h"
 #include "store/container.h"
+#include "store/format.h"
 
 static int cmp_need_loc(const void *a, const void *b)
 {
@@ -35,7 +36,10 @@ static int cmp_need_rank(const void *a, const void *b)
     return x->loc.offset < y->loc.offset ? -1 : x->loc.offset > y->loc.offset;
 }
 
-static uint64_t rec_end(const need *nd) { return nd->loc.offset + RECORD_HEADER_SIZE + nd->loc.stored_len; }
+static uint64_t rec_end(const engine *e, uint8_t kind, const need *nd)
+{
+    return nd->loc.offset + store_record_span(e->s, kind, nd->loc.stored_len);
+}
 
 /* Counts n bytes of f as written. Writeback of a file starts when it is complete, and every
  * WRITEBACK_STEP bytes of a large one, so that the disk writes while the engine reads and decompresses
@@ -81,8 +85,9 @@ static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_r
     if (pk->offset != nd->loc.offset) {
         pk->offset = nd->loc.offset;
         uint64_t at = nd->loc.offset - b->base;
-        int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &pk->rec, &pk->payload);
-        if (r >= 0 && (pk->rec.type != RECORD_PACK || pk->rec.stored_len != nd->loc.stored_len))
+        int r = store_parse_record(b->e->s, b->kind, b->data + at, b->len - at, nd->loc.offset, &pk->rec,
+                                   &pk->payload);
+        if (r >= 0 && !store_record_matches(b->e->s, b->kind, &pk->rec, &nd->loc, NULL, 0))
             r = RH_ECORRUPT;
         if (r >= 0) {
             uint8_t *scratch = pk->rec.codec == CODEC_RAW ? NULL : thread_scratch(pk->rec.raw_len);
@@ -103,20 +108,27 @@ static int pack_need(block *b, need *nd, decoded_pack *pk, const uint8_t **ret_r
     return r;
 }
 
-/* A record of its own: a chunk or a stream map. */
+/*
+ * A record of its own: a chunk or a stream map. A record that is not the one the need names is
+ * NEED_MOVED when the format can say where records moved (engine_relocate then asks, on the loop
+ * thread, and the need is read again there), else damage.
+ */
 static int record_need(block *b, need *nd, const uint8_t **ret_raw)
 {
+    rh_store *s = b->e->s;
     uint64_t at = nd->loc.offset - b->base;
     container_record got;
     const uint8_t *payload;
-    int r = container_parse_record(b->data + at, b->len - at, nd->loc.offset, &got, &payload);
-    /* A stream map need knows only a prefix of its digest (from the reparse point): the rest
-     * comes from the record, whose checksum container_parse_record has checked. */
-    size_t known = b->kind == CONTAINER_STREAM ? REPARSE_DIGEST_PREFIX : HASH_LEN;
-    if (r >= 0 && (memcmp(got.digest, nd->digest, known) != 0 || got.raw_len != nd->raw_len ||
-                   got.stored_len != nd->loc.stored_len ||
-                   got.type != (b->kind == CONTAINER_DATA ? RECORD_CHUNK : RECORD_STREAM)))
+    int r = store_parse_record(s, b->kind, b->data + at, b->len - at, nd->loc.offset, &got, &payload);
+    /* A stream map need knows only a prefix of its digest (from the stub): the rest comes from the
+     * record, whose checksum store_parse_record has checked. */
+    size_t known = b->kind == CONTAINER_STREAM ? nd->digest_known : HASH_LEN;
+    if (r >= 0 && !store_record_matches(s, b->kind, &got, &nd->loc, nd->digest, known))
         r = RH_ECORRUPT;
+    if (r < 0 && s->fmt->relocate && !nd->relocated) {
+        nd->moved_err = r;
+        return NEED_MOVED;
+    }
     if (r < 0)
         return r;
     memcpy(nd->digest, got.digest, HASH_LEN);
@@ -127,7 +139,7 @@ static int record_need(block *b, need *nd, const uint8_t **ret_raw)
         uint8_t *out = thread_scratch(nd->raw_len);
         if (!out)
             return -ENOMEM;
-        r = decompress_chunk(got.codec, payload, got.stored_len, out, nd->raw_len);
+        r = store_decode_payload(&got, payload, out, nd->raw_len);
         *ret_raw = out;
     } else if (got.stored_len != nd->raw_len) {
         r = RH_ECORRUPT;
@@ -145,9 +157,15 @@ static void block_work(uv_work_t *w)
         need *nd = b->recs[i];
         const uint8_t *raw = NULL;
         int r = nd->loc.member ? pack_need(b, nd, &pk, &raw) : record_need(b, nd, &raw);
-        if (r >= 0 && (b->kind == CONTAINER_STREAM || (e->flags & RH_RESTORE_VERIFY))) {
+        if (r == NEED_MOVED) {
+            nd->err = r; /* read_moved reads it where it is now */
+            continue;
+        }
+        bool check = b->kind == CONTAINER_STREAM ? e->s->fmt->stream_digest_checked
+                                                 : (e->flags & RH_RESTORE_VERIFY) != 0;
+        if (r >= 0 && check) {
             uint8_t d[HASH_LEN];
-            r = hash_sha256(raw, nd->raw_len, d);
+            r = store_digest(e->s, raw, nd->raw_len, d);
             if (r >= 0 && memcmp(d, nd->digest, HASH_LEN) != 0)
                 r = RH_EDIGEST;
         }
@@ -234,6 +252,38 @@ static void fail_needs(need **order, size_t from, size_t to, int err)
         order[k]->err = err;
 }
 
+static int cmp_need_ptr_loc(const void *a, const void *b) { return cmp_need_loc(*(need *const *)a, *(need *const *)b); }
+
+/*
+ * The needs of order[0..n) whose records were not where their locations said (NEED_MOVED): asks the
+ * format where each moved (on this thread: it reads through the callbacks) and reads them there, once.
+ * A record the format cannot place keeps the error that the first read found.
+ */
+static void read_moved(engine *e, uint8_t kind, need **order, size_t n)
+{
+    size_t nm = 0;
+    for (size_t i = 0; i < n; i++) {
+        need *nd = order[i];
+        if (nd->err != NEED_MOVED)
+            continue;
+        uint64_t off;
+        nd->relocated = true;
+        if (e->s->fmt->relocate(e->s, kind, nd->loc.container, nd->loc.seq, &off) < 0) {
+            nd->err = nd->moved_err;
+            continue;
+        }
+        nd->loc.offset = off;
+        nd->err = 0;
+        order[nm++] = nd; /* order[0..i) is no longer needed: the moved ones gather at its front */
+    }
+    if (nm == 0)
+        return;
+    sort_array(order, nm, sizeof(*order), cmp_need_ptr_loc);
+    int r = engine_read_phase(e, kind, order, nm);
+    if (r < 0)
+        fail_needs(order, 0, nm, r);
+}
+
 /*
  * Reads the records of needs order[0..n) (sorted by container, offset) of containers of `kind`. A
  * negative return (the application's order_containers failed, or memory ran out before anything was
@@ -260,7 +310,7 @@ int engine_read_phase(engine *e, uint8_t kind, need **order, size_t n)
     if (!paths || !pp)
         goto out;
     for (size_t c = 0; c < nids; c++)
-        pp[c] = container_path(kind, ids[c], paths[c]);
+        pp[c] = store_container_path(e->s, kind, ids[c], paths[c]);
 
     rh_container_extent *plan = NULL;
     size_t plan_len = 0;
@@ -282,7 +332,7 @@ int engine_read_phase(engine *e, uint8_t kind, need **order, size_t n)
         while (j < n && order[j]->ctr_rank == order[i]->ctr_rank)
             j++;
         char cpath[CONTAINER_PATH_MAX];
-        container_path(kind, order[i]->loc.container, cpath);
+        store_container_path(e->s, kind, order[i]->loc.container, cpath);
         size_t next = 0;
         size_t *ext_first = mem_calloc(j - i + 1, sizeof(*ext_first));
         if (!ext_first) {
@@ -293,15 +343,15 @@ int engine_read_phase(engine *e, uint8_t kind, need **order, size_t n)
         for (size_t k = i; k < j; k++) {
             need *nd = order[k];
             rh_extent *last = next ? &ext[next - 1] : NULL;
-            if (last && rec_end(nd) <= last->offset + last->length && nd->loc.offset >= last->offset)
+            if (last && rec_end(e, kind, nd) <= last->offset + last->length && nd->loc.offset >= last->offset)
                 continue; /* another member of a pack the extent already holds */
             if (last && nd->loc.offset >= last->offset + last->length &&
                 nd->loc.offset - (last->offset + last->length) <= READ_GAP &&
-                rec_end(nd) - last->offset <= READ_MAX) {
-                last->length = rec_end(nd) - last->offset;
+                rec_end(e, kind, nd) - last->offset <= READ_MAX) {
+                last->length = rec_end(e, kind, nd) - last->offset;
             } else {
                 ext_first[next] = k;
-                ext[next++] = (rh_extent){ nd->loc.offset, rec_end(nd) - nd->loc.offset };
+                ext[next++] = (rh_extent){ nd->loc.offset, rec_end(e, kind, nd) - nd->loc.offset };
             }
         }
         ext_first[next] = j;
@@ -347,6 +397,7 @@ int engine_read_phase(engine *e, uint8_t kind, need **order, size_t n)
         i = j;
     }
     uv_run(&e->loop, UV_RUN_DEFAULT);
+    read_moved(e, kind, order, n);
 out:
     free(ext);
     free(ids);

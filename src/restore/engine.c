@@ -33,8 +33,9 @@
 #include "compress/compress.h"
 #include "hash/hash.h"
 #include "restore/engine_internal.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "store/container.h"
+#include "store/format.h"
 #include "store/streammap.h"
 
 /* ---- step 1: the stubs ---- */
@@ -50,15 +51,26 @@ static int open_stub(engine *e, rfile *f)
     if (!S_ISREG(st.st_mode))
         return RH_NOT_A_STUB;
     f->dev = st.st_dev;
-    uint8_t raw[REPARSE_SIZE + 1];
-    ssize_t n = fgetxattr(f->fd, REPARSE_XATTR, raw, sizeof(raw));
+    /* Most stubs fit on the stack (ours always do); a larger one is read once its size is known. */
+    const store_format *fmt = e->s->fmt;
+    uint8_t small[128];
+    _cleanup_(freep) uint8_t *big = NULL;
+    uint8_t *raw = small;
+    ssize_t n = fgetxattr(f->fd, fmt->stub_xattr, small, sizeof(small));
+    if (n < 0 && errno == ERANGE) {
+        n = fgetxattr(f->fd, fmt->stub_xattr, NULL, 0);
+        if (n > (ssize_t)fmt->stub_max)
+            return RH_ECORRUPT;
+        if (n >= 0 && !(raw = big = mem_alloc((size_t)n + 1)))
+            return -ENOMEM;
+        if (n >= 0)
+            n = fgetxattr(f->fd, fmt->stub_xattr, big, (size_t)n + 1);
+    }
     if (n < 0)
-        return errno == ENODATA || errno == ENOTSUP ? RH_NOT_A_STUB : -errno;
-    int r = reparse_decode(raw, (size_t)n, &f->rp);
+        return errno == ENODATA || errno == ENOTSUP ? RH_NOT_A_STUB : errno == ERANGE ? RH_ECORRUPT : -errno;
+    int r = fmt->decode_stub(e->s, raw, (size_t)n, &f->rp);
     if (r < 0)
         return r;
-    if (!reparse_in_store(&f->rp, e->s->cfg.uuid))
-        return RH_EWRONGSTORE;
     /* Start from an empty file of the right size: holes read as zeros, and a retry rewrites all. A
      * stub as phase 1 makes it (the right size, no data) is that already. */
     if ((uint64_t)st.st_size == f->rp.size && lseek(f->fd, 0, SEEK_DATA) < 0 && errno == ENXIO)
@@ -94,8 +106,9 @@ typedef struct tuple {
     uint8_t digest[HASH_LEN];
     uint64_t raw_len, off;
     uint32_t file;
-    const catalog_stream *stream; /* stream phase: its location */
+    const index_loc *stream;      /* stream phase: its location */
     const index_loc *loc;         /* data phase: its location, when the stream map gives it */
+    uint8_t digest_known;         /* stream phase: leading bytes of digest that the stub names */
 } tuple;
 
 static int cmp_tuple(const void *a, const void *b)
@@ -125,10 +138,10 @@ static int build_needs(engine *e, tuple *t, size_t n)
             need *nd = &e->needs[e->nneeds++];
             memcpy(nd->digest, t[i].digest, HASH_LEN);
             nd->raw_len = t[i].raw_len;
+            nd->digest_known = t[i].digest_known;
             nd->first = e->nplaces;
             if (t[i].stream)
-                nd->loc = (index_loc){ t[i].stream->container, t[i].stream->offset, t[i].stream->stored_len,
-                                       t[i].stream->raw_len, t[i].stream->codec, 0 };
+                nd->loc = *t[i].stream;
             if (t[i].loc) {
                 nd->loc = *t[i].loc;
                 nd->located = true;
@@ -163,10 +176,10 @@ void engine_fail_need(engine *e, need *nd, int err, uint8_t kind)
     _cleanup_(freep) char *what =
         kind == CONTAINER_STREAM
             ? mem_asprintf("stream map in %s, record at offset %llu",
-                           container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+                           store_container_path(e->s, kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
         : nd->found
             ? mem_asprintf("chunk %s in %s, record at offset %llu", hex,
-                           container_path(kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
+                           store_container_path(e->s, kind, nd->loc.container, cp), (unsigned long long)nd->loc.offset)
             : mem_asprintf("chunk %s (not in the index)", hex);
     const char *said = what ? what : kind == CONTAINER_STREAM ? "its stream map" : "a chunk";
     for (size_t k = 0; k < nd->nplaces; k++)
@@ -190,11 +203,14 @@ static void stream_phase(engine *e)
             continue;
         /* Files with the same stream map share one need. The reparse point has only a digest prefix,
          * so the key is the prefix and the map's location: one stream map is stored once. */
-        const catalog_stream *st = &f->rp.stream;
-        t[n] = (tuple){ .raw_len = st->raw_len, .file = (uint32_t)i, .stream = st };
-        memcpy(t[n].digest, st->digest, REPARSE_DIGEST_PREFIX);
-        put_le32(t[n].digest + REPARSE_DIGEST_PREFIX, st->container);
-        put_le64(t[n].digest + REPARSE_DIGEST_PREFIX + 4, st->offset);
+        const store_stub *st = &f->rp;
+        /* The key: a digest prefix (at most 20 bytes of it are checked), the container and the offset. */
+        size_t known = st->digest_known < HASH_LEN - 12 ? st->digest_known : HASH_LEN - 12;
+        t[n] = (tuple){ .raw_len = st->stream.raw_len, .file = (uint32_t)i, .stream = &st->stream,
+                        .digest_known = (uint8_t)known };
+        memcpy(t[n].digest, st->digest, known);
+        put_le32(t[n].digest + known, st->stream.container);
+        put_le64(t[n].digest + known + 4, st->stream.offset);
         n++;
     }
     int r = build_needs(e, t, n);
@@ -368,7 +384,7 @@ static void finish_files(engine *e)
     }
     for (size_t i = 0; i < e->nfiles; i++) {
         rfile *f = &e->files[i];
-        if (f->result == 0 && fremovexattr(f->fd, REPARSE_XATTR) < 0 && errno != ENODATA)
+        if (f->result == 0 && fremovexattr(f->fd, e->s->fmt->stub_xattr) < 0 && errno != ENODATA)
             f->result = -errno;
     }
     free(done);
@@ -378,8 +394,9 @@ int engine_restore(rh_store *s, size_t n, const char *const *paths, unsigned fla
 {
     if ((n && !paths) || n > RH_RESTORE_MAX_FILES || (flags & ~RH_RESTORE_VERIFY))
         return -EINVAL;
-    index_t *ix;
-    int r = store_shared_index(s, &ix);
+    index_t *ix = NULL;
+    /* A format whose stream maps say where every chunk is needs no index (format.h). */
+    int r = s->fmt->indexed ? store_shared_index(s, &ix) : 0;
     engine e = { .s = s, .ix = ix, .ix_gen = s->ix_handle_gen, .flags = flags, .nfiles = n };
     if (r >= 0 && !(e.files = mem_calloc(n, sizeof(*e.files))))
         r = -ENOMEM;

@@ -15,7 +15,8 @@
 #include "hash/hash.h"
 #include "index/index.h"
 #include "restore/engine.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
+#include "store/format.h"
 #include "store/store.h"
 #include "store/streammap.h"
 
@@ -27,11 +28,14 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 
+/* A need's record was not at its location, and the format may know where it moved (containers.c). */
+#define NEED_MOVED 1
+
 typedef struct rfile {
     const char *path;
     int fd;
     int result; /* 0 so far, RH_NOT_A_STUB, or the first error */
-    reparse_point rp;
+    store_stub rp; /* what its stub says */
     const streammap *map; /* owned by the need of its stream map */
     uint64_t pending;     /* data bytes not written yet; the workers count them down atomically */
     dev_t dev;
@@ -49,6 +53,9 @@ typedef struct need {
     bool located;          /* loc came from the stream map, not the index (data phase) */
     bool found;            /* loc is known: the stream map gave it or the index had a row (data phase) */
     bool retry;            /* read again after the index was repaired */
+    bool relocated;        /* loc is where the format said the record moved (store_format.relocate) */
+    uint8_t digest_known;  /* stream phase: how many leading bytes of digest the stub named */
+    int moved_err;         /* why the record at the first loc was not the one named (NEED_MOVED) */
     size_t first, nplaces; /* into engine.places */
     int err;
     size_t ctr_rank, ext_rank; /* read order */

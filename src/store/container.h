@@ -57,6 +57,7 @@ typedef struct container_record {
     uint16_t members; /* RECORD_PACK: how many chunks it holds; 0 for the other types */
     uint32_t stored_len, raw_len;
     uint8_t digest[HASH_LEN]; /* all zero for a pack */
+    uint32_t seq;             /* formats that number their records (format.h); 0 in ours */
 } container_record;
 
 /* One member of a pack, as pack_member finds it in a checked record. */

@@ -90,7 +90,8 @@ static int add_container(rh_store *s, index_t *ix, const index_container *c, uin
         r = container_scan(s->ops, s->ctx, path, &rec, &n, &end, NULL);
     }
     for (size_t i = 0; r >= 0 && i < n; i++) {
-        index_loc loc = { c->id, rec[i].offset, rec[i].stored_len, rec[i].raw_len, rec[i].codec, 0 };
+        index_loc loc = { .container = c->id, .offset = rec[i].offset, .stored_len = rec[i].stored_len,
+                           .raw_len = rec[i].raw_len, .codec = rec[i].codec };
         if (rec[i].type == RECORD_PACK && c->kind == CONTAINER_DATA) {
             r = add_pack(s, ix, path, &rec[i], &loc);
             if (r == RH_ECORRUPT) { /* its table is damaged: that costs this pack, not the container */

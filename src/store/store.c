@@ -22,6 +22,7 @@
 #include "hash/hash.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
+#include "store/format.h"
 #include "store/store.h"
 
 static const uint8_t identity_magic[8] = { 'R', 'H', 'Y', 'D', 'S', 'T', 'O', 'R' };
@@ -196,6 +197,7 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     if (!s)
         return -ENOMEM;
     s->rootfd = -1;
+    s->fmt = &store_format_ours;
     pthread_mutex_init(&s->ix_lock, NULL);
     if (!(s->path = mem_strdup(path))) {
         rh_store_close(s);
@@ -254,6 +256,8 @@ RH_EXPORT void rh_store_close(rh_store *s)
     if (!s)
         return;
     index_close(s->ix);
+    if (s->fmt && s->fmt->close)
+        s->fmt->close(s);
     store_local_close(s);
     if (s->rootfd >= 0)
         close(s->rootfd);
@@ -694,5 +698,5 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
 
 int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
 {
-    return s->decode_streammap ? s->decode_streammap(s, raw, len, ret) : streammap_decode(raw, len, ret);
+    return s->fmt->decode_streammap(s, raw, len, ret);
 }

@@ -29,6 +29,8 @@
 #define STORE_LOCK_FILE "lock"
 #define STORE_INDEX_FILE "index.db"
 
+typedef struct store_format store_format; /* format.h */
+
 typedef struct store_config {
     uint32_t version;
     uint8_t uuid[16];
@@ -62,12 +64,12 @@ struct rh_store {
     rh_log_fn log;
     void *log_ud;
     /*
-     * The format seam beneath the readers: how the raw bytes of a stream-map record become a map
-     * (store_decode_streammap). NULL: ours, streammap_decode, whose maps name chunks by digest and leave
-     * their locations to the index. A format whose stream maps say where each chunk is stored sets
-     * streammap.loc, and then no reader (reader.c, the daemon's cache, the restore engine) asks the index.
+     * The format seam beneath the readers (format.h): how containers are named, records framed and
+     * checked, chunks named, stream maps decoded. &store_format_ours unless the store is another
+     * format's; fmt_state is that format's own (freed by fmt->close).
      */
-    int (*decode_streammap)(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
+    const store_format *fmt;
+    void *fmt_state;
 };
 
 /* The built-in callbacks of a local store directory (local.c): sets s->ops and s->ctx for s->rootfd and
@@ -75,7 +77,8 @@ struct rh_store {
 int store_local_init(rh_store *s);
 void store_local_close(rh_store *s);
 
-/* Decodes a stream map's raw bytes the way the store's format does (s->decode_streammap). */
+/* Decodes a stream map's raw bytes the way the store's format does (s->fmt). A format whose stream maps
+ * say where each chunk is stored sets streammap.loc, and then no reader asks the index. */
 int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
 
 /* Defaults: format 2, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */

@@ -15,7 +15,7 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "tree/beneath.h"
 
 bool tree_name_safe(const uint8_t *name, size_t len)

@@ -14,7 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "tree/layout_internal.h"
 
 static struct timespec ts_of(int64_t ns)

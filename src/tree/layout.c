@@ -31,7 +31,7 @@
 #include "common/util.h"
 #include "tree/beneath.h"
 #include "tree/layout_internal.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 
 /* ---- Records, names and paths ---- */
 

@@ -9,7 +9,7 @@
 
 #include "common/util.h"
 #include "hash/hash.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "fuzz.h"
 
 static void parse(const uint8_t *data, size_t size)

@@ -17,7 +17,7 @@
 #include "backup/backup.h"
 #include "common/fsutil.h"
 #include "common/util.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
 #include "stubutil.h"

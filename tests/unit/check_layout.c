@@ -22,7 +22,7 @@
 #include "backup/backup.h"
 #include "common/util.h"
 #include "tree/layout.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "snapshot/catalog.h"
 #include "store/store.h"
 #include "testutil.h"

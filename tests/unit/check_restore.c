@@ -20,9 +20,10 @@
 #include "maint/verify.h"
 #include "read/cache.h"
 #include "read/reader.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
+#include "store/format.h"
 #include "store/store.h"
 #include "stubutil.h"
 #include "testutil.h"
@@ -659,7 +660,7 @@ static int64_t index_rows(void)
 }
 
 /*
- * With a format whose stream maps carry chunk locations (store->decode_streammap), the lazy reads, the
+ * With a format whose stream maps carry chunk locations (its store_format's decode_streammap), the lazy reads, the
  * daemon's cache and the restore engine read every chunk where the map says and never ask the index:
  * the test empties the index's chunk table, so any lookup would fail (and a repair would refill it).
  * A wrong location in a map fails that file alone, which shows the location is the one used.
@@ -682,7 +683,9 @@ START_TEST(test_locations_from_stream_maps)
     free(p);
     ck_assert_int_eq(index_rows(), 0);
     unsigned gen = store_index_gen(store);
-    store->decode_streammap = located_decode;
+    store_format located = store_format_ours;
+    located.decode_streammap = located_decode;
+    store->fmt = &located;
 
     /* Lazy reads (rh_file, reader.c). */
     rh_file *f;
@@ -759,6 +762,7 @@ START_TEST(test_locations_from_stream_maps)
     /* Nobody asked the index: no repair, no rebuild. */
     ck_assert_uint_eq(store_index_gen(store), gen);
     ck_assert_int_eq(index_rows(), 0);
+    store->fmt = &store_format_ours; /* `located` goes out of scope */
     rh_snapshot_close(sn);
     free(buf);
 }

@@ -23,7 +23,7 @@
 #include "backup/backup.h"
 #include "common/fsutil.h"
 #include "common/util.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "snapshot/catalog.h"
 #include "store/container.h"
 #include "store/store.h"

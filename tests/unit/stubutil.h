@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 #include "snapshot/catalog.h"
 
 /* Makes dir/name the stub of entry `name` (a path in the snapshot) of catalog c, of the store with

@@ -5,7 +5,7 @@
 
 #include "common/util.h"
 #include "hash/hash.h"
-#include "restore/reparse.h"
+#include "store/reparse.h"
 
 #define REPARSE_VERSION 2
 

@@ -5,8 +5,8 @@
  * the in-inode xattr space of a default ext4 inode (256 bytes): setting and removing it then allocates
  * and frees no block. doc/format.md "Stubs".
  */
-#ifndef RH_RESTORE_REPARSE_H
-#define RH_RESTORE_REPARSE_H
+#ifndef RH_STORE_REPARSE_H
+#define RH_STORE_REPARSE_H
 
 #include <stdbool.h>
 #include <stdint.h>
