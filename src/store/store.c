@@ -24,6 +24,7 @@
 #include "store/container.h"
 #include "store/format.h"
 #include "store/store.h"
+#include "store/format_windows.h"
 
 static const uint8_t identity_magic[8] = { 'R', 'H', 'Y', 'D', 'S', 'T', 'O', 'R' };
 
@@ -226,6 +227,15 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
         r = -EIO; /* the contract is 0 or a negative code */
     if (r == -ENOENT)
         r = RH_ENOTSTORE;
+    /* A local directory without our identity file may be a Windows dedup chunk store. */
+    if (r == RH_ENOTSTORE && !ops && winstore_detect(s->rootfd)) {
+        if ((r = winstore_init(s)) < 0) {
+            rh_store_close(s);
+            return r;
+        }
+        *ret_store = s;
+        return 0;
+    }
     if (r == 0)
         r = store_config_decode(id, &s->cfg);
     if (r == 0 && !(s->ix_path = index_path(s)))

@@ -1,0 +1,347 @@
+/*
+ * format_windows.c — a Windows Server dedup chunk store ({GUID}.ddp) as a store format (store/format.h): the
+ * readers, the restore engine and the daemon read it through the same calls as ours.
+ *
+ * - Containers are Data/<id>.<gen>.ccc and Stream/<id>.<gen>.ccc. A reference names the id (and for data
+ *   chunks a generation, which Windows keeps when it rewrites a container); we read the highest generation
+ *   present, as smx's reader does, and the record check (sequence number, stored size, digest) catches a
+ *   reference that does not fit it. The generations are listed once per kind, on first use, and kept.
+ * - Records are Ckhr (wincontainer.c); a data chunk's record does not carry its decoded length, the
+ *   stream map does. Compression 2 is MS-XCA plain LZ77 (CODEC_XPRESS).
+ * - Stream maps (Smap) say where every chunk is: the decoded map carries locations, so no index is
+ *   used, read or built.
+ * - A record that is not at its referenced offset is looked up by sequence number in its container's
+ *   redirection table (Rrtl), for stream maps and data chunks alike.
+ *
+ * Only local chunk-store directories are opened as Windows stores (winstore_detect): through callbacks
+ * the generations of a container could not be listed.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "compress/compress.h"
+#include "store/format.h"
+#include "windows/wincontainer.h"
+#include "windows/winreparse.h"
+#include "store/format_windows.h"
+
+typedef struct wgen {
+    uint32_t id, gen;
+} wgen;
+
+typedef struct winstore {
+    pthread_mutex_t lock; /* protects the lists */
+    bool listed[2];       /* [kind - 1] */
+    int list_err[2];
+    wgen *gens[2];        /* sorted by id, one per id: its highest generation */
+    size_t ngens[2];
+    bool has_guid; /* the directory's name gave the store's GUID (in s->cfg.uuid) */
+} winstore;
+
+static const char *kind_dir(uint8_t kind)
+{
+    return kind == CONTAINER_DATA ? "Data" : kind == CONTAINER_STREAM ? "Stream" : NULL;
+}
+
+static int cmp_wgen(const void *a, const void *b)
+{
+    const wgen *x = a, *y = b;
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    return x->gen < y->gen ? -1 : x->gen > y->gen;
+}
+
+/* Parses "<8 hex>.<8 hex>.ccc". */
+static bool parse_name(const char *name, uint32_t *id, uint32_t *gen)
+{
+    if (strlen(name) != 21 || strcmp(name + 17, ".ccc") != 0 || name[8] != '.')
+        return false;
+    for (int i = 0; i < 17; i++)
+        if (i != 8 && !isxdigit((unsigned char)name[i]))
+            return false;
+    *id = (uint32_t)strtoul(name, NULL, 16);
+    *gen = (uint32_t)strtoul(name + 9, NULL, 16);
+    return true;
+}
+
+/* Lists the containers of a kind once: their highest generations, sorted by id. */
+static int list_kind(rh_store *s, winstore *w, uint8_t kind)
+{
+    int k = kind - 1;
+    if (w->listed[k])
+        return w->list_err[k];
+    w->listed[k] = true;
+    int fd = openat(s->rootfd, kind_dir(kind), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return w->list_err[k] = errno == ENOENT ? 0 : -errno; /* no such directory: no such containers */
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return w->list_err[k] = -errno;
+    }
+    wgen *v = NULL;
+    size_t n = 0, cap = 0;
+    int r = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        uint32_t id, gen;
+        if (!parse_name(de->d_name, &id, &gen))
+            continue;
+        if (n == cap) {
+            wgen *nv = mem_realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
+            if (!nv) {
+                r = -ENOMEM;
+                break;
+            }
+            v = nv;
+        }
+        v[n++] = (wgen){ id, gen };
+    }
+    closedir(d);
+    if (r < 0) {
+        free(v);
+        w->listed[k] = false; /* try again later */
+        return r;
+    }
+    sort_array(v, n, sizeof(*v), cmp_wgen);
+    size_t m = 0; /* keep the last (highest generation) of each id */
+    for (size_t i = 0; i < n; i++) {
+        if (m && v[m - 1].id == v[i].id)
+            m--;
+        v[m++] = v[i];
+    }
+    w->gens[k] = v;
+    w->ngens[k] = m;
+    return 0;
+}
+
+static const char *win_container_path(rh_store *s, uint8_t kind, uint32_t id, char out[CONTAINER_PATH_MAX])
+{
+    const char *dir = kind_dir(kind);
+    if (!dir)
+        return NULL;
+    winstore *w = s->fmt_state;
+    uint32_t gen = 0; /* no such container: a name that no file has */
+    pthread_mutex_lock(&w->lock);
+    if (list_kind(s, w, kind) == 0) {
+        const wgen key = { id, 0 };
+        size_t lo = 0, hi = w->ngens[kind - 1];
+        const wgen *v = w->gens[kind - 1];
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (v[mid].id < key.id)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < w->ngens[kind - 1] && v[lo].id == id)
+            gen = v[lo].gen;
+    }
+    pthread_mutex_unlock(&w->lock);
+    snprintf(out, CONTAINER_PATH_MAX, "%s/%08x.%08x.ccc", dir, (unsigned)id, (unsigned)gen);
+    return out;
+}
+
+static int win_parse_record(uint8_t kind, const uint8_t *rec, size_t avail, uint64_t offset, container_record *ret,
+                            const uint8_t **ret_payload)
+{
+    (void)kind;
+    if (offset < WIN_FIRST_RECORD)
+        return RH_ECORRUPT;
+    win_record w;
+    win_why why;
+    int r = win_record_parse(rec, avail, &w, &why);
+    if (r < 0)
+        return r;
+    if (w.type == WIN_REC_PAD || avail < (size_t)w.header_len + w.payload_len)
+        return RH_ECORRUPT; /* padding where a record was named: it moved (or the reference is bad) */
+    if ((r = win_record_check_payload(&w, rec, avail, &why)) < 0)
+        return r;
+    bool raw = w.compression == WIN_COMP_NONE;
+    *ret = (container_record){
+        .offset = offset,
+        .type = w.type == WIN_REC_DATA ? RECORD_CHUNK : RECORD_STREAM,
+        .codec = raw ? CODEC_RAW : CODEC_XPRESS,
+        .stored_len = w.payload_len,
+        .raw_len = raw ? w.payload_len : 0, /* the stream map knows a compressed chunk's length */
+        .seq = w.seq,
+    };
+    memcpy(ret->digest, w.digest, WIN_DIGEST_LEN);
+    *ret_payload = rec + w.header_len;
+    return 0;
+}
+
+static int win_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+{
+    (void)s;
+    return winstore_smap_to_map(raw, len, 0, ret);
+}
+
+int winstore_smap_to_map(const uint8_t *raw, size_t len, uint64_t start, streammap **ret)
+{
+    win_smap_entry *e;
+    size_t n;
+    win_why why;
+    int r = win_smap_parse(raw, len, start, &e, &n, &why);
+    if (r < 0)
+        return r;
+    streammap *m = mem_calloc(1, sizeof(*m));
+    if (m) {
+        m->e = mem_calloc(n, sizeof(*m->e));
+        m->start = mem_calloc(n, sizeof(*m->start));
+        m->loc = mem_calloc(n, sizeof(*m->loc));
+    }
+    if (!m || !m->e || !m->start || !m->loc) {
+        streammap_free(m);
+        free(e);
+        return -ENOMEM;
+    }
+    m->n = n;
+    uint64_t prev = start;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t length = e[i].end - prev; /* win_smap_parse checked that ends increase */
+        m->e[i] = (streammap_entry){ .length = length };
+        memcpy(m->e[i].digest, e[i].digest, WIN_DIGEST_LEN);
+        m->start[i] = prev;
+        m->loc[i] = (index_loc){ .container = e[i].container, .offset = e[i].offset,
+                                 .stored_len = e[i].stored_len, .raw_len = (uint32_t)length,
+                                 .codec = e[i].stored_len == length ? CODEC_RAW : CODEC_XPRESS, .seq = e[i].seq };
+        prev = e[i].end;
+    }
+    m->size = prev;
+    free(e);
+    *ret = m;
+    return 0;
+}
+
+static int win_relocate(rh_store *s, uint8_t kind, uint32_t id, uint32_t seq, uint64_t *ret_offset)
+{
+    char path[CONTAINER_PATH_MAX];
+    if (!store_container_path(s, kind, id, path))
+        return RH_ECORRUPT;
+    uint8_t *page = mem_alloc(WIN_PAGE);
+    if (!page)
+        return -ENOMEM;
+    const rh_extent ext = { WIN_RRTL_OFFSET, WIN_PAGE };
+    int r = s->ops->preview ? s->ops->preview(s->ctx, path, 1, &ext) : 0;
+    if (r >= 0)
+        r = s->ops->read(s->ctx, path, WIN_RRTL_OFFSET, page, WIN_PAGE);
+    win_rrtl t;
+    win_why why;
+    uint32_t off;
+    if (r >= 0)
+        r = win_rrtl_parse(page, WIN_PAGE, &t, &why);
+    if (r >= 0 && !win_rrtl_find(&t, seq, &off))
+        r = RH_ECORRUPT;
+    if (r >= 0)
+        *ret_offset = off;
+    free(page);
+    return r == -ENOENT ? RH_ENOCONTAINER : r;
+}
+
+/*
+ * A Windows stub: the reparse buffer as ntfs-3g shows it in system.ntfs_reparse_data, kept in a copied
+ * tree (where system.* cannot be set) in user.ntfs_reparse_data, as windedup-mk writes it.
+ */
+static int win_decode_stub(rh_store *s, const uint8_t *raw, size_t len, store_stub *ret)
+{
+    winreparse rp;
+    int r = winreparse_parse(raw, len, &rp);
+    if (r < 0)
+        return r;
+    winstore *w = s->fmt_state;
+    if (w->has_guid && memcmp(rp.guid, s->cfg.uuid, 16) != 0)
+        r = RH_EWRONGSTORE;
+    else if (rp.nrefs != 1 || rp.refs[0].begin != 0 || !rp.has_size)
+        r = -ENOTSUP; /* a stream map in several parts (format 0x0102): not restored in place yet */
+    if (r == 0) {
+        const winreparse_ref *ref = &rp.refs[0];
+        *ret = (store_stub){ .size = rp.size,
+                             /* the stream map record's header keeps 16 bytes of the digest [source] */
+                             .digest_known = 16,
+                             .stream = { .container = ref->container, .offset = ref->offset,
+                                         .stored_len = ref->smap_size, .raw_len = ref->smap_size,
+                                         .codec = CODEC_RAW, .seq = ref->seq } };
+        memcpy(ret->digest, ref->digest, 16);
+    }
+    winreparse_free(&rp);
+    return r;
+}
+
+static void win_close(rh_store *s)
+{
+    winstore *w = s->fmt_state;
+    if (!w)
+        return;
+    pthread_mutex_destroy(&w->lock);
+    free(w->gens[0]);
+    free(w->gens[1]);
+    free(w);
+    s->fmt_state = NULL;
+}
+
+const store_format store_format_windows = {
+    .name = "windows",
+    .indexed = false,
+    .data_header = WIN_DATA_HEADER,
+    .stream_header = WIN_STREAM_HEADER,
+    .container_path = win_container_path,
+    .parse_record = win_parse_record,
+    .digest = win_digest,
+    .stream_digest_checked = false, /* what Windows digests to name a stream map is not known */
+    .decode_streammap = win_decode_streammap,
+    .relocate = win_relocate,
+    .stub_xattr = WINSTORE_STUB_XATTR,
+    .stub_max = WINSTORE_STUB_MAX,
+    .decode_stub = win_decode_stub,
+    .close = win_close,
+};
+
+bool winstore_detect(int rootfd)
+{
+    struct stat st;
+    return fstatat(rootfd, "Data", &st, 0) == 0 ? S_ISDIR(st.st_mode)
+                                                 : fstatat(rootfd, "Stream", &st, 0) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The GUID of a directory named "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}.ddp", as a reparse point stores
+ * it (the first three fields little-endian). False for any other name. */
+static bool guid_of_name(const char *path, uint8_t out[16])
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    unsigned a, b, c, d[8];
+    int used = 0;
+    if (sscanf(base, "{%8x-%4x-%4x-%2x%2x-%2x%2x%2x%2x%2x%2x}.ddp%n", &a, &b, &c, &d[0], &d[1], &d[2], &d[3],
+               &d[4], &d[5], &d[6], &d[7], &used) != 11 ||
+        base[used] != '\0')
+        return false;
+    put_le32(out, a);
+    put_le16(out + 4, (uint16_t)b);
+    put_le16(out + 6, (uint16_t)c);
+    for (int i = 0; i < 8; i++)
+        out[8 + i] = (uint8_t)d[i];
+    return true;
+}
+
+int winstore_init(rh_store *s)
+{
+    winstore *w = mem_calloc(1, sizeof(*w));
+    if (!w)
+        return -ENOMEM;
+    pthread_mutex_init(&w->lock, NULL);
+    s->fmt_state = w;
+    s->fmt = &store_format_windows;
+    /* The store's identity is its GUID, which every reparse point into it names. */
+    w->has_guid = guid_of_name(s->path, s->cfg.uuid);
+    return 0;
+}

@@ -1,0 +1,31 @@
+/*
+ * format_windows.h — a Windows Server dedup chunk store ({GUID}.ddp, with Data/ and Stream/ holding .ccc
+ * containers) opened as an rh_store: its format table (store/format.h) and how rh_store_open finds it.
+ */
+#ifndef RH_STORE_FORMAT_WINDOWS_H
+#define RH_STORE_FORMAT_WINDOWS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store/format.h"
+
+/* Where a stub in a Linux tree keeps its Windows reparse buffer (ntfs-3g shows the same bytes as
+ * system.ntfs_reparse_data, which other file systems do not let one set). */
+#define WINSTORE_STUB_XATTR "user.ntfs_reparse_data"
+#define WINSTORE_STUB_MAX 16384 /* NTFS's limit on a reparse buffer */
+
+extern const store_format store_format_windows;
+
+/* True when the local directory rootfd looks like a chunk store (it has Data/ or Stream/). */
+bool winstore_detect(int rootfd);
+/* Makes the local store s (s->rootfd, s->path set, no rehydrate.store) a Windows chunk store. */
+int winstore_init(rh_store *s);
+/*
+ * A stream map's Smap payload raw[0..len) as a map with locations; `start` is the file offset where its
+ * first chunk begins (0, or the begin of a part of a 0x0102 reparse point). RH_ECORRUPT, -ENOMEM.
+ */
+int winstore_smap_to_map(const uint8_t *raw, size_t len, uint64_t start, streammap **ret);
+
+#endif
