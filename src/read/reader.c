@@ -13,7 +13,7 @@
 #include "store/format.h"
 
 int reader_load_streammap_at(rh_store *s, const index_loc *loc, const uint8_t *digest, size_t digest_len,
-                             streammap **ret)
+                             uint64_t start, streammap **ret)
 {
     _cleanup_(freep) uint8_t *rec = NULL;
     size_t cap = 0;
@@ -37,14 +37,14 @@ int reader_load_streammap_at(rh_store *s, const index_loc *loc, const uint8_t *d
         if (memcmp(d, got.digest, HASH_LEN) != 0)
             return RH_EDIGEST;
     }
-    return store_decode_streammap(s, raw, loc->raw_len, ret);
+    return store_decode_streammap(s, raw, loc->raw_len, start, ret);
 }
 
 int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret)
 {
     index_loc loc = { .container = cs->container, .offset = cs->offset, .stored_len = cs->stored_len,
                       .raw_len = cs->raw_len, .codec = cs->codec };
-    return reader_load_streammap_at(s, &loc, cs->digest, HASH_LEN, ret);
+    return reader_load_streammap_at(s, &loc, cs->digest, HASH_LEN, 0, ret);
 }
 
 void pack_memo_clear(pack_memo *m)
@@ -248,6 +248,33 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
     if (r >= 0)
         (*ret)->ix = ix;
     return r;
+}
+
+int reader_open_stub(rh_store *s, const uint8_t *raw, size_t len, bool verify, reader_file **ret)
+{
+    store_stub st;
+    int r = s->fmt->decode_stub(s, raw, len, &st);
+    if (r < 0)
+        return r;
+    streammap **parts = mem_calloc(st.nparts, sizeof(*parts));
+    if (!parts)
+        r = -ENOMEM;
+    for (size_t i = 0; r >= 0 && i < st.nparts; i++) {
+        const store_stub_part *p = store_stub_part_at(&st, i);
+        r = reader_load_streammap_at(s, &p->stream, p->digest, p->digest_known, p->begin, &parts[i]);
+    }
+    streammap *m = NULL;
+    if (r >= 0 && st.nparts == 1 && parts[0]->size == st.size) {
+        m = parts[0]; /* a whole file's map (its start is 0: reader_load_streammap_at asked for that) */
+        parts[0] = NULL;
+    } else if (r >= 0) {
+        r = store_stub_join((const streammap *const *)parts, st.nparts, st.size, &m);
+    }
+    for (size_t i = 0; parts && i < st.nparts; i++)
+        streammap_free(parts[i]);
+    free(parts);
+    store_stub_free(&st);
+    return r < 0 ? r : reader_open_map(s, m, verify, ret);
 }
 
 int reader_open_map(rh_store *s, streammap *m, bool verify, reader_file **ret)

@@ -53,7 +53,7 @@ int reader_load_streammap(rh_store *s, const catalog_stream *cs, streammap **ret
 /* The same for a stream map at `loc` (raw_len: its decoded length) whose reference names the first
  * digest_len bytes of its digest (a stub's reference, or a Windows reparse point's). */
 int reader_load_streammap_at(rh_store *s, const index_loc *loc, const uint8_t *digest, size_t digest_len,
-                             streammap **ret);
+                             uint64_t start, streammap **ret);
 /* The stream map of regular file e (for a hard-link member, the stream it carries), checked against
  * the entry: RH_ENOTDEDUP when the file has none (it could not be read at backup time), RH_ECORRUPT
  * when the map's size is not the entry's. */
@@ -64,6 +64,13 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
 /* Opens a file by its stream map, which the file then owns (and frees, also when this fails): for
  * formats whose stubs are not catalog entries (a Windows reparse point). */
 int reader_open_map(rh_store *s, streammap *m, bool verify, reader_file **ret);
+/*
+ * Opens the file that a stub describes, given the value of its stub xattr (the store format's
+ * stub_xattr): all its stream maps read, checked and joined. RH_ECORRUPT for a damaged value or map,
+ * RH_EWRONGSTORE for a stub of another store. The file's size is reader_size().
+ */
+int reader_open_stub(rh_store *s, const uint8_t *raw, size_t len, bool verify, reader_file **ret);
+static inline uint64_t reader_size(const reader_file *f) { return f->map->size; }
 /* reader_open on the store's shared handle s->ix (store_shared_index), which it reopens when the index is
  * repaired: the public API's lazy reads. The caller serializes reads that share s->ix. */
 int reader_open_shared(rh_store *s, const catalog_entry *e, bool verify, reader_file **ret);

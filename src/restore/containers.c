@@ -170,7 +170,7 @@ static void block_work(uv_work_t *w)
                 r = RH_EDIGEST;
         }
         if (r >= 0 && b->kind == CONTAINER_STREAM)
-            r = store_decode_streammap(e->s, raw, nd->raw_len, &nd->map);
+            r = store_decode_streammap(e->s, raw, nd->raw_len, nd->map_start, &nd->map);
         else if (r >= 0)
             r = place_chunk(e, nd, raw);
         nd->err = r < 0 ? r : 0;

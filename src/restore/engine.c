@@ -108,6 +108,7 @@ typedef struct tuple {
     uint32_t file;
     const index_loc *stream;      /* stream phase: its location */
     const index_loc *loc;         /* data phase: its location, when the stream map gives it */
+    uint64_t map_start;           /* stream phase: the file offset where the map begins */
     uint8_t digest_known;         /* stream phase: leading bytes of digest that the stub names */
 } tuple;
 
@@ -139,6 +140,7 @@ static int build_needs(engine *e, tuple *t, size_t n)
             memcpy(nd->digest, t[i].digest, HASH_LEN);
             nd->raw_len = t[i].raw_len;
             nd->digest_known = t[i].digest_known;
+            nd->map_start = t[i].map_start;
             nd->first = e->nplaces;
             if (t[i].stream)
                 nd->loc = *t[i].stream;
@@ -153,6 +155,16 @@ static int build_needs(engine *e, tuple *t, size_t n)
     return 0;
 }
 
+/* Forgets a file's stream maps: those of the needs it borrowed, and the one joined for it. */
+static void rfile_drop_maps(rfile *f)
+{
+    f->map = NULL;
+    free(f->parts);
+    f->parts = NULL;
+    streammap_free(f->own);
+    f->own = NULL;
+}
+
 /* Empties e->needs and e->places, freeing the stream maps that needs of the stream phase decoded. */
 static void drop_needs(engine *e)
 {
@@ -164,7 +176,7 @@ static void drop_needs(engine *e)
     e->places = NULL;
     e->nneeds = e->nplaces = 0;
     for (size_t i = 0; i < e->nfiles; i++)
-        e->files[i].map = NULL;
+        rfile_drop_maps(&e->files[i]);
 }
 
 /* Fails every file that needs nd, a stream map (kind CONTAINER_STREAM) or a chunk, saying where it is. */
@@ -191,7 +203,11 @@ void engine_fail_need(engine *e, need *nd, int err, uint8_t kind)
 /* Reads and decodes the stream map of every file still going; a file whose map fails fails. */
 static void stream_phase(engine *e)
 {
-    tuple *t = mem_calloc(e->nfiles, sizeof(*t));
+    size_t cap = 0;
+    for (size_t i = 0; i < e->nfiles; i++)
+        if (!e->files[i].result)
+            cap += e->files[i].rp.nparts;
+    tuple *t = mem_calloc(cap ? cap : 1, sizeof(*t));
     if (!t) {
         engine_fail_all(e, -ENOMEM, "listing the stream maps");
         return;
@@ -201,17 +217,23 @@ static void stream_phase(engine *e)
         rfile *f = &e->files[i];
         if (f->result)
             continue;
-        /* Files with the same stream map share one need. The reparse point has only a digest prefix,
-         * so the key is the prefix and the map's location: one stream map is stored once. */
-        const store_stub *st = &f->rp;
-        /* The key: a digest prefix (at most 20 bytes of it are checked), the container and the offset. */
-        size_t known = st->digest_known < HASH_LEN - 12 ? st->digest_known : HASH_LEN - 12;
-        t[n] = (tuple){ .raw_len = st->stream.raw_len, .file = (uint32_t)i, .stream = &st->stream,
-                        .digest_known = (uint8_t)known };
-        memcpy(t[n].digest, st->digest, known);
-        put_le32(t[n].digest + known, st->stream.container);
-        put_le64(t[n].digest + known + 4, st->stream.offset);
-        n++;
+        if (f->rp.nparts > 1 && !(f->parts = mem_calloc(f->rp.nparts, sizeof(*f->parts)))) {
+            engine_fail_file(e, f, -ENOMEM, "listing its stream maps");
+            continue;
+        }
+        /* Files with the same stream map share one need. A stub has only a digest prefix, so the key
+         * is the prefix (at most 20 bytes of it are checked) and the map's location: one stream map is
+         * stored once. A place of this phase is a part of a file: its index goes in place.off. */
+        for (size_t k = 0; k < f->rp.nparts; k++) {
+            const store_stub_part *p = store_stub_part_at(&f->rp, k);
+            size_t known = p->digest_known < HASH_LEN - 12 ? p->digest_known : HASH_LEN - 12;
+            t[n] = (tuple){ .raw_len = p->stream.raw_len, .off = k, .file = (uint32_t)i, .stream = &p->stream,
+                            .map_start = p->begin, .digest_known = (uint8_t)known };
+            memcpy(t[n].digest, p->digest, known);
+            put_le32(t[n].digest + known, p->stream.container);
+            put_le64(t[n].digest + known + 4, p->stream.offset);
+            n++;
+        }
     }
     int r = build_needs(e, t, n);
     free(t);
@@ -227,14 +249,29 @@ static void stream_phase(engine *e)
         need *nd = &e->needs[i];
         int err = r < 0 ? r : nd->err;
         for (size_t k = 0; k < nd->nplaces && !err; k++) {
-            rfile *f = &e->files[e->places[nd->first + k].file];
-            if (nd->map->size != f->rp.size)
+            const place *pl = &e->places[nd->first + k];
+            rfile *f = &e->files[pl->file];
+            if (f->parts)
+                f->parts[pl->off] = nd->map;
+            else if (nd->map->size != f->rp.size)
                 engine_fail_file(e, f, RH_ECORRUPT, "its stream map's size differs from its reparse point's");
             else
                 f->map = nd->map;
         }
         if (err)
             engine_fail_need(e, nd, err, CONTAINER_STREAM);
+    }
+    /* A file of several stream maps gets one map of its own, joined from theirs. */
+    for (size_t i = 0; i < e->nfiles; i++) {
+        rfile *f = &e->files[i];
+        if (!f->parts || f->result)
+            continue;
+        int rr = store_stub_join((const streammap *const *)f->parts, f->rp.nparts, f->rp.size, &f->own);
+        if (rr < 0)
+            engine_fail_file(e, f, rr, rr == -ENOMEM ? "joining its stream maps"
+                                                     : "its stream maps do not cover it from start to end");
+        else
+            f->map = f->own;
     }
 }
 
@@ -333,7 +370,7 @@ static void data_phase(engine *e)
         streammap_free(stream_needs[i].map);
     free(stream_needs);
     for (size_t i = 0; i < e->nfiles; i++)
-        e->files[i].map = NULL;
+        rfile_drop_maps(&e->files[i]);
     if (r < 0) {
         engine_fail_all(e, r, "listing its chunks");
         return;
@@ -421,6 +458,7 @@ int engine_restore(rh_store *s, size_t n, const char *const *paths, unsigned fla
         rfile *f = &e.files[i];
         if (f->fd >= 0)
             close(f->fd);
+        store_stub_free(&f->rp);
         if (results)
             results[i] = f->result;
         if (f->result < 0) {

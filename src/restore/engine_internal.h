@@ -36,7 +36,9 @@ typedef struct rfile {
     int fd;
     int result; /* 0 so far, RH_NOT_A_STUB, or the first error */
     store_stub rp; /* what its stub says */
-    const streammap *map; /* owned by the need of its stream map */
+    const streammap *map; /* owned by the need of its stream map, or `own` */
+    const streammap **parts; /* a stub of several parts: each part's map (the needs'), until joined */
+    streammap *own;          /* the map joined from parts */
     uint64_t pending;     /* data bytes not written yet; the workers count them down atomically */
     dev_t dev;
 } rfile;
@@ -55,6 +57,7 @@ typedef struct need {
     bool retry;            /* read again after the index was repaired */
     bool relocated;        /* loc is where the format said the record moved (store_format.relocate) */
     uint8_t digest_known;  /* stream phase: how many leading bytes of digest the stub named */
+    uint64_t map_start;    /* stream phase: the file offset where the map's first chunk begins */
     int moved_err;         /* why the record at the first loc was not the one named (NEED_MOVED) */
     size_t first, nplaces; /* into engine.places */
     int err;

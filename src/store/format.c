@@ -30,10 +30,10 @@ static int ours_parse_record(uint8_t kind, const uint8_t *rec, size_t avail, uin
     return container_parse_record(rec, avail, offset, ret, ret_payload);
 }
 
-static int ours_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+static int ours_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, uint64_t start, streammap **ret)
 {
     (void)s;
-    return streammap_decode(raw, len, ret);
+    return start == 0 ? streammap_decode(raw, len, ret) : RH_ECORRUPT; /* our maps are whole files */
 }
 
 static int ours_decode_stub(rh_store *s, const uint8_t *raw, size_t len, store_stub *ret)
@@ -45,10 +45,12 @@ static int ours_decode_stub(rh_store *s, const uint8_t *raw, size_t len, store_s
     if (!reparse_in_store(&rp, s->cfg.uuid))
         return RH_EWRONGSTORE;
     const catalog_stream *st = &rp.stream;
-    *ret = (store_stub){ .size = rp.size, .digest_known = REPARSE_DIGEST_PREFIX,
-                         .stream = { .container = st->container, .offset = st->offset, .stored_len = st->stored_len,
-                                     .raw_len = st->raw_len, .codec = st->codec } };
-    memcpy(ret->digest, st->digest, REPARSE_DIGEST_PREFIX);
+    *ret = (store_stub){ .size = rp.size, .nparts = 1,
+                         .one = { .digest_known = REPARSE_DIGEST_PREFIX,
+                                  .stream = { .container = st->container, .offset = st->offset,
+                                              .stored_len = st->stored_len, .raw_len = st->raw_len,
+                                              .codec = st->codec } } };
+    memcpy(ret->one.digest, st->digest, REPARSE_DIGEST_PREFIX);
     return 0;
 }
 
@@ -66,6 +68,51 @@ const store_format store_format_ours = {
     .stub_max = REPARSE_SIZE,
     .decode_stub = ours_decode_stub,
 };
+
+/* ---- stubs ---- */
+
+void store_stub_free(store_stub *st)
+{
+    if (!st)
+        return;
+    free(st->more);
+    st->more = NULL;
+}
+
+int store_stub_join(const streammap *const *parts, size_t n, uint64_t size, streammap **ret)
+{
+    size_t total = 0;
+    uint64_t end = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (parts[i]->n == 0 || parts[i]->start[0] != end || (parts[i]->loc == NULL) != (parts[0]->loc == NULL))
+            return RH_ECORRUPT;
+        total += parts[i]->n;
+        end = parts[i]->size;
+    }
+    if (n == 0 || end != size)
+        return RH_ECORRUPT;
+    streammap *m = mem_calloc(1, sizeof(*m));
+    if (m) {
+        m->e = mem_calloc(total, sizeof(*m->e));
+        m->start = mem_calloc(total, sizeof(*m->start));
+        m->loc = parts[0]->loc ? mem_calloc(total, sizeof(*m->loc)) : NULL;
+    }
+    if (!m || !m->e || !m->start || (parts[0]->loc && !m->loc)) {
+        streammap_free(m);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const streammap *p = parts[i];
+        memcpy(m->e + m->n, p->e, p->n * sizeof(*p->e));
+        memcpy(m->start + m->n, p->start, p->n * sizeof(*p->start));
+        if (m->loc)
+            memcpy(m->loc + m->n, p->loc, p->n * sizeof(*p->loc));
+        m->n += p->n;
+    }
+    m->size = size;
+    *ret = m;
+    return 0;
+}
 
 /* ---- through s->fmt ---- */
 

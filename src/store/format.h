@@ -22,13 +22,35 @@
 #include "store/store.h"
 #include "store/streammap.h"
 
-/* What a stub (a file whose data lives in the store) says of itself: the stub half of a format. */
-typedef struct store_stub {
-    uint64_t size;            /* the file's size */
-    index_loc stream;         /* its stream map's record; raw_len is the map's decoded length */
+/* One stream map of a stub. */
+typedef struct store_stub_part {
+    index_loc stream;         /* the stream map's record; raw_len is the map's decoded length */
+    uint64_t begin;           /* the file offset where the map's first chunk begins */
     uint8_t digest[HASH_LEN]; /* the stream map's digest: its first digest_known bytes */
     uint8_t digest_known;
+} store_stub_part;
+
+/*
+ * What a stub (a file whose data lives in the store) says of itself: the stub half of a format. Its
+ * data is described by one stream map (ours, most Windows files) or by several that cover consecutive
+ * ranges (Windows reparse format 0x0102): part(i) for i < nparts, in file order.
+ */
+typedef struct store_stub {
+    uint64_t size;           /* the file's size */
+    size_t nparts;           /* >= 1 */
+    store_stub_part one;     /* the part when there is one */
+    store_stub_part *more;   /* malloc'd, when there are several (store_stub_free) */
 } store_stub;
+
+static inline const store_stub_part *store_stub_part_at(const store_stub *st, size_t i)
+{
+    return st->more ? &st->more[i] : &st->one;
+}
+void store_stub_free(store_stub *st);
+/* Joins the maps of a stub's parts, in order, into a new map of the whole file (a part's map begins at
+ * its part's begin and its `size` is where it ends). RH_ECORRUPT when a part does not begin where the
+ * previous one ended or the last does not end at `size`; -ENOMEM. */
+int store_stub_join(const streammap *const *parts, size_t n, uint64_t size, streammap **ret);
 
 struct store_format {
     const char *name; /* for messages: "rehydrate", "windows" */
@@ -52,8 +74,9 @@ struct store_format {
     int (*digest)(const void *data, size_t len, uint8_t out[HASH_LEN]);
     /* Whether a stream map record's digest is digest() of the map's bytes (readers then check it). */
     bool stream_digest_checked;
-    /* A stream map's decoded bytes into a map (with locations when the format's maps carry them). */
-    int (*decode_streammap)(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
+    /* A stream map's decoded bytes into a map (with locations when the format's maps carry them) whose
+     * first chunk begins at file offset `start` (a part of a stub; 0 for a whole file's map). */
+    int (*decode_streammap)(rh_store *s, const uint8_t *raw, size_t len, uint64_t start, streammap **ret);
     /*
      * Optional (NULL: records never move). The record of sequence number `seq` in container `id` of
      * `kind` was not at the offset its reference gave: where the container says it is now (Windows's

@@ -180,10 +180,10 @@ static int win_parse_record(uint8_t kind, const uint8_t *rec, size_t avail, uint
     return 0;
 }
 
-static int win_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+static int win_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, uint64_t start, streammap **ret)
 {
     (void)s;
-    return winstore_smap_to_map(raw, len, 0, ret);
+    return winstore_smap_to_map(raw, len, start, ret);
 }
 
 int winstore_smap_to_map(const uint8_t *raw, size_t len, uint64_t start, streammap **ret)
@@ -261,19 +261,24 @@ static int win_decode_stub(rh_store *s, const uint8_t *raw, size_t len, store_st
     winstore *w = s->fmt_state;
     if (w->has_guid && memcmp(rp.guid, s->cfg.uuid, 16) != 0)
         r = RH_EWRONGSTORE;
-    else if (rp.nrefs != 1 || rp.refs[0].begin != 0 || !rp.has_size)
-        r = -ENOTSUP; /* a stream map in several parts (format 0x0102): not restored in place yet */
-    if (r == 0) {
-        const winreparse_ref *ref = &rp.refs[0];
-        *ret = (store_stub){ .size = rp.size,
-                             /* the stream map record's header keeps 16 bytes of the digest [source] */
-                             .digest_known = 16,
-                             .stream = { .container = ref->container, .offset = ref->offset,
-                                         .stored_len = ref->smap_size, .raw_len = ref->smap_size,
-                                         .codec = CODEC_RAW, .seq = ref->seq } };
-        memcpy(ret->digest, ref->digest, 16);
+    store_stub st = { .size = rp.size, .nparts = rp.nrefs };
+    if (r == 0 && rp.nrefs > 1 && !(st.more = mem_calloc(rp.nrefs, sizeof(*st.more))))
+        r = -ENOMEM;
+    for (size_t i = 0; r == 0 && i < rp.nrefs; i++) {
+        const winreparse_ref *ref = &rp.refs[i];
+        store_stub_part *p = st.more ? &st.more[i] : &st.one;
+        /* The stream map record's header keeps 16 bytes of the digest [source]. */
+        *p = (store_stub_part){ .begin = ref->begin, .digest_known = 16,
+                                .stream = { .container = ref->container, .offset = ref->offset,
+                                            .stored_len = ref->smap_size, .raw_len = ref->smap_size,
+                                            .codec = CODEC_RAW, .seq = ref->seq } };
+        memcpy(p->digest, ref->digest, 16);
     }
     winreparse_free(&rp);
+    if (r < 0)
+        store_stub_free(&st);
+    else
+        *ret = st;
     return r;
 }
 

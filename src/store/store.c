@@ -706,7 +706,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     return index_open(path, s->cfg.uuid, flags, ret);
 }
 
-int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, uint64_t start, streammap **ret)
 {
-    return s->fmt->decode_streammap(s, raw, len, ret);
+    return s->fmt->decode_streammap(s, raw, len, start, ret);
 }

@@ -79,7 +79,7 @@ void store_local_close(rh_store *s);
 
 /* Decodes a stream map's raw bytes the way the store's format does (s->fmt). A format whose stream maps
  * say where each chunk is stored sets streammap.loc, and then no reader asks the index. */
-int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
+int store_decode_streammap(rh_store *s, const uint8_t *raw, size_t len, uint64_t start, streammap **ret);
 
 /* Defaults: format 2, a random UUID, 16/64/256 KiB chunking, zstd level 3, 64 MiB seal size. */
 void store_config_default(store_config *c);

@@ -34,22 +34,13 @@ static int cat(rh_store *s, const char *stub)
         fprintf(stderr, "win-read: %s: %s: %s\n", stub, WINSTORE_STUB_XATTR, strerror(errno));
         return 1;
     }
-    store_stub st;
-    int r = s->fmt->decode_stub(s, raw, (size_t)n, &st);
-    streammap *m = NULL;
-    if (r >= 0)
-        r = reader_load_streammap_at(s, &st.stream, st.digest, st.digest_known, &m);
-    if (r >= 0 && m->size != st.size)
-        r = RH_ECORRUPT;
-    if (r < 0)
-        streammap_free(m);
-    reader_file *f = NULL;
-    if (r >= 0)
-        r = reader_open_map(s, m, true, &f);
+    reader_file *f;
+    int r = reader_open_stub(s, raw, (size_t)n, true, &f);
     if (r < 0) {
         fprintf(stderr, "win-read: %s: %s\n", stub, rh_strerror(r));
         return 1;
     }
+    const streammap *m = f->map;
     static uint8_t buf[1 << 20];
     for (uint64_t off = 0; off < m->size;) {
         size_t got;

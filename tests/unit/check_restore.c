@@ -606,9 +606,11 @@ static struct {
 } known[4096];
 static size_t nknown;
 
-static int located_decode(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
+static int located_decode(rh_store *s, const uint8_t *raw, size_t len, uint64_t start, streammap **ret)
 {
     (void)s;
+    if (start != 0)
+        return RH_ECORRUPT;
     streammap *m;
     int r = streammap_decode(raw, len, &m);
     if (r < 0)
