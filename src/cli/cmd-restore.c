@@ -4,6 +4,9 @@
  * rh_restore_files on the stubs in batches, two at a time, and sets each batch's metadata as soon as
  * it is done; phase 3 sets the metadata of everything else, directories last. --stubs-only
  * stops after phase 1; --resume finishes a restore that was cut short.
+ *
+ * rehydrate restore VOLUME TARGET: the tree of a Windows Server dedup volume, its deduplicated files
+ * rebuilt from its chunk store (tree/volume.c).
  */
 #include "config.h"
 
@@ -20,6 +23,7 @@
 #include "common/fsutil.h"
 #include "common/util.h"
 #include "tree/layout.h"
+#include "tree/volume.h"
 #include "snapshot/catalog.h"
 
 #define BATCH_BYTES (1ull << 30) /* a batch ends at 10,000 files or this much data */
@@ -302,15 +306,68 @@ static void drop_created(char **dirs, size_t n, bool remove)
     free(dirs);
 }
 
+static void on_volume_warn(void *ud, const char *path, int code, const char *what)
+{
+    on_warn(ud, path, code, what);
+}
+
+/* rehydrate restore VOLUME TARGET [--chunkstore DIR]. */
+static int restore_volume(const char *volume, const char *target, const char *chunkstore, bool force, rstate *st)
+{
+    if (!chunkstore && !volume_detect(volume)) {
+        cli_error("%s: neither a rehydrate store nor a Windows dedup volume (no %s; name the chunk store "
+                  "with --chunkstore)", cli_quote(volume), VOLUME_CHUNKSTORES);
+        return EXIT_FAIL;
+    }
+    size_t ncreated = 0;
+    char **created = missing_dirs(target, &ncreated);
+    int r = fs_mkdir_p(target, 0755);
+    bool empty = false;
+    if (r < 0 || (r = target_is_empty(target, &empty)) < 0) {
+        cli_error("%s: cannot create the target: %s", cli_quote(target), rh_strerror(r));
+        drop_created(created, ncreated, true);
+        return EXIT_FAIL;
+    }
+    if (!empty && !force) {
+        cli_error("%s: the target is not empty (use --force to restore into it anyway)", cli_quote(target));
+        drop_created(created, ncreated, false);
+        return EXIT_FAIL;
+    }
+    char *abs_target = realpath(target, NULL);
+    volume_options vo = { .chunkstore = chunkstore, .warn = on_volume_warn, .ud = st };
+    volume_stats vs = { 0 };
+    r = abs_target ? volume_restore(volume, abs_target, &vo, &vs) : -errno;
+    free(abs_target);
+    drop_created(created, ncreated, r < 0 && r != RH_EPARTIAL);
+    if (r < 0 && r != RH_EPARTIAL) {
+        cli_error("%s: %s", cli_quote(volume), rh_strerror(r));
+        return EXIT_FAIL;
+    }
+    double dt = mono_seconds() - st->t0;
+    if (st->json)
+        printf("{\"volume\":true,\"entries\":%llu,\"stubs\":%llu,\"bytes\":%llu,\"failed\":%llu,\"seconds\":%.3f}\n",
+               (unsigned long long)vs.entries, (unsigned long long)vs.stubs, (unsigned long long)vs.bytes,
+               (unsigned long long)vs.failed, dt);
+    else if (!st->quiet) {
+        char b[16];
+        printf("restored %llu entries, %llu deduplicated files rebuilt, %s in %.2f s\n",
+               (unsigned long long)vs.entries, (unsigned long long)vs.stubs, fmt_bytes(vs.bytes, b), dt);
+        if (vs.failed)
+            printf("%llu entries failed (named above)\n", (unsigned long long)vs.failed);
+    }
+    return vs.failed ? EXIT_FAIL : EXIT_OK;
+}
+
 int cmd_restore(int argc, char **argv)
 {
     static const struct option opts[] = {
         { "stubs-only", no_argument, NULL, 's' }, { "resume", no_argument, NULL, 'r' },
         { "force", no_argument, NULL, 'f' },      { "json", no_argument, NULL, 'j' },
         { "quiet", no_argument, NULL, 'q' },      { "help", no_argument, NULL, 'h' },
-        { 0 },
+        { "chunkstore", required_argument, NULL, 'c' }, { 0 },
     };
     layout_options lo = { 0 };
+    const char *chunkstore = NULL;
     rstate st = { .tty = isatty(2), .t0 = mono_seconds() };
     int c;
     optind = 1;
@@ -331,19 +388,31 @@ int cmd_restore(int argc, char **argv)
         case 'q':
             st.quiet = true;
             break;
+        case 'c':
+            chunkstore = optarg;
+            break;
         case 'h':
             cli_help("restore", "  --stubs-only   stop after laying out the tree (stubs carry their reparse points)\n"
                                 "  --resume       finish a restore into TARGET that was cut short\n"
                                 "  -f, --force    restore into a TARGET that is not empty\n"
                                 "  --json         print a JSON summary\n"
-                                "  -q, --quiet    no progress line and no summary\n");
+                                "  -q, --quiet    no progress line and no summary\n"
+                                "  --chunkstore DIR  restore VOLUME TARGET: the {GUID}.ddp chunk store of every\n"
+                                "                 deduplicated file (default: the volume's own, by GUID)\n");
             return EXIT_OK;
         default:
             return EXIT_USAGE;
         }
     }
+    if (argc - optind == 2 && !store_exists(argv[optind])) {
+        if (lo.stubs_only || lo.resume)
+            return cli_usage("restore", "--stubs-only and --resume are for snapshots of a store");
+        return restore_volume(argv[optind], argv[optind + 1], chunkstore, lo.force, &st);
+    }
+    if (chunkstore)
+        return cli_usage("restore", "--chunkstore is for restoring a Windows dedup volume");
     if (argc - optind < 3)
-        return cli_usage("restore", "expected the store, a snapshot and a target directory");
+        return cli_usage("restore", "expected the store, a snapshot and a target directory, or a volume and a target");
     if (lo.stubs_only && lo.resume)
         return cli_usage("restore", "--stubs-only and --resume exclude each other");
     const char *storepath = argv[optind], *snapname = argv[optind + 1], *target = argv[optind + 2];

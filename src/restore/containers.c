@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "common/util.h"
+#include "hash/hash.h"
 #include "compress/compress.h"
 #include "restore/engine_internal.h"
 #include "store/container.h"
@@ -51,12 +52,21 @@ static void start_writeback(rfile *f, uint64_t n)
         sync_file_range(f->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
-/* Writes a chunk's bytes to every place that needs them. */
+/*
+ * Writes a chunk's bytes to every place that needs them. A chunk of zeros is not written: the stub is
+ * a hole there already (open_stub empties it), and stays one. Our stream maps record zero runs as
+ * holes anyway; Windows stores them as chunks like any other, and a sparse file would come back full.
+ */
 static int place_chunk(engine *e, const need *nd, const uint8_t *raw)
 {
+    bool zero = mem_is_zero(raw, nd->raw_len);
     for (size_t k = 0; k < nd->nplaces; k++) {
         const place *p = &e->places[nd->first + k];
         rfile *f = &e->files[p->file];
+        if (zero) {
+            start_writeback(f, nd->raw_len);
+            continue;
+        }
         ssize_t wn = pwrite(f->fd, raw, nd->raw_len, (off_t)p->off);
         if (wn < 0)
             return -errno;
