@@ -112,7 +112,7 @@ typedef struct rh_container_extent {
  * the table's version is high enough to have it, so a table compiled against an older header keeps
  * working. A version of 0, or higher than the library knows, is refused by rh_store_open with -EINVAL.
  */
-#define RH_STORE_OPS_VERSION 1
+#define RH_STORE_OPS_VERSION 2
 typedef struct rh_store_ops {
     unsigned version; /* RH_STORE_OPS_VERSION of the header the table was written against */
     /* ReadBackupFile: read exactly `size` bytes at `offset` of the store file `path`. Returns 0, or a
@@ -133,12 +133,32 @@ typedef struct rh_store_ops {
      * from it, so that the application can prefetch. A negative return skips that container: the
      * files that need it fail with that code. Optional (NULL). */
     int (*preview)(void *ctx, const char *path, size_t n, const rh_extent *extents);
+    /* Since version 2. Lists the names of the files in the store directory `dir` ("Data", "Stream"):
+     * calls visit(ud, name) once per file, in any order, and returns 0 (also for a directory that does
+     * not exist), or a negative code. When visit returns non-zero the listing may end there; a
+     * negative return of visit must be returned.
+     * Needed only for Windows Server dedup chunk stores, whose container names carry a generation that
+     * no reference gives: without it, rh_store_open refuses such a store behind callbacks with
+     * RH_ENOTSTORE. Called by rh_store_open and, once per directory, by the first read that needs
+     * it. Optional (NULL). */
+    int (*list)(void *ctx, const char *dir, int (*visit)(void *ud, const char *name), void *ud);
 } rh_store_ops;
 
 /*
  * Opens a store. With ops == NULL, `path` is a local store directory read with built-in callbacks.
  * With ops != NULL, `path` names the store only for messages; every byte is read through ops/ctx.
  * On success *ret_store owns the store until rh_store_close().
+ *
+ * Two formats open: ours (the directory holds rehydrate.store) and a Windows Server Data Deduplication
+ * chunk store, `{GUID}.ddp` with Data/ and Stream/ holding `<id>.<generation>.ccc` containers (a
+ * directory without rehydrate.store that has either; behind callbacks, found through `list`). A
+ * Windows store has no index: its stream maps say where every chunk is. Its stubs (for
+ * rh_restore_files) keep the Windows reparse buffer in the xattr user.ntfs_reparse_data; when
+ * `path`'s last component is the `{GUID}.ddp` name, stubs of another GUID fail with RH_EWRONGSTORE.
+ * rh_restore_files keeps the contract of rh_store_ops for it, with one addition: a record that Windows
+ * moved within its container (its old place holds another valid record) is found through the
+ * container's redirection table, which takes a second visit of that container (a preview and read of
+ * the table page, then of the moved records) after the phase's planned reads.
  *
  * The chunk index, behind callbacks: the store's own index.db, read through `read` a few blocks at a
  * time as lookups need them; opening reads its header and nothing of any container. When that file

@@ -135,7 +135,7 @@ static int record_need(block *b, need *nd, const uint8_t **ret_raw)
     size_t known = b->kind == CONTAINER_STREAM ? nd->digest_known : HASH_LEN;
     if (r >= 0 && !store_record_matches(s, b->kind, &got, &nd->loc, nd->digest, known))
         r = RH_ECORRUPT;
-    if (r < 0 && s->fmt->relocate && !nd->relocated) {
+    if (r < 0 && store_may_have_moved(s, r) && !nd->relocated) {
         nd->moved_err = r;
         return NEED_MOVED;
     }

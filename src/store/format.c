@@ -175,7 +175,7 @@ int store_read_record(rh_store *s, uint8_t kind, const index_loc *loc, const uin
         }
         /* Not the record named: stale (it moved, and the container says where) or damaged. The first
          * error is the one to report when the container knows no other place. */
-        if (moved || !s->fmt->relocate || s->fmt->relocate(s, kind, loc->container, loc->seq, &offset) < 0)
+        if (!store_may_have_moved(s, r) || moved || s->fmt->relocate(s, kind, loc->container, loc->seq, &offset) < 0)
             return r < 0 ? r : RH_ECORRUPT;
     }
 }

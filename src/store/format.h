@@ -125,6 +125,15 @@ int store_digest(rh_store *s, const void *data, size_t len, uint8_t out[HASH_LEN
  */
 int store_read_record(rh_store *s, uint8_t kind, const index_loc *loc, const uint8_t *digest, size_t digest_len,
                       uint8_t **buf, size_t *cap, container_record *ret, const uint8_t **ret_payload);
+/*
+ * Whether a record that was not the one named (r: what parsing it gave, or 0 when it parsed but did not
+ * match) may have moved, so that the format's relocate is worth asking. A record whose checksum fails is
+ * damaged where it is: what a move leaves behind is a valid record (padding, or another chunk).
+ */
+static inline bool store_may_have_moved(const rh_store *s, int r)
+{
+    return s->fmt->relocate && r != RH_ECHECKSUM;
+}
 /* A record's payload decoded into out (raw_len bytes): copied when stored raw, else decompressed by the
  * record's codec. RH_ECORRUPT when a raw payload's length is not raw_len. */
 int store_decode_payload(const container_record *rec, const uint8_t *payload, uint8_t *out, size_t raw_len);

@@ -13,8 +13,8 @@
  * - A record that is not at its referenced offset is looked up by sequence number in its container's
  *   redirection table (Rrtl), for stream maps and data chunks alike.
  *
- * Only local chunk-store directories are opened as Windows stores (winstore_detect): through callbacks
- * the generations of a container could not be listed.
+ * Behind callbacks the generations are listed through the `list` callback (rh_store_ops version 2),
+ * without which a Windows store cannot be opened there.
  */
 #include "config.h"
 
@@ -73,53 +73,74 @@ static bool parse_name(const char *name, uint32_t *id, uint32_t *gen)
     return true;
 }
 
+/* Lists the files of store directory `dir`: readdir for a local store, the `list` callback behind
+ * callbacks (version 2). 0 for a directory that does not exist; -ENOTSUP without a way to list. */
+static int list_dir(rh_store *s, const char *dir, int (*visit)(void *ud, const char *name), void *ud)
+{
+    if (s->rootfd < 0)
+        return s->ops->version >= 2 && s->ops->list ? s->ops->list(s->ctx, dir, visit, ud) : -ENOTSUP;
+    int fd = openat(s->rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return -errno;
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (errno = 0, de = readdir(d)))
+        r = visit(ud, de->d_name);
+    if (r == 0 && errno)
+        r = -errno;
+    closedir(d);
+    return r;
+}
+
+typedef struct gen_list {
+    wgen *v;
+    size_t n, cap;
+} gen_list;
+
+static int add_gen(void *ud, const char *name)
+{
+    gen_list *l = ud;
+    uint32_t id, gen;
+    if (!parse_name(name, &id, &gen))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 64;
+        wgen *nv = mem_realloc(l->v, cap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        l->v = nv;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (wgen){ id, gen };
+    return 0;
+}
+
 /* Lists the containers of a kind once: their highest generations, sorted by id. */
 static int list_kind(rh_store *s, winstore *w, uint8_t kind)
 {
     int k = kind - 1;
     if (w->listed[k])
         return w->list_err[k];
-    w->listed[k] = true;
-    int fd = openat(s->rootfd, kind_dir(kind), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return w->list_err[k] = errno == ENOENT ? 0 : -errno; /* no such directory: no such containers */
-    DIR *d = fdopendir(fd);
-    if (!d) {
-        close(fd);
-        return w->list_err[k] = -errno;
-    }
-    wgen *v = NULL;
-    size_t n = 0, cap = 0;
-    int r = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        uint32_t id, gen;
-        if (!parse_name(de->d_name, &id, &gen))
-            continue;
-        if (n == cap) {
-            wgen *nv = mem_realloc(v, (cap = cap ? 2 * cap : 64) * sizeof(*v));
-            if (!nv) {
-                r = -ENOMEM;
-                break;
-            }
-            v = nv;
-        }
-        v[n++] = (wgen){ id, gen };
-    }
-    closedir(d);
+    gen_list l = { 0 };
+    int r = list_dir(s, kind_dir(kind), add_gen, &l);
     if (r < 0) {
-        free(v);
-        w->listed[k] = false; /* try again later */
-        return r;
+        free(l.v);
+        return r == -ENOMEM ? r : (w->listed[k] = true, w->list_err[k] = r); /* ENOMEM: try again later */
     }
-    sort_array(v, n, sizeof(*v), cmp_wgen);
+    sort_array(l.v, l.n, sizeof(*l.v), cmp_wgen);
     size_t m = 0; /* keep the last (highest generation) of each id */
-    for (size_t i = 0; i < n; i++) {
-        if (m && v[m - 1].id == v[i].id)
+    for (size_t i = 0; i < l.n; i++) {
+        if (m && l.v[m - 1].id == l.v[i].id)
             m--;
-        v[m++] = v[i];
+        l.v[m++] = l.v[i];
     }
-    w->gens[k] = v;
+    w->listed[k] = true;
+    w->gens[k] = l.v;
     w->ngens[k] = m;
     return 0;
 }
@@ -311,11 +332,25 @@ const store_format store_format_windows = {
     .close = win_close,
 };
 
-bool winstore_detect(int rootfd)
+static int found_container(void *ud, const char *name)
 {
-    struct stat st;
-    return fstatat(rootfd, "Data", &st, 0) == 0 ? S_ISDIR(st.st_mode)
-                                                 : fstatat(rootfd, "Stream", &st, 0) == 0 && S_ISDIR(st.st_mode);
+    uint32_t id, gen;
+    if (parse_name(name, &id, &gen))
+        *(bool *)ud = true;
+    return *(bool *)ud ? 1 : 0; /* one is enough: end the listing */
+}
+
+bool winstore_detect(rh_store *s)
+{
+    if (s->rootfd >= 0) {
+        struct stat st;
+        return (fstatat(s->rootfd, "Data", &st, 0) == 0 && S_ISDIR(st.st_mode)) ||
+               (fstatat(s->rootfd, "Stream", &st, 0) == 0 && S_ISDIR(st.st_mode));
+    }
+    bool found = false;
+    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && !found; kind++)
+        list_dir(s, kind_dir(kind), found_container, &found);
+    return found;
 }
 
 /* The GUID of a directory named "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}.ddp", as a reparse point stores

@@ -18,9 +18,10 @@
 
 extern const store_format store_format_windows;
 
-/* True when the local directory rootfd looks like a chunk store (it has Data/ or Stream/). */
-bool winstore_detect(int rootfd);
-/* Makes the local store s (s->rootfd, s->path set, no rehydrate.store) a Windows chunk store. */
+/* True when the store s (opened, without rehydrate.store) looks like a chunk store: local, it has Data/
+ * or Stream/; behind callbacks, `list` finds a container in either. */
+bool winstore_detect(rh_store *s);
+/* Makes the store s (s->path and its callbacks set, no rehydrate.store) a Windows chunk store. */
 int winstore_init(rh_store *s);
 /*
  * A stream map's Smap payload raw[0..len) as a map with locations; `start` is the file offset where its

@@ -228,7 +228,7 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     if (r == -ENOENT)
         r = RH_ENOTSTORE;
     /* A local directory without our identity file may be a Windows dedup chunk store. */
-    if (r == RH_ENOTSTORE && !ops && winstore_detect(s->rootfd)) {
+    if (r == RH_ENOTSTORE && winstore_detect(s)) {
         if ((r = winstore_init(s)) < 0) {
             rh_store_close(s);
             return r;

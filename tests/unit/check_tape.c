@@ -10,12 +10,16 @@
  *   - nothing is read after the data containers.
  * Checked on restores of one file, of 10,000 files in one call, of files that share chunks, of sparse,
  * empty and compressible files, and of a store with a damaged data record (only the files that use it
- * fail; the contract still holds); on a store of each format (1: a record per chunk; 2: packs).
+ * fail; the contract still holds); on a store of each format (1: a record per chunk; 2: packs) and on
+ * a Windows Server dedup chunk store that tests/tools/windedup-mk ($WINDEDUP_MK) makes of the same
+ * tree, opened through the same tape with its `list` callback.
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <glob.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
@@ -35,6 +39,10 @@
 
 static char *dir, *src, *storepath, *target;
 static uint32_t format; /* the store format the fixture makes: 1 (a record per chunk) or 2 (packs) */
+static bool windows;    /* the fixture also made a Windows chunk store of src, and the tests use it */
+static char *ddp;       /* its {GUID}.ddp directory */
+/* Where the store in use keeps stream-map and data containers. */
+static const char *stream_dir = "containers/stream/", *data_dir = "containers/data/";
 static bytebuf logged; /* what the library logged during the last restore, one message a line */
 
 static char *pathf(const char *base, const char *name) { return xasprintf("%s/%s", base, name); }
@@ -132,16 +140,78 @@ static void setup_format2(void)
     setup();
 }
 
+/* The tree of setup() as a Windows volume: windedup-mk with compression, 1 MiB containers, several
+ * sessions and stale generations beside current ones. */
+static void setup_windows(void)
+{
+    format = 1;
+    setup();
+    windows = true;
+    stream_dir = "Stream/";
+    data_dir = "Data/";
+    const char *mk = getenv("WINDEDUP_MK");
+    ck_assert_msg(mk != NULL, "WINDEDUP_MK is not set (make check sets it)");
+    char *vol = pathf(dir, "vol");
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(devnull, 2);
+        execl(mk, mk, "--format", "mixed", "--compress", "--container-size", "1M", "--session-size", "256K",
+              "--generations=all", src, vol, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *pat = xasprintf("%s/System Volume Information/Dedup/ChunkStore/*.ddp", vol);
+    glob_t g;
+    ck_assert_int_eq(glob(pat, 0, NULL, &g), 0);
+    ck_assert_uint_eq(g.gl_pathc, 1);
+    ddp = xstrdup(g.gl_pathv[0]);
+    globfree(&g);
+    free(pat), free(vol);
+}
+
 static void teardown(void)
 {
     buf_free(&logged);
     test_rmtree(dir);
-    free(dir), free(src), free(storepath), free(target);
+    free(dir), free(src), free(storepath), free(target), free(ddp);
+    ddp = NULL;
+    windows = false;
+    stream_dir = "containers/stream/";
+    data_dir = "containers/data/";
+}
+
+/* The stub of `name` as the Windows volume has it, made in the target (its reparse buffer and its
+ * size); a file the volume keeps plain (empty) is copied plain. */
+static char *make_windows_stub(const char *name)
+{
+    char *vp = xasprintf("%s/../../../../%s", ddp, name), *tp = pathf(target, name);
+    uint8_t raw[16384];
+    ssize_t n = lgetxattr(vp, "user.ntfs_reparse_data", raw, sizeof(raw));
+    struct stat st;
+    ck_assert_int_eq(lstat(vp, &st), 0);
+    int fd = open(tp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, st.st_size), 0);
+    if (n >= 0)
+        ck_assert_int_eq(fsetxattr(fd, "user.ntfs_reparse_data", raw, (size_t)n, 0), 0);
+    close(fd);
+    free(vp);
+    return tp;
 }
 
 /* Stubs of the snapshot files `names` in the target, as phase 1 of a restore makes them. */
 static char **make_stubs(const char *const *names, size_t n)
 {
+    if (windows) {
+        char **paths = xcalloc(n, sizeof(*paths));
+        for (size_t i = 0; i < n; i++)
+            paths[i] = make_windows_stub(names[i]);
+        return paths;
+    }
     rh_store *s;
     ck_assert_int_eq(rh_store_open(storepath, NULL, NULL, &s), 0);
     char *cp = store_snapshot_path("s");
@@ -245,14 +315,35 @@ static int tape_preview(void *ctx, const char *path, size_t n, const rh_extent *
     return 0;
 }
 
+/* Listing is not reading: it is not recorded. */
+static int tape_list(void *ctx, const char *dirname, int (*visit)(void *ud, const char *name), void *ud)
+{
+    tape *t = ctx;
+    int fd = openat(t->rootfd, dirname, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    DIR *d = fdopendir(fd);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *de;
+    int r = 0;
+    while (r == 0 && (de = readdir(d)))
+        r = visit(ud, de->d_name);
+    closedir(d);
+    return r < 0 ? r : 0;
+}
+
 static const rh_store_ops tape_ops = {
     .version = RH_STORE_OPS_VERSION,
     .read = tape_read,
     .order_containers = tape_order,
     .preview = tape_preview,
+    .list = tape_list,
 };
 
-static bool is_container(const char *path) { return strncmp(path, "containers/", 11) == 0; }
+static bool is_container(const char *path)
+{
+    return !strncmp(path, stream_dir, strlen(stream_dir)) || !strncmp(path, data_dir, strlen(data_dir));
+}
 
 /* Asserts the contract (see the head comment) on everything the tape recorded. */
 static void check_contract(const tape *t)
@@ -264,8 +355,8 @@ static void check_contract(const tape *t)
             orders[no++] = i;
         }
     ck_assert_uint_eq(no, 2);
-    ck_assert(strncmp(t->ev[orders[0]].path, "containers/stream/", 18) == 0);
-    ck_assert(strncmp(t->ev[orders[1]].path, "containers/data/", 16) == 0);
+    ck_assert(strncmp(t->ev[orders[0]].path, stream_dir, strlen(stream_dir)) == 0);
+    ck_assert(strncmp(t->ev[orders[1]].path, data_dir, strlen(data_dir)) == 0);
     /* Before the first order: the identity and the index only. */
     for (size_t i = 0; i < orders[0]; i++) {
         ck_assert_int_eq(t->ev[i].kind, EV_READ);
@@ -273,7 +364,7 @@ static void check_contract(const tape *t)
     }
     for (int phase = 0; phase < 2; phase++) {
         size_t from = orders[phase] + 1, to = phase ? t->nev : orders[1];
-        const char *kind = phase ? "containers/data/" : "containers/stream/";
+        const char *kind = phase ? data_dir : stream_dir;
         size_t visit = 0;
         const event *pv = NULL;
         size_t next_ext = 0; /* the previewed extent the next read must fall in */
@@ -337,9 +428,9 @@ static int restore_through_tape(const char *const *names, size_t n, int *results
     logged.len = 0;
     char **paths = make_stubs(names, n);
     tape *t = xcalloc(1, sizeof(*t));
-    t->rootfd = open(storepath, O_RDONLY | O_DIRECTORY);
+    t->rootfd = open(windows ? ddp : storepath, O_RDONLY | O_DIRECTORY);
     rh_store *ts;
-    ck_assert_int_eq(rh_store_open("tape", &tape_ops, t, &ts), 0);
+    ck_assert_int_eq(rh_store_open(windows ? ddp : "tape", &tape_ops, t, &ts), 0);
     rh_store_set_log(ts, collect, &logged);
     int r = rh_restore_files(ts, n, (const char *const *)paths, 0, results);
     rh_store_close(ts);
@@ -398,7 +489,8 @@ START_TEST(test_file_kinds)
     int res[4];
     ck_assert_int_eq(restore_through_tape(names, 4, res), 0);
     for (int i = 0; i < 4; i++) {
-        ck_assert_int_eq(res[i], 0);
+        /* Windows never optimizes an empty file: it is plain, and a plain file is not a stub. */
+        ck_assert_int_eq(res[i], windows && !strcmp(names[i], "empty") ? RH_NOT_A_STUB : 0);
         ck_assert_msg(same_file(names[i]), "%s", names[i]);
     }
 }
@@ -414,10 +506,18 @@ static void damage_shared(void)
     free(p);
     const uint8_t *needle = data + (1u << 20);
     bool found = false;
-    for (uint32_t id = 1; id < 1000 && !found; id++) {
+    glob_t g = { 0 };
+    if (windows) {
+        char *pat = xasprintf("%s/Data/*.ccc", ddp);
+        ck_assert_int_eq(glob(pat, 0, NULL, &g), 0);
+        free(pat);
+    }
+    for (uint32_t id = 1; id < 1000 && !found && (!windows || id <= g.gl_pathc); id++) {
         char cp[CONTAINER_PATH_MAX];
         container_path(CONTAINER_DATA, id, cp);
-        char *ctr = pathf(storepath, cp);
+        /* Windows: from the last name, so that of an id's generations the current (highest) one is
+         * searched first (a stale one holds a prefix of it, which the restore does not read). */
+        char *ctr = windows ? xstrdup(g.gl_pathv[g.gl_pathc - id]) : pathf(storepath, cp);
         uint8_t *c;
         size_t n;
         if (fs_read_file(AT_FDCWD, ctr, &c, &n) == 0) {
@@ -434,6 +534,7 @@ static void damage_shared(void)
         free(ctr);
     }
     free(data);
+    globfree(&g);
     ck_assert(found);
 }
 
@@ -458,10 +559,11 @@ START_TEST(test_damaged_store)
         const char *eol = strchr(at, '\n');
         char *line = xmemdup(at, (size_t)(eol - at) + 1);
         line[eol - at] = 0;
-        ck_assert_msg(strstr(line, " in containers/data/") && strstr(line, ".ctr, record at offset ") &&
+        char *in = xasprintf(" in %s", data_dir);
+        ck_assert_msg(strstr(line, in) && strstr(line, windows ? ".ccc, record at offset " : ".ctr, record at offset ") &&
                           strstr(line, ": record checksum mismatch"),
                       "%s", line);
-        free(line), free(want);
+        free(line), free(want), free(in);
     }
     ck_assert_ptr_null(strstr(log, "file 1 ")); /* and nothing of the files that did not fail */
     ck_assert_ptr_null(strstr(log, "file 3 "));
@@ -473,9 +575,9 @@ static Suite *suite(void)
     Suite *s = suite_create("tape");
     /* One store per format for all its tests: making 10,000 files and backing them up is most of the
      * time. The damage test runs last, as it changes the store. */
-    void (*setups[2])(void) = { setup_format1, setup_format2 };
-    const char *names[2] = { "format1", "format2" };
-    for (int f = 0; f < 2; f++) {
+    void (*setups[3])(void) = { setup_format1, setup_format2, setup_windows };
+    const char *names[3] = { "format1", "format2", "windows" };
+    for (int f = 0; f < 3; f++) {
         TCase *tc = tcase_create(names[f]);
         tcase_add_unchecked_fixture(tc, setups[f], teardown);
         tcase_set_timeout(tc, 600);
