@@ -212,7 +212,8 @@ RH_EXPORT void rh_plan_free(rh_container_extent *plan);
  * Rehydrates up to RH_RESTORE_MAX_FILES stubs in place. A stub is a regular file that carries its
  * reparse point in the xattr "user.rehydrate.reparse" (written by `rehydrate restore --stubs-only`, see
  * doc/format.md, "Stubs"): it names the store, the file's size and its stream map. On success the
- * file holds its data (holes stay holes) and the xattr is gone.
+ * file holds its data (holes stay holes) and the xattr is gone. In a Windows chunk store (see
+ * rh_store_open) a stub carries the Windows reparse buffer in "user.ntfs_reparse_data" instead.
  *
  * `results` (may be NULL) gets one code per path: 0, RH_NOT_A_STUB (the file has no reparse point; it is
  * left alone), or a negative code (RH_ECORRUPT, RH_ECHECKSUM, RH_EDIGEST, RH_ENOCONTAINER, RH_ENOCHUNK,
