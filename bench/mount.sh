@@ -11,7 +11,15 @@
 # and the daemon's peak RSS (VmHWM) over the three. Prints a markdown table, the issue's targets, and
 # draws doc/mount-bench.png when gnuplot is present.
 #
+# With BENCH_TOOLS="rehydrate windows ntfs3g" it measures issue 14's comparison instead: the same datasets
+# converted by tests/tools/windedup-mk --compress into a Windows Server dedup volume, mounted by
+# rehydratefs (windows) and, on an NTFS image, by ntfs-3g with the dedup plugin (ntfs3g; a development
+# machine only: the plugin is not packaged), against rehydratefs over our own store.
+#
 # Environment: REHYDRATEFS       the daemon (default: build/rehydratefs under the repository root)
+#              BENCH_TOOLS       which of rehydrate restic borg casync squashfuse windows ntfs3g (default:
+#                                the first five; rehydrate is always measured)
+#              WINDEDUP_MK       the converter for windows/ntfs3g (default: build/tests/tools/windedup-mk)
 #              REHYDRATE         the CLI used to make the store (default: build/rehydrate)
 #              BENCH_TREE        the tree dataset: corpus (default) or system
 #              BENCH_FIO_RUNTIME seconds of random reads (default 20)
@@ -27,7 +35,13 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 TREE=${BENCH_TREE:-corpus}
 FIO_RUNTIME=${BENCH_FIO_RUNTIME:-20}
 PLOT=${BENCH_PLOT-$top/doc/mount-bench.png}
-TOOLS="rehydrate restic borg casync squashfuse"
+TOOLS="rehydrate ${BENCH_TOOLS:-restic borg casync squashfuse}"
+TOOLS=$(echo "$TOOLS" | tr ' ' '\n' | awk 'NF && !seen[$0]++' | tr '\n' ' ')
+wanted() { case " $TOOLS " in *" $1 "*) return 0 ;; esac; return 1; }
+for t in $TOOLS; do
+    case $t in rehydrate|restic|borg|casync|squashfuse|windows|ntfs3g) ;; *) echo "mount.sh: unknown tool $t in BENCH_TOOLS" >&2; exit 1 ;; esac
+done
+NTFS_PLUGIN=/usr/lib/x86_64-linux-gnu/ntfs-3g/ntfs-plugin-80000013.so
 case $TREE in corpus|system) ;; *) echo "mount.sh: BENCH_TREE must be corpus or system" >&2; exit 1 ;; esac
 case $FIO_RUNTIME in ''|*[!0-9]*|0) echo "mount.sh: BENCH_FIO_RUNTIME must be a positive integer" >&2; exit 1 ;; esac
 
@@ -62,11 +76,14 @@ trap 'exit 130' INT TERM
 [ "$(id -u)" = 0 ] || die "run as root (installs packages, drops the page cache, mounts)"
 [ -w /proc/sys/vm/drop_caches ] || die "/proc/sys/vm/drop_caches is not writable; cannot measure cold runs"
 [ -c /dev/fuse ] || die "/dev/fuse is missing: no FUSE here"
-need restic restic
-need borg borgbackup
-need casync casync
-need squashfuse squashfuse
-need mksquashfs squashfs-tools
+! wanted restic || need restic restic
+! wanted borg || need borg borgbackup
+! wanted casync || need casync casync
+! wanted squashfuse || need squashfuse squashfuse
+! wanted squashfuse || need mksquashfs squashfs-tools
+! wanted ntfs3g || need ntfs-3g ntfs-3g
+! wanted ntfs3g || need mkntfs ntfs-3g
+! wanted ntfs3g || [ -f "$NTFS_PLUGIN" ] || die "ntfs3g: the dedup plugin is not at $NTFS_PLUGIN (see contrib/dev/windedup-ntfs3g-check.sh)"
 need fio fio
 need fusermount3 fuse3
 need python3 python3
@@ -87,12 +104,22 @@ for b in rehydrate rehydratefs; do
 done
 RH=$tmp/bin/rehydrate
 RHFS=$tmp/bin/rehydratefs
+if wanted windows || wanted ntfs3g; then
+    cp "${WINDEDUP_MK:-$top/build/tests/tools/windedup-mk}" "$tmp/bin/windedup-mk" ||
+        die "no windedup-mk (build, or set WINDEDUP_MK)"
+fi
 
 export RESTIC_PASSWORD=bench
 export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
 export BORG_BASE_DIR=$tmp/borg-base
 RESTIC_CACHE=$tmp/restic-cache
-versions="rehydratefs $("$RH" --version | head -1 | awk '{print $2}') (${REHYDRATEFS:-$top/build/rehydratefs}); $(restic version | cut -d' ' -f1-2); $(borg --version); casync $(casync --version | awk '{print $2}'); $(squashfuse --help 2>&1 | grep -m1 -o 'squashfuse [0-9.]*') + $(mksquashfs -version 2>&1 | head -1 | cut -d' ' -f1-3); $(fio --version)"
+versions="rehydratefs $("$RH" --version | head -1 | awk '{print $2}') (${REHYDRATEFS:-$top/build/rehydratefs})"
+! wanted restic || versions="$versions; $(restic version | cut -d' ' -f1-2)"
+! wanted borg || versions="$versions; $(borg --version)"
+! wanted casync || versions="$versions; casync $(casync --version | awk '{print $2}')"
+! wanted squashfuse || versions="$versions; $(squashfuse --help 2>&1 | grep -m1 -o 'squashfuse [0-9.]*') + $(mksquashfs -version 2>&1 | head -1 | cut -d' ' -f1-3)"
+! wanted ntfs3g || versions="$versions; ntfs-3g $(ntfs-3g --version 2>&1 | head -1 | awk '{print $2}') + the dedup plugin $(sha256sum "$NTFS_PLUGIN" | cut -c1-12)"
+versions="$versions; $(fio --version)"
 
 # --- datasets -----------------------------------------------------------------------------------------
 
@@ -124,33 +151,65 @@ for ds in single "$TREE"; do
 done
 built rehydrate "$t"
 
-t=$(date +%s)
-run "$tmp/log" restic -r "$tmp/restic" --cache-dir "$RESTIC_CACHE" init
-for ds in single "$TREE"; do
-    (cd "$data" && run "$tmp/log" restic -r "$tmp/restic" --cache-dir "$RESTIC_CACHE" backup -q \
-        --compression auto --host bench --tag "$ds" "$ds")
-done
-built restic "$t"
+if wanted restic; then
+    t=$(date +%s)
+    run "$tmp/log" restic -r "$tmp/restic" --cache-dir "$RESTIC_CACHE" init
+    for ds in single "$TREE"; do
+        (cd "$data" && run "$tmp/log" restic -r "$tmp/restic" --cache-dir "$RESTIC_CACHE" backup -q \
+            --compression auto --host bench --tag "$ds" "$ds")
+    done
+    built restic "$t"
+fi
 
-t=$(date +%s)
-run "$tmp/log" borg init -e none "$tmp/borg"
-for ds in single "$TREE"; do
-    (cd "$data" && run "$tmp/log" borg create --compression zstd,3 "$tmp/borg::$ds" "$ds")
-done
-built borg "$t"
+if wanted borg; then
+    t=$(date +%s)
+    run "$tmp/log" borg init -e none "$tmp/borg"
+    for ds in single "$TREE"; do
+        (cd "$data" && run "$tmp/log" borg create --compression zstd,3 "$tmp/borg::$ds" "$ds")
+    done
+    built borg "$t"
+fi
 
-t=$(date +%s)
-mkdir "$tmp/casync"
-for ds in single "$TREE"; do         # casync's defaults: 64 KiB average chunks, zstd
-    run "$tmp/log" casync make --store="$tmp/casync/store" "$tmp/casync/$ds.caidx" "$data/$ds"
-done
-built casync "$t"
+if wanted casync; then
+    t=$(date +%s)
+    mkdir "$tmp/casync"
+    for ds in single "$TREE"; do         # casync's defaults: 64 KiB average chunks, zstd
+        run "$tmp/log" casync make --store="$tmp/casync/store" "$tmp/casync/$ds.caidx" "$data/$ds"
+    done
+    built casync "$t"
+fi
 
-t=$(date +%s)
-for ds in single "$TREE"; do
-    run "$tmp/log" mksquashfs "$data/$ds" "$tmp/$ds.sqfs" -comp zstd -quiet -no-progress
-done
-built squashfuse "$t"
+if wanted squashfuse; then
+    t=$(date +%s)
+    for ds in single "$TREE"; do
+        run "$tmp/log" mksquashfs "$data/$ds" "$tmp/$ds.sqfs" -comp zstd -quiet -no-progress
+    done
+    built squashfuse "$t"
+fi
+
+# A Windows Server dedup volume of each dataset, as windedup-mk writes it (content-defined 32-128 KiB
+# chunks, SHA-512/32, plain LZ77 where it shrinks a chunk, 64 MiB containers): a directory on this
+# file system (stubs keep their reparse buffer in user.ntfs_reparse_data) for rehydratefs, and the
+# same written through ntfs-3g onto an NTFS image for ntfs-3g + the plugin.
+if wanted windows; then
+    t=$(date +%s)
+    for ds in single "$TREE"; do
+        run "$tmp/log" "$tmp/bin/windedup-mk" --compress "$data/$ds" "$tmp/win-$ds/$ds"
+    done
+    built windows "$t"
+fi
+if wanted ntfs3g; then
+    t=$(date +%s)
+    mkdir -p "$tmp/ntfs-mnt"
+    for ds in single "$TREE"; do
+        truncate -s $(( $(du -sb "$data/$ds" | cut -f1) * 2 + (512 << 20) )) "$tmp/$ds.ntfs"
+        run "$tmp/log" mkntfs -F -Q "$tmp/$ds.ntfs"
+        run "$tmp/log" ntfs-3g "$tmp/$ds.ntfs" "$tmp/ntfs-mnt"
+        run "$tmp/log" "$tmp/bin/windedup-mk" --compress --xattr system.ntfs_reparse_data "$data/$ds" "$tmp/ntfs-mnt/$ds"
+        umount "$tmp/ntfs-mnt"
+    done
+    built ntfs3g "$t"
+fi
 sync
 
 # One tool = <tool>_cmd DATASET MOUNTPOINT (sets CMD, the command that mounts and serves in the
@@ -167,6 +226,10 @@ casync_cmd()       { CMD=(casync mount --store="$tmp/casync/store" "$tmp/casync/
 casync_path()      { echo "$2"; }
 squashfuse_cmd()   { CMD=(squashfuse -f "$tmp/$1.sqfs" "$2"); }
 squashfuse_path()  { echo "$2"; }
+windows_cmd()      { CMD=("$RHFS" "$tmp/win-$1" "$2" -f); }
+windows_path()     { echo "$2/$1"; }
+ntfs3g_cmd()       { CMD=(ntfs-3g -o ro,no_detach "$tmp/$1.ntfs" "$2"); }
+ntfs3g_path()      { echo "$2/$1"; }
 
 # The mount timer: starts the command and polls, without starting a process per poll (a fork and exec
 # costs ~10 ms on a small VM, more than the resolution we need), until MOUNTPOINT is a mount point
@@ -383,7 +446,8 @@ def num(tool, m, f=min):
     x = v.get((tool, m))
     return f(float(a) for a in x) if x else None
 names = {"rehydrate": "rehydratefs", "restic": "restic mount", "borg": "borg mount -f",
-         "casync": "casync mount", "squashfuse": "squashfuse -f"}
+         "casync": "casync mount", "squashfuse": "squashfuse -f",
+         "windows": "rehydratefs, Windows volume", "ntfs3g": "ntfs-3g + dedup plugin"}
 fmt = lambda x, p=0: "—" if x is None else f"{x:.{p}f}"
 print("| tool | mount ms (best / all) | tree read MB/s | single-file seq read MB/s | 4 KiB random IOPS (mean latency us) | peak RSS MiB | page cache: in open / kept across opens |")
 print("|---|--:|--:|--:|--:|--:|--:|")
@@ -403,17 +467,36 @@ r = M["rehydrate"]
 peers = [t for t in tools if t != "rehydrate"]
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b
-best_tree = max((t for t in peers if M[t]["tree"] is not None), key=lambda t: M[t]["tree"], default=None)
+for t in ("restic", "borg", "casync", "squashfuse", "windows", "ntfs3g"):
+    M.setdefault(t, dict(mount=None, tree=None, seq=None, iops=None, rss=None))
+best_tree = max((t for t in peers if t in ("restic", "borg", "casync", "squashfuse") and M[t]["tree"] is not None),
+                key=lambda t: M[t]["tree"], default=None)
+if "windows" in tools:  # issue 14's targets
+    w = M["windows"]
+    print("| target (issue 14) | rehydratefs on the Windows volume | compared with | met? |")
+    print("|---|--:|---|---|")
+    for name, k, other, goal in (("sequential read", "seq", "rehydrate", 0.8), ("tree read", "tree", "rehydrate", 0.8),
+                                 ("random 4 KiB reads", "iops", "rehydrate", 0.8), ("sequential read", "seq", "ntfs3g", 5),
+                                 ("tree read", "tree", "ntfs3g", 5), ("random 4 KiB reads", "iops", "ntfs3g", 5)):
+        x = ratio(w[k], M[other][k])
+        print(f"| {name} ≥ {goal}× {names[other]} | {fmt(x, 2)}x | {names[other]} | {'—' if x is None else ('met' if x >= goal else 'MISSED')} |")
+    print()
 rows = [
     ("sequential read ≥ 3× borg's", ratio(r["seq"], M["borg"]["seq"]), 3.0, "x", "borg"),
     ("tree read ≥ 2× the best peer's", ratio(r["tree"], M[best_tree]["tree"] if best_tree else None), 2.0, "x", names.get(best_tree, "—")),
     ("random reads ≥ 1.5× squashfuse's", ratio(r["iops"], M["squashfuse"]["iops"]), 1.5, "x", "squashfuse"),
 ]
-print("| target | rehydratefs | compared with | met? |")
-print("|---|--:|---|---|")
-for name, x, goal, unit, other in rows:
+if "borg" in tools:
+    print("| target | rehydratefs | compared with | met? |")
+    print("|---|--:|---|---|")
+else:
+    print("| target | value | | met? |")
+    print("|---|--:|---|---|")
+for name, x, goal, unit, other in (rows if "borg" in tools else []):
     print(f"| {name} | {fmt(x, 2)}{unit} | {other} | {'—' if x is None else ('met' if x >= goal else 'MISSED')} |")
 print(f"| mount < 50 ms | {fmt(r['mount'])} ms | | {'—' if r['mount'] is None else ('met' if r['mount'] < 50 else 'MISSED')} |")
+if "windows" in tools:
+    print(f"| Windows volume: mount < 50 ms | {fmt(M['windows']['mount'])} ms | | {'—' if M['windows']['mount'] is None else ('met' if M['windows']['mount'] < 50 else 'MISSED')} |")
 print(f"| peak RSS < 64 MiB | {fmt(r['rss'])} MiB | | {'—' if r['rss'] is None else ('met' if r['rss'] < 64 else 'MISSED')} |")
 print()
 print("Mount time: from the start of the command until the mount point is mounted (its st_dev changed) and "
@@ -446,7 +529,7 @@ if [ -n "$PLOT" ]; then
     gnuplot >"$tmp/log.gnuplot" 2>&1 <<EOF || { cat "$tmp/log.gnuplot" >&2; die "gnuplot failed"; }
 set terminal pngcairo size 1500,900 font ",10" noenhanced
 set output "$PLOT"
-set multiplot layout 2,3 title "rehydratefs vs restic, borg, casync, squashfuse: cold page cache, $TREE tree + one 1 GiB file, $(nproc) CPUs"
+set multiplot layout 2,3 title "$(echo $TOOLS | sed 's/ /, /g'): cold page cache, $TREE tree + one 1 GiB file, $(nproc) CPUs"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.8 border -1
