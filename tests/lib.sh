@@ -153,6 +153,31 @@ PY
     touch -d '1999-12-31 23:59:59.000000001' "$d/dir/sub"
 }
 
+# make_win_tree DIR: the tree the Windows tests convert with windedup-mk: a 2 MiB random file, its copy
+# and a shifted copy (shared chunks), compressible text, a small and an empty file, a name that is not
+# UTF-8, and four random files of up to 300 KB.
+make_win_tree() {
+    local SRC=$1
+    mkdir -p "$SRC/dir/sub"
+    "$PY" - "$SRC" <<'PY'
+import os, random, sys
+d = sys.argv[1].encode()
+r = random.Random(13)
+def w(p, b):
+    with open(os.path.join(d, p), 'wb') as f: f.write(b)
+big = r.randbytes(2 << 20)
+w(b'big.bin', big)
+w(b'dir/big-copy.bin', big)
+w(b'dir/sub/big-shifted.bin', b'shift' * 777 + big)
+w(b'text.txt', b''.join(b'line %d of a text that compresses well\n' % (i % 500) for i in range(20000)))
+w(b'small.txt', b'hello, windows\n')
+w(b'empty', b'')
+w(b'\xff\xfe-not-utf8', r.randbytes(70000))
+for i in range(4):
+    w(b'dir/f%02d.bin' % i, r.randbytes(r.randrange(1, 300000)))
+PY
+}
+
 # flip_chunk_byte SOURCE_FILE CONTAINER_DIR [OFFSET]: flips one byte inside the stored copy of bytes
 # OFFSET..OFFSET+64 (default 300000) of SOURCE_FILE (random data is stored raw, so the bytes appear
 # verbatim in a data container) and prints the container's name. Fails when the bytes are not found.

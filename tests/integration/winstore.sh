@@ -8,24 +8,7 @@
 : "${WINDEDUP_MK:=$BUILDDIR/tests/tools/windedup-mk}"
 : "${WIN_READ:=$BUILDDIR/tests/tools/win-read}"
 SRC=$WORK/src
-mkdir -p "$SRC/dir/sub"
-"$PY" - "$SRC" <<'PY'
-import os, random, sys
-d = sys.argv[1].encode()
-r = random.Random(13)
-def w(p, b):
-    with open(os.path.join(d, p), 'wb') as f: f.write(b)
-big = r.randbytes(2 << 20)
-w(b'big.bin', big)
-w(b'dir/big-copy.bin', big)
-w(b'dir/sub/big-shifted.bin', b'shift' * 777 + big)
-w(b'text.txt', b''.join(b'line %d of a text that compresses well\n' % (i % 500) for i in range(20000)))
-w(b'small.txt', b'hello, windows\n')
-w(b'empty', b'')
-w(b'\xff\xfe-not-utf8', r.randbytes(70000))
-for i in range(4):
-    w(b'dir/f%02d.bin' % i, r.randbytes(r.randrange(1, 300000)))
-PY
+make_win_tree "$SRC"
 STORE_DIR='System Volume Information/Dedup/ChunkStore'
 ddp() { ls -d "$1/$STORE_DIR"/*.ddp; }
 # The stubs of OUT: every regular file that carries a reparse buffer.
