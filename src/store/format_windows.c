@@ -230,6 +230,13 @@ int winstore_smap_to_map(const uint8_t *raw, size_t len, uint64_t start, streamm
     uint64_t prev = start;
     for (size_t i = 0; i < n; i++) {
         uint64_t length = e[i].end - prev; /* win_smap_parse checked that ends increase */
+        /* A chunk is stored compressed only when that makes it smaller: a larger stored size is
+         * damage, and readers must not allocate for it. */
+        if (e[i].stored_len > length) {
+            streammap_free(m);
+            free(e);
+            return RH_ECORRUPT;
+        }
         m->e[i] = (streammap_entry){ .length = length };
         memcpy(m->e[i].digest, e[i].digest, WIN_DIGEST_LEN);
         m->start[i] = prev;
