@@ -20,6 +20,9 @@ extern const store_format store_format_windows;
 
 /* True when the local directory rootfd looks like a chunk store (it has Data/ or Stream/). */
 bool winstore_detect(int rootfd);
+/* The GUID of a directory named "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}.ddp" (trailing slashes allowed),
+ * as a reparse point stores it (the first three fields little-endian). False for any other name. */
+bool winstore_guid_of_name(const char *path, uint8_t out[16]);
 /* Makes the local store s (s->rootfd, s->path set, no rehydrate.store) a Windows chunk store. */
 int winstore_init(rh_store *s);
 /*
