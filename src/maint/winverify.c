@@ -213,6 +213,7 @@ static void check_rrtl(winverifier *v, vctr *c, const uint8_t *head)
                    at[0], at[1]);
     c->nrrtl = t[use].n;
     c->rrtl = xmalloc(8 * (size_t)c->nrrtl + 1);
+    c->rrtl_bad = xcalloc(c->nrrtl + 1, sizeof(*c->rrtl_bad));
     for (uint32_t i = 0; i < c->nrrtl; i++) {
         c->rrtl[2 * i] = get_le32(t[use].entries + 8 * i);
         c->rrtl[2 * i + 1] = get_le32(t[use].entries + 8 * i + 4);
@@ -482,7 +483,8 @@ static uint64_t check_record(walk *k, uint64_t off, bool truncated, uint64_t val
     return next;
 }
 
-/* Each Rrtl entry must lead to a record of its sequence number (unless into a damaged stretch). */
+/* Each Rrtl entry must lead to a record of its sequence number (unless into a damaged stretch); a
+ * reference that then finds nothing meets this problem (c->rrtl_bad), not a new one. */
 static void check_rrtl_entries(winverifier *v, vctr *c)
 {
     for (uint32_t i = 0; i < c->nrrtl; i++) {
@@ -490,9 +492,9 @@ static void check_rrtl_entries(winverifier *v, vctr *c)
         const vrec *r = wv_rec_at(c, off);
         if ((r && r->seq == seq) || wv_span_at(c, off))
             continue;
-        wv_problem(v, c->name, true, WIN_RRTL_OFFSET + 0x20 + 8 * (uint64_t)i, true, seq, false,
-                   "Rrtl entry %u sends sequence number %u to %#x, where no record of it is", (unsigned)i,
-                   (unsigned)seq, (unsigned)off);
+        c->rrtl_bad[i] = wv_problem(v, c->name, true, WIN_RRTL_OFFSET + 0x20 + 8 * (uint64_t)i, true, seq, false,
+                                    "Rrtl entry %u sends sequence number %u to %#x, where no record of it is",
+                                    (unsigned)i, (unsigned)seq, (unsigned)off);
     }
 }
 
@@ -685,6 +687,7 @@ int winverify_dir(const char *dir, const char *volume, winverify_report *ret,
     for (size_t i = 0; i < v.nctrs; i++) {
         free(v.ctrs[i].name);
         free(v.ctrs[i].rrtl);
+        free(v.ctrs[i].rrtl_bad);
         free(v.ctrs[i].recs);
         free(v.ctrs[i].bad);
     }

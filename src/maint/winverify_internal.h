@@ -38,6 +38,7 @@ typedef struct vctr {
     uint32_t id, gen;
     uint32_t unusable; /* problem index + 1 when the file cannot be read at all */
     uint32_t *rrtl;    /* {seq, offset} pairs */
+    uint32_t *rrtl_bad; /* per entry: the problem (index + 1) of an entry that leads nowhere, or 0 */
     uint32_t nrrtl;
     vrec *recs; /* by offset */
     size_t nrecs, cap_recs;

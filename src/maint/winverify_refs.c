@@ -285,7 +285,7 @@ static vrec *find_in(winverifier *v, const vctr *c, const want *w, uint32_t *dam
             v->rep->moved++;
             return r;
         }
-        sp = sp ? sp : wv_span_at(c, c->rrtl[2 * i + 1]);
+        sp = sp ? sp : c->rrtl_bad[i] ? c->rrtl_bad[i] : wv_span_at(c, c->rrtl[2 * i + 1]);
     }
     *damage = *damage ? *damage : sp;
     return NULL;

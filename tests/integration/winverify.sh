@@ -189,6 +189,16 @@ check "the text report names the record and the files" \
     grep -q "^rehydrate: $rel: offset $(printf '%#x' "$off"): seq $seq: .*CRC-64" "$WORK/x1.txt"
 check "... and the files" grep -q "^rehydrate:   used by dir/big-copy.bin" "$WORK/x1.txt"
 
+# A damaged record header: one problem, the walk goes on from the next record.
+fresh x10
+flip "$D/$rel" $((off + 0x30))
+vjson x10 --volume "$WORK/x10"
+check "a damaged record header: one problem, no trusted seq, the other records all checked" jtrue x10 \
+    "[(x['container'], x['offset'], x['seq']) for x in d['problems']] == [('$rel', $off, None)] and \
+     'resumed' in d['problems'][0]['what'] and d['data_chunks'] == p['data_records'] - 1 and \
+     d['files_affected'] == ['big.bin', 'dir/big-copy.bin']"
+check "the files verify names are those the reader fails on" same_files x10
+
 # The same chunk changed with its CRCs recomputed: only the digest can tell.
 fresh x2
 flip "$D/$rel" $((off + 0x58 + 100)) && recrc "$D/$rel" "$off"
@@ -269,5 +279,25 @@ check "garbage appended: verify passes with a warning at the valid length" jtrue
     "d['ok'] and not d['problems'] and [(x['container'], x['offset']) for x in d['warnings']] == [('$c2rel', $size)] \
      and 'after the valid data length' in d['warnings'][0]['what'] and d['data_chunks'] == p['data_records']"
 check "... and exits 0" rc_is x9 0
+# The Rrtl of the container whose first data chunk moved (o2): a damaged copy, a wrong entry.
+BASE=o2
+fresh2() { rm -rf "$WORK/$1" && cp -a "$WORK/o2" "$WORK/$1" && D=$(ddp "$WORK/$1"); }
+fresh2 x11
+moved=
+for c in "$D"/Data/*.ccc; do [ "$(u32 "$c" $((0x3008)))" = 1 ] && moved=Data/$(basename "$c"); done
+check "o2 has a data container with one Rrtl entry" [ -n "$moved" ]
+mseq=$(u32 "$D/$moved" $((0x3020)))
+flip "$D/$moved" $((0x3000 + 0x10))
+vjson x11 --volume "$WORK/x11"
+check "a damaged Rrtl copy: a warning, the moved chunk found through the other" jtrue x11 \
+    "d['ok'] and [(x['container'], x['offset']) for x in d['warnings']] == [('$moved', 0x3000)] and d['moved'] >= 1"
+fresh2 x12
+for at in 0x3024 0x4024; do printf '\x00\x50\x00\x00' | dd of="$D/$moved" bs=1 seek=$((at)) conv=notrunc status=none; done
+vjson x12 --volume "$WORK/x12"
+check "an Rrtl entry that leads nowhere: one problem at the entry, with the files of the chunk it lost" jtrue x12 \
+    "[(x['container'], x['offset'], x['seq'], x['files']) for x in d['problems']] == \
+     [('$moved', 0x3020, $mseq, ['big.bin', 'dir/big-copy.bin'])]"
+check "the files verify names are those the reader fails on" same_files x12
+
 check "verify wrote nothing to the chunk store or the volume" [ "$(store_state "$WORK/o1")" = "$before" ]
 finish
