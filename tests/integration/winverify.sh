@@ -236,6 +236,21 @@ check "a stream map with valid CRCs but a malformed Smap is named, with its file
     "[(x['container'], x['offset'], x['files']) for x in d['problems']] == [('$srel', $so, ['big.bin'])] and \
      'Smap' in d['problems'][0]['what']"
 
+# A stream map whose entry 1 ends one byte later (CRCs recomputed): chunks 1 and 2 get lengths that
+# are not theirs.
+fresh x13
+check "big.bin's stream map has at least 3 entries" [ $(( ($(u32 "$D/$srel" $((so + 0x0c))) - 8) / 64 )) -ge 3 ]
+"$PY" -c 'import struct,sys; p,o=sys.argv[1],int(sys.argv[2]); d=bytearray(open(p,"rb").read()); \
+e = o + 0x68 + 8 + 64 + 0x10; struct.pack_into("<Q", d, e, struct.unpack_from("<Q", d, e)[0] + 1); \
+open(p,"wb").write(d)' "$D/$srel" "$so"
+recrc "$D/$srel" "$so"
+vjson x13 --volume "$WORK/x13"
+check "a stream map that gives two chunks wrong lengths: both entries named, with big.bin" jtrue x13 \
+    "[(x['container'], x['offset'], x['files']) for x in d['problems']] == \
+     [('$srel', $((so + 0x68 + 8 + 64)), ['big.bin']), ('$srel', $((so + 0x68 + 8 + 128)), ['big.bin'])] and \
+     all('bytes long' in x['what'] for x in d['problems'])"
+check "the files verify names are those the reader fails on" same_files x13
+
 # Damaged Cthr copies: a warning while another copy is valid, an error when none is.
 fresh x6
 c2rel=Data/$(basename "$(current Data 00000002)")
