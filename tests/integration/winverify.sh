@@ -294,6 +294,15 @@ check "garbage appended: verify passes with a warning at the valid length" jtrue
     "d['ok'] and not d['problems'] and [(x['container'], x['offset']) for x in d['warnings']] == [('$c2rel', $size)] \
      and 'after the valid data length' in d['warnings'][0]['what'] and d['data_chunks'] == p['data_records']"
 check "... and exits 0" rc_is x9 0
+# A data container put among the Stream containers: every record is of the wrong type there.
+fresh x14
+cp "$D/$c2rel" "$D/Stream/00000002.00000001.ccc"
+vjson x14 --volume "$WORK/x14"
+check "records of the wrong type for their container are named, each where it is" jtrue x14 \
+    "d['problems'] and all(x['container'] == 'Stream/00000002.00000001.ccc' for x in d['problems']) and \
+     sum('data chunk in a Stream container' in x['what'] for x in d['problems']) == \
+     sum(1 for x in d['problems'] if x['seq'] is not None) > 0 and not d['files_affected']"
+
 # The Rrtl of the container whose first data chunk moved (o2): a damaged copy, a wrong entry.
 BASE=o2
 fresh2() { rm -rf "$WORK/$1" && cp -a "$WORK/o2" "$WORK/$1" && D=$(ddp "$WORK/$1"); }
