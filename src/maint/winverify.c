@@ -269,17 +269,16 @@ static uint32_t check_data(walk *k, uint64_t off, const win_record *w, vrec *out
     if (w->compression != WIN_COMP_NONE) {
         chunk = k->scratch;
         bool known = wv_chunk_length(v, c->id, w->seq, &from_map);
-        bool ok = false;
         if (known && xpress_decompress(payload, w->payload_len, k->scratch, from_map) == 0 &&
             win_digest(k->scratch, from_map, d) == 0 && memcmp(d, w->digest, WIN_DIGEST_LEN) == 0) {
-            len = from_map;
-            ok = true;
+            out->raw_len = from_map;
+            return 0;
         }
         if (!known)
             v->rep->length_unknown++;
         /* Unknown, or the length the maps give does not fit: decode to the stream's end. A chunk that
          * then matches its digest is intact (a wrong length is the stream map's fault, reported there). */
-        if (!ok && (r = xpress_decompress_to_end(payload, w->payload_len, k->scratch, WIN_CHUNK_MAX, &len)) < 0) {
+        if ((r = xpress_decompress_to_end(payload, w->payload_len, k->scratch, WIN_CHUNK_MAX, &len)) < 0) {
             if (known)
                 return wv_problem(v, c->name, true, off, true, w->seq, false,
                                   "compressed chunk does not decode at the length its stream maps give (%u bytes), "
