@@ -16,7 +16,7 @@ const cli_command cli_commands[] = {
     { "snapshots", cmd_snapshots, "STORE [--json]", "List the snapshots of STORE." },
     { "ls", cmd_ls, "STORE SNAPSHOT[:PATH] [-l] [-R] [--json]",
       "List a directory of a snapshot (SNAPSHOT is a name or 'latest')." },
-    { "verify", cmd_verify, "STORE [--json]",
+    { "verify", cmd_verify, "STORE [--json] | CHUNKSTORE.ddp [--volume VOL] [--json]",
       "Check every record, chunk, stream map and catalog; name what is damaged and which files it affects." },
     { "restore", cmd_restore, "STORE SNAPSHOT TARGET [PATH...] [--stubs-only | --resume] [--force] [--json]",
       "Restore a snapshot, or the subtrees PATH... of it, into TARGET (stubs first, then data, then metadata)." },

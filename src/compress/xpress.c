@@ -30,6 +30,13 @@
  * length smaller than 22, which section 2.4 calls an error (such a value cannot be written by the
  * scheme above).
  *
+ * xpress_decompress_to_end is for a stream whose decoded length is not known (a Windows chunk that no
+ * stream map names): it decodes until the end that section 2.4 defines, a match flag bit met with no
+ * input left (what the compressor of 2.3 writes: the last flag word's unused bits are 1), and returns
+ * the length. A stream that runs out anywhere else (a literal or a match cut short, a flag word missing
+ * or cut) is RH_ECORRUPT; output beyond the caller's bound is -ENOSPC. The bytes it produces are those
+ * xpress_decompress gives for that length: both follow the same symbols.
+ *
  * Speed: the decoder takes runs of literals from a flag word's leading zero bits with one memcpy, copies
  * matches at least 8 bytes back in 8-byte steps when the output has room to overshoot, and matches
  * closer than that by doubling the copied pattern; on text it decodes at several hundred MB/s
@@ -38,6 +45,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,15 +95,22 @@ static inline void copy_match(uint8_t *out, size_t off, size_t len, size_t room)
     }
 }
 
-int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len)
+/*
+ * The decoder of both entry points. With to_end false it stops once the output (cap bytes) is full;
+ * with to_end true it goes on until the stream's end as section 2.4 defines it, a match flag bit with no
+ * input left, and sets *ret_len. Always inlined, so that each entry point gets its own copy with the
+ * other mode's tests folded away.
+ */
+static inline __attribute__((always_inline)) int decode(const void *src, size_t n, void *dst, size_t cap,
+                                                        bool to_end, size_t *ret_len)
 {
     const uint8_t *in = src, *const in_end = in + n;
-    uint8_t *out = dst, *const out_start = dst, *const out_end = out + raw_len;
+    uint8_t *out = dst, *const out_start = dst, *const out_end = out + cap;
     const uint8_t *nibble = NULL; /* the byte whose high nibble the next long match takes */
     uint32_t flags = 0;           /* left-aligned: the next symbol's bit is bit 31 */
     unsigned nflags = 0;          /* bits of `flags` not used yet */
 
-    while (out < out_end) {
+    while (to_end || out < out_end) {
         if (nflags == 0) {
             if (in_end - in < 4)
                 return RH_ECORRUPT;
@@ -114,9 +129,12 @@ int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len)
                 copy16(out, in);
                 copy16(out + 16, in + 16);
             } else {
-                lit = MIN(lit, (size_t)(out_end - out));
+                if (!to_end)
+                    lit = MIN(lit, (size_t)(out_end - out));
                 if ((size_t)(in_end - in) < lit)
                     return RH_ECORRUPT;
+                if ((size_t)(out_end - out) < lit)
+                    return -ENOSPC; /* to_end only: past cap */
                 memcpy(out, in, lit);
             }
             out += lit;
@@ -126,9 +144,13 @@ int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len)
             continue;
         }
 
-        /* A match. */
+        /* A match, or with no input left the end of the stream. */
         flags <<= 1;
         nflags--;
+        if (to_end && in == in_end) {
+            *ret_len = (size_t)(out - out_start);
+            return 0;
+        }
         if (in_end - in < 2)
             return RH_ECORRUPT;
         unsigned word = get_le16(in);
@@ -170,12 +192,28 @@ int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len)
         }
         len += 3;
         size_t room = (size_t)(out_end - out);
-        if (off > (size_t)(out - out_start) || len > room)
+        if (off > (size_t)(out - out_start))
             return RH_ECORRUPT;
+        if (len > room)
+            return to_end ? -ENOSPC : RH_ECORRUPT;
         copy_match(out, off, (size_t)len, room);
         out += len;
     }
     return 0;
+}
+
+int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len)
+{
+    return decode(src, n, dst, raw_len, false, NULL);
+}
+
+int xpress_decompress_to_end(const void *src, size_t n, void *dst, size_t cap, size_t *ret_len)
+{
+    size_t len;
+    int r = decode(src, n, dst, cap, true, &len);
+    if (r == 0)
+        *ret_len = len;
+    return r;
 }
 
 /* ---- the compressor ---- */

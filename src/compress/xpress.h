@@ -20,6 +20,17 @@
  */
 int xpress_decompress(const void *src, size_t n, void *dst, size_t raw_len);
 
+/*
+ * Decodes the plain-LZ77 stream src[0..n), whose decoded length is not known, into dst (at most cap
+ * bytes) until the stream's end: a match flag bit with no input left, as [MS-XCA] 2.4 ends and 2.3's
+ * compressor (and xpress_compress) writes. Sets *ret_len to the bytes decoded. Returns 0, RH_ECORRUPT when
+ * the stream is malformed or cut anywhere else (a flag word, literal or match cut short; a match
+ * reaching before the start), or -ENOSPC when it decodes to more than cap bytes. Never reads outside
+ * src[0..n) nor writes outside dst[0..cap); *ret_len is untouched and dst holds garbage on failure.
+ * On success, xpress_decompress(src, n, dst, *ret_len) gives the same bytes. Thread-safe, no allocation.
+ */
+int xpress_decompress_to_end(const void *src, size_t n, void *dst, size_t cap, size_t *ret_len);
+
 /* The most xpress_compress can write for n input bytes (all literals, a flag word per 32). */
 size_t xpress_compress_bound(size_t n);
 

@@ -347,33 +347,44 @@ static int found_container(void *ud, const char *name)
     return *(bool *)ud ? 1 : 0; /* one is enough: end the listing */
 }
 
+bool winstore_detect_dir(int rootfd)
+{
+    struct stat st;
+    return (fstatat(rootfd, "Data", &st, 0) == 0 && S_ISDIR(st.st_mode)) ||
+           (fstatat(rootfd, "Stream", &st, 0) == 0 && S_ISDIR(st.st_mode));
+}
+
 bool winstore_detect(rh_store *s)
 {
-    if (s->rootfd >= 0) {
-        struct stat st;
-        return (fstatat(s->rootfd, "Data", &st, 0) == 0 && S_ISDIR(st.st_mode)) ||
-               (fstatat(s->rootfd, "Stream", &st, 0) == 0 && S_ISDIR(st.st_mode));
-    }
+    if (s->rootfd >= 0)
+        return winstore_detect_dir(s->rootfd);
     bool found = false;
     for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && !found; kind++)
         list_dir(s, kind_dir(kind), found_container, &found);
     return found;
 }
 
-/* The GUID of a directory named "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}.ddp", as a reparse point stores
- * it (the first three fields little-endian). False for any other name. */
-static bool guid_of_name(const char *path, uint8_t out[16])
+bool winstore_guid_of_name(const char *path, uint8_t out[16])
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    unsigned a, b, c, d[8];
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') /* "DIR/" names DIR */
+        n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    char base[64];
+    if (n - b >= sizeof(base))
+        return false;
+    memcpy(base, path + b, n - b);
+    base[n - b] = '\0';
+    unsigned a, x, c, d[8];
     int used = 0;
-    if (sscanf(base, "{%8x-%4x-%4x-%2x%2x-%2x%2x%2x%2x%2x%2x}.ddp%n", &a, &b, &c, &d[0], &d[1], &d[2], &d[3],
+    if (sscanf(base, "{%8x-%4x-%4x-%2x%2x-%2x%2x%2x%2x%2x%2x}.ddp%n", &a, &x, &c, &d[0], &d[1], &d[2], &d[3],
                &d[4], &d[5], &d[6], &d[7], &used) != 11 ||
         base[used] != '\0')
         return false;
     put_le32(out, a);
-    put_le16(out + 4, (uint16_t)b);
+    put_le16(out + 4, (uint16_t)x);
     put_le16(out + 6, (uint16_t)c);
     for (int i = 0; i < 8; i++)
         out[8 + i] = (uint8_t)d[i];
@@ -389,6 +400,6 @@ int winstore_init(rh_store *s)
     s->fmt_state = w;
     s->fmt = &store_format_windows;
     /* The store's identity is its GUID, which every reparse point into it names. */
-    w->has_guid = guid_of_name(s->path, s->cfg.uuid);
+    w->has_guid = winstore_guid_of_name(s->path, s->cfg.uuid);
     return 0;
 }

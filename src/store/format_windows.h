@@ -21,6 +21,11 @@ extern const store_format store_format_windows;
 /* True when the store s (opened, without rehydrate.store) looks like a chunk store: local, it has Data/
  * or Stream/; behind callbacks, `list` finds a container in either. */
 bool winstore_detect(rh_store *s);
+/* The local half: the directory rootfd has Data/ or Stream/. */
+bool winstore_detect_dir(int rootfd);
+/* The GUID of a directory named "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}.ddp" (trailing slashes allowed),
+ * as a reparse point stores it (the first three fields little-endian). False for any other name. */
+bool winstore_guid_of_name(const char *path, uint8_t out[16]);
 /* Makes the store s (s->path and its callbacks set, no rehydrate.store) a Windows chunk store. */
 int winstore_init(rh_store *s);
 /*

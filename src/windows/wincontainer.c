@@ -66,22 +66,53 @@ static int fail(win_why *why, int code, size_t at, const char *msg)
     return code;
 }
 
-/* Checks the Cthr copy at buf[0..CTHR_LEN); on failure *msg and *at (relative to buf) say why. */
-static bool cthr_valid(const uint8_t *h, const char **msg, size_t *at)
+/* Checks the Cthr copy at buf[0..CTHR_LEN); on failure *msg (for win_cthr_parse, naming the first copy),
+ * *copy_msg (for one copy alone) and *at (relative to buf) say why. */
+static bool cthr_valid(const uint8_t *h, const char **msg, const char **copy_msg, size_t *at)
 {
     if (memcmp(h, "Cthr", 4) != 0) {
         *msg = "no valid Cthr copy (the first has no Cthr magic)";
+        *copy_msg = "no Cthr magic";
         *at = 0;
     } else if (memcmp(h + 4, cthr_version, 4) != 0) {
         *msg = "no valid Cthr copy (the first has an unknown version, not 01 04 04 01)";
+        *copy_msg = "unknown Cthr version (not 01 04 04 01)";
         *at = 4;
     } else if (wincrc_64(h, CTHR_CRC) != get_le64(h + CTHR_CRC)) {
         *msg = "no valid Cthr copy (the first fails its CRC-64)";
+        *copy_msg = "Cthr CRC-64 mismatch";
         *at = CTHR_CRC;
     } else {
         return true;
     }
     return false;
+}
+
+static win_cthr cthr_fields(const uint8_t *h, unsigned copy)
+{
+    return (win_cthr){
+        .usn = get_le64(h + 0x08),
+        .id = get_le32(h + 0x10),
+        .generation = get_le32(h + 0x14),
+        .chunks = get_le32(h + 0x18),
+        .next_seq = get_le32(h + 0x1c),
+        .valid_len = get_le32(h + 0x20),
+        .filetime = get_le64(h + 0x28),
+        .rrtl_offset = get_le32(h + 0x30),
+        .copy = copy,
+    };
+}
+
+int win_cthr_parse_copy(const uint8_t *buf, size_t len, win_cthr *ret, win_why *why)
+{
+    if (len < CTHR_LEN)
+        return fail(why, RH_ECORRUPT, len, "Cthr copy cut short");
+    const char *msg, *copy_msg;
+    size_t at;
+    if (!cthr_valid(buf, &msg, &copy_msg, &at))
+        return fail(why, at == CTHR_CRC ? RH_ECHECKSUM : RH_ECORRUPT, at, copy_msg);
+    *ret = cthr_fields(buf, 0);
+    return 0;
 }
 
 int win_cthr_parse(const uint8_t *buf, size_t len, win_cthr *ret, win_why *why)
@@ -94,9 +125,9 @@ int win_cthr_parse(const uint8_t *buf, size_t len, win_cthr *ret, win_why *why)
     uint64_t best_usn = 0;
     for (unsigned i = 0; i < WIN_CTHR_COPIES; i++) {
         const uint8_t *h = buf + (size_t)i * WIN_PAGE;
-        const char *msg;
+        const char *msg, *copy_msg;
         size_t at;
-        if (!cthr_valid(h, &msg, &at)) {
+        if (!cthr_valid(h, &msg, &copy_msg, &at)) {
             if (i == 0) {
                 first_msg = msg;
                 first_at = at;
@@ -111,18 +142,7 @@ int win_cthr_parse(const uint8_t *buf, size_t len, win_cthr *ret, win_why *why)
     }
     if (best < 0)
         return fail(why, RH_ECORRUPT, first_at, first_msg);
-    const uint8_t *h = buf + (size_t)best * WIN_PAGE;
-    *ret = (win_cthr){
-        .usn = best_usn,
-        .id = get_le32(h + 0x10),
-        .generation = get_le32(h + 0x14),
-        .chunks = get_le32(h + 0x18),
-        .next_seq = get_le32(h + 0x1c),
-        .valid_len = get_le32(h + 0x20),
-        .filetime = get_le64(h + 0x28),
-        .rrtl_offset = get_le32(h + 0x30),
-        .copy = (unsigned)best,
-    };
+    *ret = cthr_fields(buf + (size_t)best * WIN_PAGE, (unsigned)best);
     return 0;
 }
 
@@ -216,6 +236,8 @@ int win_record_parse(const uint8_t *buf, size_t avail, win_record *ret, win_why 
     } else if (type == WIN_REC_STREAM) {
         memcpy(r.digest, buf + 0x38, 16);
     }
+    if (type != WIN_REC_PAD)
+        r.payload_crc = get_le64(buf + hl - 16); /* data 0x48 [checked], stream map 0x58 [inferred] */
     if (wincrc_64(buf, hl - 8) != get_le64(buf + hl - 8))
         return fail(why, RH_ECHECKSUM, hl - 8, "Ckhr header CRC-64 mismatch");
     *ret = r;
@@ -228,9 +250,8 @@ int win_record_check_payload(const win_record *rec, const uint8_t *buf, size_t a
         return fail(why, RH_ECORRUPT, avail, "Ckhr record cut short in its payload");
     if (rec->type == WIN_REC_PAD)
         return 0; /* padding has no payload CRC */
-    size_t at = rec->header_len - 16; /* data 0x48 [checked], stream map 0x58 [inferred] */
-    if (wincrc_64(buf + rec->header_len, rec->payload_len) != get_le64(buf + at))
-        return fail(why, RH_ECHECKSUM, at, "Ckhr payload CRC-64 mismatch");
+    if (wincrc_64(buf + rec->header_len, rec->payload_len) != rec->payload_crc)
+        return fail(why, RH_ECHECKSUM, rec->header_len - 16, "Ckhr payload CRC-64 mismatch");
     return 0;
 }
 

@@ -54,6 +54,9 @@ typedef struct win_cthr {
  * fault of the copy at 0, and `at` its offset.
  */
 int win_cthr_parse(const uint8_t *buf, size_t len, win_cthr *ret, win_why *why);
+/* Parses the one Cthr copy at buf[0..len) (len >= 0x40): magic, version, CRC-64 (RH_ECHECKSUM when only
+ * it is wrong), for a caller that reports each copy; ret->copy is 0. */
+int win_cthr_parse_copy(const uint8_t *buf, size_t len, win_cthr *ret, win_why *why);
 
 /* The redirection table of one page: entries {seq, offset}, in the page (not copied). */
 typedef struct win_rrtl {
@@ -79,6 +82,7 @@ typedef struct win_record {
     uint32_t payload_len;   /* stored bytes after the header */
     uint32_t compression;   /* data: enum win_compression; 0 for the others */
     uint8_t digest[WIN_DIGEST_LEN]; /* data: 32 bytes; stream map: 16 bytes, then zeros; padding: zeros */
+    uint64_t payload_crc;   /* the payload's CRC-64 as stored (data, stream map); 0 for padding */
 } win_record;
 
 /*
@@ -92,7 +96,8 @@ typedef struct win_record {
 int win_record_parse(const uint8_t *buf, size_t avail, win_record *ret, win_why *why);
 /* Checks the payload of a parsed record (buf as given to win_record_parse, now with at least
  * header_len + payload_len bytes, else RH_ECORRUPT): its CRC-64 where the format has one (data at 0x48,
- * stream map at 0x58 [inferred]; padding has none). RH_ECHECKSUM if it differs. */
+ * stream map at 0x58 [inferred]; padding has none). RH_ECHECKSUM if it differs. A caller that reads
+ * the payload in pieces compares rec->payload_crc with wincrc_64_more over them instead. */
 int win_record_check_payload(const win_record *rec, const uint8_t *buf, size_t avail, win_why *why);
 
 /* One entry of a stream map: a chunk of the file, in file order. */

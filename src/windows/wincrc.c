@@ -30,15 +30,17 @@ static void tables_init(void)
     }
 }
 
-uint64_t wincrc_64(const void *data, size_t len)
+uint64_t wincrc_64_more(uint64_t crc, const void *data, size_t len)
 {
     pthread_once(&tables_once, tables_init);
     const uint8_t *p = data;
-    uint64_t c = 0;
+    uint64_t c = ~crc; /* undo the final XOR: the register as it was after the earlier bytes */
     for (size_t i = 0; i < len; i++)
         c = (c >> 8) ^ crc64_table[(c ^ p[i]) & 0xff];
     return ~c;
 }
+
+uint64_t wincrc_64(const void *data, size_t len) { return wincrc_64_more(~UINT64_C(0), data, len); }
 
 uint32_t wincrc_32(const void *data, size_t len)
 {

@@ -18,6 +18,10 @@
 /* CRC-64 of data[0..len) as Windows dedup stores it. wincrc_64(NULL, 0) is all-ones. */
 uint64_t wincrc_64(const void *data, size_t len);
 
+/* The CRC-64 of the bytes crc was computed over followed by data[0..len), for a payload read in pieces:
+ * wincrc_64_more(wincrc_64(a, n), b, m) == CRC-64 of a[0..n) then b[0..m); start from wincrc_64(NULL, 0). */
+uint64_t wincrc_64_more(uint64_t crc, const void *data, size_t len);
+
 /* CRC-32 (zlib's) of data[0..len). wincrc_32("123456789", 9) == 0xcbf43926. */
 uint32_t wincrc_32(const void *data, size_t len);
 

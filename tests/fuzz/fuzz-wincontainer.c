@@ -1,6 +1,6 @@
 /*
  * fuzz-wincontainer.c — the records of a Windows dedup chunk-store container (wincontainer.h):
- * win_cthr_parse on three header copies, win_rrtl_parse and win_rrtl_find on a redirection table, and a
+ * win_cthr_parse on three header copies (and win_cthr_parse_copy on each), win_rrtl_parse and win_rrtl_find on a redirection table, and a
  * walk of Ckhr records as a reader walks a container from 0x5000: win_record_parse,
  * win_record_check_payload, and win_smap_parse of every stream map's payload. What parses must hold
  * what the read paths rely on: the copy taken is valid and of the highest USN, every Rrtl entry is found
@@ -81,6 +81,16 @@ static void parse_cthr(const uint8_t *piece)
             if (i != c.copy && cthr_copy_valid(o))
                 FUZZ_ASSERT(i < c.copy ? get_le64(o + 8) < c.usn : get_le64(o + 8) <= c.usn);
         }
+    }
+    /* Each copy alone (win_cthr_parse_copy, from its exact 0x40 bytes): valid exactly when the copy is,
+     * and then the same fields as win_cthr_parse reads from it. */
+    for (unsigned i = 0; i < WIN_CTHR_COPIES; i++) {
+        win_cthr one;
+        int r1 = win_cthr_parse_copy(piece + i * CTHR_BYTES, CTHR_BYTES, &one, &w);
+        FUZZ_ASSERT((r1 == 0) == cthr_copy_valid(pages + i * WIN_PAGE));
+        FUZZ_ASSERT(r1 == 0 || ((r1 == RH_ECORRUPT || r1 == RH_ECHECKSUM) && w.why && w.at < CTHR_BYTES));
+        if (r1 == 0 && rc == 0 && i == c.copy)
+            FUZZ_ASSERT(one.usn == c.usn && one.valid_len == c.valid_len && one.chunks == c.chunks);
     }
     /* Fewer than three pages never parse. */
     FUZZ_ASSERT(win_cthr_parse(pages, WIN_CTHR_COPIES * WIN_PAGE - 1, &c, NULL) == RH_ECORRUPT);

@@ -8,6 +8,9 @@
  * second decode with one more trailing byte gives the same bytes). Then the stream bytes, taken as data,
  * are compressed (into exactly xpress_compress_bound bytes, and into a buffer one byte short of what
  * the stream needs, which must fail with -ENOSPC) and decoded back: the round trip must give the data.
+ * xpress_decompress_to_end (length unknown) decodes the same stream into a buffer of exactly that length
+ * as its bound: a success must agree with xpress_decompress of the length it found, and our compressor's
+ * streams must decode to their data's length, not fit one byte less.
  */
 #include "config.h"
 
@@ -40,6 +43,28 @@ static void decode(const uint8_t *s, size_t n, size_t raw_len)
     free(out);
 }
 
+/* Decoded to its end into at most cap bytes: a success gives what xpress_decompress gives for that
+ * length. */
+static void decode_to_end(const uint8_t *s, size_t n, size_t cap)
+{
+    uint8_t *out = malloc(cap ? cap : 1);
+    if (!out)
+        abort();
+    size_t len = SIZE_MAX;
+    int r = xpress_decompress_to_end(s, n, out, cap, &len);
+    FUZZ_ASSERT(r == 0 || r == RH_ECORRUPT || r == -ENOSPC);
+    FUZZ_ASSERT(r == 0 ? len <= cap : len == SIZE_MAX);
+    if (r == 0) {
+        uint8_t *again = malloc(len ? len : 1);
+        if (!again)
+            abort();
+        FUZZ_ASSERT(xpress_decompress(s, n, again, len) == 0);
+        FUZZ_ASSERT(len == 0 || memcmp(out, again, len) == 0);
+        free(again);
+    }
+    free(out);
+}
+
 static void roundtrip(const uint8_t *data, size_t n)
 {
     size_t cap = xpress_compress_bound(n), len = 0;
@@ -53,6 +78,10 @@ static void roundtrip(const uint8_t *data, size_t n)
         abort();
     FUZZ_ASSERT(xpress_decompress(c, len, back, n) == 0);
     FUZZ_ASSERT(n == 0 || memcmp(back, data, n) == 0);
+    size_t got = 0;
+    FUZZ_ASSERT(xpress_decompress_to_end(c, len, back, n, &got) == 0 && got == n);
+    FUZZ_ASSERT(n == 0 || memcmp(back, data, n) == 0);
+    FUZZ_ASSERT(n == 0 || xpress_decompress_to_end(c, len, back, n - 1, &got) == -ENOSPC);
     free(back);
     /* One byte short: -ENOSPC, and nothing written past the smaller buffer. */
     uint8_t *small = malloc(len - 1 ? len - 1 : 1);
@@ -70,6 +99,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     size_t raw_len = (size_t)(data[0] | data[1] << 8 | data[2] << 16) % (RAW_MAX + 1);
     decode(data + 3, size - 3, raw_len);
+    decode_to_end(data + 3, size - 3, raw_len);
     roundtrip(data + 3, size - 3);
     return 0;
 }

@@ -7,7 +7,9 @@ CRC-64 and payload CRC-64 (own bitwise-table implementation of the reflected pol
 reparse buffer (tag, lengths, zlib CRC-32), its stream maps (found at the recorded offset or through
 the Rrtl), their Smap entries (contiguous end offsets covering the file), the data chunks they name
 (sequence number, stored size, digest = SHA-512[:32] of the raw chunk) and, for files up to 64 MiB, the
-content itself. Prints a summary line of counts as JSON; exits 1 on the first failure.
+content itself. Prints a summary line of counts as JSON (records counted in every container and
+generation: data_records, stream_records, compressed_records; "compressed" counts the Smap entries that
+name a compressed chunk); exits 1 on the first failure.
 """
 import hashlib
 import json
@@ -48,7 +50,8 @@ def u64(b, o):
 HDR = {1: 0x58, 2: 0x68, 4: 0x30}  # header length by record type
 stats = {'containers': 0, 'older_generations': 0, 'records': 0, 'paddings': 0, 'sessions_max': 0,
          'rrtl_entries': 0, 'stale_offsets_followed': 0, 'files': 0, 'plain': 0, 'formats': {},
-         'parts_max': 0, 'shared_refs': 0, 'compressed': 0, 'content_checked': 0}
+         'parts_max': 0, 'shared_refs': 0, 'compressed': 0, 'content_checked': 0,
+         'data_records': 0, 'stream_records': 0, 'compressed_records': 0}
 
 
 def parse_container(path, cid, gen):
@@ -104,6 +107,8 @@ def parse_container(path, cid, gen):
                 fail('%s: record at %#x: payload CRC-64 mismatch' % (name, off))
             seen += 1
             recs[off] = (seq, typ, payload, d[off:off + hl])
+            stats['data_records' if typ == 1 else 'stream_records'] += 1
+            stats['compressed_records'] += typ == 1 and u32(d, off + 0x20) != 0
         off = (off + hl + plen + 7) & ~7
     if seen != chunks or next_id != max([r[0] for r in recs.values()], default=0) + 1:
         fail('%s: Cthr counts %d chunks, next id %d; found %d' % (name, chunks, next_id, seen))

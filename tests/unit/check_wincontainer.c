@@ -83,11 +83,27 @@ START_TEST(test_cthr_real)
     ck_assert_uint_eq(c.filetime, 0x01d7ced019b6082full);
     ck_assert_uint_eq(c.rrtl_offset, 0x4000);
 
+    /* Each copy alone. */
+    win_cthr one;
+    ck_assert_int_eq(win_cthr_parse_copy(b, WIN_PAGE, &one, &w), 0);
+    ck_assert_uint_eq(one.usn, 1);
+    ck_assert_uint_eq(one.copy, 0);
+    ck_assert_int_eq(win_cthr_parse_copy(b + 0x2000, 0x40, &one, &w), 0);
+    ck_assert_uint_eq(one.usn, 2);
+    ck_assert_uint_eq(one.valid_len, 0x3c9000);
+    ck_assert_int_eq(win_cthr_parse_copy(b, 0x3f, &one, &w), RH_ECORRUPT);
+
     b[0x1000 + 0x18] ^= 1; /* the copy at 0x1000 fails its CRC: the one at 0x2000 */
+    one.usn = 77;
+    ck_assert_int_eq(win_cthr_parse_copy(b + 0x1000, WIN_PAGE, &one, &w), RH_ECHECKSUM);
+    ck_assert_uint_eq(w.at, 0x38);
+    ck_assert_uint_eq(one.usn, 77);
     ck_assert_int_eq(win_cthr_parse(b, sizeof(b), &c, &w), 0);
     ck_assert_uint_eq(c.copy, 2);
     ck_assert_uint_eq(c.chunks, 53);
     b[0x2000 + 4] = 2; /* and the one at 0x2000 its version: the stale copy remains */
+    ck_assert_int_eq(win_cthr_parse_copy(b + 0x2000, WIN_PAGE, &one, &w), RH_ECORRUPT);
+    ck_assert_uint_eq(w.at, 4);
     ck_assert_int_eq(win_cthr_parse(b, sizeof(b), &c, &w), 0);
     ck_assert_uint_eq(c.copy, 0);
     ck_assert_uint_eq(c.usn, 1);
@@ -322,6 +338,7 @@ START_TEST(test_record_built)
     ck_assert_uint_eq(r.payload_len, 70000);
     ck_assert_uint_eq(r.compression, WIN_COMP_LZ77);
     ck_assert_uint_eq(r.digest[31], 0xd0 + 31);
+    ck_assert_uint_eq(r.payload_crc, wincrc_64(payload, 70000));
     ck_assert_int_eq(win_record_check_payload(&r, b, n, &w), 0);
     ck_assert_int_eq(win_record_check_payload(&r, b, n + 10, &w), 0);
     expect(RH_ECORRUPT, n - 1, win_record_check_payload(&r, b, n - 1, &w), &w);
@@ -337,6 +354,7 @@ START_TEST(test_record_built)
     ck_assert_uint_eq(r.digest[0], 0x50);
     ck_assert_uint_eq(r.digest[15], 0x5f);
     ck_assert_uint_eq(r.digest[16], 0);
+    ck_assert_uint_eq(r.payload_crc, wincrc_64(payload, 72));
     ck_assert_int_eq(win_record_check_payload(&r, b, n, &w), 0);
     b[WIN_STREAM_HEADER] ^= 1;
     expect(RH_ECHECKSUM, 0x58, win_record_check_payload(&r, b, n, &w), &w);

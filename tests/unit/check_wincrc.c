@@ -72,6 +72,11 @@ START_TEST(test_crc64_reference_values)
 {
     ck_assert_uint_eq(wincrc_64("123456789", 9), 0x87ff3f9b2b57c87bull);
     ck_assert_uint_eq(wincrc_64(NULL, 0), 0xffffffffffffffffull);
+    /* In pieces, every cut: the same as at once. */
+    for (size_t cut = 0; cut <= 9; cut++)
+        ck_assert_uint_eq(wincrc_64_more(wincrc_64("123456789", cut), "123456789" + cut, 9 - cut),
+                          0x87ff3f9b2b57c87bull);
+    ck_assert_uint_eq(wincrc_64_more(wincrc_64(NULL, 0), NULL, 0), 0xffffffffffffffffull);
     /* One flipped bit anywhere changes it. */
     uint8_t b[64] = { 0 };
     uint64_t zero = wincrc_64(b, sizeof(b));

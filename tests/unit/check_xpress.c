@@ -2,7 +2,8 @@
  * check_xpress.c — MS-XCA plain LZ77 (src/compress/xpress.c): the examples of [MS-XCA] byte for byte,
  * round trips through our compressor (every extended-length form, overlapping matches, every period,
  * text, random data, a 128 KiB chunk), and the streams the decoder must reject: truncated ones, matches
- * reaching before the output or past raw_len, malformed long lengths. Buffers are allocated at their exact
+ * reaching before the output or past raw_len, malformed long lengths; and decoding to the stream's end
+ * when the length is not known (xpress_decompress_to_end). Buffers are allocated at their exact
  * size, so that the ASan build catches any access past them.
  */
 #include "config.h"
@@ -40,6 +41,34 @@ static int decode(const void *stream, size_t n, size_t raw_len, const void *want
     return r;
 }
 
+/* Decodes stream[0..n) to its end (xpress_decompress_to_end) from an exactly sized copy into a buffer of
+ * exactly cap bytes; on success sets *ret_len and checks that the output is the first *ret_len bytes of
+ * want (when given) and that xpress_decompress of that length gives the same bytes. */
+static int decode_to_end(const void *stream, size_t n, size_t cap, const void *want, size_t *ret_len)
+{
+    uint8_t *in = dup_exact(stream, n), *out = malloc(cap ? cap : 1);
+    ck_assert_ptr_nonnull(out);
+    size_t len = 12345;
+    int r = xpress_decompress_to_end(in, n, out, cap, &len);
+    ck_assert_msg(r == 0 || r == RH_ECORRUPT || r == -ENOSPC, "xpress_decompress_to_end: %d", r);
+    if (r == 0) {
+        ck_assert_uint_le(len, cap);
+        if (want)
+            ck_assert_mem_eq(out, want, len);
+        uint8_t *again = malloc(len ? len : 1);
+        ck_assert_ptr_nonnull(again);
+        ck_assert_int_eq(xpress_decompress(in, n, again, len), 0);
+        ck_assert_mem_eq(again, out, len);
+        free(again);
+        *ret_len = len;
+    } else {
+        ck_assert_uint_eq(len, 12345);
+    }
+    free(in);
+    free(out);
+    return r;
+}
+
 /* Compresses data into an exactly sized buffer of xpress_compress_bound bytes; returns the stream
  * (malloc'd) and its size. */
 static uint8_t *compress(const void *data, size_t n, size_t *ret_len)
@@ -60,11 +89,21 @@ static size_t roundtrip(const void *data, size_t n, int truncations)
     size_t len;
     uint8_t *s = compress(data, n, &len);
     ck_assert_int_eq(decode(s, len, n, data), 0);
+    /* Decoded to its end, the stream gives n bytes: into exactly n, not into one byte less. */
+    size_t got = 0;
+    ck_assert_int_eq(decode_to_end(s, len, n, data, &got), 0);
+    ck_assert_uint_eq(got, n);
+    if (n > 0)
+        ck_assert_int_eq(decode_to_end(s, len, n - 1, NULL, &got), -ENOSPC);
     if (truncations) {
         for (size_t cut = 0; cut < len; cut++) {
             int r = decode(s, cut, n, data);
             if (cut + 4 < len || (n > 0 && cut < 4))
                 ck_assert_msg(r == RH_ECORRUPT, "n=%zu: a stream cut to %zu of %zu bytes decoded", n, cut, len);
+            /* Cut where a match would begin, a stream ends early (section 2.4 cannot tell); it then
+             * gives a prefix of the data (decode_to_end checks), never more. */
+            if (decode_to_end(s, cut, n, data, &got) == 0)
+                ck_assert_uint_lt(got, n);
         }
     }
     free(s);
@@ -321,6 +360,59 @@ START_TEST(test_garbage)
 }
 END_TEST
 
+/* ---- decoding to the stream's end, length unknown ---- */
+
+START_TEST(test_to_end)
+{
+    size_t len = 0;
+    /* The examples of section 3.1: 26 and 300 bytes. */
+    static const uint8_t alpha[] = { 0x3f, 0x00, 0x00, 0x00, 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j',
+                                     'k',  'l',  'm',  'n',  'o', 'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x',
+                                     'y',  'z' };
+    ck_assert_int_eq(decode_to_end(alpha, sizeof(alpha), 128 << 10, "abcdefghijklmnopqrstuvwxyz", &len), 0);
+    ck_assert_uint_eq(len, 26);
+    ck_assert_int_eq(decode_to_end(alpha, sizeof(alpha), 26, NULL, &len), 0);
+    ck_assert_int_eq(decode_to_end(alpha, sizeof(alpha), 25, NULL, &len), -ENOSPC);
+    static const uint8_t abc[] = { 0xff, 0xff, 0xff, 0x1f, 'a', 'b', 'c', 0x17, 0x00, 0x0f, 0xff, 0x26, 0x01 };
+    ck_assert_int_eq(decode_to_end(abc, sizeof(abc), 1000, NULL, &len), 0);
+    ck_assert_uint_eq(len, 300);
+    ck_assert_int_eq(decode_to_end(abc, sizeof(abc), 299, NULL, &len), -ENOSPC); /* the match passes cap */
+
+    /* The empty stream is one all-ones flag word; without it there is no end. */
+    ck_assert_int_eq(decode_to_end("\xff\xff\xff\xff", 4, 0, NULL, &len), 0);
+    ck_assert_uint_eq(len, 0);
+    ck_assert_int_eq(decode_to_end("", 0, 100, NULL, &len), RH_ECORRUPT);
+    ck_assert_int_eq(decode_to_end("\xff\xff\xff", 3, 100, NULL, &len), RH_ECORRUPT);
+    /* A literal with no input left is not an end: 26 literals whose flag word names 27. */
+    uint8_t cut[sizeof(alpha)];
+    memcpy(cut, alpha, sizeof(alpha));
+    cut[0] = 0x1f;
+    ck_assert_int_eq(decode_to_end(cut, sizeof(cut), 100, NULL, &len), RH_ECORRUPT);
+    /* All 32 flag bits used by literals, and no next flag word: cut. */
+    uint8_t lits[36] = { 0 };
+    ck_assert_int_eq(decode_to_end(lits, sizeof(lits), 100, NULL, &len), RH_ECORRUPT);
+    /* A match reaching before the start; a match word cut short. */
+    static const uint8_t two[] = { 0xff, 0xff, 0xff, 0x7f, 'a', 0x08, 0x00 };
+    ck_assert_int_eq(decode_to_end(two, sizeof(two), 100, NULL, &len), RH_ECORRUPT);
+    ck_assert_int_eq(decode_to_end(two, sizeof(two) - 1, 100, NULL, &len), RH_ECORRUPT);
+    static const uint8_t one[] = { 0xff, 0xff, 0xff, 0x7f, 'a', 0x00, 0x00 };
+    ck_assert_int_eq(decode_to_end(one, sizeof(one), 100, "aaaa", &len), 0);
+    ck_assert_uint_eq(len, 4);
+
+    /* Random streams: whatever the result, nothing outside the buffers is touched (ASan), and a
+     * success agrees with xpress_decompress of the length found (decode_to_end checks). */
+    uint8_t s[512];
+    for (unsigned seed = 0; seed < 3000; seed++) {
+        test_fill_random(s, sizeof(s), seed);
+        size_t n = 1 + s[0] % sizeof(s), cap = (size_t)(s[1] | s[2] << 8) % 4096;
+        if (seed % 2)
+            for (size_t i = 0; i + 4 <= n; i += 37)
+                memset(s + i, 0xff, 4);
+        (void)decode_to_end(s, n, cap, NULL, &len);
+    }
+}
+END_TEST
+
 /* ---- the compressor's capacity ---- */
 
 START_TEST(test_compress_capacity)
@@ -361,6 +453,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_reject_offsets);
     tcase_add_test(tc, test_reject_overrun_and_lengths);
     tcase_add_test(tc, test_garbage);
+    tcase_add_test(tc, test_to_end);
     tcase_add_test(tc, test_compress_capacity);
     suite_add_tcase(s, tc);
     return s;
