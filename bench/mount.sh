@@ -191,10 +191,14 @@ fi
 # chunks, SHA-512/32, plain LZ77 where it shrinks a chunk, 64 MiB containers): a directory on this
 # file system (stubs keep their reparse buffer in user.ntfs_reparse_data) for rehydratefs, and the
 # same written through ntfs-3g onto an NTFS image for ntfs-3g + the plugin.
+# A volume's chunk store lives at its root: the dataset goes one level down (a hard-linked copy of it
+# is the source), so that the tree read covers the dataset and not the chunk store.
+stage() { [ -d "$tmp/wsrc-$1" ] || { mkdir "$tmp/wsrc-$1" && cp -al "$data/$1" "$tmp/wsrc-$1/$1"; }; }
 if wanted windows; then
     t=$(date +%s)
     for ds in single "$TREE"; do
-        run "$tmp/log" "$tmp/bin/windedup-mk" --compress "$data/$ds" "$tmp/win-$ds/$ds"
+        stage "$ds"
+        run "$tmp/log" "$tmp/bin/windedup-mk" --compress "$tmp/wsrc-$ds" "$tmp/win-$ds"
     done
     built windows "$t"
 fi
@@ -205,7 +209,8 @@ if wanted ntfs3g; then
         truncate -s $(( $(du -sb "$data/$ds" | cut -f1) * 2 + (512 << 20) )) "$tmp/$ds.ntfs"
         run "$tmp/log" mkntfs -F -Q "$tmp/$ds.ntfs"
         run "$tmp/log" ntfs-3g "$tmp/$ds.ntfs" "$tmp/ntfs-mnt"
-        run "$tmp/log" "$tmp/bin/windedup-mk" --compress --xattr system.ntfs_reparse_data "$data/$ds" "$tmp/ntfs-mnt/$ds"
+        stage "$ds"
+        run "$tmp/log" "$tmp/bin/windedup-mk" --compress --xattr system.ntfs_reparse_data "$tmp/wsrc-$ds" "$tmp/ntfs-mnt"
         umount "$tmp/ntfs-mnt"
     done
     built ntfs3g "$t"
