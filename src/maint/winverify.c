@@ -569,18 +569,6 @@ static void check_container(winverifier *v, size_t ci, uint8_t *rdbuf, uint8_t *
 
 /* ---- the containers ---- */
 
-/* Parses "<8 hex>.<8 hex>.ccc" (either case). */
-static bool parse_name(const char *name, uint32_t *id, uint32_t *gen)
-{
-    if (strlen(name) != 21 || strcmp(name + 17, ".ccc") != 0 || name[8] != '.')
-        return false;
-    for (int i = 0; i < 17; i++)
-        if (i != 8 && !isxdigit((unsigned char)name[i]))
-            return false;
-    *id = (uint32_t)strtoul(name, NULL, 16);
-    *gen = (uint32_t)strtoul(name + 9, NULL, 16);
-    return true;
-}
 
 static int cmp_ctr(const void *a, const void *b)
 {
@@ -612,7 +600,7 @@ static int list_containers(winverifier *v)
         while ((de = readdir(d))) {
             uint32_t id, gen;
             size_t len = strlen(de->d_name);
-            if (!parse_name(de->d_name, &id, &gen)) {
+            if (!winstore_parse_name(de->d_name, &id, &gen)) {
                 if (len > 4 && strcmp(de->d_name + len - 4, ".ccc") == 0) {
                     char *obj = xasprintf("%s/%s", kinds[k], de->d_name);
                     wv_problem(v, obj, false, 0, false, 0, true, "not a container name (<id>.<generation>.ccc): "

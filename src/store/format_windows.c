@@ -60,8 +60,7 @@ static int cmp_wgen(const void *a, const void *b)
     return x->gen < y->gen ? -1 : x->gen > y->gen;
 }
 
-/* Parses "<8 hex>.<8 hex>.ccc". */
-static bool parse_name(const char *name, uint32_t *id, uint32_t *gen)
+bool winstore_parse_name(const char *name, uint32_t *id, uint32_t *gen)
 {
     if (strlen(name) != 21 || strcmp(name + 17, ".ccc") != 0 || name[8] != '.')
         return false;
@@ -106,7 +105,7 @@ static int add_gen(void *ud, const char *name)
 {
     gen_list *l = ud;
     uint32_t id, gen;
-    if (!parse_name(name, &id, &gen))
+    if (!winstore_parse_name(name, &id, &gen))
         return 0;
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
@@ -342,7 +341,7 @@ const store_format store_format_windows = {
 static int found_container(void *ud, const char *name)
 {
     uint32_t id, gen;
-    if (parse_name(name, &id, &gen))
+    if (winstore_parse_name(name, &id, &gen))
         *(bool *)ud = true;
     return *(bool *)ud ? 1 : 0; /* one is enough: end the listing */
 }

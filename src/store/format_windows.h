@@ -21,6 +21,8 @@ extern const store_format store_format_windows;
 /* True when the store s (opened, without rehydrate.store) looks like a chunk store: local, it has Data/
  * or Stream/; behind callbacks, `list` finds a container in either. */
 bool winstore_detect(rh_store *s);
+/* Parses a container file name "<8 hex>.<8 hex>.ccc" (either case) into its id and generation. */
+bool winstore_parse_name(const char *name, uint32_t *id, uint32_t *gen);
 /* The local half: the directory rootfd has Data/ or Stream/. */
 bool winstore_detect_dir(int rootfd);
 /* The GUID of a directory named "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}.ddp" (trailing slashes allowed),
