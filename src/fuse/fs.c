@@ -23,6 +23,7 @@
 #include "fuse/fs.h"
 #include "fuse/ofile.h"
 #include "fuse/pagepush.h"
+#include "fuse/readonly.h"
 #include "read/reader.h"
 #include "store/container.h"
 #include "store/format.h"
@@ -719,35 +720,6 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &sv);
 }
 
-static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
-{
-    fuse_reply_err(req, mask & W_OK ? EROFS : 0);
-}
-
-/* Everything that would change the tree: a snapshot is read-only. */
-static void erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int to_set, struct fuse_file_info *fi)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d) { fuse_reply_err(req, EROFS); }
-static void erofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { fuse_reply_err(req, EROFS); }
-static void erofs_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
-static void erofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
-static void erofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned f)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
-static void erofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { fuse_reply_err(req, EROFS); }
-
 const struct fuse_lowlevel_ops fs_ops = {
     .init = fs_init,
     .lookup = fs_lookup,
@@ -763,16 +735,5 @@ const struct fuse_lowlevel_ops fs_ops = {
     .listxattr = fs_listxattr,
     .lseek = fs_lseek,
     .statfs = fs_statfs,
-    .access = fs_access,
-    .setattr = erofs_setattr,
-    .mknod = erofs_mknod,
-    .mkdir = erofs_mkdir,
-    .unlink = erofs_unlink,
-    .rmdir = erofs_unlink,
-    .symlink = erofs_symlink,
-    .rename = erofs_rename,
-    .link = erofs_link,
-    .create = erofs_create,
-    .setxattr = erofs_setxattr,
-    .removexattr = erofs_removexattr,
+    READONLY_OPS,
 };
