@@ -307,19 +307,9 @@ static void do_read(job *j)
     cache_iov_release(f->cache, &v);
     /* A sequential reader gets the following chunks fetched ahead; job_done queues that, because only
      * the loop thread may queue work. */
-    uint64_t end = (uint64_t)j->off + n;
     pthread_mutex_lock(&of->lock);
-    bool sequential = (uint64_t)j->off == of->next_off;
-    of->next_off = end;
-    if (sequential && end < of->map->size && f->readahead) {
-        size_t first = streammap_find(of->map, end);
-        size_t last = MIN(first + f->readahead, of->map->n);
-        if (of->ra_upto < last) {
-            j->ra_from = MAX(first, of->ra_upto);
-            j->ra_to = last;
-            of->ra_upto = last;
-        }
-    }
+    bool sequential = cache_plan_readahead(of->map, (uint64_t)j->off, n, f->readahead, &of->next_off,
+                                           &of->ra_upto, &j->ra_from, &j->ra_to);
     pthread_mutex_unlock(&of->lock);
     /* A sequential reader asks for the rest of these chunks next, and the kernel's readahead is
      * already on its way: pushing them too would only copy them twice. */
@@ -327,17 +317,7 @@ static void do_read(job *j)
         push_around(f, j->ino, of->map, (uint64_t)j->off, n);
 }
 
-static void do_prefetch(job *j)
-{
-    for (size_t i = j->ra_from; i < j->ra_to; i++) {
-        const streammap_entry *e = &j->of->map->e[i];
-        if (e->hole || chunk_cached(j->f->cache, e->digest))
-            continue;
-        chunk_ref *ref;
-        if (chunk_get_entry(j->f->cache, j->of->map, i, &ref, NULL) == 0)
-            chunk_release(j->f->cache, ref);
-    }
-}
+static void do_prefetch(job *j) { cache_prefetch(j->f->cache, j->of->map, j->ra_from, j->ra_to); }
 
 static bool add_dirent(job *j, char *buf, size_t *used, const char *name, const struct stat *st,
                        const struct fuse_entry_param *p, off_t next)
@@ -504,25 +484,12 @@ static void do_xattr(job *j)
 
 static void do_lseek(job *j)
 {
-    const streammap *m = j->of->map;
-    uint64_t off = (uint64_t)j->off;
-    if (j->off < 0 || off >= m->size) {
-        fuse_reply_err(j->req, ENXIO);
-        return;
-    }
-    size_t i = streammap_find(m, off);
-    if (j->whence == SEEK_DATA) {
-        while (i < m->n && m->e[i].hole)
-            i++;
-        if (i == m->n)
-            fuse_reply_err(j->req, ENXIO);
-        else
-            fuse_reply_lseek(j->req, (off_t)MAX(off, m->start[i]));
-    } else {
-        while (i < m->n && !m->e[i].hole)
-            i++;
-        fuse_reply_lseek(j->req, (off_t)(i == m->n ? m->size : MAX(off, m->start[i])));
-    }
+    uint64_t at;
+    int r = j->off < 0 ? -ENXIO : streammap_seek(j->of->map, (uint64_t)j->off, j->whence, &at);
+    if (r < 0)
+        fuse_reply_err(j->req, -r);
+    else
+        fuse_reply_lseek(j->req, (off_t)at);
 }
 
 static void job_work(uv_work_t *w)
