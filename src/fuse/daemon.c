@@ -18,6 +18,8 @@
 #include "common/util.h"
 #include "fuse/daemon.h"
 #include "fuse/pagepush.h"
+#include "store/container.h"
+#include "store/format.h"
 
 /* Read-only at the kernel too, and the source's path as its name (escaped: it may hold commas). */
 static void add_mount_options(struct fuse_args *args, const char *source)
@@ -294,6 +296,64 @@ out:
         *c->ret_se = NULL;
     fuse_session_destroy(d.se);
     return status;
+}
+
+/* ---- replies ---- */
+
+void daemon_conn_init(struct fuse_conn_info *conn)
+{
+    conn->max_write = 1u << 20;
+    conn->max_readahead = 1u << 20;
+    conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_WRITE);
+    if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+        conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+}
+
+void daemon_reply_iov(fuse_req_t req, const cache_iov *v)
+{
+    if (v->n == 0) {
+        fuse_reply_buf(req, NULL, 0); /* at or past the end */
+    } else if (v->n < IOV_MAX) {
+        fuse_reply_iov(req, v->iov, (int)v->n);
+    } else {
+        uint8_t *buf = xmalloc(v->bytes ? v->bytes : 1);
+        for (size_t i = 0, at = 0; i < v->n; at += v->iov[i++].iov_len)
+            memcpy(buf + at, v->iov[i].iov_base, v->iov[i].iov_len);
+        fuse_reply_buf(req, (char *)buf, v->bytes);
+        free(buf);
+    }
+}
+
+int daemon_read_map(fuse_req_t req, daemon_log *log, chunk_cache *c, rh_store *s, const char *store_label,
+                    const streammap *m, uint64_t off, size_t size, daemon_name_fn *name, void *ud, cache_iov *v)
+{
+    size_t bad = 0;
+    index_loc loc = { 0 };
+    int r = cache_pread_iov(c, m, off, size, v, &bad, &loc);
+    if (r >= 0) {
+        daemon_reply_iov(req, v);
+        return 0;
+    }
+    _cleanup_(freep) char *file = name(ud);
+    char cp[CONTAINER_PATH_MAX];
+    store_container_path(s, CONTAINER_DATA, loc.container, cp);
+    _cleanup_(freep) char *where = store_label ? xasprintf("%s/%s", store_label, cp) : xstrdup(cp);
+    daemon_log_once(log, where, file, "%s: chunk at file offset %llu in %s (record at %llu): %s", file,
+                    (unsigned long long)m->start[bad], where, (unsigned long long)loc.offset, rh_strerror(r));
+    fuse_reply_err(req, r == -ENOMEM ? ENOMEM : EIO);
+    return r;
+}
+
+void daemon_reply_xattr(fuse_req_t req, size_t asked, const void *value, size_t len)
+{
+    if (asked == 0)
+        fuse_reply_xattr(req, len);
+    else if (asked < len)
+        fuse_reply_err(req, ERANGE);
+    else
+        fuse_reply_buf(req, value, len);
 }
 
 /* ---- messages ---- */

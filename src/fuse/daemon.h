@@ -21,6 +21,7 @@
 #include "common/digestset.h"
 #include "fuse/inode.h"
 #include "read/cache.h"
+#include "store/store.h"
 
 struct pusher;
 
@@ -75,5 +76,28 @@ void daemon_log_once(daemon_log *l, const char *what, const char *where, const c
 /* An rh_store_set_log callback (ud: the daemon_log) for the library's messages, such as a damaged index
  * rebuilt by a worker: to stderr in the foreground, else to syslog, every time. */
 void daemon_store_message(void *ud, int level, const char *msg);
+
+/* ---- replies that the operations of both modes share ---- */
+
+/* The connection of every mount: large requests, no splice (the session fd is non-blocking and read
+ * whole), symlinks cached, parallel lookups. From an init operation. */
+void daemon_conn_init(struct fuse_conn_info *conn);
+/* Replies to a read with the pieces of v (cache.h) by writev, or with a copy of them when there are more
+ * than writev takes (a range of many tiny data regions). */
+void daemon_reply_iov(fuse_req_t req, const cache_iov *v);
+/* The name of a file for a message, malloc'd; called only when there is something to say. */
+typedef char *daemon_name_fn(void *ud);
+/*
+ * Reads bytes [off, off + size) of the file of map m through cache c (cache_pread_iov) and replies with
+ * them (daemon_reply_iov): 0, and the pieces in *v for the caller to release (cache_iov_release) once it
+ * is done with them. On failure, replies EIO (or ENOMEM) and logs once per file and container "NAME: chunk
+ * at file offset N in [STORE/]CONTAINER (record at M): why", the name from name(ud), the container's path
+ * in store s after store_label/ (NULL: none); returns the negative code.
+ */
+int daemon_read_map(fuse_req_t req, daemon_log *log, chunk_cache *c, rh_store *s, const char *store_label,
+                    const streammap *m, uint64_t off, size_t size, daemon_name_fn *name, void *ud, cache_iov *v);
+/* Replies to getxattr or listxattr with value[0..len): its length when the caller asked for `asked` = 0
+ * bytes, ERANGE when it asked for fewer. */
+void daemon_reply_xattr(fuse_req_t req, size_t asked, const void *value, size_t len);
 
 #endif

@@ -273,37 +273,25 @@ static void push_around(fs *f, fuse_ino_t ino, const streammap *m, uint64_t off,
         pusher_push(f->pusher, ino, m->start[last], ref, end - m->start[last], last_end - end);
 }
 
+/* "snapshot:path" of the file a read job reads, for a message. */
+static char *read_name(void *ud)
+{
+    const job *j = ud;
+    const fs_snapshot *snap = &j->f->snaps[j->of->snap];
+    _cleanup_(freep) char *path = fs_entry_path(snap->c, j->of->entry);
+    return xasprintf("%s:%s", snap->name, path);
+}
+
 static void do_read(job *j)
 {
     fs *f = j->f;
     ofile *of = j->of;
     /* The reply is written straight from the cached chunks (writev): no copy into a reply buffer. */
     cache_iov v;
-    size_t bad = 0;
-    index_loc loc = { 0 };
-    int r = cache_pread_iov(f->cache, of->map, (uint64_t)j->off, j->size, &v, &bad, &loc);
-    size_t n = v.bytes;
-    if (r < 0) {
-        _cleanup_(freep) char *path = fs_entry_path(f->snaps[of->snap].c, of->entry);
-        char cp[CONTAINER_PATH_MAX];
-        store_container_path(f->s, CONTAINER_DATA, loc.container, cp);
-        fs_log_once(f, cp, path, "%s:%s: chunk at file offset %llu in %s (record at %llu): %s",
-                    f->snaps[of->snap].name, path, (unsigned long long)of->map->start[bad], cp,
-                    (unsigned long long)loc.offset, rh_strerror(r));
-        fuse_reply_err(j->req, EIO);
+    if (daemon_read_map(j->req, &f->log, f->cache, f->s, NULL, of->map, (uint64_t)j->off, j->size, read_name, j,
+                        &v) < 0)
         return;
-    }
-    if (v.n == 0) {
-        fuse_reply_buf(j->req, NULL, 0); /* at or past the end */
-    } else if (v.n < IOV_MAX) {
-        fuse_reply_iov(j->req, v.iov, (int)v.n);
-    } else { /* more pieces than writev takes (a range of many tiny data regions): copy them */
-        uint8_t *buf = xmalloc(n ? n : 1);
-        for (size_t i = 0, at = 0; i < v.n; at += v.iov[i++].iov_len)
-            memcpy(buf + at, v.iov[i].iov_base, v.iov[i].iov_len);
-        fuse_reply_buf(j->req, (char *)buf, n);
-        free(buf);
-    }
+    size_t n = v.bytes;
     cache_iov_release(f->cache, &v);
     /* A sequential reader gets the following chunks fetched ahead; job_done queues that, because only
      * the loop thread may queue work. */
@@ -458,12 +446,7 @@ static void do_xattr(job *j)
         bytebuf names = { 0 };
         for (uint32_t i = 0; i < count; i++)
             buf_append(&names, e->xattrs[i].name, e->xattrs[i].name_len + 1u);
-        if (j->size == 0)
-            fuse_reply_xattr(j->req, names.len);
-        else if (j->size < names.len)
-            fuse_reply_err(j->req, ERANGE);
-        else
-            fuse_reply_buf(j->req, (char *)names.data, names.len);
+        daemon_reply_xattr(j->req, j->size, names.data, names.len);
         buf_free(&names);
     } else {
         const catalog_xattr *x = NULL;
@@ -472,12 +455,8 @@ static void do_xattr(job *j)
                 x = &e->xattrs[i];
         if (!x)
             fuse_reply_err(j->req, ENODATA);
-        else if (j->size == 0)
-            fuse_reply_xattr(j->req, x->value_len);
-        else if (j->size < x->value_len)
-            fuse_reply_err(j->req, ERANGE);
         else
-            fuse_reply_buf(j->req, (char *)x->value, x->value_len);
+            daemon_reply_xattr(j->req, j->size, x->value, x->value_len);
     }
     catalog_entry_free(e);
 }
@@ -550,14 +529,7 @@ static void job_done(uv_work_t *w, int status)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-    /* Large requests; no splice (the session fd is non-blocking and read whole); async reads. */
-    conn->max_write = 1u << 20;
-    conn->max_readahead = 1u << 20;
-    conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_WRITE);
-    if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
-        conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    daemon_conn_init(conn);
     fs *f = userdata;
     f->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
     f->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;

@@ -1,8 +1,9 @@
 /*
- * main.c — rehydratefs STORE MOUNTPOINT [-f] [-d] [-o OPTIONS]: mounts a store read-only. This file
- * parses the options and sets up the mount (its snapshot table, and new snapshots picked up as they
- * appear: see snap_watch below; SIGHUP asks for a rescan too). The mount, the loop, the signals and the
- * shutdown are daemon.c's.
+ * main.c — rehydratefs SOURCE MOUNTPOINT [-f] [-d] [-o OPTIONS]: mounts SOURCE read-only, where SOURCE is
+ * a rehydrate store (a directory with rehydrate.store: its snapshots, fs.c) or else the root of a Windows
+ * Server dedup volume (volume.c). This file parses the options, picks the mode, and sets up a store's
+ * mount (its snapshot table, and new snapshots picked up as they appear: see snap_watch below; SIGHUP
+ * asks for a rescan too). The loop, the signals and the shutdown that both modes share are daemon.c's.
  */
 #include "config.h"
 
@@ -19,6 +20,7 @@
 #include "fuse/daemon.h"
 #include "fuse/dirahead.h"
 #include "fuse/fs.h"
+#include "fuse/volume.h"
 
 typedef struct options {
     char *source;
@@ -27,6 +29,7 @@ typedef struct options {
     char *kernel_readahead;
     char *readahead;
     char *dir_readahead;
+    char *chunkstore;
     int verify;
 } options;
 
@@ -38,6 +41,7 @@ static const struct fuse_opt opt_spec[] = {
     OPT("readahead=%s", readahead),
     OPT("dir_readahead=%s", dir_readahead),
     OPT("kernel_readahead=%s", kernel_readahead),
+    OPT("chunkstore=%s", chunkstore),
     FUSE_OPT_END,
 };
 
@@ -53,19 +57,25 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 
 static void usage(const char *prog)
 {
-    printf("usage: %s STORE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n\n"
+    printf("usage: %s STORE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+           "       %s VOLUME MOUNTPOINT [-f] [-d] [-o chunkstore=DIR] [-o OPTION[,OPTION...]]\n\n"
            "Mounts the rehydrate store STORE read-only at MOUNTPOINT: one directory per snapshot and\n"
-           "'latest', a symlink to the newest.\n\n"
+           "'latest', a symlink to the newest. Or mounts VOLUME, the root of a Windows Server dedup\n"
+           "volume (an NTFS volume mounted with ntfs-3g, or a copy of one), read-only: its deduplicated\n"
+           "files are rehydrated from the chunk store in 'System Volume Information/Dedup/ChunkStore'.\n\n"
            "rehydratefs options:\n"
-           "    -o snapshot=NAME       mount snapshot NAME (or 'latest') as the root\n"
-           "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes)\n"
-           "    -o verify              check every chunk's SHA-256 when it is read\n"
+           "    -o snapshot=NAME       mount snapshot NAME (or 'latest') as the root (stores)\n"
+           "    -o chunkstore=DIR      the {GUID}.ddp chunk store directory for every deduplicated file\n"
+           "                           (volumes; default: the one in the volume that each file names)\n"
+           "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes; for a\n"
+           "                           volume, one cache of that size per chunk store)\n"
+           "    -o verify              check every chunk's digest when it is read\n"
            "    -o readahead=N         chunks fetched ahead of a sequential reader (default 32)\n"
            "    -o dir_readahead=N     files fetched ahead of a reader going through a directory\n"
-           "                           (default 32, at most a quarter of the cache; 0: off)\n"
+           "                           (stores; default 32, at most a quarter of the cache; 0: off)\n"
            "    -o kernel_readahead=SIZE  the kernel's readahead on this mount (default 1M; 0 keeps\n"
            "                           the kernel's own, 128K)\n\n",
-           prog);
+           prog, prog);
 }
 
 /*
@@ -373,6 +383,14 @@ out:
     return status;
 }
 
+/* A rehydrate store is a directory with its identity file; anything else is taken for a volume. */
+static bool is_store(const char *path)
+{
+    _cleanup_(freep) char *id = xasprintf("%s/%s", path, STORE_IDENTITY_FILE);
+    struct stat st;
+    return stat(id, &st) == 0;
+}
+
 int main(int argc, char **argv)
 {
     setenv("UV_THREADPOOL_SIZE", "8", 0); /* readers wait on I/O: more threads than cores */
@@ -401,7 +419,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (!o.source || !co.mountpoint) {
-        fprintf(stderr, "rehydratefs: expected STORE and MOUNTPOINT (see %s --help)\n", argv[0]);
+        fprintf(stderr, "rehydratefs: expected STORE or VOLUME, and MOUNTPOINT (see %s --help)\n", argv[0]);
         status = 2;
         goto out;
     }
@@ -428,13 +446,39 @@ int main(int argc, char **argv)
     }
     free(o.source);
     o.source = abs;
+    if (o.chunkstore) {
+        if (!(abs = realpath(o.chunkstore, NULL))) {
+            fprintf(stderr, "rehydratefs: -o chunkstore=%s: %s\n", o.chunkstore, strerror(errno));
+            goto out;
+        }
+        free(o.chunkstore);
+        o.chunkstore = abs;
+    }
     daemon_config dc = { .args = &args, .source = o.source, .mountpoint = co.mountpoint,
                          .foreground = co.foreground, .kernel_readahead = (size_t)kernel_readahead };
-    status = serve_store(&o, &dc, cache_size, (unsigned)readahead, (unsigned)dir_readahead);
+    if (is_store(o.source)) {
+        if (o.chunkstore) {
+            fprintf(stderr, "rehydratefs: -o chunkstore= is for Windows dedup volumes; %s is a rehydrate store\n",
+                    o.source);
+            status = 2;
+            goto out;
+        }
+        status = serve_store(&o, &dc, cache_size, (unsigned)readahead, (unsigned)dir_readahead);
+        goto out;
+    }
+    if (o.snapshot || o.dir_readahead) {
+        fprintf(stderr, "rehydratefs: -o %s is for rehydrate stores; %s is none (no %s)\n",
+                o.snapshot ? "snapshot=" : "dir_readahead=", o.source, STORE_IDENTITY_FILE);
+        status = 2;
+        goto out;
+    }
+    volume_config vc = { .root = o.source, .chunkstore = o.chunkstore, .cache_size = (size_t)cache_size,
+                         .verify = o.verify, .readahead = (unsigned)readahead };
+    status = volume_serve(&vc, &dc);
 out:
     free(co.mountpoint);
     free(o.source), free(o.snapshot), free(o.cache_size), free(o.kernel_readahead);
-    free(o.readahead), free(o.dir_readahead);
+    free(o.readahead), free(o.dir_readahead), free(o.chunkstore);
     fuse_opt_free_args(&args);
     return status;
 }
