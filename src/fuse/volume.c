@@ -94,6 +94,7 @@ static vfile *vfile_get(vfile *f)
 /* ---- jobs ---- */
 
 static void prefetch_run(vjob *j);
+static void read_run(vjob *j);
 
 static void job_work(uv_work_t *w)
 {
@@ -105,7 +106,7 @@ static void job_work(uv_work_t *w)
 static void job_done(uv_work_t *w, int status)
 {
     vjob *j = container_of(w, vjob, work);
-    if (j->ra_to > j->ra_from) {
+    if (j->run == read_run && j->ra_to > j->ra_from) {
         vjob *p = xcalloc(1, sizeof(*p));
         *p = (vjob){ .v = j->v, .run = prefetch_run, .file = j->file, .ra_from = j->ra_from, .ra_to = j->ra_to };
         j->file = NULL; /* the prefetch holds the reference now */
