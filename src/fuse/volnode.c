@@ -128,15 +128,22 @@ static void read_stub(vnode *n, mode_t mode)
     }
 }
 
-/* What the mount shows for n, whose own attributes are in *st. */
+/*
+ * What the mount shows for n, whose own attributes are in *st. A stub's data is in the chunk store: it
+ * has no blocks of its own (Windows says "size on disk: 0" of an optimized file), whatever ntfs-3g and
+ * its dedup plugin, if one is installed, report. So cp and tar ask lseek where its data is, and keep
+ * its holes.
+ */
 static void show(const vnode *n, struct stat *st)
 {
     if (n->kind == VN_PLAIN)
         return;
     if (S_ISLNK(st->st_mode)) /* ntfs-3g's stand-in for a file it cannot read: a link, mode 0777 */
         st->st_mode = S_IFREG | 0444;
-    if (n->kind == VN_STUB)
+    if (n->kind == VN_STUB) {
         st->st_size = (off_t)n->size;
+        st->st_blocks = 0;
+    }
 }
 
 int vnode_stat(const vnode *n, struct stat *st)
