@@ -368,6 +368,8 @@ int volume_open(volume *v, const volume_config *c)
     v->buckets = xcalloc(v->nbuckets, sizeof(*v->buckets));
     pthread_mutex_init(&v->lock, NULL);
     pthread_mutex_init(&v->stores_lock, NULL);
+    pthread_mutex_init(&v->handles_lock, NULL);
+    v->handles.prev = v->handles.next = &v->handles;
     daemon_log_init(&v->log);
     int fd = open(c->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct stat st;
@@ -414,8 +416,32 @@ int volume_open(volume *v, const volume_config *c)
     return 0;
 }
 
+void volume_handle_add(volume *v, vhandle *h)
+{
+    pthread_mutex_lock(&v->handles_lock);
+    h->prev = &v->handles;
+    h->next = v->handles.next;
+    h->next->prev = h;
+    v->handles.next = h;
+    pthread_mutex_unlock(&v->handles_lock);
+}
+
+void volume_handle_remove(volume *v, vhandle *h)
+{
+    pthread_mutex_lock(&v->handles_lock);
+    h->prev->next = h->next;
+    h->next->prev = h->prev;
+    h->prev = h->next = h;
+    pthread_mutex_unlock(&v->handles_lock);
+}
+
 void volume_close(volume *v)
 {
+    while (v->handles.next && v->handles.next != &v->handles) {
+        vhandle *h = v->handles.next;
+        volume_handle_remove(v, h);
+        h->free(h);
+    }
     for (size_t b = 0; v->buckets && b < v->nbuckets; b++)
         for (vnode *n = v->buckets[b], *next; n; n = next) {
             next = n->hnext;
@@ -431,4 +457,5 @@ void volume_close(volume *v)
     daemon_log_free(&v->log);
     pthread_mutex_destroy(&v->lock);
     pthread_mutex_destroy(&v->stores_lock);
+    pthread_mutex_destroy(&v->handles_lock);
 }

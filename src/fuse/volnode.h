@@ -55,6 +55,14 @@ typedef struct vnode {
     size_t why_at;
 } vnode;
 
+/* An open file or directory (volume.c), on the volume's list from its open until its release. The
+ * kernel sends no RELEASE for what is still open when the mount goes away (umount -l, SIGTERM), so
+ * volume_close frees what is left on the list. */
+typedef struct vhandle {
+    struct vhandle *prev, *next;
+    void (*free)(struct vhandle *h);
+} vhandle;
+
 /* A chunk store: opened on first use (s and cache set), or not to be had (err, said once). */
 typedef struct vstore {
     uint8_t guid[16];
@@ -78,6 +86,8 @@ typedef struct volume {
     vstore *only;     /* -o chunkstore: the store of every stub */
     char *store_dir;  /* else: the volume's ChunkStore directory, as found */
     daemon_log log;
+    pthread_mutex_t handles_lock; /* protects the list below */
+    vhandle handles;              /* the list's head: every open file and directory not yet released */
     /* set by the daemon (daemon.h) */
     uv_loop_t *loop;
     struct fuse_session *se;
@@ -85,7 +95,10 @@ typedef struct volume {
 
 /* Opens the volume at c->root; on failure says why on stderr and returns a negative code. */
 int volume_open(volume *v, const volume_config *c);
-/* Closes every record, store and descriptor (the loop has run dry). */
+/* Puts h on, or takes it off, the list of open handles. */
+void volume_handle_add(volume *v, vhandle *h);
+void volume_handle_remove(volume *v, vhandle *h);
+/* Frees every handle still open, every record, store and descriptor (the loop has run dry). */
 void volume_close(volume *v);
 
 /* The record of FUSE inode ino (which the kernel got from a lookup reply). */

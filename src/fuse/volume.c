@@ -38,6 +38,8 @@
 #define VOL_TIMEOUT 86400.0
 
 typedef struct vfile {
+    vhandle h;        /* on the volume's list from the open's reply to the last reference's drop */
+    volume *v;
     vnode *n;         /* the kernel keeps the inode while the file is open */
     int fd;           /* a plain file's, open for reading; -1 for a stub */
     vstore *st;       /* a stub's chunk store and map */
@@ -49,6 +51,7 @@ typedef struct vfile {
 } vfile;
 
 typedef struct vdir {
+    vhandle h; /* on the volume's list from the open's reply to its release */
     DIR *dp;
     off_t offset;          /* of the next entry readdir gives */
     struct dirent *entry;  /* read but not yet sent, or NULL */
@@ -74,15 +77,29 @@ struct vjob {
 
 static volume *vol_of(fuse_req_t req) { return fuse_req_userdata(req); }
 
-static void vfile_put(vfile *f)
+static void vfile_free(vhandle *h)
 {
-    if (!f || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) > 0)
-        return;
+    vfile *f = container_of(h, vfile, h);
     if (f->fd >= 0)
         close(f->fd);
     streammap_free(f->map);
     pthread_mutex_destroy(&f->lock);
     free(f);
+}
+
+static void vfile_put(vfile *f)
+{
+    if (!f || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) > 0)
+        return;
+    volume_handle_remove(f->v, &f->h);
+    vfile_free(&f->h);
+}
+
+static void vdir_free(vhandle *h)
+{
+    vdir *d = container_of(h, vdir, h);
+    closedir(d->dp);
+    free(d);
 }
 
 static vfile *vfile_get(vfile *f)
@@ -246,7 +263,7 @@ static void open_run(vjob *j)
     volume *v = j->v;
     vnode *n = vnode_of(v, j->ino);
     vfile *f = xcalloc(1, sizeof(*f));
-    *f = (vfile){ .n = n, .fd = -1, .refs = 1 };
+    *f = (vfile){ .h = { &f->h, &f->h, vfile_free }, .v = v, .n = n, .fd = -1, .refs = 1 };
     pthread_mutex_init(&f->lock, NULL);
     int err = 0;
     if (n->kind != VN_PLAIN) {
@@ -263,6 +280,7 @@ static void open_run(vjob *j)
         return;
     }
     struct fuse_file_info fi = { .fh = (uintptr_t)f, .keep_cache = 1 }; /* the volume does not change */
+    volume_handle_add(v, &f->h);
     if (fuse_reply_open(j->req, &fi) != 0)
         vfile_put(f); /* the open was interrupted: no RELEASE will come */
 }
@@ -345,11 +363,12 @@ static void opendir_run(vjob *j)
         return;
     }
     vdir *d = xcalloc(1, sizeof(*d));
-    d->dp = dp;
+    *d = (vdir){ .h = { &d->h, &d->h, vdir_free }, .dp = dp };
     struct fuse_file_info fi = { .fh = (uintptr_t)d, .keep_cache = 1, .cache_readdir = 1 };
+    volume_handle_add(j->v, &d->h);
     if (fuse_reply_open(j->req, &fi) != 0) {
-        closedir(dp);
-        free(d);
+        volume_handle_remove(j->v, &d->h);
+        vdir_free(&d->h);
     }
 }
 
@@ -413,8 +432,8 @@ static void readdir_run(vjob *j)
 static void releasedir_run(vjob *j)
 {
     vdir *d = (vdir *)(uintptr_t)j->fh;
-    closedir(d->dp);
-    free(d);
+    volume_handle_remove(j->v, &d->h);
+    vdir_free(&d->h);
     fuse_reply_err(j->req, 0);
 }
 

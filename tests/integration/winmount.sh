@@ -247,7 +247,7 @@ if command -v mkntfs >/dev/null && command -v ntfs-3g >/dev/null; then
     stop_fs
     umount "$NT"
 else
-    echo "# no mkntfs or ntfs-3g (apt-get install ntfs-3g): the NTFS part is left out"
+    check "mkntfs and ntfs-3g are installed (contrib/deps.sh installs ntfs-3g)" false
 fi
 
 check "the daemon's stderr has no sanitizer report" bash -c "! grep -l 'ERROR: AddressSanitizer\|runtime error:\|LeakSanitizer' $DAEMON_LOGS"
