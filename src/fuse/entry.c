@@ -1,15 +1,13 @@
 /*
  * entry.c — catalog entries as rehydratefs shows them, beneath the operations in fs.c: an entry read by
  * index (a damaged catalog reported once), its path for messages, and the attributes and lookup replies
- * of entries, of the root in list mode and of "latest"; also fs_log_once (and fs_once), the daemon's
- * report of damage, each once per run. Nothing here replies to a request or calls into fs.c. See inode.h for the inode numbers.
+ * of entries, of the root in list mode and of "latest". Nothing here replies to a request or calls into
+ * fs.c. See inode.h for the inode numbers.
  */
 #include "config.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <syslog.h>
 
 #include "common/util.h"
 #include "fuse/fs.h"
@@ -17,35 +15,6 @@
 bool fs_decode(const fs *f, fuse_ino_t ino, size_t *ret_snap, uint64_t *ret_entry)
 {
     return fs_ino_decode(f->single, f->nsnaps, ino, ret_snap, ret_entry);
-}
-
-bool fs_once(fs *f, const char *what, const char *where)
-{
-    uint8_t key[HASH_LEN];
-    _cleanup_(freep) char *k = xasprintf("%s\n%s", what, where);
-    xhash_sha256(k, strlen(k), key);
-    pthread_mutex_lock(&f->log_lock);
-    bool seen = digest_set_contains(&f->logged, key);
-    if (!seen)
-        digest_set_add(&f->logged, key);
-    pthread_mutex_unlock(&f->log_lock);
-    return !seen;
-}
-
-void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
-{
-    if (!fs_once(f, what, where))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    if (f->foreground) {
-        fputs("rehydratefs: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
-    } else {
-        vsyslog(LOG_ERR, fmt, ap);
-    }
-    va_end(ap);
 }
 
 char *fs_entry_path(catalog *c, uint64_t idx)

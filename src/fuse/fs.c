@@ -23,6 +23,7 @@
 #include "fuse/fs.h"
 #include "fuse/ofile.h"
 #include "fuse/pagepush.h"
+#include "fuse/readonly.h"
 #include "read/reader.h"
 #include "store/container.h"
 #include "store/format.h"
@@ -272,53 +273,31 @@ static void push_around(fs *f, fuse_ino_t ino, const streammap *m, uint64_t off,
         pusher_push(f->pusher, ino, m->start[last], ref, end - m->start[last], last_end - end);
 }
 
+/* "snapshot:path" of the file a read job reads, for a message. */
+static char *read_name(void *ud)
+{
+    const job *j = ud;
+    const fs_snapshot *snap = &j->f->snaps[j->of->snap];
+    _cleanup_(freep) char *path = fs_entry_path(snap->c, j->of->entry);
+    return xasprintf("%s:%s", snap->name, path);
+}
+
 static void do_read(job *j)
 {
     fs *f = j->f;
     ofile *of = j->of;
     /* The reply is written straight from the cached chunks (writev): no copy into a reply buffer. */
     cache_iov v;
-    size_t bad = 0;
-    index_loc loc = { 0 };
-    int r = cache_pread_iov(f->cache, of->map, (uint64_t)j->off, j->size, &v, &bad, &loc);
-    size_t n = v.bytes;
-    if (r < 0) {
-        _cleanup_(freep) char *path = fs_entry_path(f->snaps[of->snap].c, of->entry);
-        char cp[CONTAINER_PATH_MAX];
-        store_container_path(f->s, CONTAINER_DATA, loc.container, cp);
-        fs_log_once(f, cp, path, "%s:%s: chunk at file offset %llu in %s (record at %llu): %s",
-                    f->snaps[of->snap].name, path, (unsigned long long)of->map->start[bad], cp,
-                    (unsigned long long)loc.offset, rh_strerror(r));
-        fuse_reply_err(j->req, EIO);
+    if (daemon_read_map(j->req, &f->log, f->cache, f->s, NULL, of->map, (uint64_t)j->off, j->size, read_name, j,
+                        &v) < 0)
         return;
-    }
-    if (v.n == 0) {
-        fuse_reply_buf(j->req, NULL, 0); /* at or past the end */
-    } else if (v.n < IOV_MAX) {
-        fuse_reply_iov(j->req, v.iov, (int)v.n);
-    } else { /* more pieces than writev takes (a range of many tiny data regions): copy them */
-        uint8_t *buf = xmalloc(n ? n : 1);
-        for (size_t i = 0, at = 0; i < v.n; at += v.iov[i++].iov_len)
-            memcpy(buf + at, v.iov[i].iov_base, v.iov[i].iov_len);
-        fuse_reply_buf(j->req, (char *)buf, n);
-        free(buf);
-    }
+    size_t n = v.bytes;
     cache_iov_release(f->cache, &v);
     /* A sequential reader gets the following chunks fetched ahead; job_done queues that, because only
      * the loop thread may queue work. */
-    uint64_t end = (uint64_t)j->off + n;
     pthread_mutex_lock(&of->lock);
-    bool sequential = (uint64_t)j->off == of->next_off;
-    of->next_off = end;
-    if (sequential && end < of->map->size && f->readahead) {
-        size_t first = streammap_find(of->map, end);
-        size_t last = MIN(first + f->readahead, of->map->n);
-        if (of->ra_upto < last) {
-            j->ra_from = MAX(first, of->ra_upto);
-            j->ra_to = last;
-            of->ra_upto = last;
-        }
-    }
+    bool sequential = cache_plan_readahead(of->map, (uint64_t)j->off, n, f->readahead, &of->next_off,
+                                           &of->ra_upto, &j->ra_from, &j->ra_to);
     pthread_mutex_unlock(&of->lock);
     /* A sequential reader asks for the rest of these chunks next, and the kernel's readahead is
      * already on its way: pushing them too would only copy them twice. */
@@ -326,17 +305,7 @@ static void do_read(job *j)
         push_around(f, j->ino, of->map, (uint64_t)j->off, n);
 }
 
-static void do_prefetch(job *j)
-{
-    for (size_t i = j->ra_from; i < j->ra_to; i++) {
-        const streammap_entry *e = &j->of->map->e[i];
-        if (e->hole || chunk_cached(j->f->cache, e->digest))
-            continue;
-        chunk_ref *ref;
-        if (chunk_get_entry(j->f->cache, j->of->map, i, &ref, NULL) == 0)
-            chunk_release(j->f->cache, ref);
-    }
-}
+static void do_prefetch(job *j) { cache_prefetch(j->f->cache, j->of->map, j->ra_from, j->ra_to); }
 
 static bool add_dirent(job *j, char *buf, size_t *used, const char *name, const struct stat *st,
                        const struct fuse_entry_param *p, off_t next)
@@ -477,12 +446,7 @@ static void do_xattr(job *j)
         bytebuf names = { 0 };
         for (uint32_t i = 0; i < count; i++)
             buf_append(&names, e->xattrs[i].name, e->xattrs[i].name_len + 1u);
-        if (j->size == 0)
-            fuse_reply_xattr(j->req, names.len);
-        else if (j->size < names.len)
-            fuse_reply_err(j->req, ERANGE);
-        else
-            fuse_reply_buf(j->req, (char *)names.data, names.len);
+        daemon_reply_xattr(j->req, j->size, names.data, names.len);
         buf_free(&names);
     } else {
         const catalog_xattr *x = NULL;
@@ -491,37 +455,20 @@ static void do_xattr(job *j)
                 x = &e->xattrs[i];
         if (!x)
             fuse_reply_err(j->req, ENODATA);
-        else if (j->size == 0)
-            fuse_reply_xattr(j->req, x->value_len);
-        else if (j->size < x->value_len)
-            fuse_reply_err(j->req, ERANGE);
         else
-            fuse_reply_buf(j->req, (char *)x->value, x->value_len);
+            daemon_reply_xattr(j->req, j->size, x->value, x->value_len);
     }
     catalog_entry_free(e);
 }
 
 static void do_lseek(job *j)
 {
-    const streammap *m = j->of->map;
-    uint64_t off = (uint64_t)j->off;
-    if (j->off < 0 || off >= m->size) {
-        fuse_reply_err(j->req, ENXIO);
-        return;
-    }
-    size_t i = streammap_find(m, off);
-    if (j->whence == SEEK_DATA) {
-        while (i < m->n && m->e[i].hole)
-            i++;
-        if (i == m->n)
-            fuse_reply_err(j->req, ENXIO);
-        else
-            fuse_reply_lseek(j->req, (off_t)MAX(off, m->start[i]));
-    } else {
-        while (i < m->n && !m->e[i].hole)
-            i++;
-        fuse_reply_lseek(j->req, (off_t)(i == m->n ? m->size : MAX(off, m->start[i])));
-    }
+    uint64_t at;
+    int r = j->off < 0 ? -ENXIO : streammap_seek(j->of->map, (uint64_t)j->off, j->whence, &at);
+    if (r < 0)
+        fuse_reply_err(j->req, -r);
+    else
+        fuse_reply_lseek(j->req, (off_t)at);
 }
 
 static void job_work(uv_work_t *w)
@@ -582,14 +529,7 @@ static void job_done(uv_work_t *w, int status)
 
 static void fs_init(void *userdata, struct fuse_conn_info *conn)
 {
-    /* Large requests; no splice (the session fd is non-blocking and read whole); async reads. */
-    conn->max_write = 1u << 20;
-    conn->max_readahead = 1u << 20;
-    conn->want &= ~(unsigned)(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_MOVE | FUSE_CAP_SPLICE_WRITE);
-    if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
-        conn->want |= FUSE_CAP_CACHE_SYMLINKS;
-    if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
-        conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+    daemon_conn_init(conn);
     fs *f = userdata;
     f->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
     f->no_opendir = conn->capable & FUSE_CAP_NO_OPENDIR_SUPPORT;
@@ -719,35 +659,6 @@ static void fs_statfs(fuse_req_t req, fuse_ino_t ino)
     fuse_reply_statfs(req, &sv);
 }
 
-static void fs_access(fuse_req_t req, fuse_ino_t ino, int mask)
-{
-    fuse_reply_err(req, mask & W_OK ? EROFS : 0);
-}
-
-/* Everything that would change the tree: a snapshot is read-only. */
-static void erofs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *a, int to_set, struct fuse_file_info *fi)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_mknod(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, dev_t d) { fuse_reply_err(req, EROFS); }
-static void erofs_mkdir(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m) { fuse_reply_err(req, EROFS); }
-static void erofs_unlink(fuse_req_t req, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
-static void erofs_symlink(fuse_req_t req, const char *l, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
-static void erofs_rename(fuse_req_t req, fuse_ino_t p, const char *n, fuse_ino_t np, const char *nn, unsigned f)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_link(fuse_req_t req, fuse_ino_t i, fuse_ino_t p, const char *n) { fuse_reply_err(req, EROFS); }
-static void erofs_create(fuse_req_t req, fuse_ino_t p, const char *n, mode_t m, struct fuse_file_info *fi)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_setxattr(fuse_req_t req, fuse_ino_t i, const char *n, const char *v, size_t s, int f)
-{
-    fuse_reply_err(req, EROFS);
-}
-static void erofs_removexattr(fuse_req_t req, fuse_ino_t i, const char *n) { fuse_reply_err(req, EROFS); }
-
 const struct fuse_lowlevel_ops fs_ops = {
     .init = fs_init,
     .lookup = fs_lookup,
@@ -763,16 +674,5 @@ const struct fuse_lowlevel_ops fs_ops = {
     .listxattr = fs_listxattr,
     .lseek = fs_lseek,
     .statfs = fs_statfs,
-    .access = fs_access,
-    .setattr = erofs_setattr,
-    .mknod = erofs_mknod,
-    .mkdir = erofs_mkdir,
-    .unlink = erofs_unlink,
-    .rmdir = erofs_unlink,
-    .symlink = erofs_symlink,
-    .rename = erofs_rename,
-    .link = erofs_link,
-    .create = erofs_create,
-    .setxattr = erofs_setxattr,
-    .removexattr = erofs_removexattr,
+    READONLY_OPS,
 };

@@ -1,10 +1,11 @@
 /*
  * fs.h — rehydratefs's shared state, shared by the FUSE operations (fs.c, entry.c) and the daemon
- * (main.c).
+ * (main.c, daemon.c).
  *
- * Within src/fuse, calls go one way: main.c (options, the snapshot table, the loop) → fs.c (the
- * operations) → entry.c (entries as the mount shows them), dirahead.c, pagepush.c, ofile.c → inode.h
- * (the FUSE version and the inode scheme). dirahead.c and pagepush.c do not include this header.
+ * Within src/fuse, calls go one way: main.c (options, the snapshot table) → daemon.c (the mount, the
+ * loop) and fs.c (the operations) → entry.c (entries as the mount shows them), dirahead.c, pagepush.c,
+ * ofile.c → inode.h (the FUSE version and the inode scheme). dirahead.c and pagepush.c do not include
+ * this header. A Windows dedup volume is served by volume.c instead of fs.c.
  *
  * Threads: the loop thread receives requests and answers those that need no store I/O itself
  * (metadata, reads of cached chunks); the rest, and read-ahead, run as jobs on libuv's thread pool. A
@@ -19,7 +20,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "common/digestset.h"
+#include "fuse/daemon.h"
 #include "fuse/inode.h"
 #include "fuse/ofile.h"
 #include "read/cache.h"
@@ -49,8 +50,7 @@ typedef struct fs {
     unsigned readahead; /* chunks to fetch ahead of a sequential reader */
     struct dirahead *dirahead; /* fetches the files after the one opened (dirahead.h), or NULL */
     struct pusher *pusher; /* gives fetched chunks to the kernel's page cache (pagepush.h), or NULL */
-    pthread_mutex_t log_lock; /* protects logged */
-    digest_set logged;        /* what fs_once has been asked about (digest of what + where) */
+    daemon_log log;    /* damage reported once (fs_log_once) */
     ofile_table files; /* the files being read, by inode (ofile.h); loop thread only */
     bool no_open;      /* the kernel sends no OPEN or RELEASE once OPEN has answered ENOSYS */
     bool no_opendir;   /* ... and no OPENDIR or RELEASEDIR once OPENDIR has */
@@ -61,10 +61,12 @@ extern const struct fuse_lowlevel_ops fs_ops;
 /* ---- catalog entries as the mount shows them (entry.c) ---- */
 
 /* True the first time it is asked about the (what, where) pair in this run of the daemon. Any thread. */
-bool fs_once(fs *f, const char *what, const char *where);
+static inline bool fs_once(fs *f, const char *what, const char *where)
+{
+    return daemon_log_first(&f->log, what, where);
+}
 /* Logs a message once per (what, where) pair (fs_once): to stderr in the foreground, else to syslog. */
-void fs_log_once(fs *f, const char *what, const char *where, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+#define fs_log_once(f, what, where, ...) daemon_log_once(&(f)->log, what, where, __VA_ARGS__)
 /* Decodes ino for this mount (fs_ino_decode). */
 bool fs_decode(const fs *f, fuse_ino_t ino, size_t *ret_snap, uint64_t *ret_entry);
 /* Fetches entry idx of snapshot snap; logs a failure once (a damaged catalog) and returns its code. */

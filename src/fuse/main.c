@@ -1,40 +1,35 @@
 /*
- * main.c — rehydratefs STORE MOUNTPOINT [-f] [-d] [-o OPTIONS]: mounts a store read-only.
- *
- * The FUSE session is driven by a libuv loop: a uv_poll_t on the session fd receives requests and
- * dispatches them (fs.c queues a job per request on the thread pool, which replies); uv_signal_t
- * handles SIGINT and SIGTERM (unmount and exit); new snapshots are picked up as they appear (see
- * snap_watch below; SIGHUP asks for a rescan too).
- * Shutdown, whatever starts it (a signal, or fusermount3 -u making the session fd report ENODEV):
- * stop receiving, unmount lazily, let every queued job finish and reply, close every handle, then
- * destroy the session, which closes /dev/fuse so that anything still waiting gets ENOTCONN.
+ * main.c — rehydratefs SOURCE MOUNTPOINT [-f] [-d] [-o OPTIONS]: mounts SOURCE read-only, where SOURCE is
+ * a rehydrate store (a directory with rehydrate.store: its snapshots, fs.c) or else the root of a Windows
+ * Server dedup volume (volume.c). This file parses the options, picks the mode, and sets up a store's
+ * mount (its snapshot table, and new snapshots picked up as they appear: see snap_watch below; SIGHUP
+ * asks for a rescan too). The loop, the signals and the shutdown that both modes share are daemon.c's.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <malloc.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <unistd.h>
 
 #include "common/util.h"
+#include "fuse/daemon.h"
 #include "fuse/dirahead.h"
 #include "fuse/fs.h"
-#include "fuse/pagepush.h"
+#include "fuse/volume.h"
 
 typedef struct options {
-    char *store;
+    char *source;
     char *snapshot;
     char *cache_size;
     char *kernel_readahead;
     char *readahead;
     char *dir_readahead;
+    char *chunkstore;
     int verify;
 } options;
 
@@ -46,14 +41,15 @@ static const struct fuse_opt opt_spec[] = {
     OPT("readahead=%s", readahead),
     OPT("dir_readahead=%s", dir_readahead),
     OPT("kernel_readahead=%s", kernel_readahead),
+    OPT("chunkstore=%s", chunkstore),
     FUSE_OPT_END,
 };
 
 static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outargs)
 {
     options *o = data;
-    if (key == FUSE_OPT_KEY_NONOPT && !o->store) {
-        o->store = xstrdup(arg);
+    if (key == FUSE_OPT_KEY_NONOPT && !o->source) {
+        o->source = xstrdup(arg);
         return 0; /* the first operand is ours; the second (the mount point) is libfuse's */
     }
     return 1;
@@ -61,19 +57,25 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 
 static void usage(const char *prog)
 {
-    printf("usage: %s STORE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n\n"
+    printf("usage: %s STORE MOUNTPOINT [-f] [-d] [-o OPTION[,OPTION...]]\n"
+           "       %s VOLUME MOUNTPOINT [-f] [-d] [-o chunkstore=DIR] [-o OPTION[,OPTION...]]\n\n"
            "Mounts the rehydrate store STORE read-only at MOUNTPOINT: one directory per snapshot and\n"
-           "'latest', a symlink to the newest.\n\n"
+           "'latest', a symlink to the newest. Or mounts VOLUME, the root of a Windows Server dedup\n"
+           "volume (an NTFS volume mounted with ntfs-3g, or a copy of one), read-only: its deduplicated\n"
+           "files are rehydrated from the chunk store in 'System Volume Information/Dedup/ChunkStore'.\n\n"
            "rehydratefs options:\n"
-           "    -o snapshot=NAME       mount snapshot NAME (or 'latest') as the root\n"
-           "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes)\n"
-           "    -o verify              check every chunk's SHA-256 when it is read\n"
+           "    -o snapshot=NAME       mount snapshot NAME (or 'latest') as the root (stores)\n"
+           "    -o chunkstore=DIR      the {GUID}.ddp chunk store directory for every deduplicated file\n"
+           "                           (volumes; default: the one in the volume that each file names)\n"
+           "    -o cache_size=SIZE     decompressed-chunk cache (default 32M; K, M, G suffixes; for a\n"
+           "                           volume, one cache of that size per chunk store)\n"
+           "    -o verify              check every chunk's digest when it is read\n"
            "    -o readahead=N         chunks fetched ahead of a sequential reader (default 32)\n"
            "    -o dir_readahead=N     files fetched ahead of a reader going through a directory\n"
-           "                           (default 32, at most a quarter of the cache; 0: off)\n"
+           "                           (stores; default 32, at most a quarter of the cache; 0: off)\n"
            "    -o kernel_readahead=SIZE  the kernel's readahead on this mount (default 1M; 0 keeps\n"
            "                           the kernel's own, 128K)\n\n",
-           prog);
+           prog, prog);
 }
 
 /*
@@ -116,35 +118,7 @@ static uint64_t phys_memory(void)
     return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_C(1) << 40;
 }
 
-/* Read-only at the kernel too, and the store path as the source (escaped: it may hold commas). */
-static void add_mount_options(struct fuse_args *args, const char *store)
-{
-    char *mopts = NULL;
-    char *fsname = xasprintf("fsname=%s", store);
-    fuse_opt_add_opt(&mopts, "ro");
-    /* The kernel checks every access against the backed-up owners and modes, as on the original system:
-     * without this, -o allow_other let every local user read every file of the backup. Always on. */
-    fuse_opt_add_opt(&mopts, "default_permissions");
-    fuse_opt_add_opt(&mopts, "subtype=rehydratefs");
-    fuse_opt_add_opt_escaped(&mopts, fsname);
-    fuse_opt_add_arg(args, "-o");
-    fuse_opt_add_arg(args, mopts);
-    free(mopts);
-    free(fsname);
-}
-
 static void note(const char *msg) { fprintf(stderr, "rehydratefs: %s\n", msg); }
-
-/* The library's messages (rh_store_set_log), such as a damaged index rebuilt by a worker: to stderr in
- * the foreground, else to syslog, like the read errors of fs_log_once. */
-static void store_message(void *ud, int level, const char *msg)
-{
-    const fs *f = ud;
-    if (f->foreground)
-        fprintf(stderr, "rehydratefs: %s\n", msg);
-    else
-        syslog(level == RH_LOG_ERROR ? LOG_ERR : level == RH_LOG_WARNING ? LOG_WARNING : LOG_INFO, "%s", msg);
-}
 
 /* ---- the snapshot table ---- */
 
@@ -206,85 +180,7 @@ static int load_snapshots(fs *f, bool quiet)
     return (int)add;
 }
 
-/* ---- the loop ---- */
-
-/*
- * The kernel gives a FUSE mount the default readahead of a block device (128 KiB) and only ever lowers
- * it to what the daemon's init reply asks for, so a sequential reader's requests stay 128 KiB however
- * large max_readahead is. The mount's backing device info can be raised through sysfs by root; that
- * needs the mount's device number, which /proc/self/mountinfo lists once fuse_session_mount has
- * returned. It runs on the pool, after the loop has started, as it did when it took a stat.
- */
-
-typedef struct ra_tune {
-    uv_work_t work;
-    const char *mountpoint;
-    size_t bytes;
-    bool verbose;
-} ra_tune;
-
-/*
- * The device number of the rehydratefs mount at `mountpoint` (canonical, as libfuse made it), from
- * /proc/self/mountinfo: the last mount there, which must be ours. A stat of the mount point would give
- * it too, but that walks into the mount, and an unmount that meets the walk fails with EBUSY: a
- * `fusermount3 -u` right after mounting failed now and then under load for that reason.
- */
-static int mount_device(const char *mountpoint, unsigned *ret_major, unsigned *ret_minor)
-{
-    FILE *mi = fopen("/proc/self/mountinfo", "re");
-    if (!mi)
-        return -errno;
-    /* mountinfo escapes space, tab, newline and backslash in octal */
-    char want[PATH_MAX * 4 + 1], *w = want;
-    for (const char *p = mountpoint; *p && w < want + sizeof(want) - 5; p++) {
-        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\\')
-            w += sprintf(w, "\\%03o", (unsigned char)*p);
-        else
-            *w++ = *p;
-    }
-    *w = 0;
-    char *line = NULL;
-    size_t cap = 0;
-    int r = -ENOTCONN;
-    while (getline(&line, &cap, mi) > 0) {
-        unsigned maj, min;
-        int at = 0;
-        if (sscanf(line, "%*u %*u %u:%u %*s %n", &maj, &min, &at) != 2 || !at)
-            continue;
-        size_t n = strlen(want);
-        if (strncmp(line + at, want, n) != 0 || line[at + n] != ' ')
-            continue;
-        const char *sep = strstr(line + at, " - ");
-        /* the last mount at that point decides: ours, or (unmounted already) not ours */
-        r = sep && !strncmp(sep + 3, "fuse.rehydratefs ", 17) ? 0 : -ENOTCONN;
-        *ret_major = maj, *ret_minor = min;
-    }
-    free(line);
-    fclose(mi);
-    return r;
-}
-
-static void ra_tune_work(uv_work_t *w)
-{
-    ra_tune *t = (ra_tune *)w;
-    unsigned maj = 0, min = 0;
-    int r = mount_device(t->mountpoint, &maj, &min); /* never the device underneath */
-    if (r == 0) {
-        char path[64], val[32];
-        snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", maj, min);
-        int n = snprintf(val, sizeof(val), "%zu", t->bytes >> 10);
-        int fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, val, (size_t)n) != n)
-            r = -errno;
-        if (fd >= 0)
-            close(fd);
-    }
-    if (r < 0 && t->verbose)
-        fprintf(stderr, "rehydratefs: cannot set the kernel's readahead to %zu KiB (needs root): %s\n",
-                t->bytes >> 10, strerror(-r));
-}
-
-static void ra_tune_done(uv_work_t *w, int status) { (void)w, (void)status; }
+/* ---- new snapshots ---- */
 
 /*
  * New snapshots appear in a running mount without a signal. Two watchers on STORE/snapshots: inotify
@@ -297,105 +193,22 @@ static void ra_tune_done(uv_work_t *w, int status) { (void)w, (void)status; }
  * what an open snapshot shows never changes.
  */
 typedef struct snap_watch {
+    fs *f;
     uv_fs_event_t event;
     uv_fs_poll_t poll;
     uv_work_t work;
     bool event_on, poll_on;
     bool running, again; /* loop thread only */
     int added;           /* written by the rescan, read in its after-work callback */
+    bool stopping;       /* the daemon is shutting down; loop thread only */
 } snap_watch;
-
-typedef struct daemon_state {
-    fs *f;
-    uv_poll_t poll;
-    uv_signal_t sig[3];
-    uv_timer_t drain;
-    snap_watch watch;
-    struct fuse_buf fbuf;
-    bool draining, stopping;
-    double drain_deadline;
-} daemon_state;
-
-#define DRAIN_SECONDS 2.0
-
-static void finish_shutdown(daemon_state *d);
-
-/* While the pusher finishes its current push (which may wait for a page that a read request holds),
- * the loop goes on answering requests; then the shutdown proper. */
-static void on_drain_timer(uv_timer_t *t)
-{
-    daemon_state *d = t->data;
-    if (pusher_idle(d->f->pusher) || mono_seconds() > d->drain_deadline)
-        finish_shutdown(d);
-}
-
-static void shutdown_daemon(daemon_state *d, const char *why)
-{
-    if (d->stopping)
-        return;
-    if (!why) { /* the kernel ended the session: no request is in flight, so no push can wait */
-        finish_shutdown(d);
-        return;
-    }
-    if (d->draining)
-        return;
-    if (d->f->foreground)
-        fprintf(stderr, "rehydratefs: %s: unmounting\n", why);
-    if (pusher_idle(d->f->pusher)) {
-        finish_shutdown(d);
-        return;
-    }
-    d->draining = true;
-    d->drain_deadline = mono_seconds() + DRAIN_SECONDS;
-    uv_timer_start(&d->drain, on_drain_timer, 1, 1);
-}
-
-static void finish_shutdown(daemon_state *d)
-{
-    if (d->stopping)
-        return;
-    d->stopping = true;
-    uv_close((uv_handle_t *)&d->drain, NULL);
-    fuse_session_exit(d->f->se);
-    uv_close((uv_handle_t *)&d->poll, NULL);
-    for (size_t i = 0; i < ARRAY_SIZE(d->sig); i++)
-        uv_close((uv_handle_t *)&d->sig[i], NULL);
-    if (d->watch.event_on)
-        uv_close((uv_handle_t *)&d->watch.event, NULL);
-    if (d->watch.poll_on)
-        uv_close((uv_handle_t *)&d->watch.poll, NULL);
-    /* Lazy: open files do not keep the mount point busy. Queued jobs still reply; the loop ends when
-     * the last one is done. */
-    fuse_session_unmount(d->f->se);
-}
-
-static void on_readable(uv_poll_t *p, int status, int events)
-{
-    daemon_state *d = p->data;
-    if (status < 0) { /* the kernel closed the connection (unmounted): same as ENODEV below */
-        shutdown_daemon(d, NULL);
-        return;
-    }
-    for (int i = 0; i < 64 && !d->stopping; i++) { /* a batch, then let completions run */
-        int r = fuse_session_receive_buf(d->f->se, &d->fbuf);
-        if (r == -EINTR)
-            continue;
-        if (r == -EAGAIN)
-            return;
-        if (r <= 0 || fuse_session_exited(d->f->se)) { /* 0 or -ENODEV: unmounted (fusermount3 -u) */
-            shutdown_daemon(d, NULL);
-            return;
-        }
-        fuse_session_process_buf(d->f->se, &d->fbuf);
-    }
-}
 
 /* On the pool: picks up new snapshots and tells the kernel that the root's listing and "latest" changed. */
 static void rescan_work(uv_work_t *w)
 {
-    daemon_state *d = w->data;
-    fs *f = d->f;
-    int added = d->watch.added = load_snapshots(f, !f->foreground);
+    snap_watch *sw = w->data;
+    fs *f = sw->f;
+    int added = sw->added = load_snapshots(f, !f->foreground);
     if (added <= 0 || f->single >= 0)
         return;
     fuse_lowlevel_notify_inval_inode(f->se, FS_INO_ROOT, 0, 0);
@@ -405,31 +218,31 @@ static void rescan_work(uv_work_t *w)
     fuse_lowlevel_notify_inval_inode(f->se, FS_INO_LATEST, 0, 0);
 }
 
-static void start_rescan(daemon_state *d);
+static void start_rescan(snap_watch *w);
 
-static void rescan_done(uv_work_t *w, int status)
+static void rescan_done(uv_work_t *work, int status)
 {
-    daemon_state *d = w->data;
-    d->watch.running = false;
-    if (d->f->foreground && d->watch.added > 0)
-        fprintf(stderr, "rehydratefs: %d new snapshot%s\n", d->watch.added, d->watch.added == 1 ? "" : "s");
-    if (d->watch.again) {
-        d->watch.again = false;
-        start_rescan(d);
+    snap_watch *w = work->data;
+    w->running = false;
+    if (w->f->foreground && w->added > 0)
+        fprintf(stderr, "rehydratefs: %d new snapshot%s\n", w->added, w->added == 1 ? "" : "s");
+    if (w->again) {
+        w->again = false;
+        start_rescan(w);
     }
 }
 
-static void start_rescan(daemon_state *d)
+static void start_rescan(snap_watch *w)
 {
-    if (d->stopping)
+    if (w->stopping)
         return;
-    if (d->watch.running) {
-        d->watch.again = true;
+    if (w->running) {
+        w->again = true;
         return;
     }
-    d->watch.running = true;
-    d->watch.work.data = d;
-    uv_queue_work(d->f->loop, &d->watch.work, rescan_work, rescan_done);
+    w->running = true;
+    w->work.data = w;
+    uv_queue_work(w->f->loop, &w->work, rescan_work, rescan_done);
 }
 
 static void on_snapdir_event(uv_fs_event_t *h, const char *name, int events, int status)
@@ -448,71 +261,134 @@ static void on_snapdir_poll(uv_fs_poll_t *h, int status, const uv_stat_t *prev, 
 }
 
 /* Starts both watchers (each is optional: a failure only costs that way of noticing). */
-static void watch_snapshots(daemon_state *d, uv_loop_t *loop)
+static void watch_snapshots(snap_watch *w, uv_loop_t *loop)
 {
-    if (d->f->single >= 0)
+    if (w->f->single >= 0)
         return; /* one snapshot as the root: nothing new can appear */
-    _cleanup_(freep) char *dir = xasprintf("%s/snapshots", d->f->s->path);
-    snap_watch *w = &d->watch;
+    _cleanup_(freep) char *dir = xasprintf("%s/snapshots", w->f->s->path);
     if (uv_fs_event_init(loop, &w->event) == 0) {
-        w->event.data = d;
+        w->event.data = w;
         w->event_on = true;
-        if (uv_fs_event_start(&w->event, on_snapdir_event, dir, 0) < 0 && d->f->foreground)
+        if (uv_fs_event_start(&w->event, on_snapdir_event, dir, 0) < 0 && w->f->foreground)
             fprintf(stderr, "rehydratefs: %s: cannot watch for new snapshots; polling once a second\n", dir);
     }
     if (uv_fs_poll_init(loop, &w->poll) == 0) {
-        w->poll.data = d;
+        w->poll.data = w;
         w->poll_on = true;
         uv_fs_poll_start(&w->poll, on_snapdir_poll, dir, 1000);
     }
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* ---- a store's mount: the hooks of the loop (daemon.h) ---- */
+
+typedef struct store_mount {
+    fs *f;
+    snap_watch watch;
+    size_t cache_size;
+    unsigned dir_readahead;
+} store_mount;
+
+static void store_start(void *ud, uv_loop_t *loop)
 {
-    daemon_state *d = s->data;
-    if (signum != SIGHUP) {
-        shutdown_daemon(d, signum == SIGINT ? "SIGINT" : "SIGTERM");
-        return;
-    }
-    start_rescan(d); /* still a way to ask, where neither watcher sees the store change */
+    store_mount *m = ud;
+    fs *f = m->f;
+    m->watch.f = f;
+    watch_snapshots(&m->watch, loop);
+    dirahead_config dc = { .loop = loop, .s = f->s, .cache = f->cache, .cache_capacity = m->cache_size,
+                           .pusher = f->pusher, .single = f->single, .files = m->dir_readahead };
+    dirahead_new(&dc, &f->dirahead);
 }
 
-static int run_loop(fs *f, const char *mountpoint, size_t kernel_readahead, size_t cache_size,
-                    unsigned dir_readahead)
+/* SIGHUP: still a way to ask, where neither watcher sees the store change. */
+static void store_hangup(void *ud) { start_rescan(&((store_mount *)ud)->watch); }
+
+static void store_stop(void *ud)
 {
-    uv_loop_t loop;
-    int r = uv_loop_init(&loop);
-    if (r < 0)
-        return r;
-    f->loop = &loop;
-    daemon_state d = { .f = f };
-    int fd = fuse_session_fd(f->se);
-    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-    uv_poll_init(&loop, &d.poll, fd);
-    d.poll.data = &d;
-    uv_poll_start(&d.poll, UV_READABLE, on_readable);
-    uv_timer_init(&loop, &d.drain);
-    d.drain.data = &d;
-    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
-    for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
-        uv_signal_init(&loop, &d.sig[i]);
-        d.sig[i].data = &d;
-        uv_signal_start(&d.sig[i], on_signal, sigs[i]);
+    snap_watch *w = &((store_mount *)ud)->watch;
+    w->stopping = true;
+    if (w->event_on)
+        uv_close((uv_handle_t *)&w->event, NULL);
+    if (w->poll_on)
+        uv_close((uv_handle_t *)&w->poll, NULL);
+}
+
+static const daemon_hooks store_hooks = { .start = store_start, .hangup = store_hangup, .stop = store_stop };
+
+/* Mounts the rehydrate store o->source (absolute). Returns the exit status. */
+static int serve_store(const options *o, daemon_config *dc, uint64_t cache_size, unsigned readahead,
+                       unsigned dir_readahead)
+{
+    int status = 1;
+    fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns(), .foreground = dc->foreground,
+             .readahead = readahead };
+    daemon_log_init(&f.log);
+    f.log.foreground = dc->foreground;
+    ofile_table_init(&f.files);
+    int r = rh_store_open(o->source, NULL, NULL, &f.s);
+    if (r < 0) {
+        fprintf(stderr, "rehydratefs: %s: %s\n", o->source, rh_strerror(r));
+        goto out;
     }
-    watch_snapshots(&d, &loop);
-    ra_tune ra = { .mountpoint = mountpoint, .bytes = kernel_readahead, .verbose = f->foreground };
-    if (kernel_readahead)
-        uv_queue_work(&loop, &ra.work, ra_tune_work, ra_tune_done);
-    dirahead_config dc = { .loop = &loop, .s = f->s, .cache = f->cache, .cache_capacity = cache_size,
-                           .pusher = f->pusher, .single = f->single, .files = dir_readahead };
-    dirahead_new(&dc, &f->dirahead);
-    uv_run(&loop, UV_RUN_DEFAULT); /* returns when every handle is closed and every job is done */
-    dirahead_free(f->dirahead);
-    f->dirahead = NULL;
-    free(d.fbuf.mem);
-    r = uv_loop_close(&loop);
-    f->loop = NULL;
-    return r;
+    rh_store_set_log(f.s, daemon_store_message, &f.log);
+    /* Check the index once (rebuilding it when missing or stale, with a message); workers then open
+     * their own read-only handles, and repair it should they find it damaged (store_index_repair). */
+    index_t *ix;
+    if ((r = store_open_index(f.s, INDEX_READONLY, true, note, &ix)) < 0) {
+        fprintf(stderr, "rehydratefs: %s: cannot open or rebuild the index: %s\n", o->source, rh_strerror(r));
+        goto out;
+    }
+    index_close(ix);
+    if ((r = load_snapshots(&f, false)) < 0) {
+        fprintf(stderr, "rehydratefs: %s: cannot list snapshots: %s\n", o->source, rh_strerror(r));
+        goto out;
+    }
+    if (o->snapshot) {
+        for (size_t i = 0; i < f.nsnaps; i++)
+            if (!strcmp(f.snaps[i].name, o->snapshot))
+                f.single = (long)i;
+        if (!strcmp(o->snapshot, "latest") && f.nsnaps)
+            f.single = (long)f.nsnaps - 1;
+        if (f.single < 0) {
+            fprintf(stderr, "rehydratefs: %s: no snapshot '%s'\n", o->source, o->snapshot);
+            goto out;
+        }
+    }
+    if ((r = chunk_cache_new(f.s, (size_t)cache_size, o->verify, &f.cache)) < 0) {
+        fprintf(stderr, "rehydratefs: %s: cannot make the chunk cache (cache_size=%llu): %s\n", o->source,
+                (unsigned long long)cache_size, rh_strerror(r));
+        goto out;
+    }
+    store_mount m = { .f = &f, .cache_size = (size_t)cache_size, .dir_readahead = dir_readahead };
+    dc->ops = &fs_ops;
+    dc->ops_size = sizeof(fs_ops);
+    dc->userdata = &f;
+    dc->push_cache = f.cache;
+    dc->hooks = &store_hooks;
+    dc->hooks_ud = &m;
+    dc->ret_se = &f.se;
+    dc->ret_loop = &f.loop;
+    dc->ret_pusher = &f.pusher;
+    status = daemon_run(dc);
+    dirahead_free(f.dirahead); /* the loop has run dry: no fetch is in flight */
+out:
+    ofile_table_free(&f.files); /* likewise: no job uses a record */
+    for (size_t i = 0; i < f.nsnaps; i++) {
+        catalog_close(f.snaps[i].c);
+        free(f.snaps[i].name);
+    }
+    free(f.snaps);
+    chunk_cache_free(f.cache);
+    daemon_log_free(&f.log);
+    rh_store_close(f.s);
+    return status;
+}
+
+/* A rehydrate store is a directory with its identity file; anything else is taken for a volume. */
+static bool is_store(const char *path)
+{
+    _cleanup_(freep) char *id = xasprintf("%s/%s", path, STORE_IDENTITY_FILE);
+    struct stat st;
+    return stat(id, &st) == 0;
 }
 
 int main(int argc, char **argv)
@@ -526,9 +402,6 @@ int main(int argc, char **argv)
     options o = { 0 };
     struct fuse_cmdline_opts co = { 0 };
     int status = 1;
-    fs f = { .single = -1, .uid = getuid(), .gid = getgid(), .mount_ns = now_ns() };
-    pthread_mutex_init(&f.log_lock, NULL);
-    ofile_table_init(&f.files);
     uint64_t cache_size = 32u << 20, kernel_readahead = 1u << 20, readahead = 32, dir_readahead = 32;
 
     if (fuse_opt_parse(&args, &o, opt_spec, opt_proc) < 0 || fuse_parse_cmdline(&args, &co) < 0)
@@ -545,8 +418,8 @@ int main(int argc, char **argv)
         status = 0;
         goto out;
     }
-    if (!o.store || !co.mountpoint) {
-        fprintf(stderr, "rehydratefs: expected STORE and MOUNTPOINT (see %s --help)\n", argv[0]);
+    if (!o.source || !co.mountpoint) {
+        fprintf(stderr, "rehydratefs: expected STORE or VOLUME, and MOUNTPOINT (see %s --help)\n", argv[0]);
         status = 2;
         goto out;
     }
@@ -565,97 +438,47 @@ int main(int argc, char **argv)
             goto out;
         }
     }
-    /* fuse_daemonize changes to "/", even in the foreground: from here on the store is absolute. */
-    char *abs = realpath(o.store, NULL);
+    /* fuse_daemonize changes to "/", even in the foreground: from here on paths are absolute. */
+    char *abs = realpath(o.source, NULL);
     if (!abs) {
-        fprintf(stderr, "rehydratefs: %s: %s\n", o.store, strerror(errno));
+        fprintf(stderr, "rehydratefs: %s: %s\n", o.source, strerror(errno));
         goto out;
     }
-    free(o.store);
-    o.store = abs;
-    f.foreground = co.foreground;
-    f.readahead = (unsigned)readahead;
-    int r = rh_store_open(o.store, NULL, NULL, &f.s);
-    if (r < 0) {
-        fprintf(stderr, "rehydratefs: %s: %s\n", o.store, rh_strerror(r));
-        goto out;
-    }
-    rh_store_set_log(f.s, store_message, &f);
-    /* Check the index once (rebuilding it when missing or stale, with a message); workers then open
-     * their own read-only handles, and repair it should they find it damaged (store_index_repair). */
-    index_t *ix;
-    if ((r = store_open_index(f.s, INDEX_READONLY, true, note, &ix)) < 0) {
-        fprintf(stderr, "rehydratefs: %s: cannot open or rebuild the index: %s\n", o.store, rh_strerror(r));
-        goto out;
-    }
-    index_close(ix);
-    if ((r = load_snapshots(&f, false)) < 0) {
-        fprintf(stderr, "rehydratefs: %s: cannot list snapshots: %s\n", o.store, rh_strerror(r));
-        goto out;
-    }
-    if (o.snapshot) {
-        for (size_t i = 0; i < f.nsnaps; i++)
-            if (!strcmp(f.snaps[i].name, o.snapshot))
-                f.single = (long)i;
-        if (!strcmp(o.snapshot, "latest") && f.nsnaps)
-            f.single = (long)f.nsnaps - 1;
-        if (f.single < 0) {
-            fprintf(stderr, "rehydratefs: %s: no snapshot '%s'\n", o.store, o.snapshot);
+    free(o.source);
+    o.source = abs;
+    if (o.chunkstore) {
+        if (!(abs = realpath(o.chunkstore, NULL))) {
+            fprintf(stderr, "rehydratefs: -o chunkstore=%s: %s\n", o.chunkstore, strerror(errno));
             goto out;
         }
+        free(o.chunkstore);
+        o.chunkstore = abs;
     }
-    if ((r = chunk_cache_new(f.s, (size_t)cache_size, o.verify, &f.cache)) < 0) {
-        fprintf(stderr, "rehydratefs: %s: cannot make the chunk cache (cache_size=%llu): %s\n", o.store,
-                (unsigned long long)cache_size, rh_strerror(r));
+    daemon_config dc = { .args = &args, .source = o.source, .mountpoint = co.mountpoint,
+                         .foreground = co.foreground, .kernel_readahead = (size_t)kernel_readahead };
+    if (is_store(o.source)) {
+        if (o.chunkstore) {
+            fprintf(stderr, "rehydratefs: -o chunkstore= is for Windows dedup volumes; %s is a rehydrate store\n",
+                    o.source);
+            status = 2;
+            goto out;
+        }
+        status = serve_store(&o, &dc, cache_size, (unsigned)readahead, (unsigned)dir_readahead);
         goto out;
     }
-
-    add_mount_options(&args, o.store);
-    f.se = fuse_session_new(&args, &fs_ops, sizeof(fs_ops), &f);
-    if (!f.se)
-        goto out;
-    /* A mount on a file would succeed and leave the file unusable. (The mount helper may pass
-     * /dev/fd/N, a fuse device it opened: that is no path to check.) */
-    struct stat mst;
-    const char *not_dir = NULL;
-    if (strncmp(co.mountpoint, "/dev/fd/", 8) != 0 && stat(co.mountpoint, &mst) < 0)
-        not_dir = strerror(errno);
-    else if (strncmp(co.mountpoint, "/dev/fd/", 8) != 0 && !S_ISDIR(mst.st_mode))
-        not_dir = "the mount point is not a directory";
-    if (not_dir) {
-        fprintf(stderr, "rehydratefs: %s: %s\n", co.mountpoint, not_dir);
+    if (o.snapshot || o.dir_readahead) {
+        fprintf(stderr, "rehydratefs: -o %s is for rehydrate stores; %s is none (no %s)\n",
+                o.snapshot ? "snapshot=" : "dir_readahead=", o.source, STORE_IDENTITY_FILE);
         status = 2;
         goto out;
     }
-    if (fuse_session_mount(f.se, co.mountpoint) != 0)
-        goto out;
-    if (fuse_daemonize(co.foreground) != 0) {
-        fuse_session_unmount(f.se);
-        goto out;
-    }
-    if (!co.foreground)
-        openlog("rehydratefs", LOG_PID, LOG_DAEMON);
-    if ((r = pusher_start(f.se, f.cache, &f.pusher)) < 0) /* after daemonizing: threads do not fork */
-        fprintf(stderr, "rehydratefs: cannot start the page pusher: %s\n", strerror(-r));
-    r = run_loop(&f, co.mountpoint, (size_t)kernel_readahead, (size_t)cache_size, (unsigned)dir_readahead);
-    pusher_free(f.pusher);
-    f.pusher = NULL;
-    status = r < 0 ? 1 : 0;
+    volume_config vc = { .root = o.source, .chunkstore = o.chunkstore, .cache_size = (size_t)cache_size,
+                         .verify = o.verify, .readahead = (unsigned)readahead };
+    status = volume_serve(&vc, &dc);
 out:
-    ofile_table_free(&f.files); /* the loop, if it ran, has run dry: no job uses a record */
-    if (f.se)
-        fuse_session_destroy(f.se);
-    for (size_t i = 0; i < f.nsnaps; i++) {
-        catalog_close(f.snaps[i].c);
-        free(f.snaps[i].name);
-    }
-    free(f.snaps);
-    chunk_cache_free(f.cache);
-    digest_set_free(&f.logged);
-    rh_store_close(f.s);
     free(co.mountpoint);
-    free(o.store), free(o.snapshot), free(o.cache_size), free(o.kernel_readahead);
-    free(o.readahead), free(o.dir_readahead);
+    free(o.source), free(o.snapshot), free(o.cache_size), free(o.kernel_readahead);
+    free(o.readahead), free(o.dir_readahead), free(o.chunkstore);
     fuse_opt_free_args(&args);
     return status;
 }

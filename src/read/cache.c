@@ -427,3 +427,34 @@ void cache_iov_release(chunk_cache *c, cache_iov *v)
     free(v->refs);
     *v = (cache_iov){ 0 };
 }
+
+void cache_prefetch(chunk_cache *c, const streammap *m, size_t from, size_t to)
+{
+    for (size_t i = from; i < to && i < m->n; i++) {
+        const streammap_entry *e = &m->e[i];
+        if (e->hole || chunk_cached(c, e->digest))
+            continue;
+        chunk_ref *ref;
+        if (chunk_get_entry(c, m, i, &ref, NULL) == 0)
+            chunk_release(c, ref);
+    }
+}
+
+bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned window, uint64_t *next_off,
+                          size_t *ra_upto, size_t *ret_from, size_t *ret_to)
+{
+    uint64_t end = off + n;
+    bool sequential = off == *next_off;
+    *next_off = end;
+    *ret_from = *ret_to = 0;
+    if (sequential && end < m->size && window) {
+        size_t first = streammap_find(m, end);
+        size_t last = MIN(first + window, m->n);
+        if (*ra_upto < last) {
+            *ret_from = MAX(first, *ra_upto);
+            *ret_to = last;
+            *ra_upto = last;
+        }
+    }
+    return sequential;
+}

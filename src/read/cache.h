@@ -76,4 +76,17 @@ int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len
                     size_t *ret_bad, index_loc *ret_loc);
 void cache_iov_release(chunk_cache *c, cache_iov *v);
 
+/* ---- read-ahead for a sequential reader ---- */
+
+/*
+ * After a read of [off, off + n) of the file of map m: whether it went on where the file's last read ended
+ * (*next_off, which becomes off + n), and which entries to fetch ahead, [*ret_from, *ret_to): up to
+ * `window` entries past the read, none below *ra_upto (queued already; it becomes *ret_to). An empty range
+ * when the read was not sequential. The caller serializes the calls for one file.
+ */
+bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned window, uint64_t *next_off,
+                          size_t *ra_upto, size_t *ret_from, size_t *ret_to);
+/* Fetches entries [from, to) of m into the cache, those not there yet; failures are left for the reads. */
+void cache_prefetch(chunk_cache *c, const streammap *m, size_t from, size_t to);
+
 #endif

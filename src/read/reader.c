@@ -250,7 +250,7 @@ int reader_open(rh_store *s, index_t *ix, const catalog_entry *e, bool verify, r
     return r;
 }
 
-int reader_open_stub(rh_store *s, const uint8_t *raw, size_t len, bool verify, reader_file **ret)
+int reader_load_stub(rh_store *s, const uint8_t *raw, size_t len, streammap **ret)
 {
     store_stub st;
     int r = s->fmt->decode_stub(s, raw, len, &st);
@@ -274,6 +274,15 @@ int reader_open_stub(rh_store *s, const uint8_t *raw, size_t len, bool verify, r
         streammap_free(parts[i]);
     free(parts);
     store_stub_free(&st);
+    if (r >= 0)
+        *ret = m;
+    return r;
+}
+
+int reader_open_stub(rh_store *s, const uint8_t *raw, size_t len, bool verify, reader_file **ret)
+{
+    streammap *m;
+    int r = reader_load_stub(s, raw, len, &m);
     return r < 0 ? r : reader_open_map(s, m, verify, ret);
 }
 

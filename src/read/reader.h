@@ -70,6 +70,9 @@ int reader_open_map(rh_store *s, streammap *m, bool verify, reader_file **ret);
  * RH_EWRONGSTORE for a stub of another store. The file's size is reader_size().
  */
 int reader_open_stub(rh_store *s, const uint8_t *raw, size_t len, bool verify, reader_file **ret);
+/* The map of the whole file that a stub describes (what reader_open_stub opens), for readers that read
+ * through the chunk cache (cache.h). Errors as reader_open_stub. */
+int reader_load_stub(rh_store *s, const uint8_t *raw, size_t len, streammap **ret);
 static inline uint64_t reader_size(const reader_file *f) { return f->map->size; }
 /* reader_open on the store's shared handle s->ix (store_shared_index), which it reopens when the index is
  * repaired: the public API's lazy reads. The caller serializes reads that share s->ix. */

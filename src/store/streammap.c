@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <unistd.h>
 
 #include "store/streammap.h"
 
@@ -136,4 +137,18 @@ bool streammap_range_next(streammap_range *r, streammap_piece *p)
     r->done += n;
     r->i++;
     return true;
+}
+
+int streammap_seek(const streammap *m, uint64_t off, int whence, uint64_t *ret)
+{
+    if (off >= m->size || (whence != SEEK_DATA && whence != SEEK_HOLE))
+        return off >= m->size ? -ENXIO : -EINVAL;
+    bool hole = whence == SEEK_HOLE; /* what is looked for */
+    size_t i = streammap_find(m, off);
+    while (i < m->n && m->e[i].hole != hole)
+        i++;
+    if (i == m->n) /* no data after off; the end of the file counts as a hole */
+        return hole ? (*ret = m->size, 0) : -ENXIO;
+    *ret = MAX(off, m->start[i]);
+    return 0;
 }

@@ -55,6 +55,11 @@ void streammap_free(streammap *m); /* NULL is a no-op */
 /* Index of the entry that holds byte `off` (off < m->size), by binary search over start[]. */
 size_t streammap_find(const streammap *m, uint64_t off);
 
+/* lseek(2)'s SEEK_DATA or SEEK_HOLE from off over m's holes: 0 and the offset in *ret; -ENXIO when off is
+ * at or past the end, or when SEEK_DATA finds no data after it (the end counts as a hole); -EINVAL for
+ * another whence. */
+int streammap_seek(const streammap *m, uint64_t off, int whence, uint64_t *ret);
+
 /*
  * File bytes [off, off + len) as pieces of entries, in order: the one place where a range of a file
  * becomes "these bytes of these chunks" (the readers, the daemon's cache and its zero-copy replies all

@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """Compare two directory trees entry by entry, as a restore must reproduce them.
 
-usage: treediff.py SRC DST [--ignore-atime]
+usage: treediff.py SRC DST [--ignore-atime] [--skip NAME]...
 For every path: type, full mode (setuid, setgid, sticky), uid, gid, mtime in ns, size, content
 (SHA-256), symlink target, device numbers, xattrs (except user.rehydrate.*), the partition into
 hard-link groups, and sparseness (a source file that is mostly holes must stay mostly holes).
+--skip NAME leaves out NAME (a path relative to SRC and DST) and everything below it in DST: what DST
+holds beyond its source, such as a Windows volume's "System Volume Information".
 Exits 1 with one line per difference (at most 50 shown).
 """
 import hashlib, os, stat, sys
 
-def walk(top):
+def walk(top, skip=()):
     out = {}
     for root, dirs, files in os.walk(top):
         for n in dirs + files:
             p = os.path.join(root, n)
-            out[os.path.relpath(p, top)] = os.lstat(p)
+            rel = os.path.relpath(p, top)
+            if rel not in skip:
+                out[rel] = os.lstat(p)
+        dirs[:] = [n for n in dirs if os.path.relpath(os.path.join(root, n), top) not in skip]
     return out
 
 def digest(p):
@@ -34,7 +39,8 @@ def xattrs(p):
     return {n: os.getxattr(p, n, follow_symlinks=False) for n in names if not n.startswith('user.rehydrate.')}
 
 src, dst = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
-a, b = walk(src), walk(dst)
+skip = {os.fsencode(sys.argv[i + 1]) for i in range(3, len(sys.argv) - 1) if sys.argv[i] == '--skip'}
+a, b = walk(src), walk(dst, skip)
 errors = []
 for p in sorted(set(a) - set(b)):
     errors.append(f'missing: {p!r}')

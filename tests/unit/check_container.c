@@ -14,11 +14,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fsutil.h"
 #include "common/util.h"
 #include "compress/compress.h"
 #include "hash/hash.h"
+#include "read/cache.h"
 #include "store/container.h"
 #include "store/streammap.h"
 #include "testutil.h"
@@ -978,6 +980,82 @@ START_TEST(test_streammap_range)
 }
 END_TEST
 
+START_TEST(test_streammap_seek)
+{
+    /* 3 bytes of data, a hole of 5, 2 of data, a hole of 4: every offset and both whences against a
+     * byte-by-byte model, as lseek(2) says (the end of the file counts as a hole). */
+    streammap_entry e[4] = { chunk_entry(3, 1), hole_entry(5), chunk_entry(2, 2), hole_entry(4) };
+    const bool data[14] = { 1, 1, 1, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0, 0 };
+    bytebuf b = { 0 };
+    streammap_encode(e, 4, 14, &b);
+    streammap *m;
+    ck_assert_int_eq(streammap_decode(b.data, b.len, &m), 0);
+    for (uint64_t off = 0; off <= 16; off++) {
+        for (int w = 0; w < 2; w++) {
+            bool want_data = w == 0;
+            uint64_t want = off;
+            while (want < 14 && data[want] != want_data)
+                want++;
+            uint64_t got = 99;
+            int r = streammap_seek(m, off, want_data ? SEEK_DATA : SEEK_HOLE, &got);
+            if (off >= 14 || (want_data && want == 14)) {
+                ck_assert_int_eq(r, -ENXIO);
+            } else {
+                ck_assert_int_eq(r, 0);
+                ck_assert_uint_eq(got, want);
+            }
+        }
+    }
+    uint64_t got;
+    ck_assert_int_eq(streammap_seek(m, 0, SEEK_SET, &got), -EINVAL);
+    streammap_free(m);
+    buf_free(&b);
+}
+END_TEST
+
+START_TEST(test_plan_readahead)
+{
+    /* 100 entries of 10 bytes; a window of 8. */
+    streammap_entry e[100];
+    for (size_t i = 0; i < 100; i++)
+        e[i] = chunk_entry(10, (unsigned)i);
+    bytebuf b = { 0 };
+    streammap_encode(e, 100, 1000, &b);
+    streammap *m;
+    ck_assert_int_eq(streammap_decode(b.data, b.len, &m), 0);
+    uint64_t next = 0;
+    size_t upto = 0, from, to;
+    /* a first read at 0 is sequential: the 8 entries after it */
+    ck_assert(cache_plan_readahead(m, 0, 10, 8, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 1);
+    ck_assert_uint_eq(to, 9);
+    ck_assert_uint_eq(next, 10);
+    /* the next read goes on: only what was not queued yet */
+    ck_assert(cache_plan_readahead(m, 10, 25, 8, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 9);
+    ck_assert_uint_eq(to, 11);
+    ck_assert_uint_eq(next, 35);
+    /* a jump: nothing, and the next read from there is sequential again */
+    ck_assert(!cache_plan_readahead(m, 500, 10, 8, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, to);
+    ck_assert(cache_plan_readahead(m, 510, 10, 8, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 52);
+    ck_assert_uint_eq(to, 60);
+    /* near the end: cut at the last entry; at the end: nothing */
+    ck_assert(cache_plan_readahead(m, 520, 450, 8, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 97);
+    ck_assert_uint_eq(to, 100);
+    ck_assert(cache_plan_readahead(m, 970, 30, 8, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, to);
+    /* a window of 0: no read-ahead */
+    next = 0, upto = 0;
+    ck_assert(cache_plan_readahead(m, 0, 10, 0, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, to);
+    streammap_free(m);
+    buf_free(&b);
+}
+END_TEST
+
 static int decode_patched(const bytebuf *b, size_t at, uint64_t v, int width)
 {
     uint8_t *copy = xmemdup(b->data, b->len);
@@ -1051,6 +1129,8 @@ static Suite *suite(void)
     tcase_add_test(sm, test_streammap_roundtrip);
     tcase_add_test(sm, test_streammap_find);
     tcase_add_test(sm, test_streammap_range);
+    tcase_add_test(sm, test_streammap_seek);
+    tcase_add_test(sm, test_plan_readahead);
     tcase_add_test(sm, test_streammap_decode_rejects);
     suite_add_tcase(s, sm);
     return s;
