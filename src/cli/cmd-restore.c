@@ -24,6 +24,7 @@
 #include "common/util.h"
 #include "tree/layout.h"
 #include "tree/volume.h"
+#include "windows/winvolume.h"
 #include "snapshot/catalog.h"
 
 #define BATCH_BYTES (1ull << 30) /* a batch ends at 10,000 files or this much data */
@@ -316,7 +317,7 @@ static int restore_volume(const char *volume, const char *target, const char *ch
 {
     if (!chunkstore && !volume_detect(volume)) {
         cli_error("%s: neither a rehydrate store nor a Windows dedup volume (no %s; name the chunk store "
-                  "with --chunkstore)", cli_quote(volume), VOLUME_CHUNKSTORES);
+                  "with --chunkstore)", cli_quote(volume), WINVOLUME_CHUNKSTORES);
         return EXIT_FAIL;
     }
     size_t ncreated = 0;

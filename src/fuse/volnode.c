@@ -18,13 +18,11 @@
 #include "store/format.h"
 #include "store/format_windows.h"
 #include "windows/winreparse.h"
+#include "windows/winvolume.h"
 
 #define VOL_TIMEOUT 86400.0 /* the volume does not change while mounted (volume.h) */
 #define XATTR_MAX (64u << 10) /* Linux's limit on an xattr value */
 
-/* Where the stubs' reparse data may be: ntfs-3g's name first, then a copy's. */
-static const char *const reparse_xattrs[] = { "system.ntfs_reparse_data", WINSTORE_STUB_XATTR };
-static const char chunkstore_dir[] = "System Volume Information/Dedup/ChunkStore";
 
 /* ---- xattrs and paths ---- */
 
@@ -69,62 +67,35 @@ char *vnode_path(const volume *v, const vnode *n)
     return xstrdup(strncmp(buf, v->root_path, root) == 0 && !buf[root] ? "." : buf);
 }
 
-/* dir/name where name matches `want` in any case (Windows names are not case-sensitive); malloc'd, or
- * NULL when dir has no such entry. An exact match is taken without listing the directory. */
-static char *find_any_case(const char *dir, const char *want)
-{
-    char *path = xasprintf("%s/%s", dir, want);
-    struct stat st;
-    if (stat(path, &st) == 0)
-        return path;
-    free(path);
-    DIR *d = opendir(dir);
-    if (!d)
-        return NULL;
-    char *found = NULL;
-    for (struct dirent *de; !found && (de = readdir(d));)
-        if (!strcasecmp(de->d_name, want))
-            found = xasprintf("%s/%s", dir, de->d_name);
-    closedir(d);
-    return found;
-}
-
 /* ---- stubs ---- */
 
-/* Reads n's dedup reparse data, if it has any, and sets what it says. */
+/* Reads n's dedup reparse data, if it has any, and sets what it says. A stub whose reparse data cannot
+ * be read is shown as a damaged one (its opens fail with EIO, said once), not as the empty file or
+ * link that ntfs-3g shows. */
 static void read_stub(vnode *n, mode_t mode)
 {
     if (!S_ISREG(mode) && !S_ISLNK(mode))
         return;
     char proc[32];
     vnode_proc_path(n, proc);
-    for (size_t k = 0; k < ARRAY_SIZE(reparse_xattrs); k++) {
-        uint8_t *buf;
-        size_t len;
-        if (xattr_fetch(proc, reparse_xattrs[k], &buf, &len) != 0)
-            continue;
-        if (len < 4 || get_le32(buf) != WINREPARSE_TAG) { /* another kind of reparse point */
-            free(buf);
-            continue;
-        }
-        n->reparse = buf;
-        n->reparse_len = len;
-        n->xattr = reparse_xattrs[k];
-        n->kind = VN_BADSTUB;
-        winreparse rp;
-        int r = len > WINSTORE_STUB_MAX ? RH_ECORRUPT : winreparse_parse(buf, len, &rp);
-        if (r == 0) {
-            n->kind = VN_STUB;
-            n->size = rp.size;
-            memcpy(n->guid, rp.guid, sizeof(n->guid));
-            winreparse_free(&rp);
-        } else if (len > WINSTORE_STUB_MAX) {
-            n->why = "larger than NTFS allows";
-        } else {
-            n->why = r == RH_ECORRUPT ? rp.why : rh_strerror(r);
-            n->why_at = r == RH_ECORRUPT ? rp.why_at : 0;
-        }
+    int r = winvolume_read_reparse(proc, true, &n->reparse, &n->reparse_len, &n->xattr);
+    if (r == 0 || r == -EACCES) /* not a stub; or not ours to read, which its open will say */
         return;
+    n->kind = VN_BADSTUB;
+    winreparse rp;
+    if (r < 0) {
+        n->xattr = winvolume_reparse_xattrs[0];
+        n->why = strerror(-r);
+    } else if (n->reparse_len > WINSTORE_STUB_MAX) {
+        n->why = "larger than NTFS allows";
+    } else if ((r = winreparse_parse(n->reparse, n->reparse_len, &rp)) == 0) {
+        n->kind = VN_STUB;
+        n->size = rp.size;
+        memcpy(n->guid, rp.guid, sizeof(n->guid));
+        winreparse_free(&rp);
+    } else {
+        n->why = r == RH_ECORRUPT ? rp.why : rh_strerror(r);
+        n->why_at = r == RH_ECORRUPT ? rp.why_at : 0;
     }
 }
 
@@ -282,14 +253,6 @@ void vnode_forget(volume *v, vnode *n, uint64_t count)
 
 /* ---- chunk stores ---- */
 
-/* The GUID as Windows names the store's directory: "{XXXXXXXX-XXXX-XXXX-XXXX-XXXXXXXXXXXX}". */
-static void guid_name(const uint8_t g[16], char out[40])
-{
-    snprintf(out, 40, "{%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X}", (unsigned)get_le32(g),
-             (unsigned)get_le16(g + 4), (unsigned)get_le16(g + 6), g[8], g[9], g[10], g[11], g[12], g[13], g[14],
-             g[15]);
-}
-
 /* Opens the chunk store at st->path (NULL: none found) into st; st->err says why not. */
 static void open_store(volume *v, vstore *st)
 {
@@ -308,8 +271,6 @@ static void open_store(volume *v, vstore *st)
 
 int vstore_of(volume *v, const vnode *n, vstore **ret)
 {
-    char name[48];
-    guid_name(n->guid, name);
     pthread_mutex_lock(&v->stores_lock);
     vstore *st = v->only;
     for (size_t i = 0; !st && i < v->nstores; i++)
@@ -318,8 +279,7 @@ int vstore_of(volume *v, const vnode *n, vstore **ret)
     if (!st) {
         st = xcalloc(1, sizeof(*st));
         memcpy(st->guid, n->guid, sizeof(st->guid));
-        strcat(name, ".ddp");
-        st->path = find_any_case(v->store_dir, name);
+        st->path = winvolume_store_path(v->store_dir, n->guid);
         open_store(v, st);
         v->stores = xrealloc(v->stores, (v->nstores + 1) * sizeof(*v->stores));
         v->stores[v->nstores++] = st;
@@ -327,12 +287,13 @@ int vstore_of(volume *v, const vnode *n, vstore **ret)
     pthread_mutex_unlock(&v->stores_lock);
     if (st->err) {
         _cleanup_(freep) char *path = vnode_path(v, n);
-        guid_name(n->guid, name);
+        char name[40];
+        winvolume_guid_name(n->guid, name);
         if (st->path)
             daemon_log_once(&v->log, name, path, "%s: its chunk store %s: %s", path, st->path, rh_strerror(st->err));
         else
             daemon_log_once(&v->log, name, path, "%s: its chunk store %s.ddp is not in %s/%s", path, name,
-                            v->root_path, chunkstore_dir);
+                            v->root_path, WINVOLUME_CHUNKSTORES);
         return EIO;
     }
     *ret = st;
@@ -396,20 +357,12 @@ int volume_open(volume *v, const volume_config *c)
         return 0;
     }
     /* The chunk-store directory, its names in any case: a volume without one is no dedup volume. */
-    char *dir = xstrdup(c->root);
-    for (const char *p = chunkstore_dir; dir && *p;) {
-        size_t len = strcspn(p, "/");
-        _cleanup_(freep) char *part = xasprintf("%.*s", (int)len, p);
-        char *next = find_any_case(dir, part);
-        free(dir);
-        dir = next;
-        p += len + (p[len] == '/');
-    }
+    char *dir = winvolume_chunkstore_dir(c->root);
     if (!dir) {
         fprintf(stderr,
                 "rehydratefs: %s: neither a rehydrate store (no %s) nor a Windows dedup volume (no %s); "
                 "name a chunk store with -o chunkstore=DIR\n",
-                c->root, STORE_IDENTITY_FILE, chunkstore_dir);
+                c->root, STORE_IDENTITY_FILE, WINVOLUME_CHUNKSTORES);
         return RH_ENOTSTORE;
     }
     v->store_dir = dir;

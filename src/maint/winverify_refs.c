@@ -31,39 +31,11 @@
 
 #include "common/util.h"
 #include "maint/winverify_internal.h"
+#include "store/format_windows.h"
+#include "windows/winvolume.h"
 
-#define REPARSE_MAX 16384 /* NTFS's limit on a reparse buffer */
-
-static const char *const stub_xattrs[] = { "system.ntfs_reparse_data", "user.ntfs_reparse_data" };
 
 /* ---- the volume's stubs ---- */
-
-/* The reparse buffer of path (a file or a symlink, not followed): 0 with *ret (malloc'd), 1 when it has
- * none, or a negative errno. */
-static int read_reparse(const char *path, uint8_t **ret, size_t *ret_len)
-{
-    for (size_t i = 0; i < ARRAY_SIZE(stub_xattrs); i++) {
-        /* ntfs-3g answers a too-small buffer with EIO, not ERANGE: ask for the size first. */
-        ssize_t n = lgetxattr(path, stub_xattrs[i], NULL, 0);
-        if (n < 0 && (errno == ENODATA || errno == ENOTSUP || errno == EPERM))
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n > REPARSE_MAX)
-            return -EFBIG;
-        uint8_t *b = xmalloc((size_t)n + 1);
-        ssize_t m = lgetxattr(path, stub_xattrs[i], b, (size_t)n);
-        if (m < 0) {
-            int e = -errno;
-            free(b);
-            return e;
-        }
-        *ret = b;
-        *ret_len = (size_t)m;
-        return 0;
-    }
-    return 1;
-}
 
 static uint32_t add_stub(winverifier *v, const char *rel)
 {
@@ -77,18 +49,16 @@ static void visit_file(winverifier *v, const char *path, const char *rel, const 
 {
     uint8_t *b = NULL;
     size_t n = 0;
-    int r = read_reparse(path, &b, &n);
-    if (r == 1)
+    const char *xattr;
+    int r = winvolume_read_reparse(path, false, &b, &n, &xattr);
+    if (r == 0)
         return;
-    if (r < 0) {
+    if (r < 0 || n > WINSTORE_STUB_MAX) {
+        free(r > 0 ? b : NULL);
         uint32_t s = add_stub(v, rel);
         v->stubs[s].problem = wv_problem(v, rel, false, 0, false, 0, false, "cannot read its reparse data: %s",
-                                         r == -EFBIG ? "larger than NTFS allows" : strerror(-r));
+                                         r > 0 ? "larger than NTFS allows" : strerror(-r));
         v->rep->stubs++;
-        return;
-    }
-    if (n >= 4 && get_le32(b) != WINREPARSE_TAG) { /* another kind of reparse point (a link, a junction) */
-        free(b);
         return;
     }
     winreparse rp;

@@ -33,9 +33,9 @@
 #include "store/format_windows.h"
 #include "tree/volume.h"
 #include "windows/winreparse.h"
+#include "windows/winvolume.h"
 
 #define STUB_BATCH 4096
-#define NTFS3G_REPARSE_XATTR "system.ntfs_reparse_data"
 #define COPY_BUF (1u << 20)
 
 typedef struct vstub {
@@ -73,9 +73,9 @@ typedef struct vctx {
 
 bool volume_detect(const char *path)
 {
-    char *p = xasprintf("%s/%s", path, VOLUME_CHUNKSTORES);
+    char *p = winvolume_chunkstore_dir(path);
     struct stat st;
-    bool yes = stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+    bool yes = p && stat(p, &st) == 0 && S_ISDIR(st.st_mode);
     free(p);
     return yes;
 }
@@ -93,36 +93,22 @@ static void fd_path(char out[PATH_MAX], int dirfd, const char *name)
     snprintf(out, PATH_MAX, "/proc/self/fd/%d/%s", dirfd, name);
 }
 
-/*
- * The reparse buffer of (dirfd, name) when it is a dedup stub: a malloc'd copy in *ret, its length the
- * return value; 0 when the entry has none (or another tag); negative on an error reading it. ntfs-3g
- * answers a too-small buffer with EIO, so the size is asked first.
- */
+/* The reparse buffer of (dirfd, name) when it is a dedup stub: a malloc'd copy in *ret, its length the
+ * return value; 0 when the entry has none (or another tag); negative on an error reading it. */
 static ssize_t read_reparse(int dirfd, const char *name, uint8_t **ret)
 {
     char p[PATH_MAX];
     fd_path(p, dirfd, name);
-    static const char *const names[] = { NTFS3G_REPARSE_XATTR, WINSTORE_STUB_XATTR };
-    for (size_t k = 0; k < ARRAY_SIZE(names); k++) {
-        ssize_t n = lgetxattr(p, names[k], NULL, 0);
-        if (n < 0 && (errno == ENODATA || errno == ENOTSUP || errno == EOPNOTSUPP))
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n < 4 || n > WINSTORE_STUB_MAX)
-            return n < 4 ? 0 : RH_ECORRUPT;
-        uint8_t *b = xmalloc((size_t)n);
-        ssize_t got = lgetxattr(p, names[k], b, (size_t)n);
-        if (got < 4 || get_le32(b) != WINREPARSE_TAG) {
-            free(b);
-            if (got < 0)
-                return -errno;
-            continue; /* another reparse tag: not ours to rebuild */
-        }
-        *ret = b;
-        return got;
+    size_t len;
+    const char *xattr;
+    int r = winvolume_read_reparse(p, false, ret, &len, &xattr);
+    if (r <= 0)
+        return r;
+    if (len > WINSTORE_STUB_MAX) {
+        free(*ret);
+        return RH_ECORRUPT;
     }
-    return 0;
+    return (ssize_t)len;
 }
 
 /* Copies the xattrs of source path sp to fd, but not a reparse buffer. Failures are reported. */
@@ -135,7 +121,7 @@ static void copy_xattrs(vctx *c, const char *rel, const char *sp, int fd)
     n = llistxattr(sp, names, (size_t)n);
     for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
         const char *x = names + i;
-        if (!strcmp(x, NTFS3G_REPARSE_XATTR) || !strcmp(x, WINSTORE_STUB_XATTR))
+        if (!strcmp(x, winvolume_reparse_xattrs[0]) || !strcmp(x, winvolume_reparse_xattrs[1]))
             continue;
         ssize_t vn = lgetxattr(sp, x, NULL, 0);
         uint8_t *v = vn >= 0 ? xmalloc(vn ? (size_t)vn : 1) : NULL;
@@ -214,16 +200,17 @@ static rh_store *store_for(vctx *c, const uint8_t guid[16], int *ret_err)
             *ret_err = c->stores[i].err;
             return c->stores[i].s;
         }
-    char *path;
-    if (c->o->chunkstore)
+    char *path = NULL;
+    if (c->o->chunkstore) {
         path = xstrdup(c->o->chunkstore);
-    else
-        path = xasprintf("%s/%s/{%08X-%04X-%04X-%02X%02X-%02X%02X%02X%02X%02X%02X}.ddp", c->volume,
-                         VOLUME_CHUNKSTORES, get_le32(guid), get_le16(guid + 4), get_le16(guid + 6), guid[8],
-                         guid[9], guid[10], guid[11], guid[12], guid[13], guid[14], guid[15]);
+    } else {
+        char *dir = winvolume_chunkstore_dir(c->volume);
+        path = dir ? winvolume_store_path(dir, guid) : NULL;
+        free(dir);
+    }
     vstore v = { .err = 0 };
     memcpy(v.guid, guid, 16);
-    v.err = rh_store_open(path, NULL, NULL, &v.s);
+    v.err = path ? rh_store_open(path, NULL, NULL, &v.s) : -ENOENT;
     free(path);
     if (v.err < 0)
         v.s = NULL;

@@ -11,10 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/* Where a volume keeps its chunk stores, relative to its root. */
-#define VOLUME_CHUNKSTORES "System Volume Information/Dedup/ChunkStore"
-
-/* Whether `path` looks like a dedup volume's root (it has VOLUME_CHUNKSTORES). */
+/* Whether `path` looks like a dedup volume's root (it has WINVOLUME_CHUNKSTORES, in any case). */
 bool volume_detect(const char *path);
 
 typedef struct volume_stats {
