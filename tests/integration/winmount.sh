@@ -245,6 +245,16 @@ if command -v mkntfs >/dev/null && command -v ntfs-3g >/dev/null; then
     check "cp -a out of it likewise" same_files "$WORK/copy2"
     check "... the sparse file sparse" [ "$(stat -c %b "$WORK/copy2/sparse.img")" -lt 8192 ]
     stop_fs
+    check "rehydrate restore from the ntfs-3g mount succeeds" \
+        sh -c '"$0" restore -q "$1" "$2" 2>"$3"' "$REHYDRATE" "$NT" "$WORK/restored" "$WORK/restore-ntfs.err"
+    check "... every file as in the source" same_files "$WORK/restored"
+    check "... the sparse file sparse" [ "$(stat -c %b "$WORK/restored/sparse.img")" -lt 8192 ]
+    # names A: every path below A and its type, but the dedup machinery
+    names() { (cd "$1" && find . -path './System Volume Information' -prune -o -printf '%y %p\n' | sort); }
+    names "$SRC" >"$WORK/names.src"
+    check "the mount, cp -a and restore have every entry of the source, of its type, and no other" \
+        sh -c 'for d in "$@"; do '"$(declare -f names)"'; names "$d" | cmp -s - "$0" || exit 1; done' \
+        "$WORK/names.src" "$WORK/copy2" "$WORK/restored"
     umount "$NT"
 else
     check "mkntfs and ntfs-3g are installed (contrib/deps.sh installs ntfs-3g)" false
