@@ -10,23 +10,11 @@
 : "${WIN_READ:=$BUILDDIR/tests/tools/win-read}"
 CHECK=$TOP_SRCDIR/tests/integration/windedup_check.py
 SRC=$WORK/src
-mkdir -p "$SRC/dir/sub"
+make_win_tree "$SRC"
 "$PY" - "$SRC" <<'PY'
 import os, random, sys
 d = sys.argv[1].encode()
-r = random.Random(13)
-def w(p, b):
-    with open(os.path.join(d, p), 'wb') as f: f.write(b)
-big = r.randbytes(2 << 20)
-w(b'big.bin', big)
-w(b'dir/big-copy.bin', big)
-w(b'dir/sub/big-shifted.bin', b'shift' * 777 + big)
-w(b'text.txt', b''.join(b'line %d of a text that compresses well\n' % (i % 500) for i in range(20000)))
-w(b'small.txt', b'hello, windows\n')
-w(b'empty', b'')
-w(b'\xff\xfe-not-utf8', r.randbytes(70000))
-for i in range(4):
-    w(b'dir/f%02d.bin' % i, r.randbytes(r.randrange(1, 300000)))
+r = random.Random(14)
 # 300 MiB, nearly all hole: a stream map of 2400 entries, read in several windows
 with open(os.path.join(d, b'sparse.img'), 'wb') as f:
     f.write(r.randbytes(50000))
