@@ -467,12 +467,7 @@ int cmd_restore(int argc, char **argv)
         cli_error("%s: %s", cli_quote(target), strerror(errno));
         goto out;
     }
-    /* Phase 2 may hold an fd per stub whose path is too long for open(2). */
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    fs_raise_fd_limit(); /* phase 2 may hold an fd per stub whose path is too long for open(2) */
 
     lo.warn = on_warn;
     lo.ud = &st;

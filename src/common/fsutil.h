@@ -24,5 +24,8 @@ int fs_create_temp(int dirfd, const char *name, char **ret_tmpname);
 int fs_commit_temp(int dirfd, int fd, const char *tmpname, const char *name, int replace);
 int fs_fsync_dir(int dirfd);
 int fs_mkdir_p(const char *path, mode_t mode);
+/* Raises this process's soft limit on open descriptors to its hard limit (for a process that may hold
+ * many at once: a restore's stubs, a mount's directories and open files). */
+void fs_raise_fd_limit(void);
 
 #endif

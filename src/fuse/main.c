@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/util.h"
 #include "fuse/daemon.h"
 #include "fuse/dirahead.h"
@@ -398,6 +399,7 @@ int main(int argc, char **argv)
      * and eight arenas each kept their share of freed chunks (peak RSS 81 MiB against 57 MiB). The
      * workers allocate a few buffers per read, so they hardly contend for it. */
     mallopt(M_ARENA_MAX, 1);
+    fs_raise_fd_limit(); /* a volume mount keeps a descriptor per directory the kernel knows */
     struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
     options o = { 0 };
     struct fuse_cmdline_opts co = { 0 };

@@ -51,13 +51,31 @@ int xattr_fetch(const char *path, const char *name, uint8_t **ret, size_t *ret_l
     return EIO;
 }
 
-void vnode_proc_path(const vnode *n, char out[32]) { snprintf(out, 32, "/proc/self/fd/%d", n->fd); }
+void vnode_proc_path(int fd, char out[32]) { snprintf(out, 32, "/proc/self/fd/%d", fd); }
+
+int vnode_get_fd(const vnode *n)
+{
+    if (n->fd >= 0)
+        return n->fd;
+    int fd = openat(n->parent->fd, n->name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+void vnode_put_fd(const vnode *n, int fd)
+{
+    if (fd >= 0 && fd != n->fd)
+        close(fd);
+}
 
 char *vnode_path(const volume *v, const vnode *n)
 {
     char proc[32], buf[PATH_MAX + 1];
-    vnode_proc_path(n, proc);
+    int fd = vnode_get_fd(n);
+    if (fd < 0)
+        return xstrdup("?");
+    vnode_proc_path(fd, proc);
     ssize_t len = readlink(proc, buf, PATH_MAX);
+    vnode_put_fd(n, fd);
     if (len < 0)
         return xstrdup("?");
     buf[len] = 0;
@@ -72,12 +90,12 @@ char *vnode_path(const volume *v, const vnode *n)
 /* Reads n's dedup reparse data, if it has any, and sets what it says. A stub whose reparse data cannot
  * be read is shown as a damaged one (its opens fail with EIO, said once), not as the empty file or
  * link that ntfs-3g shows. */
-static void read_stub(vnode *n, mode_t mode)
+static void read_stub(vnode *n, int fd, mode_t mode)
 {
     if (!S_ISREG(mode) && !S_ISLNK(mode))
         return;
     char proc[32];
-    vnode_proc_path(n, proc);
+    vnode_proc_path(fd, proc);
     int r = winvolume_read_reparse(proc, true, &n->reparse, &n->reparse_len, &n->xattr);
     if (r == 0 || r == -EACCES) /* not a stub; or not ours to read, which its open will say */
         return;
@@ -119,10 +137,14 @@ static void show(const vnode *n, struct stat *st)
 
 int vnode_stat(const vnode *n, struct stat *st)
 {
-    if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0)
-        return errno;
-    show(n, st);
-    return 0;
+    int fd = vnode_get_fd(n);
+    if (fd < 0)
+        return -fd;
+    int err = fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0 ? errno : 0;
+    vnode_put_fd(n, fd);
+    if (!err)
+        show(n, st);
+    return err;
 }
 
 /* ---- the inode table ---- */
@@ -176,12 +198,35 @@ static void vnode_free(vnode *n)
 {
     if (n->fd >= 0)
         close(n->fd);
+    free(n->name);
     free(n->reparse);
     free(n);
 }
 
-/* The record of the file open at fd (attributes st), with one more lookup; takes fd over. */
-static vnode *get_record(volume *v, int fd, const struct stat *st)
+/* Takes n out of the table when neither the kernel nor a child needs it any more, and so its parent
+ * after it; returns the records to free (chained through hnext). */
+static vnode *unlink_unused_locked(volume *v, vnode *n)
+{
+    vnode *dead = NULL;
+    while (n && n != v->root && n->nlookup == 0 && n->kids == 0) {
+        vnode **p = &v->buckets[bucket(v, n->dev, n->ino)];
+        while (*p != n)
+            p = &(*p)->hnext;
+        *p = n->hnext;
+        v->count--;
+        vnode *parent = n->parent;
+        n->hnext = dead;
+        dead = n;
+        if (parent)
+            parent->kids--;
+        n = parent;
+    }
+    return dead;
+}
+
+/* The record of the file open at fd (attributes st), found as name in parent, with one more lookup;
+ * takes fd over: a directory's record keeps it, anything else is reopened from parent when needed. */
+static vnode *get_record(volume *v, vnode *parent, const char *name, int fd, const struct stat *st)
 {
     pthread_mutex_lock(&v->lock);
     vnode *n = find_locked(v, st->st_dev, st->st_ino);
@@ -195,13 +240,23 @@ static vnode *get_record(volume *v, int fd, const struct stat *st)
     /* A new record: its stub is read without the lock (that is I/O), then it is inserted unless another
      * thread was faster. */
     vnode *fresh = xcalloc(1, sizeof(*fresh));
-    *fresh = (vnode){ .dev = st->st_dev, .ino = st->st_ino, .fd = fd, .nlookup = 1 };
-    read_stub(fresh, st->st_mode);
+    *fresh = (vnode){ .dev = st->st_dev, .ino = st->st_ino, .fd = -1, .nlookup = 1 };
+    read_stub(fresh, fd, st->st_mode);
+    if (S_ISDIR(st->st_mode)) {
+        fresh->fd = fd;
+    } else {
+        close(fd);
+        fresh->parent = parent;
+        fresh->name = xstrdup(name);
+    }
     pthread_mutex_lock(&v->lock);
-    if ((n = find_locked(v, st->st_dev, st->st_ino)))
+    if ((n = find_locked(v, st->st_dev, st->st_ino))) {
         n->nlookup++;
-    else
+    } else {
         insert_locked(v, n = fresh);
+        if (n->parent)
+            n->parent->kids++;
+    }
     pthread_mutex_unlock(&v->lock);
     if (n != fresh)
         vnode_free(fresh);
@@ -225,7 +280,7 @@ int vnode_lookup(volume *v, vnode *parent, const char *name, struct fuse_entry_p
         close(fd);
         return err;
     }
-    vnode *n = get_record(v, fd, &st);
+    vnode *n = get_record(v, parent, name, fd, &st);
     show(n, &st);
     memset(e, 0, sizeof(*e));
     e->ino = vnode_id(v, n);
@@ -238,17 +293,12 @@ void vnode_forget(volume *v, vnode *n, uint64_t count)
 {
     pthread_mutex_lock(&v->lock);
     n->nlookup -= MIN(count, n->nlookup);
-    bool last = n->nlookup == 0 && n != v->root;
-    if (last) {
-        vnode **p = &v->buckets[bucket(v, n->dev, n->ino)];
-        while (*p != n)
-            p = &(*p)->hnext;
-        *p = n->hnext;
-        v->count--;
-    }
+    vnode *dead = unlink_unused_locked(v, n);
     pthread_mutex_unlock(&v->lock);
-    if (last)
-        vnode_free(n);
+    for (vnode *next; dead; dead = next) {
+        next = dead->hnext;
+        vnode_free(dead);
+    }
 }
 
 /* ---- chunk stores ---- */

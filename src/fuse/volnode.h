@@ -42,8 +42,11 @@ typedef enum vnode_kind {
 typedef struct vnode {
     dev_t dev;
     ino_t ino;
-    int fd;               /* O_PATH | O_NOFOLLOW */
+    int fd;               /* a directory's: O_PATH; -1 for anything else (vnode_get_fd) */
+    struct vnode *parent; /* anything but a directory: where it was first found, and its name there */
+    char *name;
     uint64_t nlookup;     /* the kernel's references; protected by volume.lock */
+    uint64_t kids;        /* records whose parent this is; protected by volume.lock */
     struct vnode *hnext;  /* hash chain; protected by volume.lock */
     vnode_kind kind;
     uint64_t size;        /* VN_STUB: the file's size, from its reparse data */
@@ -113,9 +116,17 @@ void vnode_forget(volume *v, vnode *n, uint64_t count);
 /* The attributes the mount shows for n: the volume's, a stub's as a regular file of its real size.
  * Returns 0 or a positive errno. */
 int vnode_stat(const vnode *n, struct stat *st);
-/* "/proc/self/fd/N" for n's descriptor: a path to the file itself (a symlink not followed), for the
- * calls that have no *at form (xattrs) and for opening it. */
-void vnode_proc_path(const vnode *n, char out[32]);
+/*
+ * An O_PATH descriptor of n (a symlink not followed) for one operation, or a negative errno: a
+ * directory's own, or, for anything else, opened from its parent by name. Only directories keep one: a
+ * volume has more files than a process may hold open, and the kernel keeps every inode it has looked up.
+ * Give it back with vnode_put_fd.
+ */
+int vnode_get_fd(const vnode *n);
+void vnode_put_fd(const vnode *n, int fd);
+/* "/proc/self/fd/N" for descriptor fd: a path to the file itself (the link followed, a symlink not), for
+ * the calls that have no *at form (xattrs) and for opening it. */
+void vnode_proc_path(int fd, char out[32]);
 /* n's path in the volume, for messages (malloc'd; "?" when it cannot be found). */
 char *vnode_path(const volume *v, const vnode *n);
 

@@ -183,11 +183,16 @@ static void readlink_run(vjob *j)
 {
     const vnode *n = vnode_of(j->v, j->ino);
     char buf[PATH_MAX + 1];
-    ssize_t len = n->kind == VN_PLAIN ? readlinkat(n->fd, "", buf, PATH_MAX) : -1;
-    if (n->kind != VN_PLAIN)
-        errno = EINVAL; /* a stub is shown as a regular file */
+    if (n->kind != VN_PLAIN) { /* a stub is shown as a regular file */
+        fuse_reply_err(j->req, EINVAL);
+        return;
+    }
+    int fd = vnode_get_fd(n);
+    ssize_t len = fd < 0 ? fd : readlinkat(fd, "", buf, PATH_MAX);
+    int err = fd < 0 ? -fd : errno;
+    vnode_put_fd(n, fd);
     if (len < 0) {
-        fuse_reply_err(j->req, errno);
+        fuse_reply_err(j->req, err);
         return;
     }
     buf[len] = 0;
@@ -198,12 +203,17 @@ static void readlink_run(vjob *j)
 static void xattr_run(vjob *j)
 {
     const vnode *n = vnode_of(j->v, j->ino);
-    char proc[32];
-    vnode_proc_path(n, proc);
     const char *hidden = n->kind == VN_PLAIN ? NULL : n->xattr;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int err = j->name && hidden && !strcmp(j->name, hidden) ? ENODATA : xattr_fetch(proc, j->name, &buf, &len);
+    int err = ENODATA;
+    if (!j->name || !hidden || strcmp(j->name, hidden) != 0) {
+        int fd = vnode_get_fd(n);
+        char proc[32];
+        vnode_proc_path(fd, proc);
+        err = fd < 0 ? -fd : xattr_fetch(proc, j->name, &buf, &len);
+        vnode_put_fd(n, fd);
+    }
     if (!err && !j->name && hidden) { /* drop the hidden name from the list */
         size_t out = 0;
         for (size_t at = 0; at < len;) {
@@ -269,10 +279,14 @@ static void open_run(vjob *j)
     if (n->kind != VN_PLAIN) {
         err = open_stub(v, n, f);
     } else {
+        int fd = vnode_get_fd(n);
         char proc[32];
-        vnode_proc_path(n, proc);
-        if ((f->fd = open(proc, O_RDONLY | O_CLOEXEC)) < 0)
+        vnode_proc_path(fd, proc);
+        if (fd < 0)
+            err = -fd;
+        else if ((f->fd = open(proc, O_RDONLY | O_CLOEXEC)) < 0)
             err = errno;
+        vnode_put_fd(n, fd);
     }
     if (err) {
         vfile_put(f);
