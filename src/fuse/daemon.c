@@ -282,7 +282,7 @@ int daemon_run(const daemon_config *c)
         openlog("rehydratefs", LOG_PID, LOG_DAEMON);
     int r;
     /* after daemonizing: threads do not fork */
-    if (c->push_cache && (r = pusher_start(d.se, c->push_cache, &d.pusher)) < 0)
+    if (c->push_pages && (r = pusher_start(d.se, &d.pusher)) < 0)
         fprintf(stderr, "rehydratefs: cannot start the page pusher: %s\n", strerror(-r));
     if (c->ret_pusher)
         *c->ret_pusher = d.pusher;

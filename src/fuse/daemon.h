@@ -41,7 +41,7 @@ typedef struct daemon_config {
     const struct fuse_lowlevel_ops *ops;
     size_t ops_size;
     void *userdata;          /* the operations' */
-    chunk_cache *push_cache; /* fetched chunks are pushed into the page cache from it (pagepush.h), or NULL */
+    bool push_pages; /* start a pusher (pagepush.h), returned through ret_pusher */
     const daemon_hooks *hooks;
     void *hooks_ud;
     /* Set by daemon_run as soon as each exists, for the operations to use (NULL pointers: not wanted). */

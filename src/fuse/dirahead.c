@@ -73,7 +73,7 @@ static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
         if (!c->hole && chunk_get_entry(cache, m, k, &ref, NULL) < 0)
             ref = NULL; /* damage ends the run like a hole */
         if (n > 0 && (!ref || n == PUSH_MAX_PIECES)) {
-            pusher_push_pieces(d->cfg.pusher, ino, m->start[k - n], run, n);
+            pusher_push_pieces(d->cfg.pusher, cache, ino, m->start[k - n], run, n);
             n = 0;
         }
         if (ref && d->cfg.pusher)
@@ -82,7 +82,7 @@ static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
             chunk_release(cache, ref);
     }
     if (n > 0)
-        pusher_push_pieces(d->cfg.pusher, ino, m->start[k - n], run, n);
+        pusher_push_pieces(d->cfg.pusher, cache, ino, m->start[k - n], run, n);
     streammap_free(m);
 }
 

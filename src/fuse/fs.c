@@ -256,23 +256,6 @@ static int file_of(fs *f, fuse_ino_t ino, ofile **ret)
     return 0;
 }
 
-/* After a read of [off, off + n) is answered: gives the kernel the rest of the chunks at both ends,
- * which the read fetched whole (pagepush.h). */
-static void push_around(fs *f, fuse_ino_t ino, const streammap *m, uint64_t off, size_t n)
-{
-    if (!f->pusher || n == 0)
-        return;
-    size_t first = streammap_find(m, off), last = streammap_find(m, off + n - 1);
-    uint64_t end = off + n;
-    const streammap_entry *a = &m->e[first], *z = &m->e[last];
-    chunk_ref *ref;
-    if (!a->hole && m->start[first] < off && (ref = chunk_peek(f->cache, a->digest, a->length)))
-        pusher_push(f->pusher, ino, m->start[first], ref, 0, off - m->start[first]);
-    uint64_t last_end = m->start[last] + z->length;
-    if (!z->hole && last_end > end && (ref = chunk_peek(f->cache, z->digest, z->length)))
-        pusher_push(f->pusher, ino, m->start[last], ref, end - m->start[last], last_end - end);
-}
-
 /* "snapshot:path" of the file a read job reads, for a message. */
 static char *read_name(void *ud)
 {
@@ -302,7 +285,7 @@ static void do_read(job *j)
     /* A sequential reader asks for the rest of these chunks next, and the kernel's readahead is
      * already on its way: pushing them too would only copy them twice. */
     if (!sequential)
-        push_around(f, j->ino, of->map, (uint64_t)j->off, n);
+        pusher_push_around(f->pusher, f->cache, j->ino, of->map, (uint64_t)j->off, n);
 }
 
 static void do_prefetch(job *j) { cache_prefetch(j->f->cache, j->of->map, j->ra_from, j->ra_to); }

@@ -363,7 +363,7 @@ static int serve_store(const options *o, daemon_config *dc, uint64_t cache_size,
     dc->ops = &fs_ops;
     dc->ops_size = sizeof(fs_ops);
     dc->userdata = &f;
-    dc->push_cache = f.cache;
+    dc->push_pages = true;
     dc->hooks = &store_hooks;
     dc->hooks_ud = &m;
     dc->ret_se = &f.se;

@@ -13,6 +13,7 @@
 #define PUSH_QUEUE_BYTES (8u << 20)
 
 typedef struct push {
+    chunk_cache *cache; /* the pieces' */
     fuse_ino_t ino;
     uint64_t off, bytes;
     size_t n;
@@ -21,7 +22,6 @@ typedef struct push {
 
 struct pusher {
     struct fuse_session *se;
-    chunk_cache *cache;
     pthread_t thread;
     pthread_mutex_t lock; /* protects everything below */
     pthread_cond_t wake;
@@ -31,10 +31,10 @@ struct pusher {
     bool stop, busy;
 };
 
-static void release_pieces(chunk_cache *c, const push *x)
+static void release_pieces(const push *x)
 {
     for (size_t i = 0; i < x->n; i++)
-        chunk_release(c, x->piece[i].ref);
+        chunk_release(x->cache, x->piece[i].ref);
 }
 
 static void *run(void *arg)
@@ -61,7 +61,7 @@ static void *run(void *arg)
                                             .mem = (void *)(chunk_data(x.piece[i].ref) + x.piece[i].from) };
         /* Fails harmlessly when the kernel has forgotten the inode (ENOENT) or the mount is gone. */
         fuse_lowlevel_notify_store(p->se, x.ino, (off_t)x.off, bv, 0);
-        release_pieces(p->cache, &x);
+        release_pieces(&x);
         pthread_mutex_lock(&p->lock);
         p->busy = false;
     }
@@ -70,11 +70,10 @@ static void *run(void *arg)
     return NULL;
 }
 
-int pusher_start(struct fuse_session *se, chunk_cache *c, pusher **ret)
+int pusher_start(struct fuse_session *se, pusher **ret)
 {
     pusher *p = xcalloc(1, sizeof(*p));
     p->se = se;
-    p->cache = c;
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     int r = pthread_create(&p->thread, NULL, run, p);
@@ -88,9 +87,10 @@ int pusher_start(struct fuse_session *se, chunk_cache *c, pusher **ret)
     return 0;
 }
 
-void pusher_push_pieces(pusher *p, fuse_ino_t ino, uint64_t off, const push_piece *pieces, size_t n)
+void pusher_push_pieces(pusher *p, chunk_cache *c, fuse_ino_t ino, uint64_t off, const push_piece *pieces,
+                        size_t n)
 {
-    push x = { .ino = ino, .off = off, .n = n };
+    push x = { .cache = c, .ino = ino, .off = off, .n = n };
     for (size_t i = 0; i < n; i++) {
         x.piece[i] = pieces[i];
         x.bytes += pieces[i].len;
@@ -105,17 +105,33 @@ void pusher_push_pieces(pusher *p, fuse_ino_t ino, uint64_t off, const push_piec
     }
     pthread_mutex_unlock(&p->lock);
     if (!queued)
-        release_pieces(p->cache, &x);
+        release_pieces(&x);
 }
 
-void pusher_push(pusher *p, fuse_ino_t ino, uint64_t chunk_off, chunk_ref *ref, uint64_t from, uint64_t len)
+void pusher_push(pusher *p, chunk_cache *c, fuse_ino_t ino, uint64_t chunk_off, chunk_ref *ref, uint64_t from,
+                 uint64_t len)
 {
     if (len == 0) {
-        chunk_release(p->cache, ref);
+        chunk_release(c, ref);
         return;
     }
     push_piece one = { ref, from, len };
-    pusher_push_pieces(p, ino, chunk_off + from, &one, 1);
+    pusher_push_pieces(p, c, ino, chunk_off + from, &one, 1);
+}
+
+void pusher_push_around(pusher *p, chunk_cache *c, fuse_ino_t ino, const streammap *m, uint64_t off, size_t n)
+{
+    if (!p || n == 0)
+        return;
+    size_t first = streammap_find(m, off), last = streammap_find(m, off + n - 1);
+    uint64_t end = off + n;
+    const streammap_entry *a = &m->e[first], *z = &m->e[last];
+    chunk_ref *ref;
+    if (!a->hole && off > m->start[first] && (ref = chunk_peek(c, a->digest, a->length)))
+        pusher_push(p, c, ino, m->start[first], ref, 0, off - m->start[first]);
+    uint64_t last_end = m->start[last] + z->length;
+    if (!z->hole && last_end > end && (ref = chunk_peek(c, z->digest, z->length)))
+        pusher_push(p, c, ino, m->start[last], ref, end - m->start[last], last_end - end);
 }
 
 bool pusher_idle(pusher *p)
@@ -125,7 +141,7 @@ bool pusher_idle(pusher *p)
     pthread_mutex_lock(&p->lock);
     p->stop = true;
     while (p->n) {
-        release_pieces(p->cache, &p->q[p->head]);
+        release_pieces(&p->q[p->head]);
         p->head = (p->head + 1) % PUSH_QUEUE;
         p->n--;
     }

@@ -32,17 +32,23 @@ typedef struct push_piece {
 /* Pieces in one push at most: enough for 256 KiB of the smallest chunks. */
 #define PUSH_MAX_PIECES 16
 
-/* Starts the pusher thread for session se; chunks are released to cache c after their push. */
-int pusher_start(struct fuse_session *se, chunk_cache *c, pusher **ret);
+/* Starts the pusher thread for session se. */
+int pusher_start(struct fuse_session *se, pusher **ret);
 /*
  * Queues n pieces (1 <= n <= PUSH_MAX_PIECES), which lie back to back from byte off of inode ino, for
  * the page cache as one store: only its last page may stay partial (the kernel marks a page valid once
  * all of it, or all of it up to the end of the file, is stored). Takes over the pieces' references
- * (released after the push, or at once when it is dropped: the queue is bounded in pushes and bytes).
+ * (released to cache c after the push, or at once when it is dropped: the queue is bounded in pushes
+ * and bytes).
  */
-void pusher_push_pieces(pusher *p, fuse_ino_t ino, uint64_t off, const push_piece *pieces, size_t n);
+void pusher_push_pieces(pusher *p, chunk_cache *c, fuse_ino_t ino, uint64_t off, const push_piece *pieces,
+                        size_t n);
 /* One piece: bytes [from, from + len) of chunk ref, which starts at byte chunk_off of inode ino. */
-void pusher_push(pusher *p, fuse_ino_t ino, uint64_t chunk_off, chunk_ref *ref, uint64_t from, uint64_t len);
+void pusher_push(pusher *p, chunk_cache *c, fuse_ino_t ino, uint64_t chunk_off, chunk_ref *ref, uint64_t from,
+                 uint64_t len);
+/* After a read of [off, off + n) of inode ino (map m) is answered: gives the kernel the rest of the
+ * chunks at both ends, which the read fetched whole and which are still in cache c. p NULL: no-op. */
+void pusher_push_around(pusher *p, chunk_cache *c, fuse_ino_t ino, const streammap *m, uint64_t off, size_t n);
 /* Accepts no more pushes and drops the queued ones; true when no push is in progress any more. */
 bool pusher_idle(pusher *p);
 /* Stops and joins the thread (after pusher_idle returned true or the session is gone). NULL: no-op. */

@@ -94,6 +94,7 @@ typedef struct volume {
     /* set by the daemon (daemon.h) */
     uv_loop_t *loop;
     struct fuse_session *se;
+    struct pusher *pusher; /* while the session runs (pagepush.h) */
 } volume;
 
 /* Opens the volume at c->root; on failure says why on stderr and returns a negative code. */

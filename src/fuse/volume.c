@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/util.h"
+#include "fuse/pagepush.h"
 #include "fuse/readonly.h"
 #include "fuse/volnode.h"
 #include "read/reader.h"
@@ -313,11 +314,16 @@ static void read_stub(vjob *j)
     if (daemon_read_map(j->req, &j->v->log, f->st->cache, f->st->s, f->st->path, f->map, (uint64_t)j->off, j->size,
                         file_name, j, &io) < 0)
         return;
-    pthread_mutex_lock(&f->lock); /* the job's reference keeps f, also after the reply */
-    cache_plan_readahead(f->map, (uint64_t)j->off, io.bytes, j->v->cfg.readahead, &f->next_off, &f->ra_upto,
-                         &j->ra_from, &j->ra_to);
-    pthread_mutex_unlock(&f->lock);
+    size_t n = io.bytes;
     cache_iov_release(f->st->cache, &io);
+    pthread_mutex_lock(&f->lock); /* the job's reference keeps f, also after the reply */
+    bool sequential = cache_plan_readahead(f->map, (uint64_t)j->off, n, j->v->cfg.readahead, &f->next_off,
+                                           &f->ra_upto, &j->ra_from, &j->ra_to);
+    pthread_mutex_unlock(&f->lock);
+    /* A random reader gets the rest of the chunks it fetched whole into the page cache; a sequential
+     * one asks for it next, and the kernel's readahead is on its way (pagepush.h). */
+    if (!sequential)
+        pusher_push_around(j->v->pusher, f->st->cache, j->ino, f->map, (uint64_t)j->off, n);
 }
 
 static void read_run(vjob *j)
@@ -604,6 +610,8 @@ int volume_serve(const volume_config *c, daemon_config *dc)
         dc->userdata = &v;
         dc->ret_se = &v.se;
         dc->ret_loop = &v.loop;
+        dc->push_pages = true;
+        dc->ret_pusher = &v.pusher;
         status = daemon_run(dc);
     }
     volume_close(&v); /* the loop, if it ran, has run dry: no job is left */
