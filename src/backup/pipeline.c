@@ -160,9 +160,9 @@ static int read_full(part *pt, uint8_t *buf, size_t n)
     return 0;
 }
 
-/* Cuts g->data[pos, end) into pieces of pt: zero chunks become holes, the others are hashed. Returns
- * where the last cut fell (end, when the region ends there). */
-static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool region_done)
+/* Cuts g->data[pos, end) into pieces of pt: zero chunks become holes, the others are hashed now when
+ * `hash`, else by stage H. Returns where the last cut fell (end, when the region ends there). */
+static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool region_done, bool hash)
 {
     const chunker *ch = &g->b->s->chunker;
     while (pos < end) {
@@ -176,7 +176,8 @@ static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool regi
             p->kind = PIECE_HOLE; /* all-zero chunks are not stored */
         } else {
             p->kind = PIECE_DATA;
-            xhash_sha256(g->data + pos, c, p->digest);
+            if (hash)
+                xhash_sha256(g->data + pos, c, p->digest);
         }
         pos += c;
     }
@@ -248,7 +249,7 @@ static void read_segment(segment *g)
         return;
     g->len = f->leftover_len + want;
     bool region_done = f->off == f->region_end;
-    g->leftover_off = cut_chunks(g, pt, 0, g->len, region_done);
+    g->leftover_off = cut_chunks(g, pt, 0, g->len, region_done, false);
     pt->last = region_done && f->off >= f->size;
 }
 
@@ -272,7 +273,7 @@ static void read_batch(segment *g)
             if (read_full(pt, g->data + start, want) < 0)
                 break;
             g->len += want;
-            cut_chunks(g, pt, start, g->len, true);
+            cut_chunks(g, pt, start, g->len, true, true);
         }
         if (f->fd >= 0) {
             close(f->fd);
@@ -288,6 +289,19 @@ static void stage_a(uv_work_t *w)
         read_batch(g);
     else
         read_segment(g);
+}
+
+/* ---- stage H: hash a file segment's chunks (thread pool) ---- */
+
+/* A file's segments must be cut one after another, but hashed in parallel: stage A of the next segment
+ * starts as soon as this one is cut, so that one large file keeps every core busy. (A batch hashes in
+ * stage A: batches already run side by side.) */
+static void stage_h(uv_work_t *w)
+{
+    segment *g = container_of(w, segment, work);
+    for (size_t i = 0; i < g->np; i++)
+        if (g->p[i].kind == PIECE_DATA)
+            xhash_sha256(g->data + g->p[i].off, g->p[i].len, g->p[i].digest);
 }
 
 /* ---- stage B: compress new chunks (thread pool) ---- */
@@ -571,6 +585,8 @@ static bool find_new(backup *b, segment *g, const part *pt)
     return any_new;
 }
 
+static void after_h(uv_work_t *w, int status);
+
 static void after_a(uv_work_t *w, int status)
 {
     segment *g = container_of(w, segment, work);
@@ -578,26 +594,39 @@ static void after_a(uv_work_t *w, int status)
 
     if (g->batch) {
         b->batch_fds -= g->nfds;
-    } else {
-        /* The bytes after the last cut start the next segment of this file. */
-        part *pt = &g->parts[0];
-        bfile *f = pt->f;
-        size_t left = pt->err < 0 ? 0 : g->len - g->leftover_off;
-        free(f->leftover);
-        f->leftover = left ? xmemdup(g->data + g->leftover_off, left) : NULL;
-        f->leftover_len = left;
-        if (pt->err >= 0 && !pt->last) {
-            if (b->fatal) { /* stop this file; its segment still goes through the ordered append */
-                pt->err = -ECANCELED;
-                pt->err_op = "read (backup stopped)";
-            } else {
-                next_segment(f);
-            }
+        after_h(w, status); /* hashed in stage A */
+        return;
+    }
+    /* The bytes after the last cut start the next segment of this file. */
+    part *pt = &g->parts[0];
+    bfile *f = pt->f;
+    size_t left = pt->err < 0 ? 0 : g->len - g->leftover_off;
+    free(f->leftover);
+    f->leftover = left ? xmemdup(g->data + g->leftover_off, left) : NULL;
+    f->leftover_len = left;
+    if (pt->err >= 0 && !pt->last) {
+        if (b->fatal) { /* stop this file; its segment still goes through the ordered append */
+            pt->err = -ECANCELED;
+            pt->err_op = "read (backup stopped)";
+        } else {
+            next_segment(f);
         }
     }
+    if (pt->err >= 0 && !b->fatal) {
+        int r = uv_queue_work(&b->loop, &g->work, stage_h, after_h);
+        if (r == 0)
+            return;
+        b->fatal = r;
+    }
+    after_h(w, status);
+}
 
-    /* Deduplicate: only new chunks go on to compression. A failed part's chunks never count as new,
-     * since they will not be appended. */
+/* After the segment's chunks are hashed: only new chunks go on to compression. A failed part's chunks
+ * never count as new, since they will not be appended. */
+static void after_h(uv_work_t *w, int status)
+{
+    segment *g = container_of(w, segment, work);
+    backup *b = g->b;
     bool any_new = false;
     for (size_t i = 0; i < g->nparts; i++)
         if (g->parts[i].err >= 0 && find_new(b, g, &g->parts[i]))
