@@ -221,7 +221,18 @@ os.utime(sys.argv[1], (1700000000, 1700000000))
 EOF
 }
 
-# make_datasets DIR DATASET...: generate each dataset (corpus, single, system) into DIR/DATASET, or
+# --- dataset 4: the system tree as one file ---------------------------------------------------------------
+
+# make_systar SYSTEM DIR: DIR/big.bin, a tar of the tree SYSTEM (make_system), deterministic (names sorted,
+# one mtime and owner), so the same real, compressible ~1.1 GiB as a single file.
+make_systar() {
+    mkdir -p "$2"
+    tar -C "$1" --sort=name --mtime=@1700000000 --owner=0 --group=0 --numeric-owner -cf "$2/big.bin" . ||
+        die "cannot tar $1"
+    touch -d @1700000000 "$2/big.bin"
+}
+
+# make_datasets DIR DATASET...: generate each dataset (corpus, single, system, systar) into DIR/DATASET, or
 # reuse one that an earlier run finished there (BENCH_DATA).
 make_datasets() {
     local dir=$1 ds
@@ -237,6 +248,8 @@ make_datasets() {
             corpus) make_corpus "$dir/corpus" ;;
             single) make_bigfile "$dir/single" ;;
             system) make_system "$dir/system" ;;
+            systar) [ -f "$dir/system.done" ] || die "systar is made from the system dataset: generate it first"
+                    make_systar "$dir/system" "$dir/systar" ;;
         esac
         touch "$dir/$ds.done"
     done
