@@ -186,6 +186,8 @@ static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool regi
 
 /* ---- segment buffers ---- */
 
+#define READ_AHEAD_SEGMENTS 4 /* a large file's data asked of the disk ahead of stage A */
+
 /*
  * A segment's buffer holds what stage A reads: a batch (at most BATCH_MAX_BYTES), or a file's leftover
  * (less than one chunk) and at most SEGMENT_SIZE new bytes. Buffers come from two pools by size; a
@@ -247,6 +249,10 @@ static void read_segment(segment *g)
         memcpy(g->data, f->leftover, f->leftover_len);
     if (read_full(pt, g->data + f->leftover_len, want) < 0)
         return;
+    /* The disk reads the next segments while this one is cut and the next stage A waits its turn. */
+    if (f->off < f->region_end)
+        posix_fadvise(f->fd, (off_t)f->off, (off_t)MIN((uint64_t)READ_AHEAD_SEGMENTS * SEGMENT_SIZE,
+                                                       f->region_end - f->off), POSIX_FADV_WILLNEED);
     g->len = f->leftover_len + want;
     bool region_done = f->off == f->region_end;
     g->leftover_off = cut_chunks(g, pt, 0, g->len, region_done, false);
