@@ -9,6 +9,10 @@
 # Environment: REHYDRATE   the binary to test (default: build/rehydrate under the repository root)
 #              BENCH_OUT   also write the results (markdown) to this file
 #              BENCH_REPS  repetitions of every measurement (default 3; the table shows the fastest)
+#              BENCH_DATASETS  which datasets (bench/lib.sh): any of corpus system single systar (default
+#                          "corpus system"; systar is a tar of the system tree: one large file of real,
+#                          compressible data)
+#              BENCH_DATA  keep the datasets in this directory and reuse them next time
 #              BENCH_KEEP  if set, keep the temporary directory (datasets, logs) instead of removing it
 # Needs root (apt-get, /proc/sys/vm/drop_caches). See bench/README.md.
 set -eu
@@ -141,25 +145,32 @@ bench_tool() {  # bench_tool DATASET TOOL SRC BYTES REP: one repetition of the t
 # --- run ----------------------------------------------------------------------------------------------
 
 start=$(date +%s)
-note "generating corpus"
-make_corpus "$tmp/corpus"
-note "copying system files"
-make_system "$tmp/system"
+DATASETS=${BENCH_DATASETS:-corpus system}
+for ds in $DATASETS; do
+    case $ds in corpus|system|single|systar) ;; *) die "unknown dataset $ds in BENCH_DATASETS" ;; esac
+done
+data=${BENCH_DATA:-$tmp/data}
+mkdir -p "$data"
+system_desc=""
+case " $DATASETS " in *" systar "*) make_datasets "$data" system ;; esac
+# shellcheck disable=SC2086
+make_datasets "$data" $DATASETS
+[ -n "$system_desc" ] || system_desc="as generated earlier into $data"
 
 declare -A ds_bytes ds_files ds_links
-for ds in corpus system; do
-    ds_bytes[$ds]=$(file_bytes "$tmp/$ds")
-    ds_files[$ds]=$(file_count "$tmp/$ds")
-    ds_links[$ds]=$(hardlinked "$tmp/$ds")
+for ds in $DATASETS; do
+    ds_bytes[$ds]=$(file_bytes "$data/$ds")
+    ds_files[$ds]=$(file_count "$data/$ds")
+    ds_links[$ds]=$(hardlinked "$data/$ds")
     note "$ds: ${ds_files[$ds]} files (${ds_links[$ds]} hard-linked), ${ds_bytes[$ds]} bytes"
 done
 note "datasets ready after $(( $(date +%s) - start ))s"
 
 # Repetitions go round the tools, so that a burst of other work on the machine does not fall on one tool.
-for ds in corpus system; do
+for ds in $DATASETS; do
     for rep in $(seq "$REPS"); do
         for tool in rehydrate restic borg; do
-            bench_tool "$ds" "$tool" "$tmp/$ds" "${ds_bytes[$ds]}" "$rep"
+            bench_tool "$ds" "$tool" "$data/$ds" "${ds_bytes[$ds]}" "$rep"
         done
     done
 done
@@ -173,8 +184,14 @@ mib() { awk -v b="$1" 'BEGIN {printf "%.1f", b / 1048576}'; }
     echo
     echo "$versions. Best of $REPS runs."
     echo
-    echo "- corpus: ${ds_files[corpus]} files, $(mib "${ds_bytes[corpus]}") MiB (generated; see bench/README.md)"
-    echo "- system: ${ds_files[system]} files (${ds_links[system]} of them hard links), $(mib "${ds_bytes[system]}") MiB counting each inode once: $system_desc"
+    for ds in $DATASETS; do
+        case $ds in
+            corpus) echo "- corpus: ${ds_files[corpus]} files, $(mib "${ds_bytes[corpus]}") MiB (generated; see bench/README.md)" ;;
+            system) echo "- system: ${ds_files[system]} files (${ds_links[system]} of them hard links), $(mib "${ds_bytes[system]}") MiB counting each inode once: $system_desc" ;;
+            single) echo "- single: one generated file of $(mib "${ds_bytes[single]}") MiB (bench/lib.sh make_bigfile: mostly random)" ;;
+            systar) echo "- systar: one file of $(mib "${ds_bytes[systar]}") MiB, a tar of the system tree (real, compressible files)" ;;
+        esac
+    done
     echo
     python3 - "$results" <<'EOF'
 import sys
@@ -218,11 +235,11 @@ for (ds, tool), rs in runs.items():
 print()
 print("</details>")
 EOF
-    if [ -f "$tmp/corpus.manifest" ]; then
+    if [ -f "$data/corpus.manifest" ] && [ -n "${ds_bytes[corpus]:-}" ]; then
         echo
         echo "| corpus part | files | MiB |"
         echo "|---|--:|--:|"
-        cat "$tmp/corpus.manifest"
+        cat "$data/corpus.manifest"
     fi
     echo
     echo "Total run time: $(( $(date +%s) - start )) s; measurements that started on a busy machine: $busy_starts."
