@@ -10,7 +10,8 @@
 #
 # Environment: REHYDRATE       the binary (default: build/rehydrate under the repository root)
 #              BENCH_REPS      runs of every measurement (default 3; the table shows the fastest)
-#              BENCH_DATASETS  datasets to use (default "corpus single"; "system" is also known)
+#              BENCH_DATASETS  datasets to use (default "corpus single"; "system" and "systar", a tar of
+#                              the system tree as one file of real data, are also known)
 #              BENCH_DATA      keep the generated datasets in this directory and reuse them next time
 #              BENCH_OUT       also write the results (markdown) to this file
 #              BENCH_KEEP      if set, keep the temporary directory
@@ -41,7 +42,7 @@ trap cleanup EXIT
 [ "$(id -u)" = 0 ] || die "run as root (installs packages and drops the page cache)"
 [ -w /proc/sys/vm/drop_caches ] || die "/proc/sys/vm/drop_caches is not writable; cannot measure cold runs"
 for ds in $DATASETS; do
-    case $ds in corpus|single|system) ;; *) die "unknown dataset '$ds' in BENCH_DATASETS" ;; esac
+    case $ds in corpus|single|system|systar) ;; *) die "unknown dataset '$ds' in BENCH_DATASETS" ;; esac
 done
 need restic restic
 need borg borgbackup
@@ -68,6 +69,7 @@ start=$(date +%s)
 data=${BENCH_DATA:-$tmp/data}
 mkdir -p "$data"
 system_desc="(as generated earlier into $data)"
+case " $DATASETS " in *" systar "*) make_datasets "$data" system ;; esac
 make_datasets "$data" $DATASETS
 declare -A ds_bytes ds_files manifest_of
 for ds in $DATASETS; do
