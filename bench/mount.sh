@@ -192,7 +192,8 @@ if wanted squashfuse; then
 fi
 
 # A Windows Server dedup volume of each dataset, as windedup-mk writes it (content-defined 32-128 KiB
-# chunks, SHA-512/32, plain LZ77 where it shrinks a chunk, 64 MiB containers): a directory on this
+# chunks, SHA-512/32, plain LZ77 where it shrinks a chunk, 64 MiB containers), every stub in reparse
+# format 0x0201 (the dedup plugin does not read the property bag of Server 2016 and later): a directory on this
 # file system (stubs keep their reparse buffer in user.ntfs_reparse_data) for rehydratefs, and the
 # same written through ntfs-3g onto an NTFS image for ntfs-3g + the plugin.
 # A volume's chunk store lives at its root: the dataset goes one level down (a hard-linked copy of it
@@ -202,7 +203,7 @@ if wanted windows; then
     t=$(date +%s)
     for ds in "$SINGLE" "$TREE"; do
         stage "$ds"
-        run "$tmp/log" "$tmp/bin/windedup-mk" --compress "$tmp/wsrc-$ds" "$tmp/win-$ds"
+        run "$tmp/log" "$tmp/bin/windedup-mk" --compress --format 0x0201 "$tmp/wsrc-$ds" "$tmp/win-$ds"
     done
     built windows "$t"
 fi
@@ -214,7 +215,7 @@ if wanted ntfs3g; then
         run "$tmp/log" mkntfs -F -Q "$tmp/$ds.ntfs"
         run "$tmp/log" ntfs-3g "$tmp/$ds.ntfs" "$tmp/ntfs-mnt"
         stage "$ds"
-        run "$tmp/log" "$tmp/bin/windedup-mk" --compress --xattr system.ntfs_reparse_data "$tmp/wsrc-$ds" "$tmp/ntfs-mnt"
+        run "$tmp/log" "$tmp/bin/windedup-mk" --compress --format 0x0201 --xattr system.ntfs_reparse_data "$tmp/wsrc-$ds" "$tmp/ntfs-mnt"
         umount "$tmp/ntfs-mnt"
     done
     built ntfs3g "$t"
