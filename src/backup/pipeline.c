@@ -186,8 +186,6 @@ static size_t cut_chunks(segment *g, part *pt, size_t pos, size_t end, bool regi
 
 /* ---- segment buffers ---- */
 
-#define READ_AHEAD_SEGMENTS 4 /* a large file's data asked of the disk ahead of stage A */
-
 /*
  * A segment's buffer holds what stage A reads: a batch (at most BATCH_MAX_BYTES), or a file's leftover
  * (less than one chunk) and at most SEGMENT_SIZE new bytes. Buffers come from two pools by size; a

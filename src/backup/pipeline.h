@@ -30,6 +30,7 @@
 #include "store/streammap.h"
 
 #define SEGMENT_SIZE (8u << 20)
+#define READ_AHEAD_SEGMENTS 4 /* a large file's data asked of the disk ahead of stage A */
 #define PIPELINE_MAX_INFLIGHT 24
 #define PIPELINE_MAX_INFLIGHT_BYTES (64ull << 20) /* a segment with a big buffer counts its full size */
 #define BATCH_FILE_MAX (256u << 10)

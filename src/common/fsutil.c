@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include "common/fsutil.h"
 #include "common/util.h"
@@ -175,4 +176,39 @@ void fs_raise_fd_limit(void)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+#define XATTR_MAX (64u << 10) /* Linux's limit on an xattr value and on a list of names */
+
+/* One listxattr or getxattr call, following links or not. */
+static ssize_t xattr_call(const char *path, const char *name, bool follow, void *buf, size_t size)
+{
+    if (!name)
+        return follow ? listxattr(path, buf, size) : llistxattr(path, buf, size);
+    return follow ? getxattr(path, name, buf, size) : lgetxattr(path, name, buf, size);
+}
+
+int fs_xattr_fetch(const char *path, const char *name, bool follow, uint8_t **ret, size_t *ret_len)
+{
+    for (int attempt = 0; attempt < 4; attempt++) { /* the value may change between the two calls */
+        ssize_t n = xattr_call(path, name, follow, NULL, 0);
+        if (n < 0)
+            return -errno;
+        if ((size_t)n > XATTR_MAX)
+            return -E2BIG;
+        uint8_t *buf = mem_alloc(n ? (size_t)n : 1);
+        if (!buf)
+            return -ENOMEM;
+        ssize_t got = xattr_call(path, name, follow, buf, (size_t)n);
+        if (got >= 0) {
+            *ret = buf;
+            *ret_len = (size_t)got;
+            return 0;
+        }
+        int e = errno;
+        free(buf);
+        if (e != ERANGE)
+            return -e;
+    }
+    return -EIO;
 }

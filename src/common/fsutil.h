@@ -6,6 +6,7 @@
 #ifndef RH_COMMON_FSUTIL_H
 #define RH_COMMON_FSUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -27,5 +28,10 @@ int fs_mkdir_p(const char *path, mode_t mode);
 /* Raises this process's soft limit on open descriptors to its hard limit (for a process that may hold
  * many at once: a restore's stubs, a mount's directories and open files). */
 void fs_raise_fd_limit(void);
+/* The value of xattr `name` of path, or with name NULL the list of its names (as listxattr gives it),
+ * into a malloc'd *ret of *ret_len bytes; of a symbolic link at path itself unless follow. Asks the
+ * size first (ntfs-3g answers a buffer too small with EIO, not ERANGE) and asks again when the value
+ * grew in between. -E2BIG past Linux's 64 KiB limit on a value. */
+int fs_xattr_fetch(const char *path, const char *name, bool follow, uint8_t **ret, size_t *ret_len);
 
 #endif

@@ -10,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "common/util.h"
@@ -21,35 +20,9 @@
 #include "windows/winvolume.h"
 
 #define VOL_TIMEOUT 86400.0 /* the volume does not change while mounted (volume.h) */
-#define XATTR_MAX (64u << 10) /* Linux's limit on an xattr value */
 
 
 /* ---- xattrs and paths ---- */
-
-int xattr_fetch(const char *path, const char *name, uint8_t **ret, size_t *ret_len)
-{
-    for (int attempt = 0; attempt < 4; attempt++) { /* the value may change between the two calls */
-        ssize_t n = name ? getxattr(path, name, NULL, 0) : listxattr(path, NULL, 0);
-        if (n < 0)
-            return errno;
-        if ((size_t)n > XATTR_MAX)
-            return E2BIG;
-        uint8_t *buf = mem_alloc(n ? (size_t)n : 1);
-        if (!buf)
-            return ENOMEM;
-        ssize_t got = name ? getxattr(path, name, buf, (size_t)n) : listxattr(path, (char *)buf, (size_t)n);
-        if (got >= 0) {
-            *ret = buf;
-            *ret_len = (size_t)got;
-            return 0;
-        }
-        int e = errno;
-        free(buf);
-        if (e != ERANGE)
-            return e;
-    }
-    return EIO;
-}
 
 void vnode_proc_path(int fd, char out[32]) { snprintf(out, 32, "/proc/self/fd/%d", fd); }
 

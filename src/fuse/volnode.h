@@ -131,13 +131,6 @@ void vnode_proc_path(int fd, char out[32]);
 /* n's path in the volume, for messages (malloc'd; "?" when it cannot be found). */
 char *vnode_path(const volume *v, const vnode *n);
 
-/*
- * The value of xattr `name` of the file at path (getxattr, following the /proc link to the file itself)
- * into a malloc'd *ret of *ret_len bytes; the size is asked first (ntfs-3g answers a small buffer with
- * EIO, not ERANGE). 0 or a positive errno. With name NULL: the list of names (listxattr).
- */
-int xattr_fetch(const char *path, const char *name, uint8_t **ret, size_t *ret_len);
-
 /* The chunk store of stub n, opened on first use: 0, or EIO after a message naming the file. */
 int vstore_of(volume *v, const vnode *n, vstore **ret);
 /*

@@ -27,6 +27,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "common/fsutil.h"
 #include "common/util.h"
 #include "fuse/pagepush.h"
 #include "fuse/readonly.h"
@@ -212,7 +213,7 @@ static void xattr_run(vjob *j)
         int fd = vnode_get_fd(n);
         char proc[32];
         vnode_proc_path(fd, proc);
-        err = fd < 0 ? -fd : xattr_fetch(proc, j->name, &buf, &len);
+        err = fd < 0 ? -fd : -fs_xattr_fetch(proc, j->name, true, &buf, &len);
         vnode_put_fd(n, fd);
     }
     if (!err && !j->name && hidden) { /* drop the hidden name from the list */

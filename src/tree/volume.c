@@ -114,29 +114,30 @@ static ssize_t read_reparse(int dirfd, const char *name, uint8_t **ret)
 /* Copies the xattrs of source path sp to fd, but not a reparse buffer. Failures are reported. */
 static void copy_xattrs(vctx *c, const char *rel, const char *sp, int fd)
 {
-    ssize_t n = llistxattr(sp, NULL, 0);
-    if (n <= 0)
+    uint8_t *list;
+    size_t n;
+    if (fs_xattr_fetch(sp, NULL, false, &list, &n) < 0)
         return;
-    char *names = xmalloc((size_t)n);
-    n = llistxattr(sp, names, (size_t)n);
-    for (ssize_t i = 0; n > 0 && i < n; i += (ssize_t)strlen(names + i) + 1) {
+    const char *names = (const char *)list;
+    for (size_t i = 0; i < n; i += strnlen(names + i, n - i) + 1) {
         const char *x = names + i;
         if (!strcmp(x, winvolume_reparse_xattrs[0]) || !strcmp(x, winvolume_reparse_xattrs[1]))
             continue;
-        ssize_t vn = lgetxattr(sp, x, NULL, 0);
-        uint8_t *v = vn >= 0 ? xmalloc(vn ? (size_t)vn : 1) : NULL;
-        if (v && (vn = lgetxattr(sp, x, v, (size_t)vn)) >= 0 && fsetxattr(fd, x, v, (size_t)vn, 0) == 0) {
+        uint8_t *v;
+        size_t vn;
+        int r = fs_xattr_fetch(sp, x, false, &v, &vn);
+        if (r == 0) {
+            r = fsetxattr(fd, x, v, vn, 0) == 0 ? 0 : -errno;
             free(v);
-            continue;
         }
-        int e = errno;
-        free(v);
+        if (r == 0)
+            continue;
         char *what = xasprintf("copying xattr %s", x);
-        warn(c, rel, -e, what);
+        warn(c, rel, r, what);
         c->st.failed--; /* a lost xattr is reported, but the file itself is restored */
         free(what);
     }
-    free(names);
+    free(list);
 }
 
 /* Owner, mode and times of fd as st says. */

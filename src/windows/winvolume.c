@@ -10,48 +10,24 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/xattr.h>
 
+#include "common/fsutil.h"
 #include "common/util.h"
 #include "store/format_windows.h"
 #include "windows/winreparse.h"
 #include "windows/winvolume.h"
 
-#define XATTR_MAX (64u << 10) /* Linux's limit on an xattr value */
 
 const char *const winvolume_reparse_xattrs[2] = { "system.ntfs_reparse_data", WINSTORE_STUB_XATTR };
 
 /* One xattr of path into a malloc'd buffer: 0, or a negative errno. ntfs-3g answers a too-small buffer
  * with EIO, not ERANGE, so the size is asked first; the value may change between the two calls. */
-static int fetch(const char *path, bool follow, const char *name, uint8_t **ret, size_t *ret_len)
-{
-    for (int attempt = 0; attempt < 4; attempt++) {
-        ssize_t n = follow ? getxattr(path, name, NULL, 0) : lgetxattr(path, name, NULL, 0);
-        if (n < 0)
-            return -errno;
-        if ((size_t)n > XATTR_MAX)
-            return -E2BIG;
-        uint8_t *b = xmalloc(n ? (size_t)n : 1);
-        ssize_t got = follow ? getxattr(path, name, b, (size_t)n) : lgetxattr(path, name, b, (size_t)n);
-        if (got >= 0) {
-            *ret = b;
-            *ret_len = (size_t)got;
-            return 0;
-        }
-        int e = errno;
-        free(b);
-        if (e != ERANGE)
-            return -e;
-    }
-    return -EIO;
-}
-
 int winvolume_read_reparse(const char *path, bool follow, uint8_t **ret, size_t *ret_len, const char **ret_xattr)
 {
     for (size_t k = 0; k < ARRAY_SIZE(winvolume_reparse_xattrs); k++) {
         uint8_t *b = NULL;
         size_t len = 0;
-        int r = fetch(path, follow, winvolume_reparse_xattrs[k], &b, &len);
+        int r = fs_xattr_fetch(path, winvolume_reparse_xattrs[k], follow, &b, &len);
         if (r == -ENODATA || r == -ENOTSUP || r == -EPERM) /* none; or no xattrs (of this namespace) here */
             continue;
         if (r < 0)
