@@ -88,6 +88,39 @@ START_TEST(test_crc64_reference_values)
 }
 END_TEST
 
+/* wincrc_64_more folds long inputs by carry-less multiplication where the CPU can: it must agree with
+ * the tables on every length around its steps (16 and 64 bytes), at every alignment, from any CRC. */
+START_TEST(test_crc64_fold_agrees_with_tables)
+{
+    enum { MAX = 1100 };
+    uint8_t *buf = malloc(MAX + 16);
+    ck_assert_ptr_nonnull(buf);
+    uint64_t seed = 0x243f6a8885a308d3ull;
+    for (size_t i = 0; i < MAX + 16; i++) {
+        seed = seed * 6364136223846793005ull + 1442695040888963407ull;
+        buf[i] = (uint8_t)(seed >> 56);
+    }
+    for (size_t len = 0; len <= MAX; len += len < 300 ? 1 : 97)
+        for (size_t align = 0; align < 16; align += 5) {
+            uint64_t start = len % 3 == 0 ? wincrc_64(NULL, 0) : seed ^ len;
+            uint64_t want = wincrc_64_more_tables(start, buf + align, len);
+            ck_assert_msg(wincrc_64_more(start, buf + align, len) == want, "length %zu at +%zu", len, align);
+        }
+    /* A megabyte at once equals the same in pieces by tables. */
+    size_t big = 1u << 20;
+    uint8_t *m = malloc(big);
+    ck_assert_ptr_nonnull(m);
+    for (size_t i = 0; i < big; i++)
+        m[i] = (uint8_t)(i * 131 + (i >> 9));
+    uint64_t pieces = wincrc_64(NULL, 0);
+    for (size_t at = 0; at < big; at += 4096)
+        pieces = wincrc_64_more_tables(pieces, m + at, 4096);
+    ck_assert_uint_eq(wincrc_64(m, big), pieces);
+    free(m);
+    free(buf);
+}
+END_TEST
+
 START_TEST(test_crc32_check_values)
 {
     ck_assert_uint_eq(wincrc_32("123456789", 9), 0xcbf43926u);
@@ -103,6 +136,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_crc64_real_headers);
     tcase_add_test(tc, test_crc64_reference_values);
+    tcase_add_test(tc, test_crc64_fold_agrees_with_tables);
     tcase_add_test(tc, test_crc32_check_values);
     suite_add_tcase(s, tc);
     return test_run_suite(s);
