@@ -59,6 +59,10 @@
 static inline void copy8(uint8_t *d, const uint8_t *s) { memcpy(d, s, 8); }
 static inline void copy16(uint8_t *d, const uint8_t *s) { memcpy(d, s, 16); }
 
+/* Input and output room the fast loop of decode() needs for one step (see there). */
+#define FAST_IN 64
+#define FAST_OUT 64
+
 /* Copies a match of len bytes from off bytes back, with `room` bytes of output from `out` on; the
  * caller checked that the match fits both ways. */
 static inline void copy_match(uint8_t *out, size_t off, size_t len, size_t room)
@@ -95,6 +99,47 @@ static inline void copy_match(uint8_t *out, size_t off, size_t len, size_t room)
     }
 }
 
+/* A match's length field of 7 goes on (see the head comment): reads the rest from *in (at most 7
+ * bytes, each checked against in_end) and returns the length - 3, or -1 for a stream cut short or a 16/32-bit
+ * length under 22. */
+static inline int64_t long_len(const uint8_t **inp, const uint8_t *in_end, const uint8_t **nibble)
+{
+    const uint8_t *in = *inp;
+    uint64_t len;
+    if (*nibble) {
+        len = **nibble >> 4;
+        *nibble = NULL;
+    } else {
+        if (in == in_end)
+            return -1;
+        *nibble = in;
+        len = *in++ & 15;
+    }
+    if (len == 15) {
+        if (in == in_end)
+            return -1;
+        len = *in++;
+        if (len == 255) {
+            if (in_end - in < 2)
+                return -1;
+            len = get_le16(in);
+            in += 2;
+            if (len == 0) {
+                if (in_end - in < 4)
+                    return -1;
+                len = get_le32(in);
+                in += 4;
+            }
+            if (len < 15 + 7)
+                return -1;
+            len -= 15 + 7;
+        }
+        len += 15;
+    }
+    *inp = in;
+    return (int64_t)len + 7;
+}
+
 /*
  * The decoder of both entry points. With to_end false it stops once the output (cap bytes) is full;
  * with to_end true it goes on until the stream's end as section 2.4 defines it, a match flag bit with no
@@ -109,6 +154,57 @@ static inline __attribute__((always_inline)) int decode(const void *src, size_t 
     const uint8_t *nibble = NULL; /* the byte whose high nibble the next long match takes */
     uint32_t flags = 0;           /* left-aligned: the next symbol's bit is bit 31 */
     unsigned nflags = 0;          /* bits of `flags` not used yet */
+
+    /* The fast loop, while both sides have room for a symbol pair's widest fixed-size copies: a run of
+     * literals (perhaps empty: the fixed 32-byte copy costs less than a branch the decoder mispredicts
+     * at every change from literals to matches) and, unless the flag word ends first, one match. It
+     * checks no input bound but a long match's: one step reads at most 4 + 32 + 2 bytes before those. */
+    while (in_end - in >= FAST_IN && out_end - out >= FAST_OUT) {
+        if (nflags == 0) {
+            flags = get_le32(in);
+            in += 4;
+            nflags = 32;
+        }
+        unsigned run = flags ? (unsigned)__builtin_clz(flags) : 32;
+        if (run > nflags)
+            run = nflags;
+        copy16(out, in);
+        copy16(out + 16, in + 16);
+        out += run;
+        in += run;
+        flags = run < 32 ? flags << run : 0;
+        nflags -= run;
+        if (nflags == 0)
+            continue;
+        flags <<= 1;
+        nflags--;
+        unsigned word = get_le16(in);
+        in += 2;
+        size_t off = (word >> 3) + 1;
+        size_t len = word & 7;
+        if (off > (size_t)(out - out_start))
+            return RH_ECORRUPT;
+        if (len != 7 && off >= 8) {
+            /* A short match (3..9 bytes; the room is at least FAST_OUT - 32): 8-byte steps read only
+             * bytes written already. */
+            copy8(out, out - off);
+            copy8(out + 8, out - off + 8);
+            out += len + 3;
+            continue;
+        }
+        if (len == 7) {
+            int64_t l = long_len(&in, in_end, &nibble);
+            if (l < 0)
+                return RH_ECORRUPT;
+            len = (size_t)l;
+        }
+        len += 3;
+        size_t room = (size_t)(out_end - out);
+        if (len > room)
+            return to_end ? -ENOSPC : RH_ECORRUPT;
+        copy_match(out, off, len, room);
+        out += len;
+    }
 
     while (to_end || out < out_end) {
         if (nflags == 0) {
@@ -158,37 +254,10 @@ static inline __attribute__((always_inline)) int decode(const void *src, size_t 
         size_t off = (word >> 3) + 1;
         uint64_t len = word & 7;
         if (len == 7) {
-            if (nibble) {
-                len = *nibble >> 4;
-                nibble = NULL;
-            } else {
-                if (in == in_end)
-                    return RH_ECORRUPT;
-                nibble = in;
-                len = *in++ & 15;
-            }
-            if (len == 15) {
-                if (in == in_end)
-                    return RH_ECORRUPT;
-                len = *in++;
-                if (len == 255) {
-                    if (in_end - in < 2)
-                        return RH_ECORRUPT;
-                    len = get_le16(in);
-                    in += 2;
-                    if (len == 0) {
-                        if (in_end - in < 4)
-                            return RH_ECORRUPT;
-                        len = get_le32(in);
-                        in += 4;
-                    }
-                    if (len < 15 + 7)
-                        return RH_ECORRUPT;
-                    len -= 15 + 7;
-                }
-                len += 15;
-            }
-            len += 7;
+            int64_t l = long_len(&in, in_end, &nibble);
+            if (l < 0)
+                return RH_ECORRUPT;
+            len = (uint64_t)l;
         }
         len += 3;
         size_t room = (size_t)(out_end - out);

@@ -10,7 +10,9 @@
  * the stream needs, which must fail with -ENOSPC) and decoded back: the round trip must give the data.
  * xpress_decompress_to_end (length unknown) decodes the same stream into a buffer of exactly that length
  * as its bound: a success must agree with xpress_decompress of the length it found, and our compressor's
- * streams must decode to their data's length, not fit one byte less.
+ * streams must decode to their data's length, not fit one byte less. Every decode is also compared with
+ * ref_decode, a symbol-at-a-time decoder written straight from MS-XCA section 2.4: the fast one must give
+ * the same result and the same bytes.
  */
 #include "config.h"
 
@@ -20,6 +22,78 @@
 
 #define RAW_MAX ((size_t)1 << 18)
 
+
+/* MS-XCA 2.4, one flag bit and one byte at a time, with xpress_decompress's rules of acceptance (see
+ * xpress.c): stop once raw_len bytes are out; RH_ECORRUPT for input cut short, a match before the start
+ * or past raw_len, a 16/32-bit length under 22. */
+static int ref_decode(const uint8_t *in, size_t n, uint8_t *out, size_t raw_len)
+{
+    size_t i = 0, o = 0, nibble = SIZE_MAX;
+    uint32_t flags = 0;
+    int nflags = 0;
+    while (o < raw_len) {
+        if (nflags == 0) {
+            if (n - i < 4)
+                return RH_ECORRUPT;
+            flags = get_le32(in + i);
+            i += 4;
+            nflags = 32;
+        }
+        nflags--;
+        if (!(flags >> nflags & 1)) {
+            if (i == n)
+                return RH_ECORRUPT;
+            out[o++] = in[i++];
+            continue;
+        }
+        if (n - i < 2)
+            return RH_ECORRUPT;
+        size_t word = get_le16(in + i);
+        i += 2;
+        size_t off = (word >> 3) + 1;
+        uint64_t len = word & 7;
+        if (len == 7) {
+            if (nibble == SIZE_MAX) {
+                if (i == n)
+                    return RH_ECORRUPT;
+                nibble = i;
+                len = in[i++] & 15;
+            } else {
+                len = in[nibble] >> 4;
+                nibble = SIZE_MAX;
+            }
+            if (len == 15) {
+                if (i == n)
+                    return RH_ECORRUPT;
+                len = in[i++];
+                if (len == 255) {
+                    if (n - i < 2)
+                        return RH_ECORRUPT;
+                    len = get_le16(in + i);
+                    i += 2;
+                    if (len == 0) {
+                        if (n - i < 4)
+                            return RH_ECORRUPT;
+                        len = get_le32(in + i);
+                        i += 4;
+                    }
+                    if (len < 15 + 7)
+                        return RH_ECORRUPT;
+                    len -= 15 + 7;
+                }
+                len += 15;
+            }
+            len += 7;
+        }
+        len += 3;
+        if (off > o || len > raw_len - o)
+            return RH_ECORRUPT;
+        for (uint64_t k = 0; k < len; k++, o++)
+            out[o] = out[o - off];
+    }
+    return 0;
+}
+
 static void decode(const uint8_t *s, size_t n, size_t raw_len)
 {
     uint8_t *out = malloc(raw_len ? raw_len : 1);
@@ -27,6 +101,12 @@ static void decode(const uint8_t *s, size_t n, size_t raw_len)
         abort();
     int r = xpress_decompress(s, n, out, raw_len);
     FUZZ_ASSERT(r == 0 || r == RH_ECORRUPT);
+    uint8_t *ref = malloc(raw_len ? raw_len : 1);
+    if (!ref)
+        abort();
+    FUZZ_ASSERT(ref_decode(s, n, ref, raw_len) == r);
+    FUZZ_ASSERT(r != 0 || raw_len == 0 || memcmp(out, ref, raw_len) == 0);
+    free(ref);
     if (r == 0) {
         /* One more byte of input changes nothing: the decoder stopped at raw_len. */
         uint8_t *more = malloc(n + 1), *again = malloc(raw_len ? raw_len : 1);
