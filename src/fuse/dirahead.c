@@ -55,34 +55,13 @@ void dirahead_new(const dirahead_config *cfg, dirahead **ret)
 
 void dirahead_free(dirahead *d) { free(d); }
 
-/*
- * Puts the first DIRAHEAD_FILE_BYTES of a file's data (at least one chunk) into the chunk cache and,
- * one push per run of data between holes, into the kernel's page cache as the pages of inode ino.
- */
+/* Puts the first DIRAHEAD_FILE_BYTES of a file's data into the chunk cache and the page cache. */
 static void fetch_file(dirahead *d, fuse_ino_t ino, const catalog_entry *e)
 {
-    chunk_cache *cache = d->cfg.cache;
     streammap *m;
     if (reader_load_file_map(d->cfg.s, e, &m) < 0) /* checked against e: no push past its end */
         return;
-    push_piece run[PUSH_MAX_PIECES];
-    size_t n = 0, k; /* run holds the n chunks before entry k */
-    for (k = 0; k < m->n && m->start[k] < DIRAHEAD_FILE_BYTES; k++) {
-        const streammap_entry *c = &m->e[k];
-        chunk_ref *ref = NULL;
-        if (!c->hole && chunk_get_entry(cache, m, k, &ref, NULL) < 0)
-            ref = NULL; /* damage ends the run like a hole */
-        if (n > 0 && (!ref || n == PUSH_MAX_PIECES)) {
-            pusher_push_pieces(d->cfg.pusher, cache, ino, m->start[k - n], run, n);
-            n = 0;
-        }
-        if (ref && d->cfg.pusher)
-            run[n++] = (push_piece){ ref, 0, c->length };
-        else if (ref)
-            chunk_release(cache, ref);
-    }
-    if (n > 0)
-        pusher_push_pieces(d->cfg.pusher, cache, ino, m->start[k - n], run, n);
+    pusher_push_head(d->cfg.pusher, d->cfg.cache, ino, m, DIRAHEAD_FILE_BYTES);
     streammap_free(m);
 }
 

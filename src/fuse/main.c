@@ -73,7 +73,7 @@ static void usage(const char *prog)
            "    -o verify              check every chunk's digest when it is read\n"
            "    -o readahead=N         chunks fetched ahead of a sequential reader (default 32)\n"
            "    -o dir_readahead=N     files fetched ahead of a reader going through a directory\n"
-           "                           (stores; default 32, at most a quarter of the cache; 0: off)\n"
+           "                           (default 32, at most a quarter of the cache; 0: off)\n"
            "    -o kernel_readahead=SIZE  the kernel's readahead on this mount (default 1M; 0 keeps\n"
            "                           the kernel's own, 128K)\n\n",
            prog, prog);
@@ -468,14 +468,15 @@ int main(int argc, char **argv)
         status = serve_store(&o, &dc, cache_size, (unsigned)readahead, (unsigned)dir_readahead);
         goto out;
     }
-    if (o.snapshot || o.dir_readahead) {
-        fprintf(stderr, "rehydratefs: -o %s is for rehydrate stores; %s is none (no %s)\n",
-                o.snapshot ? "snapshot=" : "dir_readahead=", o.source, STORE_IDENTITY_FILE);
+    if (o.snapshot) {
+        fprintf(stderr, "rehydratefs: -o snapshot= is for rehydrate stores; %s is none (no %s)\n", o.source,
+                STORE_IDENTITY_FILE);
         status = 2;
         goto out;
     }
     volume_config vc = { .root = o.source, .chunkstore = o.chunkstore, .cache_size = (size_t)cache_size,
-                         .verify = o.verify, .readahead = (unsigned)readahead };
+                         .verify = o.verify, .readahead = (unsigned)readahead,
+                         .dir_readahead = (unsigned)dir_readahead };
     status = volume_serve(&vc, &dc);
 out:
     free(co.mountpoint);

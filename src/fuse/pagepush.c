@@ -162,3 +162,25 @@ void pusher_free(pusher *p)
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
+
+void pusher_push_head(pusher *p, chunk_cache *c, fuse_ino_t ino, const streammap *m, uint64_t bytes)
+{
+    push_piece run[PUSH_MAX_PIECES];
+    size_t n = 0, k; /* run holds the n chunks before entry k */
+    for (k = 0; k < m->n && m->start[k] < bytes; k++) {
+        const streammap_entry *e = &m->e[k];
+        chunk_ref *ref = NULL;
+        if (!e->hole && chunk_get_entry(c, m, k, &ref, NULL) < 0)
+            ref = NULL; /* damage ends the run like a hole */
+        if (n > 0 && (!ref || n == PUSH_MAX_PIECES)) {
+            pusher_push_pieces(p, c, ino, m->start[k - n], run, n);
+            n = 0;
+        }
+        if (ref && p)
+            run[n++] = (push_piece){ ref, 0, e->length };
+        else if (ref)
+            chunk_release(c, ref);
+    }
+    if (n > 0)
+        pusher_push_pieces(p, c, ino, m->start[k - n], run, n);
+}

@@ -262,6 +262,23 @@ int vnode_lookup(volume *v, vnode *parent, const char *name, struct fuse_entry_p
     return 0;
 }
 
+vnode *vnode_find(volume *v, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&v->lock);
+    vnode *n = find_locked(v, dev, ino);
+    if (n)
+        n->nlookup++;
+    pthread_mutex_unlock(&v->lock);
+    return n;
+}
+
+void vnode_hold(volume *v, vnode *n)
+{
+    pthread_mutex_lock(&v->lock);
+    n->nlookup++;
+    pthread_mutex_unlock(&v->lock);
+}
+
 void vnode_forget(volume *v, vnode *n, uint64_t count)
 {
     pthread_mutex_lock(&v->lock);

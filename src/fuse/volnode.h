@@ -95,6 +95,7 @@ typedef struct volume {
     uv_loop_t *loop;
     struct fuse_session *se;
     struct pusher *pusher; /* while the session runs (pagepush.h) */
+    struct voldirahead *dirahead; /* set by volume.c; NULL: no read-ahead across a directory's files */
 } volume;
 
 /* Opens the volume at c->root; on failure says why on stderr and returns a negative code. */
@@ -112,6 +113,11 @@ fuse_ino_t vnode_id(const volume *v, const vnode *n);
 /* Looks name up in directory parent: fills *e (attributes, timeouts) and counts one lookup of the
  * record. Returns 0 or a positive errno. */
 int vnode_lookup(volume *v, vnode *parent, const char *name, struct fuse_entry_param *e);
+/* The record of the file (dev, ino) if the kernel knows it, with one more lookup counted (which keeps it
+ * for the caller: drop it with vnode_forget(v, n, 1)); NULL when there is none. */
+vnode *vnode_find(volume *v, dev_t dev, ino_t ino);
+/* Counts one more lookup of n (the caller's own reference, dropped with vnode_forget(v, n, 1)). */
+void vnode_hold(volume *v, vnode *n);
 /* Drops count lookups of n; the last frees it. */
 void vnode_forget(volume *v, vnode *n, uint64_t count);
 /* The attributes the mount shows for n: the volume's, a stub's as a regular file of its real size.

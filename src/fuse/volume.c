@@ -4,7 +4,9 @@
  *
  * Every request that touches the volume is a job on libuv's thread pool, which replies exactly once:
  * the volume may be another FUSE file system (ntfs-3g) or a slow disk, and the loop thread must go on
- * receiving meanwhile. Only FORGET, which needs no I/O, is answered on the loop thread.
+ * receiving meanwhile. What needs no I/O is answered on the loop thread, which saves two thread
+ * hand-offs: FORGET, a stub's RELEASE, a read of a stub whose chunks are all in the cache, and the open
+ * of a stub whose map the read-ahead across its directory has read (voldirahead.h).
  *
  * An open file is a vfile: for a plain file, a descriptor open for reading; for a stub, its whole-file
  * stream map, read once at open, whose chunks are read through its chunk store's cache (cache.h), with
@@ -31,6 +33,7 @@
 #include "common/util.h"
 #include "fuse/pagepush.h"
 #include "fuse/readonly.h"
+#include "fuse/voldirahead.h"
 #include "fuse/volnode.h"
 #include "read/reader.h"
 #include "store/container.h"
@@ -75,6 +78,7 @@ struct vjob {
     uint64_t fh;           /* readdir, releasedir: the vdir */
     vfile *file;           /* read, lseek, release, prefetch: a reference, dropped after the job */
     size_t ra_from, ra_to; /* a read's planned read-ahead, queued by job_done */
+    vnode *opened;         /* open: the file, held, for the read-ahead across its directory (job_done) */
 };
 
 static volume *vol_of(fuse_req_t req) { return fuse_req_userdata(req); }
@@ -134,6 +138,8 @@ static void job_done(uv_work_t *w, int status)
             free(p);
         }
     }
+    if (j->opened)
+        voldirahead_opened(j->v->dirahead, j->opened);
     vfile_put(j->file);
     free(j->name);
     free(j);
@@ -270,13 +276,33 @@ static int open_stub(volume *v, vnode *n, vfile *f)
     return 0;
 }
 
+static vfile *vfile_new(volume *v, vnode *n)
+{
+    vfile *f = xcalloc(1, sizeof(*f));
+    *f = (vfile){ .h = { &f->h, &f->h, vfile_free }, .v = v, .n = n, .fd = -1, .refs = 1 };
+    pthread_mutex_init(&f->lock, NULL);
+    return f;
+}
+
+/* Replies to an open with f, or with err (and frees f). */
+static void reply_open(fuse_req_t req, vfile *f, int err)
+{
+    if (err) {
+        vfile_put(f);
+        fuse_reply_err(req, err);
+        return;
+    }
+    struct fuse_file_info fi = { .fh = (uintptr_t)f, .keep_cache = 1 }; /* the volume does not change */
+    volume_handle_add(f->v, &f->h);
+    if (fuse_reply_open(req, &fi) != 0)
+        vfile_put(f); /* the open was interrupted: no RELEASE will come */
+}
+
 static void open_run(vjob *j)
 {
     volume *v = j->v;
     vnode *n = vnode_of(v, j->ino);
-    vfile *f = xcalloc(1, sizeof(*f));
-    *f = (vfile){ .h = { &f->h, &f->h, vfile_free }, .v = v, .n = n, .fd = -1, .refs = 1 };
-    pthread_mutex_init(&f->lock, NULL);
+    vfile *f = vfile_new(v, n);
     int err = 0;
     if (n->kind != VN_PLAIN) {
         err = open_stub(v, n, f);
@@ -290,15 +316,32 @@ static void open_run(vjob *j)
             err = errno;
         vnode_put_fd(n, fd);
     }
-    if (err) {
-        vfile_put(f);
-        fuse_reply_err(j->req, err);
-        return;
+    if (!err && v->dirahead) { /* held while the request is: n is alive */
+        vnode_hold(v, n);
+        j->opened = n;
     }
-    struct fuse_file_info fi = { .fh = (uintptr_t)f, .keep_cache = 1 }; /* the volume does not change */
-    volume_handle_add(v, &f->h);
-    if (fuse_reply_open(j->req, &fi) != 0)
-        vfile_put(f); /* the open was interrupted: no RELEASE will come */
+    reply_open(j->req, f, err);
+}
+
+/*
+ * Loop thread: opens stub n at once, without a job, when the read-ahead across its directory left its
+ * map ready (voldirahead.h): nothing is left to read from the volume or the store then. False when it
+ * did not.
+ */
+static bool open_prefetched(fuse_req_t req, volume *v, vnode *n)
+{
+    streammap *m = n->kind == VN_STUB ? voldirahead_take_map(v->dirahead, n) : NULL;
+    if (!m)
+        return false;
+    vfile *f = vfile_new(v, n);
+    f->map = m;
+    int err = vstore_of(v, n, &f->st); /* open already: the fetch used it */
+    if (!err) {
+        vnode_hold(v, n);
+        voldirahead_opened(v->dirahead, n);
+    }
+    reply_open(req, f, err);
+    return true;
 }
 
 static char *file_name(void *ud)
@@ -495,7 +538,9 @@ static void vol_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, EROFS);
         return;
     }
-    queue(req, new_job(ino), open_run);
+    volume *v = vol_of(req);
+    if (!open_prefetched(req, v, vnode_of(v, ino)))
+        queue(req, new_job(ino), open_run);
 }
 
 /* Queues a job on open file fi, with a reference to it. */
@@ -510,6 +555,15 @@ static void vol_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
     vjob *j = new_job(ino);
     j->size = size;
     j->off = off;
+    vfile *f = (vfile *)(uintptr_t)fi->fh;
+    if (f->map && cache_range_cached(f->st->cache, f->map, (uint64_t)off, size)) {
+        /* Every chunk it needs is decompressed in the cache: answered here, without a hand-off. */
+        *j = (vjob){ .v = vol_of(req), .req = req, .run = read_run, .ino = ino, .size = size, .off = off,
+                     .file = vfile_get(f) };
+        job_work(&j->work);
+        job_done(&j->work, 0);
+        return;
+    }
     queue_on_file(req, j, fi, read_run);
 }
 
@@ -610,6 +664,7 @@ int volume_serve(const volume_config *c, daemon_config *dc)
     volume v;
     int status = 1;
     if (volume_open(&v, c) == 0) {
+        voldirahead_new(&v, c->dir_readahead, &v.dirahead);
         v.log.foreground = dc->foreground;
         dc->ops = &volume_ops;
         dc->ops_size = sizeof(volume_ops);
@@ -619,6 +674,7 @@ int volume_serve(const volume_config *c, daemon_config *dc)
         dc->push_pages = true;
         dc->ret_pusher = &v.pusher;
         status = daemon_run(dc);
+        voldirahead_free(v.dirahead); /* the loop has run dry: no fetch is in flight */
     }
     volume_close(&v); /* the loop, if it ran, has run dry: no job is left */
     return status;

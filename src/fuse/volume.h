@@ -21,6 +21,7 @@ typedef struct volume_config {
     size_t cache_size;      /* bytes of decompressed chunks kept, per chunk store */
     bool verify;            /* check every chunk's digest when it is read */
     unsigned readahead;     /* chunks fetched ahead of a sequential reader of a stub */
+    unsigned dir_readahead; /* stubs fetched ahead of a reader going through a directory (voldirahead.h) */
 } volume_config;
 
 /* Mounts the volume with the daemon's settings in dc (daemon.h: its args, mount point, foreground,

@@ -233,6 +233,34 @@ for d in range(30):
             fh.write('file %d of directory %d\n' % (f, d) * (1 + f % 7))
 PY
 "$WINDEDUP_MK" "$MANY/src" "$MANY/vol" >/dev/null 2>"$WORK/mk-many.err"
+# Read-ahead across a directory (voldirahead.h): opening a file of a directory the kernel has listed
+# fetches the stubs after it, in the directory's order, into the page cache; reading them then sends
+# no READ to the daemon. With -o dir_readahead=0 the same reads do.
+STORE=$MANY/vol
+# dirahead_reads DIR LOG: READ requests the daemon got for reading the 20 files after DIR's first
+dirahead_reads() {
+    local before after names
+    ls -l "$MNT/$1" >/dev/null # READDIRPLUS: the kernel knows every file of it
+    names=$(ls -f "$MNT/$1" | grep -v '^\.\{1,2\}$' | head -21)
+    cat "$MNT/$1/$(echo "$names" | head -1)" >/dev/null
+    sleep 1 # the fetch runs on the thread pool: milliseconds for 20 small files
+    before=$(grep -c 'opcode: READ ' "$2")
+    (cd "$MNT/$1" && echo "$names" | tail -20 | xargs cat >/dev/null)
+    after=$(grep -c 'opcode: READ ' "$2")
+    echo $((after - before))
+    echo "$names" | tail -20 >"$WORK/dirahead.names"
+}
+start_fs "$WORK/d-ahead.log" -d
+n=$(dirahead_reads d07 "$WORK/d-ahead.log")
+check "opening a file fetched the 20 after it in its directory: read with no READ request ($n)" [ "$n" -eq 0 ]
+check "... and they read right" sh -c 'cd "$0/d07" && xargs sha256sum <"$2" | (cd "$1/d07" && sha256sum --quiet -c -)' \
+    "$MANY/src" "$MNT" "$WORK/dirahead.names"
+stop_fs
+start_fs "$WORK/d-noahead.log" -d -o dir_readahead=0
+n=$(dirahead_reads d07 "$WORK/d-noahead.log")
+check "with -o dir_readahead=0 the same files are read by READ requests ($n)" [ "$n" -ge 20 ]
+stop_fs
+
 printf '#!/bin/sh\nexec prlimit --nofile=256:256 "%s" "$@"\n' "$REHYDRATEFS" >"$WORK/fs-256"
 chmod +x "$WORK/fs-256"
 STORE=$MANY/vol
