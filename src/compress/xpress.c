@@ -181,7 +181,7 @@ static inline __attribute__((always_inline)) int decode(const void *src, size_t 
         unsigned word = get_le16(in);
         in += 2;
         size_t off = (word >> 3) + 1;
-        size_t len = word & 7;
+        uint64_t len = word & 7; /* 64 bits: a 32-bit length + 3 must not wrap where size_t is 32 */
         if (off > (size_t)(out - out_start))
             return RH_ECORRUPT;
         if (len != 7 && off >= 8) {
@@ -196,13 +196,13 @@ static inline __attribute__((always_inline)) int decode(const void *src, size_t 
             int64_t l = long_len(&in, in_end, &nibble);
             if (l < 0)
                 return RH_ECORRUPT;
-            len = (size_t)l;
+            len = (uint64_t)l;
         }
         len += 3;
         size_t room = (size_t)(out_end - out);
         if (len > room)
             return to_end ? -ENOSPC : RH_ECORRUPT;
-        copy_match(out, off, len, room);
+        copy_match(out, off, (size_t)len, room);
         out += len;
     }
 

@@ -21,6 +21,7 @@
 #include "read/reader.h"
 
 #define MAX_JOBS 4
+#define MAX_BATCH 64 /* entries one fetch claims at most; the window is cut to it */
 #define STASH_MAX 64 /* maps kept for opens at most */
 
 typedef struct dent {
@@ -47,6 +48,7 @@ struct voldirahead {
     pthread_mutex_t stash_lock;
     struct stashed {
         vnode *n;
+        vstore *st;
         streammap *m;
     } stash[STASH_MAX];
     size_t stash_at;
@@ -60,7 +62,7 @@ typedef struct fetch {
 
 void voldirahead_new(volume *v, unsigned files, voldirahead **ret)
 {
-    size_t fit = v->cfg.cache_size / 4 / DIRAHEAD_FILE_BYTES;
+    size_t fit = MIN(v->cfg.cache_size / 4 / DIRAHEAD_FILE_BYTES, MAX_BATCH);
     if (files > fit)
         files = (unsigned)fit;
     if (files == 0) {
@@ -138,12 +140,12 @@ static size_t find_locked(voldirahead *d, const char *name)
     return d->n;
 }
 
-/* Keeps map m of stub n (held: the stash takes the hold over) for n's open. */
-static void stash_put(voldirahead *d, vnode *n, streammap *m)
+/* Keeps map m of stub n in store st (n held: the stash takes the hold over) for n's open. */
+static void stash_put(voldirahead *d, vnode *n, vstore *st, streammap *m)
 {
     pthread_mutex_lock(&d->stash_lock);
     struct stashed old = d->stash[d->stash_at];
-    d->stash[d->stash_at] = (struct stashed){ n, m };
+    d->stash[d->stash_at] = (struct stashed){ n, st, m };
     d->stash_at = (d->stash_at + 1) % STASH_MAX;
     pthread_mutex_unlock(&d->stash_lock);
     if (old.n) {
@@ -152,21 +154,22 @@ static void stash_put(voldirahead *d, vnode *n, streammap *m)
     }
 }
 
-streammap *voldirahead_take_map(voldirahead *d, const vnode *n)
+streammap *voldirahead_take_map(voldirahead *d, const vnode *n, vstore **ret_st)
 {
     if (!d)
         return NULL;
-    struct stashed got = { NULL, NULL };
+    struct stashed got = { NULL, NULL, NULL };
     pthread_mutex_lock(&d->stash_lock);
     for (size_t i = 0; i < STASH_MAX; i++)
         if (d->stash[i].n == n) {
             got = d->stash[i];
-            d->stash[i] = (struct stashed){ NULL, NULL };
+            d->stash[i] = (struct stashed){ NULL, NULL, NULL };
             break;
         }
     pthread_mutex_unlock(&d->stash_lock);
     if (got.n)
         vnode_forget(d->v, got.n, 1); /* the caller's request holds n */
+    *ret_st = got.st;
     return got.m;
 }
 
@@ -182,7 +185,7 @@ static void fetch_stub(voldirahead *d, vnode *n)
     }
     vstore_zero_holes(st, m);
     pusher_push_head(d->v->pusher, st->cache, vnode_id(d->v, n), m, DIRAHEAD_FILE_BYTES);
-    stash_put(d, n, m);
+    stash_put(d, n, st, m);
 }
 
 static void fetch_work(uv_work_t *w)
@@ -190,13 +193,15 @@ static void fetch_work(uv_work_t *w)
     fetch *f = (fetch *)w;
     voldirahead *d = f->d;
     vnode *opened = f->opened, *dir = opened->parent;
-    vnode *todo[64];
+    vnode *todo[MAX_BATCH];
     size_t ntodo = 0;
     pthread_mutex_lock(&d->lock);
     if (d->listed != dir)
         list_locked(d, dir);
     size_t at = find_locked(d, opened->name);
     if (at < d->n) {
+        if (at + 1 < d->pos)
+            d->next = at + 1; /* the reader went back (a second pass): claim again from there */
         d->pos = at + 1;
         size_t from = MAX(d->next, at + 1), to = MIN(d->n, at + 1 + d->files);
         to = MIN(to, from + ARRAY_SIZE(todo));
@@ -237,6 +242,7 @@ void voldirahead_opened(voldirahead *d, vnode *n)
         return;
     }
     if (d->jobs >= MAX_JOBS) {
+        d->opens = d->files; /* the next open tries again */
         vnode_forget(d->v, n, 1);
         return;
     }

@@ -14,8 +14,8 @@
  * mount answers them on its loop thread.
  *
  * The directory followed is listed once, by the first fetch after the reader moves into it, and kept
- * until the reader moves on; the window is bounded in files and, in total, by a quarter of a chunk
- * cache. A fetch that fails is dropped without a word: the reader's own open or read meets the same
+ * until the reader moves on; the window is bounded in files (64 at most) and, in total, by a quarter of
+ * a chunk cache. A fetch that fails is dropped without a word: the reader's own open or read meets the same
  * damage and reports it with the path.
  *
  * Threads: voldirahead_opened on the loop thread only; the fetches run on the pool.
@@ -37,8 +37,9 @@ void voldirahead_free(voldirahead *d);
  * (vnode_hold), which keeps n until the fetch is done. */
 void voldirahead_opened(voldirahead *d, vnode *n);
 
-/* The map that a fetch read for stub n, handed over (the caller frees it), or NULL: a stub whose map is
- * fetched is opened without reading it again. Any thread; d may be NULL. */
-streammap *voldirahead_take_map(voldirahead *d, const vnode *n);
+/* The map that a fetch read for stub n, handed over (the caller frees it), and its chunk store in
+ * *ret_st; or NULL: a stub whose map is fetched is opened without reading it again, or taking a lock
+ * that a store's opening may hold. Any thread; d may be NULL. */
+streammap *voldirahead_take_map(voldirahead *d, const vnode *n, vstore **ret_st);
 
 #endif

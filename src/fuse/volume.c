@@ -330,17 +330,16 @@ static void open_run(vjob *j)
  */
 static bool open_prefetched(fuse_req_t req, volume *v, vnode *n)
 {
-    streammap *m = n->kind == VN_STUB ? voldirahead_take_map(v->dirahead, n) : NULL;
+    vstore *st;
+    streammap *m = n->kind == VN_STUB ? voldirahead_take_map(v->dirahead, n, &st) : NULL;
     if (!m)
         return false;
     vfile *f = vfile_new(v, n);
     f->map = m;
-    int err = vstore_of(v, n, &f->st); /* open already: the fetch used it */
-    if (!err) {
-        vnode_hold(v, n);
-        voldirahead_opened(v->dirahead, n);
-    }
-    reply_open(req, f, err);
+    f->st = st;
+    vnode_hold(v, n);
+    voldirahead_opened(v->dirahead, n);
+    reply_open(req, f, 0);
     return true;
 }
 
@@ -348,6 +347,21 @@ static char *file_name(void *ud)
 {
     const vjob *j = ud;
     return vnode_path(j->v, j->file->n);
+}
+
+/* After a read of n bytes of a stub is answered: plans the read-ahead of a sequential reader (queued by
+ * job_done), or gives a random one the rest of the chunks it fetched (pagepush.h). */
+static void after_stub_read(vjob *j, size_t n)
+{
+    vfile *f = j->file;
+    pthread_mutex_lock(&f->lock); /* the job's reference keeps f, also after the reply */
+    bool sequential = cache_plan_readahead(f->map, (uint64_t)j->off, n, j->v->cfg.readahead, &f->next_off,
+                                           &f->ra_upto, &j->ra_from, &j->ra_to);
+    pthread_mutex_unlock(&f->lock);
+    /* A random reader gets the rest of the chunks it fetched whole into the page cache; a sequential
+     * one asks for it next, and the kernel's readahead is on its way (pagepush.h). */
+    if (!sequential)
+        pusher_push_around(j->v->pusher, f->st->cache, j->ino, f->map, (uint64_t)j->off, n);
 }
 
 /* A read of a stub through its store's chunk cache, replied without a copy (writev). */
@@ -360,14 +374,7 @@ static void read_stub(vjob *j)
         return;
     size_t n = io.bytes;
     cache_iov_release(f->st->cache, &io);
-    pthread_mutex_lock(&f->lock); /* the job's reference keeps f, also after the reply */
-    bool sequential = cache_plan_readahead(f->map, (uint64_t)j->off, n, j->v->cfg.readahead, &f->next_off,
-                                           &f->ra_upto, &j->ra_from, &j->ra_to);
-    pthread_mutex_unlock(&f->lock);
-    /* A random reader gets the rest of the chunks it fetched whole into the page cache; a sequential
-     * one asks for it next, and the kernel's readahead is on its way (pagepush.h). */
-    if (!sequential)
-        pusher_push_around(j->v->pusher, f->st->cache, j->ino, f->map, (uint64_t)j->off, n);
+    after_stub_read(j, n);
 }
 
 static void read_run(vjob *j)
@@ -556,11 +563,16 @@ static void vol_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, str
     j->size = size;
     j->off = off;
     vfile *f = (vfile *)(uintptr_t)fi->fh;
-    if (f->map && cache_range_cached(f->st->cache, f->map, (uint64_t)off, size)) {
-        /* Every chunk it needs is decompressed in the cache: answered here, without a hand-off. */
+    cache_iov io;
+    if (f->map && cache_peek_iov(f->st->cache, f->map, (uint64_t)off, size, &io) == 0) {
+        /* Every chunk it needs is decompressed in the cache (and now held): answered here, without a
+         * hand-off and without I/O. */
         *j = (vjob){ .v = vol_of(req), .req = req, .run = read_run, .ino = ino, .size = size, .off = off,
                      .file = vfile_get(f) };
-        job_work(&j->work);
+        daemon_reply_iov(req, &io);
+        size_t n = io.bytes;
+        cache_iov_release(f->st->cache, &io);
+        after_stub_read(j, n);
         job_done(&j->work, 0);
         return;
     }

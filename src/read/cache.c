@@ -375,8 +375,9 @@ int cache_pread(chunk_cache *c, const streammap *m, void *out, size_t len, uint6
 
 static const uint8_t zeros[128 << 10];
 
-int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v,
-                    size_t *ret_bad, index_loc *ret_loc)
+/* cache_pread_iov, or with peek cache_peek_iov: a chunk not cached is -EAGAIN instead of fetched. */
+static int build_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v, bool peek,
+                     size_t *ret_bad, index_loc *ret_loc)
 {
     *v = (cache_iov){ 0 };
     streammap_range rg;
@@ -404,8 +405,9 @@ int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len
                 v->iov[v->n] = (struct iovec){ (void *)zeros, MIN(p.n - k, sizeof(zeros)) };
             continue;
         }
-        chunk_ref *ref;
-        int r = chunk_get_entry(c, m, p.i, &ref, ret_loc);
+        chunk_ref *ref = NULL;
+        int r = peek ? ((ref = chunk_peek(c, e->digest, e->length)) ? 0 : -EAGAIN)
+                     : chunk_get_entry(c, m, p.i, &ref, ret_loc);
         if (r < 0) {
             if (ret_bad)
                 *ret_bad = p.i;
@@ -417,6 +419,17 @@ int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len
     }
     v->bytes = total;
     return 0;
+}
+
+int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v,
+                    size_t *ret_bad, index_loc *ret_loc)
+{
+    return build_iov(c, m, off, len, v, false, ret_bad, ret_loc);
+}
+
+int cache_peek_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v)
+{
+    return build_iov(c, m, off, len, v, true, NULL, NULL);
 }
 
 void cache_iov_release(chunk_cache *c, cache_iov *v)

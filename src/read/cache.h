@@ -74,6 +74,9 @@ typedef struct cache_iov {
 } cache_iov;
 int cache_pread_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v,
                     size_t *ret_bad, index_loc *ret_loc);
+/* The same from what the cache holds, never fetching (no I/O: for a thread that must not wait): -EAGAIN
+ * when a chunk it needs is not cached. */
+int cache_peek_iov(chunk_cache *c, const streammap *m, uint64_t off, size_t len, cache_iov *v);
 void cache_iov_release(chunk_cache *c, cache_iov *v);
 
 /* ---- read-ahead for a sequential reader ---- */

@@ -11,7 +11,7 @@
  * On x86-64 CPUs with carry-less multiplication (PCLMULQDQ, every x86-64 CPU since 2010), long inputs
  * are folded 64 bytes per step instead (Intel, "Fast CRC Computation for Generic Polynomials Using
  * PCLMULQDQ Instruction", 2009), and only the last 16 folded bytes and the tail go through the tables;
- * see fold_clmul. Slicing by 8 was still 11 % of a sequential read's CPU through a Windows volume mount.
+ * see crc64_clmul. Slicing by 8 was still 11 % of a sequential read's CPU through a Windows volume mount.
  */
 #include "config.h"
 
@@ -31,7 +31,7 @@ static uint64_t crc64_table[8][256];
 static uint32_t crc32_table[256];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
-/* For fold_clmul: x^n mod P for the n it needs, bit-reflected like the register; and whether the CPU
+/* For crc64_clmul: x^n mod P for the n it needs, bit-reflected like the register; and whether the CPU
  * can multiply without carries. */
 static uint64_t fold_k[4]; /* x^(128+63), x^127 (one 16-byte step); x^(512+63), x^511 (four) */
 static bool have_clmul;
