@@ -69,6 +69,7 @@
                   "member) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")                                    \
     X(ADD_CONTAINER, "INSERT OR IGNORE INTO containers(id, kind, size) VALUES (?1, ?2, ?3)")        \
     X(LIST_CONTAINERS, "SELECT kind, id, size FROM containers ORDER BY kind, id")                   \
+    X(NEWEST_CONTAINER, "SELECT id, size FROM containers WHERE kind = ?1 ORDER BY id DESC LIMIT 1")   \
     X(CLEAR_CHUNKS, "DELETE FROM chunks")                                                           \
     X(CLEAR_STREAMS, "DELETE FROM streams")                                                         \
     X(CLEAR_CONTAINERS, "DELETE FROM containers")                                                   \
@@ -686,6 +687,32 @@ int index_matches(index_t *ix, const index_container *have, size_t n, bool *ret_
     sqlite3_reset(st);
     if (r == 0)
         *ret_match = match;
+    return r;
+}
+
+int index_newest_container(index_t *ix, uint8_t kind, index_container *ret, bool *ret_found)
+{
+    if (!ix || !ret || !ret_found)
+        return -EINVAL;
+    sqlite3_stmt *st = ix->stmt[STMT_NEWEST_CONTAINER];
+    int rc = sqlite3_bind_int(st, 1, kind);
+    if (rc != SQLITE_OK)
+        return map_rc(ix->db, rc, false);
+    int r = 0;
+    *ret_found = false;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        sqlite3_int64 id = sqlite3_column_int64(st, 0), size = sqlite3_column_int64(st, 1);
+        if (id < 0 || id > UINT32_MAX || size < 0) {
+            r = RH_ECORRUPT;
+        } else {
+            *ret = (index_container){ .id = (uint32_t)id, .kind = kind, .size = (uint64_t)size };
+            *ret_found = true;
+        }
+    } else if (rc != SQLITE_DONE) {
+        r = map_rc(ix->db, rc, false);
+    }
+    sqlite3_reset(st);
     return r;
 }
 

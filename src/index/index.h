@@ -89,6 +89,10 @@ int index_clear(index_t *ix);
  * size) are equal. */
 int index_matches(index_t *ix, const index_container *have, size_t n, bool *ret_match);
 
+/* The container of `kind` with the highest id that the index records, in *ret; *ret_found false when
+ * it records none of that kind. */
+int index_newest_container(index_t *ix, uint8_t kind, index_container *ret, bool *ret_found);
+
 /* Counts, for reports. */
 int index_stats(index_t *ix, uint64_t *ret_chunks, uint64_t *ret_streams, uint64_t *ret_containers);
 

@@ -130,6 +130,38 @@ check "a missing index is rebuilt at mount, with a message" grep -q 'rebuilding'
 check "... and reads work" cmp "$SRC/dir/big.bin" "$MNT/two/dir/big.bin"
 stop_fs
 
+# ---- a stale index: a mount checks the newest container of each kind, and lists none ----
+# An index left behind by a backup that did not update it (here: the index of before that backup, put
+# back) misses the containers after its newest: the mount sees the next one and rebuilds the index.
+QSTORE=$WORK/qstore
+rh init "$QSTORE" >/dev/null
+rh backup "$QSTORE" "$WORK/src-one" --name first -q
+cp "$QSTORE/index.db" "$WORK/index.first"
+mkdir "$WORK/qnew"
+head -c 3000000 /dev/urandom >"$WORK/qnew/q-new.bin"
+rh backup "$QSTORE" "$WORK/qnew" --name second -q
+cp "$WORK/index.first" "$QSTORE/index.db"
+SAVED_STORE=$STORE
+STORE=$QSTORE
+start_fs "$WORK/dq1.log"
+check "an index that misses the newest containers is rebuilt at mount, with a message" \
+    grep -q 'index stale, rebuilding' "$WORK/dq1.log"
+check "... and the snapshot in them reads right" cmp "$WORK/qnew/q-new.bin" "$MNT/second/q-new.bin"
+stop_fs
+# With a current index the mount reads no listing of the containers: its start takes the same time
+# with 20 containers as with 20,000 (issue 15). strace shows which directories it opens.
+REAL_FS=$REHYDRATEFS
+printf '#!/bin/sh\nexec strace -f -e trace=openat -o "%s" "%s" "$@"\n' "$WORK/dq2.strace" "$REAL_FS" >"$WORK/fs-strace"
+chmod +x "$WORK/fs-strace"
+REHYDRATEFS=$WORK/fs-strace
+start_fs "$WORK/dq2.log"
+ls "$MNT/second" >/dev/null
+stop_fs
+REHYDRATEFS=$REAL_FS
+STORE=$SAVED_STORE
+check "with a current index, mounting opens no container directory to list it" \
+    bash -c "grep -q 'index.db' '$WORK/dq2.strace' && ! grep -qE 'openat\\([0-9A-Z_]+, \"containers/(data|stream)\", ' '$WORK/dq2.strace'"
+
 # ---- damage: EIO on the files that use the flipped chunk, and nothing else ----
 flip_chunk_byte "$WORK/src-one/unique.bin" "$STORE/containers/data" >/dev/null
 start_fs "$WORK/d5.log"

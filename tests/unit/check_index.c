@@ -454,6 +454,32 @@ START_TEST(test_integrity_finds_flips)
 }
 END_TEST
 
+/* The newest container of a kind: what a reader's quick staleness check starts from (store.c). */
+START_TEST(test_newest_container)
+{
+    index_t *ix = open_ok(uuid_a, INDEX_CREATE);
+    index_container c = { 0 };
+    bool found = true;
+    ck_assert_int_eq(index_newest_container(ix, 1, &c, &found), 0);
+    ck_assert(!found);
+    const index_container set[] = { { 3, 1, 100 }, { 12, 1, 1200 }, { 7, 1, 700 }, { 1, 2, 10 } };
+    ck_assert_int_eq(index_begin(ix), 0);
+    for (size_t i = 0; i < ARRAY_SIZE(set); i++)
+        ck_assert_int_eq(index_add_container(ix, &set[i]), 0);
+    ck_assert_int_eq(index_commit(ix), 0);
+    ck_assert_int_eq(index_newest_container(ix, 1, &c, &found), 0);
+    ck_assert(found);
+    ck_assert_uint_eq(c.id, 12);
+    ck_assert_uint_eq(c.kind, 1);
+    ck_assert_uint_eq(c.size, 1200);
+    ck_assert_int_eq(index_newest_container(ix, 2, &c, &found), 0);
+    ck_assert(found && c.id == 1 && c.size == 10);
+    ck_assert_int_eq(index_newest_container(ix, 3, &c, &found), 0);
+    ck_assert(!found);
+    index_close(ix);
+}
+END_TEST
+
 START_TEST(test_matches)
 {
     index_t *ix = open_ok(uuid_a, INDEX_CREATE);
@@ -715,6 +741,7 @@ static Suite *suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_create_reopen_keeps_rows);
     tcase_add_test(tc, test_open_missing);
+    tcase_add_test(tc, test_newest_container);
     tcase_add_test(tc, test_readonly_create);
     tcase_add_test(tc, test_uuid_mismatch_is_stale);
     tcase_add_test(tc, test_garbage_is_stale);
