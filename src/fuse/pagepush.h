@@ -49,10 +49,10 @@ void pusher_push(pusher *p, chunk_cache *c, fuse_ino_t ino, uint64_t chunk_off, 
 /* After a read of [off, off + n) of inode ino (map m) is answered: gives the kernel the rest of the
  * chunks at both ends, which the read fetched whole and which are still in cache c. p NULL: no-op. */
 void pusher_push_around(pusher *p, chunk_cache *c, fuse_ino_t ino, const streammap *m, uint64_t off, size_t n);
-/* Fetches the chunks of map m that begin below byte `bytes` into cache c and
- * gives them to the kernel as the pages of inode ino, one push per run of data between holes; a chunk
- * that cannot be read ends its run (the reader's own read meets the damage and reports it). For the
- * read-ahead across a directory's files (dirahead.h, voldirahead.h). p NULL: only the cache is filled. */
+/* Fetches the chunks of map m that begin below byte `bytes` into cache c and gives them to the kernel
+ * as the pages of inode ino, one push per run of data between holes; a chunk that cannot be read ends
+ * its run (the reader's own read meets the damage and reports it). For the read-ahead across a
+ * directory's files (dirahead.h, voldirahead.h). p NULL: only the cache is filled. */
 void pusher_push_head(pusher *p, chunk_cache *c, fuse_ino_t ino, const streammap *m, uint64_t bytes);
 /* Accepts no more pushes and drops the queued ones; true when no push is in progress any more. */
 bool pusher_idle(pusher *p);

@@ -17,11 +17,8 @@
 #include "windows/winreparse.h"
 #include "windows/winvolume.h"
 
-
 const char *const winvolume_reparse_xattrs[2] = { "system.ntfs_reparse_data", WINSTORE_STUB_XATTR };
 
-/* One xattr of path into a malloc'd buffer: 0, or a negative errno. ntfs-3g answers a too-small buffer
- * with EIO, not ERANGE, so the size is asked first; the value may change between the two calls. */
 int winvolume_read_reparse(const char *path, bool follow, uint8_t **ret, size_t *ret_len, const char **ret_xattr)
 {
     for (size_t k = 0; k < ARRAY_SIZE(winvolume_reparse_xattrs); k++) {
