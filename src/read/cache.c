@@ -5,9 +5,12 @@
  * reference counted: an entry in use is never evicted or freed, so readers copy out of it without the
  * lock. Every hit is checked against the length its reader expects: entries come from records whose
  * lengths were checked, and from pack member tables, which a damaged store could make disagree with a
- * stream map. Two threads that miss the same chunk at once may both fetch it; the second insert finds the
- * first and drops its copy. That wastes a fetch in a rare race instead of making readers wait on each
- * other.
+ * stream map.
+ *
+ * A fetch in progress is a flight: the chunk it is for and, once known, the pack it decodes. A thread
+ * that misses a chunk in flight, or a chunk of a pack in flight, waits for that fetch instead of decoding
+ * the same bytes again. That race is not rare: a sequential reader catches up with its own read-ahead,
+ * and without flights a fifth of a large file was decoded twice.
  *
  * Everything here allocates with mem_* and fails with -ENOMEM: a read, which the daemon answers with it,
  * and chunk_cache_new, which the daemon checks at start-up (util.h).
@@ -32,10 +35,21 @@ struct chunk_ref {
     uint8_t data[];
 };
 
+/* A fetch in progress (see the top of this file); lives on its fetching thread's stack. */
+typedef struct flight {
+    uint8_t digest[HASH_LEN];
+    bool pack; /* container and offset are those of the pack it decodes */
+    uint32_t container;
+    uint64_t offset;
+    struct flight *next;
+} flight;
+
 struct chunk_cache {
     rh_store *s;
     bool verify;
     pthread_mutex_t lock; /* protects everything below */
+    pthread_cond_t landed; /* a flight ended */
+    flight *flights;
     chunk_ref **buckets;
     size_t nbuckets;
     chunk_ref *lru_head, *lru_tail;
@@ -67,6 +81,7 @@ int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret
         return -ENOMEM;
     }
     pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->landed, NULL);
     *ret = c;
     return 0;
 }
@@ -82,6 +97,7 @@ void chunk_cache_free(chunk_cache *c)
     for (size_t i = 0; i < c->npool; i++)
         index_close(c->pool[i]);
     free(c->buckets);
+    pthread_cond_destroy(&c->landed);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -143,10 +159,36 @@ static void evict_locked(chunk_cache *c)
     }
 }
 
+static flight *flight_for_chunk_locked(chunk_cache *c, const uint8_t d[HASH_LEN])
+{
+    for (flight *f = c->flights; f; f = f->next)
+        if (memcmp(f->digest, d, HASH_LEN) == 0)
+            return f;
+    return NULL;
+}
+
+static flight *flight_for_pack_locked(chunk_cache *c, const index_loc *loc)
+{
+    for (flight *f = c->flights; f; f = f->next)
+        if (f->pack && f->container == loc->container && f->offset == loc->offset)
+            return f;
+    return NULL;
+}
+
+/* Ends flight f (the caller holds the lock) and wakes those who wait for one. */
+static void land_locked(chunk_cache *c, flight *f)
+{
+    flight **pp = &c->flights;
+    while (*pp != f)
+        pp = &(*pp)->next;
+    *pp = f->next;
+    pthread_cond_broadcast(&c->landed);
+}
+
 bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN])
 {
     pthread_mutex_lock(&c->lock);
-    bool hit = find_locked(c, digest) != NULL;
+    bool hit = find_locked(c, digest) || flight_for_chunk_locked(c, digest);
     pthread_mutex_unlock(&c->lock);
     return hit;
 }
@@ -209,7 +251,10 @@ static void insert_locked(chunk_cache *c, chunk_ref *n)
 static void insert_sibling(void *ud, const uint8_t digest[HASH_LEN], const uint8_t *data, uint32_t len)
 {
     chunk_cache *c = ud;
-    if (chunk_cached(c, digest))
+    pthread_mutex_lock(&c->lock);
+    bool have = find_locked(c, digest) != NULL; /* in flight is not had: that fetch may wait for this */
+    pthread_mutex_unlock(&c->lock);
+    if (have)
         return;
     chunk_ref *n = mem_alloc(sizeof(*n) + (size_t)len);
     if (!n)
@@ -228,67 +273,132 @@ static void insert_sibling(void *ud, const uint8_t digest[HASH_LEN], const uint8
     pthread_mutex_unlock(&c->lock);
 }
 
+/* A hit on e for a reader of length len (the caller holds the lock): a reference, or RH_ECORRUPT when a
+ * stream map or a pack's member table is damaged. */
+static int hit_locked(chunk_cache *c, chunk_ref *e, uint64_t len, chunk_ref **ret)
+{
+    if (e->len != len)
+        return RH_ECORRUPT;
+    e->refs++;
+    lru_unlink(c, e);
+    lru_push_head(c, e);
+    *ret = e;
+    return 0;
+}
+
+/*
+ * Waits while another fetch decodes the pack at `at`, then takes the pack's flight (the caller holds the
+ * lock). True, with *ret_r and *ret set as by hit_locked, when the chunk arrived meanwhile as a member of
+ * that pack (also before this was called: a fetch of the pack may have ended since the miss).
+ */
+static bool join_pack_locked(chunk_cache *c, flight *me, const index_loc *at, uint64_t len, chunk_ref **ret,
+                             int *ret_r)
+{
+    for (;;) {
+        chunk_ref *e = find_locked(c, me->digest);
+        if (e) {
+            *ret_r = hit_locked(c, e, len, ret);
+            return true;
+        }
+        if (!flight_for_pack_locked(c, at))
+            break;
+        c->st.waits++;
+        pthread_cond_wait(&c->landed, &c->lock);
+    }
+    me->pack = true;
+    me->container = at->container;
+    me->offset = at->offset;
+    return false;
+}
+
 /* chunk_get, at location `known` when the stream map gave one. */
 static int get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, const index_loc *known,
                chunk_ref **ret, index_loc *ret_loc)
 {
     pthread_mutex_lock(&c->lock);
-    chunk_ref *e = find_locked(c, digest);
-    if (e && e->len != len) { /* a stream map or a pack's member table is damaged */
-        pthread_mutex_unlock(&c->lock);
-        return RH_ECORRUPT;
-    }
-    if (e) {
-        e->refs++;
-        lru_unlink(c, e);
-        lru_push_head(c, e);
-        c->st.hits++;
-        pthread_mutex_unlock(&c->lock);
-        *ret = e;
-        return 0;
+    for (;;) {
+        chunk_ref *e = find_locked(c, digest);
+        if (e) {
+            int r = hit_locked(c, e, len, ret);
+            if (r == 0)
+                c->st.hits++;
+            pthread_mutex_unlock(&c->lock);
+            return r;
+        }
+        if (!flight_for_chunk_locked(c, digest))
+            break;
+        c->st.waits++;
+        pthread_cond_wait(&c->landed, &c->lock);
     }
     c->st.misses++;
+    flight me = { .next = c->flights };
+    memcpy(me.digest, digest, HASH_LEN);
+    c->flights = &me;
     pthread_mutex_unlock(&c->lock);
 
+    int r;
+    chunk_ref *n = NULL;
+    bool fetched = false;
+    index_t *ix = NULL;
+    unsigned gen = 0;
     /* Fetch without the lock: other readers go on meanwhile. No chunk is longer than a record: a
      * longer length is a damaged stream map, not a size to allocate. */
-    if (len > RECORD_LEN_MAX)
-        return RH_ECORRUPT;
-    chunk_ref *n = mem_alloc(sizeof(*n) + (size_t)len);
-    if (!n)
-        return -ENOMEM;
+    if (len > RECORD_LEN_MAX) {
+        r = RH_ECORRUPT;
+        goto land;
+    }
+    /* Where the chunk is: the map says, or the index (the fetch looks it up again, through the handle
+     * that follows repairs; a failure here is left to it). A member of a pack waits if another fetch
+     * decodes that pack: that one keeps all the members. */
+    index_loc where;
+    const index_loc *at = known;
+    if (!known) {
+        pool_take(c, &ix, &gen);
+        if (!ix)
+            (void)store_index_open_gen(c->s, POOL_FLAGS, &ix, &gen);
+        if (ix && index_find_chunk(ix, digest, &where) >= 0)
+            at = &where;
+    }
+    if (at && at->member) {
+        pthread_mutex_lock(&c->lock);
+        bool arrived = join_pack_locked(c, &me, at, len, ret, &r);
+        pthread_mutex_unlock(&c->lock);
+        if (arrived)
+            goto land;
+    }
+    if (!(n = mem_alloc(sizeof(*n) + (size_t)len))) {
+        r = -ENOMEM;
+        goto land;
+    }
     memcpy(n->digest, digest, HASH_LEN);
     n->len = len;
     n->refs = 1;
-    index_t *ix = NULL;
-    unsigned gen = 0;
-    if (!known)
-        pool_take(c, &ix, &gen);
-    int r = reader_fetch_chunk_rx(c->s, &ix, &gen, POOL_FLAGS, digest, len, known, c->verify, n->data, ret_loc,
-                                  NULL, insert_sibling, c);
-    if (!known)
-        pool_give(c, ix, gen);
+    fetched = true;
+    r = reader_fetch_chunk_rx(c->s, &ix, &gen, POOL_FLAGS, digest, len, known, c->verify, n->data, ret_loc,
+                              NULL, insert_sibling, c);
     if (r < 0) {
         free(n);
-        return r;
+        n = NULL;
     }
+land:
+    pool_give(c, ix, gen);
     pthread_mutex_lock(&c->lock);
-    e = find_locked(c, digest);
-    if (e && e->len != len) {
-        pthread_mutex_unlock(&c->lock);
-        free(n);
-        return RH_ECORRUPT;
-    }
-    if (e) { /* another reader fetched it meanwhile: use theirs */
-        e->refs++;
-        free(n);
-        n = e;
-    } else {
-        insert_locked(c, n);
+    land_locked(c, &me);
+    c->st.fetches += fetched;
+    if (n) {
+        /* Another fetch may have brought it all the same: as a member of a pack it did not know the
+         * chunk to be in (the index was not at hand), or of another copy of that pack. */
+        chunk_ref *e = find_locked(c, digest);
+        if (e) {
+            r = hit_locked(c, e, len, ret);
+            free(n);
+        } else {
+            insert_locked(c, n);
+            *ret = n;
+        }
     }
     pthread_mutex_unlock(&c->lock);
-    *ret = n;
-    return 0;
+    return r;
 }
 
 int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chunk_ref **ret,

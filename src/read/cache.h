@@ -26,6 +26,8 @@ const uint8_t *chunk_data(const chunk_ref *c);
 
 typedef struct cache_stats {
     uint64_t hits, misses, fetched_bytes, evictions, bytes, entries;
+    uint64_t fetches; /* reads through the store: a miss that found its chunk in flight makes none */
+    uint64_t waits;   /* times a miss waited for a fetch in flight (of its chunk, or of its pack) */
 } cache_stats;
 
 /* capacity: bytes of decompressed chunks kept (at least one chunk is always kept while referenced);
@@ -44,7 +46,8 @@ int chunk_get(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len, chun
  * index is involved), else where the index says. What the readers of files use. */
 int chunk_get_entry(chunk_cache *c, const streammap *m, size_t i, chunk_ref **ret, index_loc *ret_loc);
 void chunk_release(chunk_cache *c, chunk_ref *ref);
-/* True when the chunk is cached (for read-ahead decisions; the answer may be stale at once). */
+/* True when the chunk is cached or being fetched (for read-ahead decisions; the answer may be stale at
+ * once). */
 bool chunk_cached(chunk_cache *c, const uint8_t digest[HASH_LEN]);
 /* A reference to the chunk of length len if it is cached, else NULL; never fetches. */
 chunk_ref *chunk_peek(chunk_cache *c, const uint8_t digest[HASH_LEN], uint64_t len);

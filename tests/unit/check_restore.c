@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 
@@ -596,6 +597,93 @@ START_TEST(test_cache_iov_matches_pread)
 }
 END_TEST
 
+/* Reads all of a file through the cache, chunk by chunk from chunk `first` on and round to it, after
+ * every other reader is ready. */
+typedef struct racer {
+    chunk_cache *cc;
+    const streammap *m;
+    const uint8_t *want;
+    size_t first;
+    pthread_barrier_t *go;
+    bool same;
+} racer;
+
+static void *race_read(void *p)
+{
+    racer *r = p;
+    const streammap *m = r->m;
+    uint8_t *buf = xmalloc(m->size);
+    pthread_barrier_wait(r->go);
+    size_t n = 0;
+    r->same = true;
+    for (size_t k = 0; k < m->n && r->same; k++) {
+        size_t i = (r->first + k) % m->n;
+        r->same = cache_pread(r->cc, m, buf + m->start[i], m->e[i].length, m->start[i], &n, NULL, NULL) == 0 &&
+                  n == m->e[i].length;
+    }
+    r->same = r->same && memcmp(buf, r->want, m->size) == 0;
+    free(buf);
+    return NULL;
+}
+
+/* Eight readers of one file at once, through one cache that holds it all: every record is read and
+ * decoded once. Readers that miss a chunk another is fetching (all start at the first chunk), or a chunk
+ * of a pack another is decoding (each starts at another chunk), wait for that fetch (cache.c, flights)
+ * instead of decoding the same bytes again. */
+START_TEST(test_cache_fetches_each_record_once)
+{
+    enum { READERS = 8 };
+    for (int run = 0; run < 10; run++) { /* spread: the race is likelier than certain, so run it often */
+        int fi = run % 2;
+        bool spread = run >= 2;
+        const char *name = fi ? "big" : "text";
+        streammap *m = file_map(name);
+        /* the records the file's chunks are in: packs count once */
+        rh_snapshot *sn; /* opens the store's index (store->ix) */
+        ck_assert_int_eq(rh_snapshot_open(store, "s", &sn), 0);
+        rh_snapshot_close(sn);
+        size_t records = 0;
+        index_loc *seen = xcalloc(m->n, sizeof(*seen));
+        for (size_t i = 0; i < m->n; i++) {
+            index_loc loc;
+            ck_assert_int_eq(index_find_chunk(store->ix, m->e[i].digest, &loc), 0);
+            bool dup = false;
+            for (size_t k = 0; k < records && !dup; k++)
+                dup = seen[k].container == loc.container && seen[k].offset == loc.offset;
+            if (!dup)
+                seen[records++] = loc;
+        }
+        free(seen);
+        ck_assert_uint_lt(records, m->n); /* some chunks share a pack */
+
+        chunk_cache *cc;
+        ck_assert_int_eq(chunk_cache_new(store, 64 << 20, true, &cc), 0);
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, READERS);
+        racer r[READERS];
+        pthread_t t[READERS];
+        for (int i = 0; i < READERS; i++) {
+            r[i] = (racer){ .cc = cc, .m = m, .want = fi ? big : text, .first = spread ? (size_t)i % m->n : 0,
+                            .go = &go };
+            ck_assert_int_eq(pthread_create(&t[i], NULL, race_read, &r[i]), 0);
+        }
+        for (int i = 0; i < READERS; i++) {
+            pthread_join(t[i], NULL);
+            ck_assert_msg(r[i].same, "%s: reader %d read other bytes", name, i);
+        }
+        pthread_barrier_destroy(&go);
+        cache_stats cs;
+        chunk_cache_get_stats(cc, &cs);
+        ck_assert_uint_eq(cs.evictions, 0);
+        ck_assert_msg(cs.fetches == records, "%s%s: %llu fetches for %zu records (%llu waits)", name,
+                      spread ? ", spread" : "", (unsigned long long)cs.fetches, records,
+                      (unsigned long long)cs.waits);
+        chunk_cache_free(cc);
+        streammap_free(m);
+    }
+}
+END_TEST
+
 /* ---- the format seam: stream maps that say where their chunks are ---- */
 
 /* Where every chunk of the test files is, read from the index before the test empties it: what a
@@ -787,6 +875,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_packs);
     tcase_add_test(tc, test_pack_damage_is_contained);
     tcase_add_test(tc, test_cache_checks_lengths);
+    tcase_add_test(tc, test_cache_fetches_each_record_once);
     tcase_add_test(tc, test_locations_from_stream_maps);
     suite_add_tcase(s, tc);
     return s;
