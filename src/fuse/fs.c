@@ -279,7 +279,8 @@ static void do_read(job *j)
     /* A sequential reader gets the following chunks fetched ahead; job_done queues that, because only
      * the loop thread may queue work. */
     pthread_mutex_lock(&of->lock);
-    bool sequential = cache_plan_readahead(of->map, (uint64_t)j->off, n, f->readahead, &of->next_off,
+    bool sequential = cache_plan_readahead(of->map, (uint64_t)j->off, n, f->readahead,
+                                           cache_readahead_bytes(f->cache), &of->next_off,
                                            &of->ra_upto, &j->ra_from, &j->ra_to);
     pthread_mutex_unlock(&of->lock);
     /* A sequential reader asks for the rest of these chunks next, and the kernel's readahead is

@@ -355,7 +355,8 @@ static void after_stub_read(vjob *j, size_t n)
 {
     vfile *f = j->file;
     pthread_mutex_lock(&f->lock); /* the job's reference keeps f, also after the reply */
-    bool sequential = cache_plan_readahead(f->map, (uint64_t)j->off, n, j->v->cfg.readahead, &f->next_off,
+    bool sequential = cache_plan_readahead(f->map, (uint64_t)j->off, n, j->v->cfg.readahead,
+                                           cache_readahead_bytes(f->st->cache), &f->next_off,
                                            &f->ra_upto, &j->ra_from, &j->ra_to);
     pthread_mutex_unlock(&f->lock);
     /* A random reader gets the rest of the chunks it fetched whole into the page cache; a sequential

@@ -86,6 +86,8 @@ int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret
     return 0;
 }
 
+size_t chunk_cache_capacity(const chunk_cache *c) { return c->capacity; }
+
 void chunk_cache_free(chunk_cache *c)
 {
     if (!c)
@@ -563,8 +565,8 @@ void cache_prefetch(chunk_cache *c, const streammap *m, size_t from, size_t to)
     }
 }
 
-bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned window, uint64_t *next_off,
-                          size_t *ra_upto, size_t *ret_from, size_t *ret_to)
+bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned window, uint64_t max_bytes,
+                          uint64_t *next_off, size_t *ra_upto, size_t *ret_from, size_t *ret_to)
 {
     uint64_t end = off + n;
     bool sequential = off == *next_off;
@@ -573,6 +575,9 @@ bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned w
     if (sequential && end < m->size && window) {
         size_t first = streammap_find(m, end);
         size_t last = MIN(first + window, m->n);
+        /* the entries that start before end + max_bytes, and at least the next one */
+        if (max_bytes < m->size - end)
+            last = MIN(last, MAX(streammap_find(m, end + max_bytes - (max_bytes > 0)) + 1, first + 1));
         if (*ra_upto < last) {
             *ret_from = MAX(first, *ra_upto);
             *ret_to = last;

@@ -34,6 +34,7 @@ typedef struct cache_stats {
  * verify: check every fetched chunk's SHA-256. 0, or -ENOMEM (*ret untouched). */
 int chunk_cache_new(rh_store *s, size_t capacity, bool verify, chunk_cache **ret);
 void chunk_cache_free(chunk_cache *c); /* NULL is a no-op; no chunk may be held */
+size_t chunk_cache_capacity(const chunk_cache *c);
 /*
  * The chunk `digest` of raw length `len`: from the cache, or fetched (index lookup, one read through the
  * callbacks, checksum, decompression) and inserted. *ret_loc (may be NULL) gets the location on a fetch
@@ -87,11 +88,15 @@ void cache_iov_release(chunk_cache *c, cache_iov *v);
 /*
  * After a read of [off, off + n) of the file of map m: whether it went on where the file's last read ended
  * (*next_off, which becomes off + n), and which entries to fetch ahead, [*ret_from, *ret_to): up to
- * `window` entries past the read, none below *ra_upto (queued already; it becomes *ret_to). An empty range
- * when the read was not sequential. The caller serializes the calls for one file.
+ * `window` entries past the read, and of those only the ones that start within max_bytes of its end (at
+ * least one), none below *ra_upto (queued already; it becomes *ret_to). An empty range when the read was
+ * not sequential. The caller serializes the calls for one file.
  */
-bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned window, uint64_t *next_off,
-                          size_t *ra_upto, size_t *ret_from, size_t *ret_to);
+bool cache_plan_readahead(const streammap *m, uint64_t off, size_t n, unsigned window, uint64_t max_bytes,
+                          uint64_t *next_off, size_t *ra_upto, size_t *ret_from, size_t *ret_to);
+/* The bytes a sequential reader's read-ahead may run ahead of it: half of the cache, so that what is
+ * fetched ahead is still there when it is read, also with a second reader going. */
+#define cache_readahead_bytes(c) (chunk_cache_capacity(c) / 2)
 /* Fetches entries [from, to) of m into the cache, those not there yet; failures are left for the reads. */
 void cache_prefetch(chunk_cache *c, const streammap *m, size_t from, size_t to);
 

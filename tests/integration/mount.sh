@@ -198,7 +198,8 @@ rh backup "$STORE" "$DSRC" --name d -q
 # ---- the files fetched ahead (below) go into the kernel's page cache: reading them sends no READ ----
 # (The kernel takes pages only for inodes it knows: listing the directory first, as tar, cp -r and
 # rsync do, makes them known.)
-start_fs "$WORK/d9.log" -d
+# (A cache of 32M: the window, 32 files of up to 256 KiB, is cut to fit a quarter of the cache.)
+start_fs "$WORK/d9.log" -d -o cache_size=32M
 ls "$MNT/d/d" >/dev/null
 cat "$MNT/d/d/f00" >/dev/null
 sleep 1
@@ -220,7 +221,7 @@ rh init "$STORE" --format 1 >/dev/null
 rh backup "$STORE" "$DSRC" --name d -q
 start_fs "$WORK/d6.log"
 cat "$MNT/d/d/f00" >/dev/null
-sleep 1 # the fetch runs on the thread pool; 32 small files take milliseconds
+sleep 1 # the fetch runs on the thread pool; 20 small files take milliseconds
 flip_chunk_byte "$DSRC/d/f05" "$STORE/containers/data" 1000 >/dev/null
 flip_chunk_byte "$DSRC/d/f39" "$STORE/containers/data" 1000 >/dev/null
 check "opening a file fetched the files after it in its directory (f05 reads right from the cache)" \

@@ -1026,30 +1026,44 @@ START_TEST(test_plan_readahead)
     uint64_t next = 0;
     size_t upto = 0, from, to;
     /* a first read at 0 is sequential: the 8 entries after it */
-    ck_assert(cache_plan_readahead(m, 0, 10, 8, &next, &upto, &from, &to));
+    ck_assert(cache_plan_readahead(m, 0, 10, 8, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, 1);
     ck_assert_uint_eq(to, 9);
     ck_assert_uint_eq(next, 10);
     /* the next read goes on: only what was not queued yet */
-    ck_assert(cache_plan_readahead(m, 10, 25, 8, &next, &upto, &from, &to));
+    ck_assert(cache_plan_readahead(m, 10, 25, 8, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, 9);
     ck_assert_uint_eq(to, 11);
     ck_assert_uint_eq(next, 35);
     /* a jump: nothing, and the next read from there is sequential again */
-    ck_assert(!cache_plan_readahead(m, 500, 10, 8, &next, &upto, &from, &to));
+    ck_assert(!cache_plan_readahead(m, 500, 10, 8, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, to);
-    ck_assert(cache_plan_readahead(m, 510, 10, 8, &next, &upto, &from, &to));
+    ck_assert(cache_plan_readahead(m, 510, 10, 8, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, 52);
     ck_assert_uint_eq(to, 60);
     /* near the end: cut at the last entry; at the end: nothing */
-    ck_assert(cache_plan_readahead(m, 520, 450, 8, &next, &upto, &from, &to));
+    ck_assert(cache_plan_readahead(m, 520, 450, 8, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, 97);
     ck_assert_uint_eq(to, 100);
-    ck_assert(cache_plan_readahead(m, 970, 30, 8, &next, &upto, &from, &to));
+    ck_assert(cache_plan_readahead(m, 970, 30, 8, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, to);
+    /* at most max_bytes past the read: the entries that start before end + 30, and at least one */
+    next = 0, upto = 0;
+    ck_assert(cache_plan_readahead(m, 0, 10, 8, 30, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 1);
+    ck_assert_uint_eq(to, 4);
+    ck_assert(cache_plan_readahead(m, 10, 5, 8, 31, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 4);
+    ck_assert_uint_eq(to, 5); /* bytes 15..45: entries 1..4 */
+    ck_assert(cache_plan_readahead(m, 15, 10, 8, 0, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, to); /* 0 bytes: at least entry 2, queued already */
+    next = 0, upto = 0;
+    ck_assert(cache_plan_readahead(m, 0, 10, 8, 0, &next, &upto, &from, &to));
+    ck_assert_uint_eq(from, 1);
+    ck_assert_uint_eq(to, 2);
     /* a window of 0: no read-ahead */
     next = 0, upto = 0;
-    ck_assert(cache_plan_readahead(m, 0, 10, 0, &next, &upto, &from, &to));
+    ck_assert(cache_plan_readahead(m, 0, 10, 0, UINT64_MAX, &next, &upto, &from, &to));
     ck_assert_uint_eq(from, to);
     streammap_free(m);
     buf_free(&b);
