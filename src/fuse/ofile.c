@@ -4,15 +4,20 @@
  */
 #include "config.h"
 
+#include <unistd.h>
+
 #include "common/util.h"
 #include "fuse/ofile.h"
 
 #define OFILE_BUCKETS 1024 /* a power of two; records in use plus OFILE_IDLE_MAX idle ones */
 
-static size_t bucket_of(const ofile_table *t, uint64_t ino)
+static size_t bucket_of(const ofile_table *t, uint64_t dev, uint64_t ino)
 {
-    return (size_t)((ino * UINT64_C(0x9e3779b97f4a7c15)) >> 32) & (t->nbuckets - 1);
+    return (size_t)(((ino ^ dev * UINT64_C(0xff51afd7ed558ccd)) * UINT64_C(0x9e3779b97f4a7c15)) >> 32) &
+           (t->nbuckets - 1);
 }
+
+static size_t entries_of(const ofile *of) { return of->map ? of->map->n : 0; }
 
 void ofile_table_init(ofile_table *t)
 {
@@ -22,6 +27,8 @@ void ofile_table_init(ofile_table *t)
 
 static void ofile_free(ofile *of)
 {
+    if (of->fd >= 0)
+        close(of->fd);
     streammap_free(of->map);
     pthread_mutex_destroy(&of->lock);
     free(of);
@@ -52,21 +59,21 @@ static void idle_unlink(ofile_table *t, ofile *of)
         t->idle_tail = of->lru_prev;
     of->lru_prev = of->lru_next = NULL;
     t->nidle--;
-    t->idle_entries -= of->map->n;
+    t->idle_entries -= entries_of(of);
 }
 
 static void remove_from_hash(ofile_table *t, ofile *of)
 {
-    ofile **p = &t->buckets[bucket_of(t, of->ino)];
+    ofile **p = &t->buckets[bucket_of(t, of->dev, of->ino)];
     while (*p != of)
         p = &(*p)->hnext;
     *p = of->hnext;
 }
 
-ofile *ofile_get(ofile_table *t, uint64_t ino)
+ofile *ofile_find(ofile_table *t, uint64_t dev, uint64_t ino)
 {
-    for (ofile *of = t->buckets[bucket_of(t, ino)]; of; of = of->hnext) {
-        if (of->ino != ino)
+    for (ofile *of = t->buckets[bucket_of(t, dev, ino)]; of; of = of->hnext) {
+        if (of->ino != ino || of->dev != dev)
             continue;
         if (of->refs++ == 0)
             idle_unlink(t, of);
@@ -75,18 +82,33 @@ ofile *ofile_get(ofile_table *t, uint64_t ino)
     return NULL;
 }
 
-ofile *ofile_add(ofile_table *t, uint64_t ino, size_t snap, uint64_t entry, streammap *map)
+ofile *ofile_new(uint64_t dev, uint64_t ino, streammap *map)
 {
     ofile *of = xcalloc(1, sizeof(*of));
+    of->dev = dev;
     of->ino = ino;
-    of->snap = snap;
-    of->entry = entry;
     of->map = map;
+    of->fd = -1;
     of->refs = 1;
     pthread_mutex_init(&of->lock, NULL);
-    size_t b = bucket_of(t, ino);
+    return of;
+}
+
+void ofile_insert(ofile_table *t, ofile *of)
+{
+    size_t b = bucket_of(t, of->dev, of->ino);
     of->hnext = t->buckets[b];
     t->buckets[b] = of;
+}
+
+void ofile_discard(ofile *of) { ofile_free(of); }
+
+ofile *ofile_add(ofile_table *t, uint64_t ino, size_t snap, uint64_t entry, streammap *map)
+{
+    ofile *of = ofile_new(0, ino, map);
+    of->snap = snap;
+    of->entry = entry;
+    ofile_insert(t, of);
     return of;
 }
 
@@ -101,7 +123,7 @@ void ofile_put(ofile_table *t, ofile *of)
         t->idle_tail = of;
     t->idle_head = of;
     t->nidle++;
-    t->idle_entries += of->map->n;
+    t->idle_entries += entries_of(of);
     while (t->nidle > OFILE_IDLE_MAX || (t->idle_entries > OFILE_IDLE_ENTRIES && t->nidle > 1)) {
         ofile *old = t->idle_tail;
         idle_unlink(t, old);

@@ -1,8 +1,9 @@
 /*
  * voldirahead.c — read-ahead across the files of a directory of a volume mount (see voldirahead.h).
  *
- * The loop thread decides when to fetch: at the first open in a directory, and then every half window
- * of opens in it, at most MAX_JOBS fetches in flight. A fetch job finds where the opened file stands in
+ * The loop thread queues a fetch at every first read of a file, at most MAX_JOBS fetches in flight: the
+ * files fetched ahead are read from the page cache without a request, so a first read that reaches the
+ * daemon is one the window did not cover. A fetch job finds where the file read stands in
  * the listing (listing the directory first when it is a new one), claims the entries after it that no
  * fetch claimed yet, and fetches the stubs among them. The listing and the claims are shared by the
  * jobs under the handle's lock; the fetching itself runs without it.
@@ -22,7 +23,7 @@
 
 #define MAX_JOBS 4
 #define MAX_BATCH 64 /* entries one fetch claims at most; the window is cut to it */
-#define STASH_MAX 64 /* maps kept for opens at most */
+#define STASH_MAX 64 /* maps kept for first reads at most */
 
 typedef struct dent {
     char *name;
@@ -33,8 +34,6 @@ struct voldirahead {
     volume *v;
     unsigned files;
     /* loop thread only */
-    vnode *dir;     /* the directory of the last open (compared, never followed) */
-    unsigned opens; /* opens in it since the last fetch was queued */
     unsigned jobs;  /* fetches queued and not done */
     /* shared by the fetches */
     pthread_mutex_t lock;
@@ -57,7 +56,7 @@ struct voldirahead {
 typedef struct fetch {
     uv_work_t work;
     voldirahead *d;
-    vnode *opened; /* held */
+    vnode *first; /* held */
 } fetch;
 
 void voldirahead_new(volume *v, unsigned files, voldirahead **ret)
@@ -192,13 +191,13 @@ static void fetch_work(uv_work_t *w)
 {
     fetch *f = (fetch *)w;
     voldirahead *d = f->d;
-    vnode *opened = f->opened, *dir = opened->parent;
+    vnode *first = f->first, *dir = first->parent;
     vnode *todo[MAX_BATCH];
     size_t ntodo = 0;
     pthread_mutex_lock(&d->lock);
     if (d->listed != dir)
         list_locked(d, dir);
-    size_t at = find_locked(d, opened->name);
+    size_t at = find_locked(d, first->name);
     if (at < d->n) {
         if (at + 1 < d->pos)
             d->next = at + 1; /* the reader went back (a second pass): claim again from there */
@@ -224,32 +223,19 @@ static void fetch_done(uv_work_t *w, int status)
 {
     fetch *f = (fetch *)w;
     f->d->jobs--;
-    vnode_forget(f->d->v, f->opened, 1);
+    vnode_forget(f->d->v, f->first, 1);
     free(f);
 }
 
-void voldirahead_opened(voldirahead *d, vnode *n)
+void voldirahead_reading(voldirahead *d, vnode *n)
 {
-    if (!n->parent) {
+    if (!n->parent || d->jobs >= MAX_JOBS) { /* the next first read tries again */
         vnode_forget(d->v, n, 1);
         return;
     }
-    if (n->parent != d->dir) {
-        d->dir = n->parent;
-        d->opens = 0;
-    } else if (++d->opens < (d->files + 1) / 2) {
-        vnode_forget(d->v, n, 1);
-        return;
-    }
-    if (d->jobs >= MAX_JOBS) {
-        d->opens = d->files; /* the next open tries again */
-        vnode_forget(d->v, n, 1);
-        return;
-    }
-    d->opens = 0;
     fetch *f = xcalloc(1, sizeof(*f));
     f->d = d;
-    f->opened = n;
+    f->first = n;
     if (uv_queue_work(d->v->loop, &f->work, fetch_work, fetch_done) < 0) {
         vnode_forget(d->v, n, 1);
         free(f);

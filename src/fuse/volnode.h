@@ -29,6 +29,7 @@
 #include <uv.h>
 
 #include "fuse/daemon.h"
+#include "fuse/ofile.h"
 #include "fuse/volume.h"
 #include "read/cache.h"
 #include "store/store.h"
@@ -58,7 +59,7 @@ typedef struct vnode {
     size_t why_at;
 } vnode;
 
-/* An open file or directory (volume.c), on the volume's list from its open until its release. The
+/* An open directory (volume.c), on the volume's list from its open until its release. The
  * kernel sends no RELEASE for what is still open when the mount goes away (umount -l, SIGTERM), so
  * volume_close frees what is left on the list. */
 typedef struct vhandle {
@@ -90,12 +91,14 @@ typedef struct volume {
     char *store_dir;  /* else: the volume's ChunkStore directory, as found */
     daemon_log log;
     pthread_mutex_t handles_lock; /* protects the list below */
-    vhandle handles;              /* the list's head: every open file and directory not yet released */
+    vhandle handles;              /* the list's head: every open directory not yet released */
     /* set by the daemon (daemon.h) */
     uv_loop_t *loop;
     struct fuse_session *se;
     struct pusher *pusher; /* while the session runs (pagepush.h) */
     struct voldirahead *dirahead; /* set by volume.c; NULL: no read-ahead across a directory's files */
+    ofile_table files;            /* volume.c: the files being read (loop thread only) */
+    bool no_open;                 /* the kernel sends no OPEN or RELEASE once OPEN answered ENOSYS */
 } volume;
 
 /* Opens the volume at c->root; on failure says why on stderr and returns a negative code. */

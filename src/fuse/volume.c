@@ -5,17 +5,19 @@
  * Every request that touches the volume is a job on libuv's thread pool, which replies exactly once:
  * the volume may be another FUSE file system (ntfs-3g) or a slow disk, and the loop thread must go on
  * receiving meanwhile. What needs no I/O is answered on the loop thread, which saves two thread
- * hand-offs: FORGET, a stub's RELEASE, a read of a stub whose chunks are all in the cache, and the open
- * of a stub whose map the read-ahead across its directory has read (voldirahead.h).
+ * hand-offs: FORGET, OPEN and RELEASE, and a read of a stub whose chunks are all in the cache.
  *
- * An open file is a vfile: for a plain file, a descriptor open for reading; for a stub, its whole-file
- * stream map, read once at open, whose chunks are read through its chunk store's cache (cache.h), with
- * read-ahead for a sequential reader. A vfile is counted: the open, and every job on it from its
- * dispatch to its after-work callback, so that a RELEASE never frees it under a job still using it.
+ * Nothing is kept per open, as in a store's mount (ofile.h): where the kernel supports it, OPEN is
+ * answered ENOSYS once and the kernel sends no OPEN or RELEASE again, so a small file read through the
+ * mount costs one request, or none when the read-ahead across its directory pushed its pages
+ * (voldirahead.h). Reads find their file's record by the volume's (device, inode): for a plain file, a
+ * descriptor open for reading; for a stub, its whole-file stream map, whose chunks are read through its
+ * chunk store's cache (cache.h), with read-ahead for a sequential reader. A file's first read or
+ * lseek makes the record on the pool (I/O); the loop thread keeps the table.
  *
  * Damage is reported once per file (daemon_log): a stub whose reparse data cannot be parsed, or whose
- * stream map cannot be read, fails to open with EIO; a chunk that cannot be read fails that read with
- * EIO. The rest of the mount goes on.
+ * stream map cannot be read, fails every read with EIO; a chunk that cannot be read fails that read
+ * with EIO. The rest of the mount goes on.
  */
 #include "config.h"
 
@@ -31,6 +33,7 @@
 
 #include "common/fsutil.h"
 #include "common/util.h"
+#include "fuse/ofile.h"
 #include "fuse/pagepush.h"
 #include "fuse/readonly.h"
 #include "fuse/voldirahead.h"
@@ -41,19 +44,6 @@
 
 #define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
 #define VOL_TIMEOUT 86400.0
-
-typedef struct vfile {
-    vhandle h;        /* on the volume's list from the open's reply to the last reference's drop */
-    volume *v;
-    vnode *n;         /* the kernel keeps the inode while the file is open */
-    int fd;           /* a plain file's, open for reading; -1 for a stub */
-    vstore *st;       /* a stub's chunk store and map */
-    streammap *map;
-    unsigned refs;    /* atomic */
-    pthread_mutex_t lock;
-    uint64_t next_off; /* where a sequential reader goes on; protected by lock */
-    size_t ra_upto;    /* map entries below this were queued for read-ahead; protected by lock */
-} vfile;
 
 typedef struct vdir {
     vhandle h; /* on the volume's list from the open's reply to its release */
@@ -76,42 +66,19 @@ struct vjob {
     int whence;            /* lseek */
     bool plus;             /* readdirplus */
     uint64_t fh;           /* readdir, releasedir: the vdir */
-    vfile *file;           /* read, lseek, release, prefetch: a reference, dropped after the job */
+    ofile *of;             /* read, lseek, prefetch: the file's record with a reference (job_done drops
+                            * it); NULL for a read or lseek of a file with none yet: the job makes it */
+    bool made;             /* the job made of: job_done puts it in the table */
     size_t ra_from, ra_to; /* a read's planned read-ahead, queued by job_done */
-    vnode *opened;         /* open: the file, held, for the read-ahead across its directory (job_done) */
 };
 
 static volume *vol_of(fuse_req_t req) { return fuse_req_userdata(req); }
-
-static void vfile_free(vhandle *h)
-{
-    vfile *f = container_of(h, vfile, h);
-    if (f->fd >= 0)
-        close(f->fd);
-    streammap_free(f->map);
-    pthread_mutex_destroy(&f->lock);
-    free(f);
-}
-
-static void vfile_put(vfile *f)
-{
-    if (!f || __atomic_sub_fetch(&f->refs, 1, __ATOMIC_ACQ_REL) > 0)
-        return;
-    volume_handle_remove(f->v, &f->h);
-    vfile_free(&f->h);
-}
 
 static void vdir_free(vhandle *h)
 {
     vdir *d = container_of(h, vdir, h);
     closedir(d->dp);
     free(d);
-}
-
-static vfile *vfile_get(vfile *f)
-{
-    __atomic_add_fetch(&f->refs, 1, __ATOMIC_ACQ_REL);
-    return f;
 }
 
 /* ---- jobs ---- */
@@ -125,22 +92,32 @@ static void job_work(uv_work_t *w)
     j->run(j);
 }
 
-/* The loop thread, after a job: queues the read-ahead a read planned, drops the job's reference. */
+/* The loop thread, after a job: puts a record the job made in the table (or, when another job was
+ * faster, uses that one), queues the read-ahead a read planned, drops the job's reference. */
 static void job_done(uv_work_t *w, int status)
 {
     vjob *j = container_of(w, vjob, work);
+    ofile_table *t = &j->v->files;
+    if (j->made) {
+        ofile *had = ofile_find(t, j->of->dev, j->of->ino);
+        if (had) { /* the same file, the same map: the planned read-ahead holds for it too */
+            ofile_discard(j->of);
+            j->of = had;
+        } else {
+            ofile_insert(t, j->of);
+        }
+    }
     if (j->run == read_run && j->ra_to > j->ra_from) {
         vjob *p = xcalloc(1, sizeof(*p));
-        *p = (vjob){ .v = j->v, .run = prefetch_run, .file = j->file, .ra_from = j->ra_from, .ra_to = j->ra_to };
-        j->file = NULL; /* the prefetch holds the reference now */
+        *p = (vjob){ .v = j->v, .run = prefetch_run, .of = j->of, .ra_from = j->ra_from, .ra_to = j->ra_to };
+        j->of = NULL; /* the prefetch holds the reference now */
         if (uv_queue_work(p->v->loop, &p->work, job_work, job_done) < 0) {
-            vfile_put(p->file);
+            ofile_put(t, p->of);
             free(p);
         }
     }
-    if (j->opened)
-        voldirahead_opened(j->v->dirahead, j->opened);
-    vfile_put(j->file);
+    if (j->of)
+        ofile_put(t, j->of);
     free(j->name);
     free(j);
 }
@@ -152,7 +129,8 @@ static void queue(fuse_req_t req, vjob *j, void (*run)(vjob *j))
     j->run = run;
     if (uv_queue_work(j->v->loop, &j->work, job_work, job_done) < 0) {
         fuse_reply_err(req, EIO);
-        vfile_put(j->file);
+        if (j->of)
+            ofile_put(&j->v->files, j->of);
         free(j->name);
         free(j);
     }
@@ -253,8 +231,11 @@ static void statfs_run(vjob *j)
 
 /* ---- files ---- */
 
+/* The chunk store of a stub's record. */
+static vstore *store_of(const ofile *of) { return of->store; }
+
 /* A stub's map, ready to read: its store, its stream maps joined, runs of zeros as holes. */
-static int open_stub(volume *v, vnode *n, vfile *f)
+static int load_stub(volume *v, vnode *n, ofile **ret)
 {
     if (n->kind == VN_BADSTUB) {
         _cleanup_(freep) char *path = vnode_path(v, n);
@@ -262,131 +243,105 @@ static int open_stub(volume *v, vnode *n, vfile *f)
                         n->xattr, n->why, n->why_at);
         return EIO;
     }
-    int err = vstore_of(v, n, &f->st);
+    vstore *st;
+    int err = vstore_of(v, n, &st);
     if (err)
         return err;
-    int r = reader_load_stub(f->st->s, n->reparse, n->reparse_len, &f->map);
+    streammap *m;
+    int r = reader_load_stub(st->s, n->reparse, n->reparse_len, &m);
     if (r < 0) {
         _cleanup_(freep) char *path = vnode_path(v, n);
-        daemon_log_once(&v->log, "stream map", path, "%s: its stream map in %s: %s", path, f->st->path,
+        daemon_log_once(&v->log, "stream map", path, "%s: its stream map in %s: %s", path, st->path,
                         rh_strerror(r));
         return r == -ENOMEM ? ENOMEM : EIO;
     }
-    vstore_zero_holes(f->st, f->map);
+    vstore_zero_holes(st, m);
+    *ret = ofile_new(n->dev, n->ino, m);
+    (*ret)->store = st;
     return 0;
 }
 
-static vfile *vfile_new(volume *v, vnode *n)
+/* Pool: makes the record of regular file n (not yet in the table): a stub's map, a plain file's
+ * descriptor. 0, or a positive errno for the reply. */
+static int load_file(volume *v, vnode *n, ofile **ret)
 {
-    vfile *f = xcalloc(1, sizeof(*f));
-    *f = (vfile){ .h = { &f->h, &f->h, vfile_free }, .v = v, .n = n, .fd = -1, .refs = 1 };
-    pthread_mutex_init(&f->lock, NULL);
-    return f;
+    if (n->kind != VN_PLAIN)
+        return load_stub(v, n, ret);
+    int fd = vnode_get_fd(n);
+    if (fd < 0)
+        return -fd;
+    char proc[32];
+    vnode_proc_path(fd, proc);
+    int rfd = open(proc, O_RDONLY | O_CLOEXEC);
+    int err = rfd < 0 ? errno : 0;
+    vnode_put_fd(n, fd);
+    if (err)
+        return err;
+    *ret = ofile_new(n->dev, n->ino, NULL);
+    (*ret)->fd = rfd;
+    return 0;
 }
 
-/* Replies to an open with f, or with err (and frees f). */
-static void reply_open(fuse_req_t req, vfile *f, int err)
+/* Pool: gives a read or lseek job the record of its file, making it when the loop thread found none.
+ * False when it cannot be made: the request is answered. */
+static bool job_file(vjob *j)
 {
+    if (j->of)
+        return true;
+    int err = load_file(j->v, vnode_of(j->v, j->ino), &j->of);
     if (err) {
-        vfile_put(f);
-        fuse_reply_err(req, err);
-        return;
-    }
-    struct fuse_file_info fi = { .fh = (uintptr_t)f, .keep_cache = 1 }; /* the volume does not change */
-    volume_handle_add(f->v, &f->h);
-    if (fuse_reply_open(req, &fi) != 0)
-        vfile_put(f); /* the open was interrupted: no RELEASE will come */
-}
-
-static void open_run(vjob *j)
-{
-    volume *v = j->v;
-    vnode *n = vnode_of(v, j->ino);
-    vfile *f = vfile_new(v, n);
-    int err = 0;
-    if (n->kind != VN_PLAIN) {
-        err = open_stub(v, n, f);
-    } else {
-        int fd = vnode_get_fd(n);
-        char proc[32];
-        vnode_proc_path(fd, proc);
-        if (fd < 0)
-            err = -fd;
-        else if ((f->fd = open(proc, O_RDONLY | O_CLOEXEC)) < 0)
-            err = errno;
-        vnode_put_fd(n, fd);
-    }
-    if (!err && v->dirahead) { /* held while the request is: n is alive */
-        vnode_hold(v, n);
-        j->opened = n;
-    }
-    reply_open(j->req, f, err);
-}
-
-/*
- * Loop thread: opens stub n at once, without a job, when the read-ahead across its directory left its
- * map ready (voldirahead.h): nothing is left to read from the volume or the store then. False when it
- * did not.
- */
-static bool open_prefetched(fuse_req_t req, volume *v, vnode *n)
-{
-    vstore *st;
-    streammap *m = n->kind == VN_STUB ? voldirahead_take_map(v->dirahead, n, &st) : NULL;
-    if (!m)
+        fuse_reply_err(j->req, err);
         return false;
-    vfile *f = vfile_new(v, n);
-    f->map = m;
-    f->st = st;
-    vnode_hold(v, n);
-    voldirahead_opened(v->dirahead, n);
-    reply_open(req, f, 0);
+    }
+    j->made = true;
     return true;
 }
 
 static char *file_name(void *ud)
 {
     const vjob *j = ud;
-    return vnode_path(j->v, j->file->n);
+    return vnode_path(j->v, vnode_of(j->v, j->ino)); /* the kernel keeps the inode while it reads */
 }
 
 /* After a read of n bytes of a stub is answered: plans the read-ahead of a sequential reader (queued by
  * job_done), or gives a random one the rest of the chunks it fetched (pagepush.h). */
 static void after_stub_read(vjob *j, size_t n)
 {
-    vfile *f = j->file;
-    pthread_mutex_lock(&f->lock); /* the job's reference keeps f, also after the reply */
-    bool sequential = cache_plan_readahead(f->map, (uint64_t)j->off, n, j->v->cfg.readahead,
-                                           cache_readahead_bytes(f->st->cache), &f->next_off,
-                                           &f->ra_upto, &j->ra_from, &j->ra_to);
-    pthread_mutex_unlock(&f->lock);
+    ofile *of = j->of;
+    pthread_mutex_lock(&of->lock); /* the job's reference keeps of, also after the reply */
+    bool sequential = cache_plan_readahead(of->map, (uint64_t)j->off, n, j->v->cfg.readahead,
+                                           cache_readahead_bytes(store_of(of)->cache), &of->next_off,
+                                           &of->ra_upto, &j->ra_from, &j->ra_to);
+    pthread_mutex_unlock(&of->lock);
     /* A random reader gets the rest of the chunks it fetched whole into the page cache; a sequential
      * one asks for it next, and the kernel's readahead is on its way (pagepush.h). */
     if (!sequential)
-        pusher_push_around(j->v->pusher, f->st->cache, j->ino, f->map, (uint64_t)j->off, n);
+        pusher_push_around(j->v->pusher, store_of(of)->cache, j->ino, of->map, (uint64_t)j->off, n);
 }
 
 /* A read of a stub through its store's chunk cache, replied without a copy (writev). */
 static void read_stub(vjob *j)
 {
-    vfile *f = j->file;
+    vstore *st = store_of(j->of);
     cache_iov io;
-    if (daemon_read_map(j->req, &j->v->log, f->st->cache, f->st->s, f->st->path, f->map, (uint64_t)j->off, j->size,
+    if (daemon_read_map(j->req, &j->v->log, st->cache, st->s, st->path, j->of->map, (uint64_t)j->off, j->size,
                         file_name, j, &io) < 0)
         return;
     size_t n = io.bytes;
-    cache_iov_release(f->st->cache, &io);
+    cache_iov_release(st->cache, &io);
     after_stub_read(j, n);
 }
 
 static void read_run(vjob *j)
 {
-    vfile *f = j->file;
-    if (f->map) {
+    if (!job_file(j))
+        return;
+    if (j->of->map) {
         read_stub(j);
         return;
     }
     uint8_t *buf = mem_alloc(j->size ? j->size : 1);
-    ssize_t n = buf ? pread(f->fd, buf, j->size, j->off) : -1;
+    ssize_t n = buf ? pread(j->of->fd, buf, j->size, j->off) : -1;
     if (!buf)
         errno = ENOMEM;
     if (n < 0)
@@ -396,13 +351,15 @@ static void read_run(vjob *j)
     free(buf);
 }
 
-static void prefetch_run(vjob *j) { cache_prefetch(j->file->st->cache, j->file->map, j->ra_from, j->ra_to); }
+static void prefetch_run(vjob *j) { cache_prefetch(store_of(j->of)->cache, j->of->map, j->ra_from, j->ra_to); }
 
 static void lseek_run(vjob *j)
 {
-    vfile *f = j->file;
-    if (!f->map) {
-        off_t at = lseek(f->fd, j->off, j->whence);
+    if (!job_file(j))
+        return;
+    ofile *of = j->of;
+    if (!of->map) {
+        off_t at = lseek(of->fd, j->off, j->whence);
         if (at < 0)
             fuse_reply_err(j->req, errno);
         else
@@ -410,15 +367,12 @@ static void lseek_run(vjob *j)
         return;
     }
     uint64_t at;
-    int r = j->off < 0 ? -ENXIO : streammap_seek(f->map, (uint64_t)j->off, j->whence, &at);
+    int r = j->off < 0 ? -ENXIO : streammap_seek(of->map, (uint64_t)j->off, j->whence, &at);
     if (r < 0)
         fuse_reply_err(j->req, -r);
     else
         fuse_reply_lseek(j->req, (off_t)at);
 }
-
-/* The open's reference goes after the reply: closing a descriptor on the volume may wait for it. */
-static void release_run(vjob *j) { fuse_reply_err(j->req, 0); }
 
 /* ---- directories ---- */
 
@@ -511,7 +465,12 @@ static void releasedir_run(vjob *j)
 
 /* ---- the handlers (loop thread) ---- */
 
-static void vol_init(void *userdata, struct fuse_conn_info *conn) { daemon_conn_init(conn); }
+static void vol_init(void *userdata, struct fuse_conn_info *conn)
+{
+    volume *v = userdata;
+    daemon_conn_init(conn);
+    v->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+}
 
 static void vol_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
@@ -540,66 +499,77 @@ static void vol_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 
 static void vol_readlink(fuse_req_t req, fuse_ino_t ino) { queue(req, new_job(ino), readlink_run); }
 
+/* Read-only opens only; nothing is kept per open (see the top of this file). */
 static void vol_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) {
         fuse_reply_err(req, EROFS);
         return;
     }
-    volume *v = vol_of(req);
-    if (!open_prefetched(req, v, vnode_of(v, ino)))
-        queue(req, new_job(ino), open_run);
+    if (vol_of(req)->no_open) {
+        fuse_reply_err(req, ENOSYS);
+        return;
+    }
+    fi->keep_cache = 1; /* the volume does not change */
+    fuse_reply_open(req, fi);
 }
 
-/* Queues a job on open file fi, with a reference to it. */
-static void queue_on_file(fuse_req_t req, vjob *j, struct fuse_file_info *fi, void (*run)(vjob *j))
+/*
+ * Gives job j, a read or lseek of regular file j->ino, its file's record: the table's, or one made of
+ * the map that the read-ahead across its directory fetched, or none (the job makes it on the pool). The
+ * file's first read, the one that finds no record, moves that read-ahead on (voldirahead.h).
+ */
+static void find_file(volume *v, vjob *j)
 {
-    j->file = vfile_get((vfile *)(uintptr_t)fi->fh);
-    queue(req, j, run);
+    vnode *n = vnode_of(v, j->ino);
+    if ((j->of = ofile_find(&v->files, n->dev, n->ino)))
+        return;
+    vstore *st;
+    streammap *m = n->kind == VN_STUB ? voldirahead_take_map(v->dirahead, n, &st) : NULL;
+    if (m) {
+        j->of = ofile_new(n->dev, n->ino, m);
+        j->of->store = st;
+        ofile_insert(&v->files, j->of);
+    }
+    if (v->dirahead) {
+        vnode_hold(v, n);
+        voldirahead_reading(v->dirahead, n);
+    }
 }
 
 static void vol_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
+    volume *v = vol_of(req);
     vjob *j = new_job(ino);
-    j->size = size;
-    j->off = off;
-    vfile *f = (vfile *)(uintptr_t)fi->fh;
+    *j = (vjob){ .v = v, .req = req, .run = read_run, .ino = ino, .size = size, .off = off };
+    find_file(v, j);
+    ofile *of = j->of;
     cache_iov io;
-    if (f->map && cache_peek_iov(f->st->cache, f->map, (uint64_t)off, size, &io) == 0) {
+    if (of && of->map && cache_peek_iov(store_of(of)->cache, of->map, (uint64_t)off, size, &io) == 0) {
         /* Every chunk it needs is decompressed in the cache (and now held): answered here, without a
          * hand-off and without I/O. */
-        *j = (vjob){ .v = vol_of(req), .req = req, .run = read_run, .ino = ino, .size = size, .off = off,
-                     .file = vfile_get(f) };
         daemon_reply_iov(req, &io);
         size_t n = io.bytes;
-        cache_iov_release(f->st->cache, &io);
+        cache_iov_release(store_of(of)->cache, &io);
         after_stub_read(j, n);
         job_done(&j->work, 0);
         return;
     }
-    queue_on_file(req, j, fi, read_run);
+    queue(req, j, read_run);
 }
 
 static void vol_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
 {
+    volume *v = vol_of(req);
     vjob *j = new_job(ino);
     j->off = off;
     j->whence = whence;
-    queue_on_file(req, j, fi, lseek_run);
+    j->v = v;
+    find_file(v, j);
+    queue(req, j, lseek_run);
 }
 
-static void vol_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-    vfile *f = (vfile *)(uintptr_t)fi->fh;
-    if (f->fd < 0) { /* a stub's: freeing its map touches no file, so it needs no job */
-        fuse_reply_err(req, 0);
-        vfile_put(f);
-        return;
-    }
-    vjob *j = new_job(ino);
-    j->file = f; /* the open's reference: dropped after the job */
-    queue(req, j, release_run);
-}
+static void vol_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) { fuse_reply_err(req, 0); }
 
 static void vol_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
@@ -678,6 +648,7 @@ int volume_serve(const volume_config *c, daemon_config *dc)
     int status = 1;
     if (volume_open(&v, c) == 0) {
         voldirahead_new(&v, c->dir_readahead, &v.dirahead);
+        ofile_table_init(&v.files);
         v.log.foreground = dc->foreground;
         dc->ops = &volume_ops;
         dc->ops_size = sizeof(volume_ops);
@@ -688,6 +659,7 @@ int volume_serve(const volume_config *c, daemon_config *dc)
         dc->ret_pusher = &v.pusher;
         status = daemon_run(dc);
         voldirahead_free(v.dirahead); /* the loop has run dry: no fetch is in flight */
+        ofile_table_free(&v.files);
     }
     volume_close(&v); /* the loop, if it ran, has run dry: no job is left */
     return status;

@@ -1,9 +1,13 @@
 /*
  * check_ofile.c — the daemon's table of files being read (src/fuse/ofile.c): a record is found by
  * inode while it is in use and after, idle records are bounded in number and in stream map entries
- * (the oldest go first), and a record in use is never freed.
+ * (the oldest go first), and a record in use is never freed. A volume's records are found by device and
+ * inode, and a plain file's descriptor is closed with its record.
  */
 #include "config.h"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "common/util.h"
 #include "fuse/ofile.h"
@@ -96,6 +100,47 @@ START_TEST(test_idle_entries_bound)
 }
 END_TEST
 
+/* The volume mount's use (volume.c): records made on the pool, inserted later by device and inode. */
+START_TEST(test_volume_records)
+{
+    ofile_table t;
+    ofile_table_init(&t);
+    ofile *a = ofile_new(1, 7, map_of(2));
+    ck_assert_int_eq(a->fd, -1);
+    ck_assert_uint_eq(a->refs, 1);
+    ck_assert_ptr_null(ofile_find(&t, 1, 7)); /* made, not yet inserted */
+    ofile_insert(&t, a);
+    ck_assert_ptr_eq(ofile_find(&t, 1, 7), a);
+    for (uint64_t dev = 0; dev < 4096; dev++) /* the same inode number on another device (some share
+                                                * a's bucket) */
+        ck_assert_ptr_null(dev == 1 ? NULL : ofile_find(&t, dev, 7));
+    ck_assert_ptr_null(ofile_get(&t, 7));     /* ... or in a store's mount (device 0) */
+    ofile_put(&t, a);
+    ofile_put(&t, a);
+    ck_assert_uint_eq(t.idle_entries, 2);
+
+    /* A plain file: no map, a descriptor that goes with the record. */
+    int fds[2];
+    ck_assert_int_eq(pipe(fds), 0);
+    ofile *p = ofile_new(2, 7, NULL);
+    p->fd = fds[0];
+    ofile_insert(&t, p);
+    ofile_put(&t, p);
+    ck_assert_uint_eq(t.nidle, 2);
+    ck_assert_uint_eq(t.idle_entries, 2); /* counts no entries */
+    for (uint64_t i = 100; i < 100 + OFILE_IDLE_MAX; i++)
+        ofile_put(&t, ofile_add(&t, i, 0, i, map_of(1)));
+    ck_assert_ptr_null(ofile_find(&t, 2, 7)); /* evicted ... */
+    ck_assert_int_eq(fcntl(fds[0], F_GETFD), -1); /* ... and its descriptor closed */
+    close(fds[1]);
+
+    /* A record made but not needed (another job inserted the file first) is discarded. */
+    ofile *dup = ofile_new(3, 9, map_of(1));
+    ofile_discard(dup);
+    ofile_table_free(&t);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("ofile");
@@ -103,6 +148,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_get_add_put);
     tcase_add_test(tc, test_idle_count_bound);
     tcase_add_test(tc, test_idle_entries_bound);
+    tcase_add_test(tc, test_volume_records);
     suite_add_tcase(s, tc);
     return s;
 }
