@@ -50,6 +50,7 @@ typedef struct vdir {
     DIR *dp;
     off_t offset;          /* of the next entry readdir gives */
     struct dirent *entry;  /* read but not yet sent, or NULL */
+    off_t end;             /* the offset at which the listing was found to end, or -1; atomic */
 } vdir;
 
 /* A request, copied for the job that answers it on the pool. */
@@ -66,6 +67,7 @@ struct vjob {
     int whence;            /* lseek */
     bool plus;             /* readdirplus */
     uint64_t fh;           /* readdir, releasedir: the vdir */
+    struct plusbatch *batch; /* readdirplus: its lookups, shared with helpers */
     ofile *of;             /* read, lseek, prefetch: the file's record with a reference (job_done drops
                             * it); NULL for a read or lseek of a file with none yet: the job makes it */
     bool made;             /* the job made of: job_done puts it in the table */
@@ -85,6 +87,8 @@ static void vdir_free(vhandle *h)
 
 static void prefetch_run(vjob *j);
 static void read_run(vjob *j);
+struct plusbatch;
+static void plusbatch_put(struct plusbatch *b);
 
 static void job_work(uv_work_t *w)
 {
@@ -122,7 +126,8 @@ static void job_done(uv_work_t *w, int status)
     free(j);
 }
 
-static void queue(fuse_req_t req, vjob *j, void (*run)(vjob *j))
+/* Queues job j on the pool; false when it cannot be (the request is answered EIO and j freed). */
+static bool queue(fuse_req_t req, vjob *j, void (*run)(vjob *j))
 {
     j->v = vol_of(req);
     j->req = req;
@@ -131,9 +136,13 @@ static void queue(fuse_req_t req, vjob *j, void (*run)(vjob *j))
         fuse_reply_err(req, EIO);
         if (j->of)
             ofile_put(&j->v->files, j->of);
+        if (j->batch)
+            plusbatch_put(j->batch);
         free(j->name);
         free(j);
+        return false;
     }
+    return true;
 }
 
 static vjob *new_job(fuse_ino_t ino)
@@ -389,7 +398,7 @@ static void opendir_run(vjob *j)
         return;
     }
     vdir *d = xcalloc(1, sizeof(*d));
-    *d = (vdir){ .h = { &d->h, &d->h, vdir_free }, .dp = dp };
+    *d = (vdir){ .h = { &d->h, &d->h, vdir_free }, .dp = dp, .end = -1 };
     struct fuse_file_info fi = { .fh = (uintptr_t)d, .keep_cache = 1, .cache_readdir = 1 };
     volume_handle_add(j->v, &d->h);
     if (fuse_reply_open(j->req, &fi) != 0) {
@@ -398,33 +407,89 @@ static void opendir_run(vjob *j)
     }
 }
 
-/* One entry of a listing into buf (room bytes left); 0 when it does not fit. In readdirplus, every
- * name but "." and ".." is looked up, which counts as a lookup of its record when it is sent. */
-static size_t add_entry(vjob *j, vnode *dir, const struct dirent *de, char *buf, size_t room, int *ret_err)
+static bool is_dots(const char *name) { return name[0] == '.' && (!name[1] || (name[1] == '.' && !name[2])); }
+
+/* READDIR: the entries that fit, with their types; the kernel looks up what it needs. */
+static void readdir_plain(vjob *j, vdir *d, char *buf, size_t *used, int *err)
 {
-    const char *name = de->d_name;
-    *ret_err = 0;
-    if (!j->plus) {
+    for (;;) {
+        if (!d->entry) {
+            errno = 0;
+            if (!(d->entry = readdir(d->dp))) {
+                *err = errno;
+                return;
+            }
+        }
+        const struct dirent *de = d->entry;
         struct stat st = { .st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type) };
-        size_t need = fuse_add_direntry(j->req, NULL, 0, name, NULL, 0);
-        return need > room ? 0 : fuse_add_direntry(j->req, buf, room, name, &st, de->d_off);
+        size_t room = j->size - *used;
+        if (fuse_add_direntry(j->req, NULL, 0, de->d_name, NULL, 0) > room)
+            return;
+        *used += fuse_add_direntry(j->req, buf + *used, room, de->d_name, &st, de->d_off);
+        d->offset = de->d_off;
+        d->entry = NULL;
     }
-    struct fuse_entry_param e = { .attr = { .st_ino = de->d_ino, .st_mode = (mode_t)DTTOIF(de->d_type) } };
-    bool dots = !strcmp(name, ".") || !strcmp(name, "..");
-    if (fuse_add_direntry_plus(j->req, NULL, 0, name, NULL, 0) > room)
-        return 0;
-    if (!dots && (*ret_err = vnode_lookup(j->v, dir, name, &e)))
-        return 0;
-    return fuse_add_direntry_plus(j->req, buf, room, name, &e, de->d_off);
 }
 
-static void readdir_run(vjob *j)
+/*
+ * READDIRPLUS looks up every entry it sends but . and .., and on a volume a lookup is I/O: the inode,
+ * and for a file its reparse data, which ext4 keeps in a block of its own. One after the other, that
+ * is one random read at a time. So the job that answers the request lists the entries that fit, and it
+ * and the helpers queued with it (PLUS_HELPERS jobs) look them up side by side, each taking the next
+ * entry not yet taken. Whoever runs first lists. The job waits only for lookups that have been taken,
+ * i.e. for threads that are running, never for a helper still in the queue: a helper that starts late
+ * finds nothing left and ends. Only the lister touches the vdir, and before the reply.
+ */
+#define PLUS_HELPERS 3
+
+typedef struct plusent {
+    char *name;
+    ino_t ino;
+    unsigned char type;
+    off_t next;                  /* the listing's offset after it */
+    struct fuse_entry_param e;   /* its lookup, counted for the kernel */
+    int err;
+} plusent;
+
+typedef struct plusbatch {
+    pthread_mutex_t lock;
+    pthread_cond_t done;      /* every entry taken has been looked up */
+    unsigned refs;            /* the job and its helpers; protected by lock */
+    volume *v;
+    vnode *dir;
+    vjob *job;                /* whose vdir and buffer size the lister uses (before the reply only) */
+    bool listed;              /* protected by lock, as is everything below until listed */
+    int list_err;
+    plusent *ents;
+    size_t n, taken, finished;
+} plusbatch;
+
+typedef struct plushelper {
+    uv_work_t work;
+    plusbatch *b;
+} plushelper;
+
+static void plusbatch_put(plusbatch *b)
 {
+    pthread_mutex_lock(&b->lock);
+    bool last = --b->refs == 0;
+    pthread_mutex_unlock(&b->lock);
+    if (!last)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        free(b->ents[i].name);
+    free(b->ents);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->done);
+    free(b);
+}
+
+/* Lists the entries that fit the job's buffer into b (under b->lock, before the reply). */
+static void plus_list_locked(plusbatch *b)
+{
+    vjob *j = b->job;
     vdir *d = (vdir *)(uintptr_t)j->fh;
-    vnode *dir = vnode_of(j->v, j->ino);
-    char *buf = xmalloc(j->size ? j->size : 1);
-    size_t used = 0;
-    int err = 0;
+    size_t used = 0, cap = 0;
     if (j->off != d->offset) {
         seekdir(d->dp, j->off);
         d->entry = NULL;
@@ -434,25 +499,109 @@ static void readdir_run(vjob *j)
         if (!d->entry) {
             errno = 0;
             if (!(d->entry = readdir(d->dp))) {
-                err = errno;
+                if (!(b->list_err = errno)) /* stored before the reply, so before the next request */
+                    __atomic_store_n(&d->end, b->n ? b->ents[b->n - 1].next : d->offset, __ATOMIC_RELAXED);
                 break;
             }
         }
-        size_t k = add_entry(j, dir, d->entry, buf + used, j->size - used, &err);
-        if (err == ENOENT) { /* gone since it was listed */
-            err = 0;
-        } else if (err || k == 0) {
+        const struct dirent *de = d->entry;
+        size_t need = fuse_add_direntry_plus(j->req, NULL, 0, de->d_name, NULL, 0);
+        if (need > j->size - used)
+            break; /* d->entry stays for the next request */
+        used += need;
+        if (b->n == cap)
+            b->ents = xrealloc(b->ents, (cap = cap ? 2 * cap : 32) * sizeof(*b->ents));
+        b->ents[b->n++] = (plusent){ .name = xstrdup(de->d_name), .ino = de->d_ino, .type = de->d_type,
+                                     .next = de->d_off };
+        d->entry = NULL;
+    }
+    b->listed = true;
+}
+
+/* The job's and every helper's part: lists if no one has, then looks up entries until none is left. */
+static void plus_take_part(plusbatch *b)
+{
+    pthread_mutex_lock(&b->lock);
+    if (!b->listed)
+        plus_list_locked(b);
+    while (b->taken < b->n) {
+        plusent *pe = &b->ents[b->taken++];
+        pthread_mutex_unlock(&b->lock);
+        pe->e = (struct fuse_entry_param){ .attr = { .st_ino = pe->ino, .st_mode = (mode_t)DTTOIF(pe->type) } };
+        pe->err = is_dots(pe->name) ? 0 : vnode_lookup(b->v, b->dir, pe->name, &pe->e);
+        pthread_mutex_lock(&b->lock);
+        if (++b->finished == b->n)
+            pthread_cond_broadcast(&b->done);
+    }
+    pthread_mutex_unlock(&b->lock);
+}
+
+static void plus_helper_work(uv_work_t *w) { plus_take_part(container_of(w, plushelper, work)->b); }
+
+static void plus_helper_done(uv_work_t *w, int status)
+{
+    plushelper *h = container_of(w, plushelper, work);
+    plusbatch_put(h->b);
+    free(h);
+}
+
+/* READDIRPLUS: the entries that fit, each looked up; an entry gone since it was listed is left out. */
+static void readdir_plus(vjob *j, vdir *d, char *buf, size_t *used, int *err)
+{
+    plusbatch *b = j->batch;
+    plus_take_part(b);
+    pthread_mutex_lock(&b->lock);
+    while (b->finished < b->n)
+        pthread_cond_wait(&b->done, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+    size_t i = 0;
+    for (; i < b->n; i++) {
+        plusent *pe = &b->ents[i];
+        if (pe->err == ENOENT)
+            continue;
+        if (pe->err) {
+            *err = pe->err;
             break;
         }
-        used += k;
-        d->offset = d->entry->d_off;
+        *used += fuse_add_direntry_plus(j->req, buf + *used, j->size - *used, pe->name, &pe->e, pe->next);
+    }
+    if (i < b->n) { /* stopped at entry i: the next request starts there, found again by offset */
+        for (size_t k = i + 1; k < b->n; k++)
+            if (!b->ents[k].err && !is_dots(b->ents[k].name))
+                vnode_forget(j->v, vnode_of(j->v, b->ents[k].e.ino), 1);
+        d->offset = -1;
         d->entry = NULL;
+    } else {
+        if (b->n)
+            d->offset = b->ents[b->n - 1].next;
+        if (!*err)
+            *err = b->list_err;
+    }
+}
+
+static void readdir_run(vjob *j)
+{
+    vdir *d = (vdir *)(uintptr_t)j->fh;
+    char *buf = xmalloc(j->size ? j->size : 1);
+    size_t used = 0;
+    int err = 0;
+    if (j->plus) {
+        readdir_plus(j, d, buf, &used, &err);
+    } else {
+        if (j->off != d->offset) {
+            seekdir(d->dp, j->off);
+            d->entry = NULL;
+            d->offset = j->off;
+        }
+        readdir_plain(j, d, buf, &used, &err);
     }
     if (err && used == 0)
         fuse_reply_err(j->req, err);
     else
         fuse_reply_buf(j->req, buf, used); /* what was listed so far is right */
     free(buf);
+    if (j->batch)
+        plusbatch_put(j->batch);
 }
 
 static void releasedir_run(vjob *j)
@@ -470,6 +619,10 @@ static void vol_init(void *userdata, struct fuse_conn_info *conn)
     volume *v = userdata;
     daemon_conn_init(conn);
     v->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
+    /* Every listing is a READDIRPLUS, not only a directory's first: the lookups it makes side by side
+     * (readdir_plus) save the kernel a LOOKUP per entry of a large directory, one at a time, when a
+     * reader then looks at each entry (ls -l, find, tar, cp -r). */
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
 }
 
 static void vol_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -579,12 +732,36 @@ static void vol_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *f
 static void readdir_common(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
                            bool plus)
 {
+    volume *v = vol_of(req);
     vjob *j = new_job(ino);
     j->size = size;
     j->off = off;
     j->fh = fi->fh;
     j->plus = plus;
-    queue(req, j, readdir_run);
+    /* The request that only finds the end (the last of every listing) gets no helpers. */
+    vdir *d = (vdir *)(uintptr_t)fi->fh;
+    unsigned helpers = off == __atomic_load_n(&d->end, __ATOMIC_RELAXED) ? 0 : PLUS_HELPERS;
+    plusbatch *b = NULL;
+    if (plus) { /* the job's reference and its helpers', taken now: the job may end before they start */
+        b = xcalloc(1, sizeof(*b));
+        *b = (plusbatch){ .refs = 1 + helpers, .v = v, .dir = vnode_of(v, ino), .job = j };
+        pthread_mutex_init(&b->lock, NULL);
+        pthread_cond_init(&b->done, NULL);
+        j->batch = b;
+    }
+    if (!queue(req, j, readdir_run)) { /* answered EIO: no helper may list for it */
+        for (unsigned k = 0; b && k < helpers; k++)
+            plusbatch_put(b);
+        return;
+    }
+    for (unsigned k = 0; b && k < helpers; k++) {
+        plushelper *h = xcalloc(1, sizeof(*h));
+        h->b = b;
+        if (uv_queue_work(v->loop, &h->work, plus_helper_work, plus_helper_done) < 0) {
+            plusbatch_put(b);
+            free(h);
+        }
+    }
 }
 
 static void vol_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)

@@ -231,6 +231,13 @@ for d in range(30):
     for f in range(100):
         with open(os.path.join(sys.argv[1], 'd%02d' % d, 'f%03d' % f), 'w') as fh:
             fh.write('file %d of directory %d\n' % (f, d) * (1 + f % 7))
+# a directory larger than one READDIRPLUS reply (32 KiB: about 200 entries), with a link and a subdirectory
+big = os.path.join(sys.argv[1], 'big')
+os.makedirs(os.path.join(big, 'sub'))
+for f in range(600):
+    with open(os.path.join(big, 'entry-%04d-%s' % (f, 'x' * (f % 40))), 'w') as fh:
+        fh.write('big directory entry %d\n' % f * (1 + f % 5))
+os.symlink('entry-0001-x', os.path.join(big, 'link'))
 PY
 "$WINDEDUP_MK" "$MANY/src" "$MANY/vol" >/dev/null 2>"$WORK/mk-many.err"
 # Read-ahead across a directory (voldirahead.h): opening a file of a directory the kernel has listed
@@ -259,6 +266,18 @@ check "22 files read with one OPEN request and no RELEASE" \
     [ "$(grep -c 'opcode: OPEN ' "$WORK/d-ahead.log")" -eq 1 -a "$(grep -c 'opcode: RELEASE ' "$WORK/d-ahead.log")" -eq 0 ]
 check "... and they read right" sh -c 'cd "$0/d07" && xargs sha256sum <"$2" | (cd "$1/d07" && sha256sum --quiet -c -)' \
     "$MANY/src" "$MNT" "$WORK/dirahead.names"
+# Every listing is a READDIRPLUS whose lookups run side by side (volume.c). tar lists a directory whole
+# before it looks at its entries: through a directory of 602 entries, larger than one reply, it sends
+# no LOOKUP (with the kernel's default it would, for every entry after the first reply's).
+stat "$MNT/big" >/dev/null # its own LOOKUP
+before=$(grep -c 'opcode: LOOKUP ' "$WORK/d-ahead.log")
+(cd "$MNT/big" && tar cf - . | cat >/dev/null)
+check "tar through a directory of 602 entries: no LOOKUP request ($(( $(grep -c 'opcode: LOOKUP ' "$WORK/d-ahead.log") - before )))" \
+    [ "$(grep -c 'opcode: LOOKUP ' "$WORK/d-ahead.log")" -eq "$before" ]
+ls -ln --time-style=+%s "$MNT/big" | tail -n +2 >"$WORK/big.mnt"
+ls -ln --time-style=+%s "$MANY/src/big" | tail -n +2 >"$WORK/big.src"
+check "... and ls -l shows every entry with the source's type, mode, owner, size and time" \
+    sh -c '[ "$(wc -l <"$0")" -eq 602 ] && cmp -s "$0" "$1"' "$WORK/big.mnt" "$WORK/big.src"
 stop_fs
 start_fs "$WORK/d-noahead.log" -d -o dir_readahead=0
 n=$(dirahead_reads d07 "$WORK/d-noahead.log")
