@@ -97,6 +97,7 @@ typedef struct volume {
     struct fuse_session *se;
     struct pusher *pusher; /* while the session runs (pagepush.h) */
     struct voldirahead *dirahead; /* set by volume.c; NULL: no read-ahead across a directory's files */
+    struct volmetahead *metahead; /* set by volume.c; NULL: no read-ahead of the metadata of a tree */
     ofile_table files;            /* volume.c: the files being read (loop thread only) */
     bool no_open;                 /* the kernel sends no OPEN or RELEASE once OPEN answered ENOSYS */
 } volume;

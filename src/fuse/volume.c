@@ -37,6 +37,7 @@
 #include "fuse/pagepush.h"
 #include "fuse/readonly.h"
 #include "fuse/voldirahead.h"
+#include "fuse/volmetahead.h"
 #include "fuse/volnode.h"
 #include "read/reader.h"
 #include "store/container.h"
@@ -51,6 +52,9 @@ typedef struct vdir {
     off_t offset;          /* of the next entry readdir gives */
     struct dirent *entry;  /* read but not yet sent, or NULL */
     off_t end;             /* the offset at which the listing was found to end, or -1; atomic */
+    char **subdirs;        /* READDIRPLUS: the subdirectories listed so far, from the start */
+    size_t nsubdirs, subdirs_cap;
+    bool from_start;       /* the listing so far began at the directory's start */
 } vdir;
 
 /* A request, copied for the job that answers it on the pool. */
@@ -68,6 +72,8 @@ struct vjob {
     bool plus;             /* readdirplus */
     uint64_t fh;           /* readdir, releasedir: the vdir */
     struct plusbatch *batch; /* readdirplus: its lookups, shared with helpers */
+    char **subdirs;        /* readdirplus that found the end: the listing's subdirectories, for */
+    size_t nsubdirs;       /* the metadata read-ahead (job_done), with a hold of the directory */
     ofile *of;             /* read, lseek, prefetch: the file's record with a reference (job_done drops
                             * it); NULL for a read or lseek of a file with none yet: the job makes it */
     bool made;             /* the job made of: job_done puts it in the table */
@@ -79,6 +85,9 @@ static volume *vol_of(fuse_req_t req) { return fuse_req_userdata(req); }
 static void vdir_free(vhandle *h)
 {
     vdir *d = container_of(h, vdir, h);
+    for (size_t i = 0; i < d->nsubdirs; i++)
+        free(d->subdirs[i]);
+    free(d->subdirs);
     closedir(d->dp);
     free(d);
 }
@@ -122,6 +131,11 @@ static void job_done(uv_work_t *w, int status)
     }
     if (j->of)
         ofile_put(t, j->of);
+    if (j->subdirs) {
+        vnode *dir = vnode_of(j->v, j->ino);
+        volmetahead_listed(j->v->metahead, dir, j->subdirs, j->nsubdirs);
+        vnode_forget(j->v, dir, 1);
+    }
     free(j->name);
     free(j);
 }
@@ -459,6 +473,7 @@ typedef struct plusbatch {
     vnode *dir;
     vjob *job;                /* whose vdir and buffer size the lister uses (before the reply only) */
     bool listed;              /* protected by lock, as is everything below until listed */
+    bool at_end;              /* the listing reached the directory's end */
     int list_err;
     plusent *ents;
     size_t n, taken, finished;
@@ -495,12 +510,20 @@ static void plus_list_locked(plusbatch *b)
         d->entry = NULL;
         d->offset = j->off;
     }
+    if (j->off == 0) { /* from the start: the metadata read-ahead gets this listing's subdirectories */
+        for (size_t i = 0; i < d->nsubdirs; i++)
+            free(d->subdirs[i]);
+        d->nsubdirs = 0;
+        d->from_start = true;
+    }
     for (;;) {
         if (!d->entry) {
             errno = 0;
             if (!(d->entry = readdir(d->dp))) {
-                if (!(b->list_err = errno)) /* stored before the reply, so before the next request */
+                if (!(b->list_err = errno)) { /* stored before the reply, so before the next request */
                     __atomic_store_n(&d->end, b->n ? b->ents[b->n - 1].next : d->offset, __ATOMIC_RELAXED);
+                    b->at_end = true;
+                }
                 break;
             }
         }
@@ -564,6 +587,12 @@ static void readdir_plus(vjob *j, vdir *d, char *buf, size_t *used, int *err)
             break;
         }
         *used += fuse_add_direntry_plus(j->req, buf + *used, j->size - *used, pe->name, &pe->e, pe->next);
+        if (d->from_start && S_ISDIR(pe->e.attr.st_mode) && !is_dots(pe->name)) {
+            if (d->nsubdirs == d->subdirs_cap)
+                d->subdirs = xrealloc(d->subdirs, (d->subdirs_cap = d->subdirs_cap ? 2 * d->subdirs_cap : 16) *
+                                                      sizeof(*d->subdirs));
+            d->subdirs[d->nsubdirs++] = xstrdup(pe->name);
+        }
     }
     if (i < b->n) { /* stopped at entry i: the next request starts there, found again by offset */
         for (size_t k = i + 1; k < b->n; k++)
@@ -576,6 +605,15 @@ static void readdir_plus(vjob *j, vdir *d, char *buf, size_t *used, int *err)
             d->offset = b->ents[b->n - 1].next;
         if (!*err)
             *err = b->list_err;
+        if (b->at_end && d->from_start && d->nsubdirs && j->v->metahead) { /* to job_done */
+            j->subdirs = d->subdirs;
+            j->nsubdirs = d->nsubdirs;
+            d->subdirs = NULL;
+            d->nsubdirs = d->subdirs_cap = 0;
+            vnode_hold(j->v, vnode_of(j->v, j->ino));
+        }
+        if (b->at_end)
+            d->from_start = false;
     }
 }
 
@@ -825,6 +863,8 @@ int volume_serve(const volume_config *c, daemon_config *dc)
     int status = 1;
     if (volume_open(&v, c) == 0) {
         voldirahead_new(&v, c->dir_readahead, &v.dirahead);
+        if (c->dir_readahead)
+            volmetahead_new(&v, &v.metahead);
         ofile_table_init(&v.files);
         v.log.foreground = dc->foreground;
         dc->ops = &volume_ops;
@@ -836,6 +876,7 @@ int volume_serve(const volume_config *c, daemon_config *dc)
         dc->ret_pusher = &v.pusher;
         status = daemon_run(dc);
         voldirahead_free(v.dirahead); /* the loop has run dry: no fetch is in flight */
+        volmetahead_free(v.metahead);
         ofile_table_free(&v.files);
     }
     volume_close(&v); /* the loop, if it ran, has run dry: no job is left */

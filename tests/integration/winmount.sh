@@ -279,6 +279,25 @@ ls -ln --time-style=+%s "$MANY/src/big" | tail -n +2 >"$WORK/big.src"
 check "... and ls -l shows every entry with the source's type, mode, owner, size and time" \
     sh -c '[ "$(wc -l <"$0")" -eq 602 ] && cmp -s "$0" "$1"' "$WORK/big.mnt" "$WORK/big.src"
 stop_fs
+# Metadata read-ahead (volmetahead.h): listing a directory warms its subdirectories: the daemon reads
+# the reparse data of their files before any reader looks into them. strace shows the reads; with
+# -o dir_readahead=0 there are none.
+REAL_FS=$REHYDRATEFS
+# (LeakSanitizer cannot run under ptrace: an ASan build is told not to look for leaks here.)
+for ahead in on off; do
+    printf '#!/bin/sh\nASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" exec strace -f -e trace=getxattr,lgetxattr -o "%s" "%s" "$@"\n' \
+        "$WORK/meta-$ahead.strace" "$REAL_FS" >"$WORK/fs-strace"
+    chmod +x "$WORK/fs-strace"
+    REHYDRATEFS=$WORK/fs-strace
+    start_fs "$WORK/d-meta-$ahead.log" $([ $ahead = off ] && echo -o dir_readahead=0)
+    ls "$MNT" >/dev/null # READDIRPLUS of the root only
+    sleep 1
+    stop_fs
+done
+REHYDRATEFS=$REAL_FS
+check "listing the root read the reparse data of files in big/, which no reader opened ($(grep -c '/entry-0' "$WORK/meta-on.strace"))" \
+    [ "$(grep -c '/entry-0' "$WORK/meta-on.strace")" -ge 600 ]
+check "... and not with -o dir_readahead=0" [ "$(grep -c '/entry-0' "$WORK/meta-off.strace")" -eq 0 ]
 start_fs "$WORK/d-noahead.log" -d -o dir_readahead=0
 n=$(dirahead_reads d07 "$WORK/d-noahead.log")
 check "with -o dir_readahead=0 the same files are read by READ requests ($n)" [ "$n" -ge 20 ]
