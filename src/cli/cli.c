@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "common/util.h"
+#include "s3/s3.h"
 
 void cli_error(const char *fmt, ...)
 {
@@ -169,11 +170,19 @@ void cli_log(void *ud, int level, const char *msg)
         cli_error("%s", msg);
 }
 
+int cli_refuse_s3(const char *cmd, const char *store)
+{
+    if (!s3_is_url(store))
+        return 0;
+    cli_error("%s: 'rehydrate %s' cannot write to object storage yet; %s a local store and copy its files "
+              "into the bucket (doc/s3.md)",
+              cli_quote(store), cmd, strcmp(cmd, "reindex") ? "use" : "reindex");
+    return EXIT_FAIL;
+}
+
 int cli_open_store(const char *path, rh_store **ret)
 {
-    int r = rh_store_open(path, NULL, NULL, ret);
-    if (r == 0)
-        rh_store_set_log(*ret, cli_log, NULL);
+    int r = store_open_logged(path, cli_log, NULL, ret);
     if (r < 0)
         cli_error("%s: %s", cli_quote(path),
                   r == -ENOENT ? "no such store (run 'rehydrate init' or 'rehydrate backup' first)"

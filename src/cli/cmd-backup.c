@@ -139,6 +139,8 @@ int cmd_backup(int argc, char **argv)
     if (argc - optind != 2)
         return cli_usage("backup", "expected two operands, the store and the source directory");
     const char *store = argv[optind], *src = argv[optind + 1];
+    if (cli_refuse_s3("backup", store))
+        return EXIT_FAIL;
     struct stat st;
     if (stat(src, &st) < 0) {
         cli_error("%s: cannot back up: %s", cli_quote(src), strerror(errno));

@@ -37,6 +37,8 @@ int cmd_init(int argc, char **argv)
     if (argc - optind != 1)
         return cli_usage("init", "expected exactly one operand, the store path");
     const char *path = argv[optind];
+    if (cli_refuse_s3("init", path))
+        return EXIT_FAIL;
     int r = store_create(path, &cfg);
     if (r < 0) {
         cli_error("%s: cannot create store: %s", cli_quote(path),

@@ -16,6 +16,8 @@ int cmd_reindex(int argc, char **argv)
         return st;
     if (argc - optind != 1)
         return cli_usage("reindex", "expected exactly one operand, the store path");
+    if (cli_refuse_s3("reindex", argv[optind]))
+        return EXIT_FAIL;
     rh_store *s;
     if (cli_open_store(argv[optind], &s) < 0)
         return EXIT_FAIL;

@@ -167,8 +167,7 @@ static void *stream_main(void *arg)
 {
     phase2 *p = arg;
     rh_store *s;
-    if (rh_store_open(p->storepath, NULL, NULL, &s) == 0) {
-        rh_store_set_log(s, cli_log, NULL);
+    if (store_open_logged(p->storepath, cli_log, NULL, &s) == 0) {
         run_batches(p, s);
         rh_store_close(s);
     }

@@ -22,6 +22,7 @@
 #include "fuse/dirahead.h"
 #include "fuse/fs.h"
 #include "fuse/volume.h"
+#include "s3/s3.h"
 
 typedef struct options {
     char *source;
@@ -199,8 +200,9 @@ typedef struct snap_watch {
     fs *f;
     uv_fs_event_t event;
     uv_fs_poll_t poll;
+    uv_timer_t timer; /* a store on S3: a listing every S3_RESCAN_MS instead */
     uv_work_t work;
-    bool event_on, poll_on;
+    bool event_on, poll_on, timer_on;
     bool running, again; /* loop thread only */
     int added;           /* written by the rescan, read in its after-work callback */
     bool stopping;       /* the daemon is shutting down; loop thread only */
@@ -263,11 +265,25 @@ static void on_snapdir_poll(uv_fs_poll_t *h, int status, const uv_stat_t *prev, 
         start_rescan(h->data);
 }
 
+static void on_rescan_timer(uv_timer_t *t) { start_rescan(t->data); }
+
+/* A store on S3 has nothing to watch: a new snapshot is noticed by listing its catalogs this often
+ * (one small request), or at once on SIGHUP. */
+#define S3_RESCAN_MS 30000
+
 /* Starts both watchers (each is optional: a failure only costs that way of noticing). */
 static void watch_snapshots(snap_watch *w, uv_loop_t *loop)
 {
     if (w->f->single >= 0)
         return; /* one snapshot as the root: nothing new can appear */
+    if (w->f->s->s3) {
+        if (uv_timer_init(loop, &w->timer) == 0) {
+            w->timer.data = w;
+            w->timer_on = true;
+            uv_timer_start(&w->timer, on_rescan_timer, S3_RESCAN_MS, S3_RESCAN_MS);
+        }
+        return;
+    }
     _cleanup_(freep) char *dir = xasprintf("%s/snapshots", w->f->s->path);
     if (uv_fs_event_init(loop, &w->event) == 0) {
         w->event.data = w;
@@ -313,11 +329,13 @@ static void store_stop(void *ud)
         uv_close((uv_handle_t *)&w->event, NULL);
     if (w->poll_on)
         uv_close((uv_handle_t *)&w->poll, NULL);
+    if (w->timer_on)
+        uv_close((uv_handle_t *)&w->timer, NULL);
 }
 
 static const daemon_hooks store_hooks = { .start = store_start, .hangup = store_hangup, .stop = store_stop };
 
-/* Mounts the rehydrate store o->source (absolute). Returns the exit status. */
+/* Mounts the rehydrate store o->source (absolute, or an s3: URL). Returns the exit status. */
 static int serve_store(const options *o, daemon_config *dc, uint64_t cache_size, unsigned readahead,
                        unsigned dir_readahead)
 {
@@ -327,12 +345,11 @@ static int serve_store(const options *o, daemon_config *dc, uint64_t cache_size,
     daemon_log_init(&f.log);
     f.log.foreground = dc->foreground;
     ofile_table_init(&f.files);
-    int r = rh_store_open(o->source, NULL, NULL, &f.s);
+    int r = store_open_logged(o->source, daemon_store_message, &f.log, &f.s);
     if (r < 0) {
         fprintf(stderr, "rehydratefs: %s: %s\n", o->source, rh_strerror(r));
         goto out;
     }
-    rh_store_set_log(f.s, daemon_store_message, &f.log);
     /* Check the index once (rebuilding it when missing or stale, with a message); workers then open
      * their own read-only handles, and repair it should they find it damaged (store_index_repair). */
     index_t *ix;
@@ -389,6 +406,8 @@ out:
 /* A rehydrate store is a directory with its identity file; anything else is taken for a volume. */
 static bool is_store(const char *path)
 {
+    if (s3_is_url(path))
+        return true;
     _cleanup_(freep) char *id = xasprintf("%s/%s", path, STORE_IDENTITY_FILE);
     struct stat st;
     return stat(id, &st) == 0;
@@ -446,13 +465,15 @@ int main(int argc, char **argv)
         }
     }
     /* fuse_daemonize changes to "/", even in the foreground: from here on paths are absolute. */
-    char *abs = realpath(o.source, NULL);
-    if (!abs) {
-        fprintf(stderr, "rehydratefs: %s: %s\n", o.source, strerror(errno));
-        goto out;
+    char *abs;
+    if (!s3_is_url(o.source)) {
+        if (!(abs = realpath(o.source, NULL))) {
+            fprintf(stderr, "rehydratefs: %s: %s\n", o.source, strerror(errno));
+            goto out;
+        }
+        free(o.source);
+        o.source = abs;
     }
-    free(o.source);
-    o.source = abs;
     if (o.chunkstore) {
         if (!(abs = realpath(o.chunkstore, NULL))) {
             fprintf(stderr, "rehydratefs: -o chunkstore=%s: %s\n", o.chunkstore, strerror(errno));

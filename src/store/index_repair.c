@@ -127,6 +127,14 @@ int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_ge
     /* The generation is read before the file is opened: a repair in between makes the handle newer
      * than its tag, which costs one needless reopen, never a stale handle tagged as current. */
     unsigned gen = store_index_gen(s);
+    if (s->ix_in_store) {
+        /* Behind callbacks, the store's own index.db through them (store_open_index chose it); it is
+         * never repaired, so the generation never moves. */
+        int r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, ret);
+        if (r >= 0)
+            *ret_gen = gen;
+        return r;
+    }
     pthread_mutex_lock(&s->ix_lock);
     file_replaced_locked(s, path); /* remembers the file when this is the first handle */
     pthread_mutex_unlock(&s->ix_lock);

@@ -23,6 +23,7 @@
 #include "snapshot/catalog.h"
 #include "store/container.h"
 #include "store/format.h"
+#include "s3/s3.h"
 #include "store/store.h"
 #include "store/format_windows.h"
 
@@ -188,7 +189,11 @@ int store_await_creation(const char *path, unsigned timeout_ms)
 
 static char *index_path(rh_store *s);
 
-RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store)
+/* The s3 client's messages, through the store's log. */
+static void s3_message(void *ud, int level, const char *msg) { store_log(ud, level, "%s", msg); }
+
+static int store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_log_fn log, void *log_ud,
+                      rh_store **ret_store)
 {
     if (!path || !ret_store)
         return -EINVAL;
@@ -199,6 +204,8 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
         return -ENOMEM;
     s->rootfd = -1;
     s->fmt = &store_format_ours;
+    s->log = log;
+    s->log_ud = log_ud;
     pthread_mutex_init(&s->ix_lock, NULL);
     if (!(s->path = mem_strdup(path))) {
         rh_store_close(s);
@@ -207,6 +214,18 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     if (ops) {
         s->ops = ops;
         s->ctx = ctx;
+    } else if (s3_is_url(path)) {
+        /* A store on object storage: our own callbacks over an S3 client, which the store owns. */
+        char err[768];
+        int r = s3_store_open(path, &s->ops, &s->ctx, err, sizeof(err));
+        if (r < 0) {
+            store_log(s, RH_LOG_WARNING, "%s", err);
+            rh_store_close(s);
+            return r;
+        }
+        s->s3 = true;
+        s->readonly = true;
+        s3_store_set_log(s->ctx, s3_message, s);
     } else {
         s->rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->rootfd < 0) {
@@ -261,6 +280,16 @@ RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx
     return 0;
 }
 
+RH_EXPORT int rh_store_open(const char *path, const rh_store_ops *ops, void *ctx, rh_store **ret_store)
+{
+    return store_open(path, ops, ctx, NULL, NULL, ret_store);
+}
+
+int store_open_logged(const char *path, rh_log_fn log, void *log_ud, rh_store **ret_store)
+{
+    return store_open(path, NULL, NULL, log, log_ud, ret_store);
+}
+
 RH_EXPORT void rh_store_close(rh_store *s)
 {
     if (!s)
@@ -269,6 +298,8 @@ RH_EXPORT void rh_store_close(rh_store *s)
     if (s->fmt && s->fmt->close)
         s->fmt->close(s);
     store_local_close(s);
+    if (s->s3)
+        s3_store_close(s->ctx);
     if (s->rootfd >= 0)
         close(s->rootfd);
     pthread_mutex_destroy(&s->ix_lock);
@@ -340,10 +371,27 @@ static int parse_container_name(const char *name, uint32_t *ret_id)
 
 typedef int (*dir_visit_fn)(void *ud, int dirfd, const char *name);
 
+struct list_adapter {
+    dir_visit_fn fn;
+    void *ud;
+};
+
+static int list_adapt(void *ud, const char *name)
+{
+    struct list_adapter *a = ud;
+    return name[0] == '.' ? 0 : a->fn(a->ud, -1, name);
+}
+
+/* Calls fn for each file of the store directory `dir` but dot files; behind callbacks, through `list`
+ * (dirfd -1), and a directory that does not exist lists nothing. */
 static int visit_dir(rh_store *s, const char *dir, dir_visit_fn fn, void *ud)
 {
-    if (s->rootfd < 0)
-        return -EOPNOTSUPP;
+    if (s->rootfd < 0) {
+        if (s->ops->version < 2 || !s->ops->list)
+            return -EOPNOTSUPP;
+        struct list_adapter a = { fn, ud };
+        return s->ops->list(s->ctx, dir, list_adapt, &a);
+    }
     int dfd = openat(s->rootfd, dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return errno == ENOENT ? RH_ENOTSTORE : -errno;

@@ -46,6 +46,7 @@ struct rh_store {
     const rh_store_ops *ops;   /* every read goes through ops->read */
     void *ctx;
     int rootfd;                /* the store directory when local, else -1 */
+    bool s3;                   /* on object storage: ops and ctx are the S3 client's (s3/s3.h), ours */
     bool readonly;             /* local, but we may not write (index goes to the cache dir) */
     store_config cfg;
     chunker chunker;           /* gear table for cfg.chunker */
@@ -71,6 +72,10 @@ struct rh_store {
     const store_format *fmt;
     void *fmt_state;
 };
+
+/* rh_store_open for a path (a local directory or an s3: URL) with the store's log set from the start,
+ * so that what goes wrong while opening (a URL without credentials, a refused request) is told. */
+int store_open_logged(const char *path, rh_log_fn log, void *log_ud, rh_store **ret_store);
 
 /* The built-in callbacks of a local store directory (local.c): sets s->ops and s->ctx for s->rootfd and
  * makes the cache of open files; store_local_close frees it (a no-op for a store behind callbacks). */

@@ -1,0 +1,83 @@
+/*
+ * ops.c — the callbacks of a store on S3 (rh_store_ops): a read is a ranged GET of the store file's
+ * object, a listing a ListObjectsV2 of its directory. rh_store_open uses them for an "s3:" path; the
+ * engine above them is the one that reads any store through callbacks. See s3.h.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/util.h"
+#include "s3/s3.h"
+
+typedef struct s3_store {
+    s3_client *cl;
+} s3_store;
+
+static int s3_read(void *ctx, const char *path, uint64_t offset, void *buf, size_t size)
+{
+    return s3_get(((s3_store *)ctx)->cl, path, offset, buf, size);
+}
+
+struct list_dir {
+    size_t skip; /* "DIR/" */
+    int (*visit)(void *ud, const char *name);
+    void *ud;
+};
+
+static int visit_entry(void *ud, const char *key, uint64_t size)
+{
+    (void)size;
+    struct list_dir *ld = ud;
+    const char *name = key + ld->skip;
+    if (!*name || strchr(name, '/'))
+        return 0; /* in a deeper "directory" */
+    return ld->visit(ld->ud, name);
+}
+
+static int s3_list_dir(void *ctx, const char *dir, int (*visit)(void *ud, const char *name), void *ud)
+{
+    char prefix[256];
+    if ((size_t)snprintf(prefix, sizeof(prefix), "%s/", dir) >= sizeof(prefix))
+        return -ENAMETOOLONG;
+    struct list_dir ld = { strlen(prefix), visit, ud };
+    /* A missing bucket is an error (-ENOENT); a "directory" without objects lists nothing. */
+    return s3_list(((s3_store *)ctx)->cl, prefix, visit_entry, &ld);
+}
+
+static const rh_store_ops s3_ops = {
+    .version = RH_STORE_OPS_VERSION,
+    .read = s3_read,
+    .list = s3_list_dir,
+};
+
+int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx, char *err, size_t errlen)
+{
+    s3_config c;
+    int r = s3_config_from_url(url, &c, err, errlen);
+    if (r < 0)
+        return r;
+    s3_store *st = mem_calloc(1, sizeof(*st));
+    if (!st || (r = s3_client_new(&c, &st->cl)) < 0) {
+        s3_config_free(&c);
+        free(st);
+        snprintf(err, errlen, "%s: out of memory", url);
+        return -ENOMEM;
+    }
+    *ret_ops = &s3_ops;
+    *ret_ctx = st;
+    return 0;
+}
+
+void s3_store_close(void *ctx)
+{
+    s3_store *st = ctx;
+    if (!st)
+        return;
+    s3_client_free(st->cl);
+    free(st);
+}
+
+void s3_store_set_log(void *ctx, s3_log_fn log, void *ud) { s3_client_set_log(((s3_store *)ctx)->cl, log, ud); }

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Integration test of stores on S3-compatible object storage (doc/s3.md), against s3rver (contrib/s3,
+# installed by contrib/deps.sh) started on 127.0.0.1 by this script: a store copied into a bucket is
+# listed, verified, restored and mounted exactly, by path-style and virtual-host requests, with
+# credentials from the environment or the AWS CLI's files; what goes wrong (a missing bucket, refused or
+# missing credentials, a server that is down and comes back) is told clearly, and a mount outlives a
+# server restart. s3rver does not check SigV4 signatures (only the access key); see doc/s3.md.
+. "$(dirname "$0")/../lib.sh"
+
+S3RVER=$TOP_SRCDIR/contrib/s3/node_modules/.bin/s3rver
+[ -x "$S3RVER" ] || { echo "# $S3RVER is missing: run contrib/deps.sh"; not_ok "s3rver is installed"; finish; }
+SRC=$WORK/src
+LOCAL=$WORK/local
+MNT=$WORK/mnt
+mkdir -p "$MNT"
+rh() { "$REHYDRATE" "$@"; }
+diff_tree() { "$PY" "$TOP_SRCDIR/tests/integration/treediff.py" "$@"; }
+
+# ---- the server ----
+PORT=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+S3_PID=""
+start_s3() {
+    "$S3RVER" -d "$WORK/s3data" -a 127.0.0.1 -p "$PORT" --service-endpoint localhost \
+        --configure-bucket bucket --silent >>"$WORK/s3rver.log" 2>&1 &
+    S3_PID=$!
+    for _ in $(seq 200); do
+        curl -s -o /dev/null "http://127.0.0.1:$PORT/" && return 0
+        sleep 0.05
+    done
+    echo "# s3rver did not start"; show_log "$WORK/s3rver.log"; return 1
+}
+stop_s3() { [ -z "$S3_PID" ] || { kill "$S3_PID"; wait "$S3_PID" 2>/dev/null || true; S3_PID=""; }; }
+unmount_all() { mountpoint -q "$MNT" && fusermount3 -u "$MNT"; stop_s3; }
+cleanup_hooks="unmount_all"
+start_s3
+
+export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER
+unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_REGION AWS_REGION AWS_SHARED_CREDENTIALS_FILE AWS_CONFIG_FILE
+export HOME=$WORK/home XDG_CACHE_HOME=$WORK/cache
+mkdir -p "$HOME"
+# s3_upload DIR PREFIX: copies a local store's files into bucket/PREFIX (what `aws s3 sync` does).
+s3_upload() {
+    (cd "$1" && find . -type f ! -name lock | sed 's|^\./||' | while IFS= read -r f; do
+        curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+            -T "$f" "http://127.0.0.1:$PORT/bucket/$2/$(printf %s "$f" | "$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read()))')" \
+            >/dev/null || { echo "# upload of $f failed"; return 1; }
+    done)
+}
+bucket_state() { tree_digest "$WORK/s3data/bucket"; }
+quiet() { "$@" >/dev/null; }
+# said RC TEXT...: the last command run as out=$(...) exited RC and printed every TEXT.
+said() {
+    local want=$1 t; shift
+    [ "$rc" -eq "$want" ] || { echo "# exit status $rc, not $want: $out"; return 1; }
+    for t; do grep -qF -- "$t" <<<"$out" || { echo "# no \"$t\" in: $out"; return 1; }; done
+}
+
+make_tree "$SRC"
+rh backup "$LOCAL" "$SRC" --name "first snap" -q
+rh backup "$LOCAL" "$SRC" --name second -q
+s3_upload "$LOCAL" "stores/one"
+URL="s3:http://127.0.0.1:$PORT/bucket/stores/one"
+
+# ---- reading commands ----
+check "snapshots lists both snapshots, one with a space in its name" \
+    bash -c "'$REHYDRATE' snapshots '$URL' | grep -q '^first snap ' && '$REHYDRATE' snapshots '$URL' | grep -q '^second '"
+check "ls of a snapshot on S3 prints what ls of the local store prints" \
+    [ "$(rh ls "$URL" "first snap" -l -R 2>&1)" = "$(rh ls "$LOCAL" "first snap" -l -R 2>&1)" ]
+state=$(bucket_state)
+check "verify of the store on S3 finds no problems" rh verify "$URL"
+rh restore "$URL" "first snap" "$WORK/r1" -q
+check "restore from S3 exits 0" [ $? -eq 0 ]
+check "the tree restored from S3 equals the source (content and every piece of metadata)" diff_tree "$SRC" "$WORK/r1"
+check "latest resolves on S3" rh restore "$URL" latest "$WORK/r2" dir -q
+check "... and restores the subtree exactly" diff_tree "$SRC/dir" "$WORK/r2/dir"
+check "reading wrote nothing to the bucket" [ "$(bucket_state)" = "$state" ]
+check "a trailing slash in the URL names the same store" bash -c "'$REHYDRATE' snapshots '$URL/' | grep -q '^second '"
+
+# ---- the mount ----
+STORE=$URL
+start_fs "$WORK/fs1.log"
+check "the mount shows both snapshots" [ -d "$MNT/first snap" ] && [ -d "$MNT/second" ]
+check "the mounted snapshot equals the source" diff_tree "$SRC" "$MNT/first snap"
+cp -a "$MNT/second" "$WORK/cp"
+check "cp -a out of the mount equals the source" diff_tree "$SRC" "$WORK/cp"
+check "the daemon exits 0 on unmount" stop_fs
+
+rh mount "$URL" "$MNT"
+check "rehydrate mount takes an s3: URL too" cmp "$SRC/small.txt" "$MNT/latest/small.txt"
+fusermount3 -u "$MNT"
+
+# ---- addressing and credentials ----
+check "virtual-host requests (REHYDRATE_S3_BUCKET_LOOKUP=dns: bucket.s3.localhost) read the same store" \
+    env REHYDRATE_S3_BUCKET_LOOKUP=dns "$REHYDRATE" restore "s3:http://s3.localhost:$PORT/bucket/stores/one" second "$WORK/r3" -q
+check "... exactly" diff_tree "$SRC" "$WORK/r3"
+mkdir -p "$HOME/.aws"
+printf '[default]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n' >"$HOME/.aws/credentials"
+check "credentials from ~/.aws/credentials when the environment has none" \
+    quiet env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY "$REHYDRATE" snapshots "$URL" --json
+printf '[default]\naws_access_key_id = nobody\naws_secret_access_key = x\n\n[profile other]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\nregion = eu-west-3\n' >"$HOME/.aws/config"
+rm "$HOME/.aws/credentials"
+check "AWS_PROFILE chooses a [profile NAME] section of ~/.aws/config" \
+    quiet env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_PROFILE=other "$REHYDRATE" snapshots "$URL" --json
+
+# ---- what goes wrong is told ----
+out=$(env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY AWS_PROFILE=missing "$REHYDRATE" snapshots "$URL" 2>&1) && rc=0 || rc=$?
+check "no credentials: exit 1 and a message that says where they are looked for" \
+    said 1 "no credentials" "AWS_ACCESS_KEY_ID" "profile \"missing\""
+out=$(AWS_ACCESS_KEY_ID=nobody "$REHYDRATE" snapshots "$URL" 2>&1) && rc=0 || rc=$?
+check "refused credentials: exit 1 and 'access denied' with the server's code, the object and the region" \
+    said 1 "access denied (HTTP 403 InvalidAccessKeyId" "GET bucket/stores/one/rehydrate.store" "us-east-1"
+out=$(rh snapshots "s3:http://127.0.0.1:$PORT/nosuch/x" 2>&1) && rc=0 || rc=$?
+check "a missing bucket: exit 1 and said once" \
+    eval 'said 1 "bucket \"nosuch\" does not exist" && [ "$(grep -c "does not exist" <<<"$out")" -eq 1 ]'
+out=$(rh snapshots "s3:http://127.0.0.1:$PORT/bucket/stores/none" 2>&1) && rc=0 || rc=$?
+check "a prefix with no store: exit 1, not a rehydrate store" said 1 "not a rehydrate store"
+out=$(rh snapshots "s3:ftp://127.0.0.1/bucket" 2>&1) && rc=0 || rc=$?
+check "an unsupported scheme is named" said 1 "only http:// and https://"
+out=$(cd "$WORK" && "$REHYDRATE" backup "$URL" "$SRC" 2>&1) && rc=0 || rc=$?
+check "backup to S3 is refused with a message, and makes no local directory named after the URL" \
+    eval 'said 1 "cannot write to object storage yet" && [ ! -e "$WORK/s3:http:" ]'
+check "... and writes nothing to the bucket" [ "$(bucket_state)" = "$state" ]
+
+# ---- a server that goes away ----
+# A fresh mount that has read only metadata; the server stops; a read of file data fails with EIO and
+# the mount stays; the server comes back; the same read succeeds, byte for byte.
+REHYDRATE_S3_RETRIES=1 start_fs "$WORK/fs2.log"
+check "a file's metadata is there before the server stops" [ "$(stat -c %s "$MNT/first snap/dir/big.bin")" = 5242880 ]
+stop_s3
+check_fails "with the server down, reading file data fails" bash -c "cat '$MNT/first snap/dir/big.bin' >/dev/null 2>&1"
+check "... with EIO" bash -c "cat '$MNT/first snap/dir/big.bin' 2>&1 >/dev/null | grep -q 'Input/output error'"
+check "... and the daemon said which request failed and why" grep -q "Couldn't connect to server" "$WORK/fs2.log"
+check "... and the mount is still there" mountpoint -q "$MNT"
+start_s3
+check "after the server is back, the same file reads exactly" cmp "$SRC/dir/big.bin" "$MNT/first snap/dir/big.bin"
+check "the daemon exits 0 on unmount" stop_fs
+stop_s3
+out=$(REHYDRATE_S3_RETRIES=2 "$REHYDRATE" snapshots "$URL" 2>&1) && rc=0 || rc=$?
+check "a command against a stopped server retries, then fails with the reason" \
+    eval 'said 1 "Couldn'"'"'t connect to server" && [ "$(grep -c "trying again" <<<"$out")" -eq 2 ]'
+
+finish
