@@ -247,6 +247,15 @@ static void open_parent(backup *b, const char *abs_src)
     store_free_names(names, n);
 }
 
+/* Whether the store has a snapshot catalog at `path` (on object storage: whether its first byte reads). */
+static bool snapshot_taken(rh_store *s, const char *path)
+{
+    if (s->rootfd >= 0)
+        return faccessat(s->rootfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+    uint8_t byte;
+    return store_read(s, path, 0, &byte, 1) != -ENOENT;
+}
+
 static void default_name(rh_store *s, char out[256])
 {
     time_t t = time(NULL);
@@ -257,7 +266,7 @@ static void default_name(rh_store *s, char out[256])
     snprintf(out, 256, "%s", base);
     for (int i = 2;; i++) {
         char *p = store_snapshot_path(out);
-        bool taken = faccessat(s->rootfd, p, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+        bool taken = snapshot_taken(s, p);
         free(p);
         if (!taken)
             break;
@@ -315,16 +324,27 @@ static int run(backup *b, const char *src, int srcfd, const struct stat *srcst)
         .files = b->st->files,
         .bytes = b->st->bytes,
     };
-    _cleanup_(closep) int snapfd = openat(s->rootfd, "snapshots", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    /* On object storage the index goes up whole after the containers it names, closed (in rollback
+     * mode, which readers through callbacks need); the catalog's upload then commits the snapshot. */
+    if (b->rem) {
+        index_close(b->ix);
+        b->ix = NULL;
+        if ((r = store_remote_publish_index(b->rem)) < 0)
+            return r;
+    }
+    _cleanup_(closep) int snapfd = openat(b->wfd, "snapshots", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (snapfd < 0)
         return -errno;
-    return catalog_writer_commit(b->cw, snapfd, b->st->name, &m);
+    if ((r = catalog_writer_commit(b->cw, snapfd, b->st->name, &m)) < 0 || !b->rem)
+        return r;
+    char path[STORE_SNAPSHOT_PATH_MAX];
+    return store_remote_publish(b->rem, store_snapshot_path_buf(b->st->name, path));
 }
 
 int backup_run(rh_store *s, const char *src, const backup_options *o, backup_stats *st)
 {
     memset(st, 0, sizeof(*st));
-    if (s->rootfd < 0 || s->readonly)
+    if (!s->s3 && (s->rootfd < 0 || s->readonly))
         return -EROFS;
     if (o->name && !store_snapshot_name_ok(o->name))
         return -EINVAL;
@@ -335,7 +355,7 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     else
         default_name(s, st->name);
     _cleanup_(freep) char *snap = store_snapshot_path(st->name);
-    if (faccessat(s->rootfd, snap, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+    if (snapshot_taken(s, snap))
         return RH_EEXIST;
 
     _cleanup_(closep) int srcfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -345,11 +365,13 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     if (fstat(srcfd, &srcst) < 0)
         return -errno;
     _cleanup_(closep) int lockfd = -1;
-    int r = store_lock(s, &lockfd);
+    store_remote *rem = NULL;
+    int r = s->s3 ? store_remote_begin(s, &rem) : store_lock(s, &lockfd);
     if (r < 0)
         return r;
-    /* Under the lock, every temp container or catalog is a crashed writer's: none is ours yet. */
-    if ((r = store_remove_stale_temps(s, NULL)) < 0 && o->note) {
+    /* Under the lock, every temp container or catalog is a crashed writer's: none is ours yet. (The
+     * stage of a store on object storage was emptied by store_remote_begin.) */
+    if (!rem && (r = store_remove_stale_temps(s, NULL)) < 0 && o->note) {
         _cleanup_(freep) char *msg =
             xasprintf("%s: cannot remove stale temp files: %s", s->path, rh_strerror(r));
         o->note(msg);
@@ -357,6 +379,8 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
 
     backup b = {
         .s = s,
+        .wfd = rem ? store_remote_stagefd(rem) : s->rootfd,
+        .rem = rem,
         .o = o,
         .st = st,
         .level = o->compression_level >= 0 ? o->compression_level : s->cfg.compression_level,
@@ -365,10 +389,13 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     };
     if ((r = store_next_container_id(s, CONTAINER_DATA, &b.next_data_id)) < 0 ||
         (r = store_next_container_id(s, CONTAINER_STREAM, &b.next_stream_id)) < 0 ||
-        (r = store_open_index(s, 0, true, o->note, &b.ix)) < 0)
+        (r = store_open_index(s, 0, true, o->note, &b.ix)) < 0) {
+        store_remote_end(rem);
         return r;
+    }
     if ((r = uv_loop_init(&b.loop)) < 0) {
         index_close(b.ix);
+        store_remote_end(rem);
         return r;
     }
     pthread_mutex_init(&b.buf_lock, NULL);
@@ -383,7 +410,8 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     if (r < 0) {
         pipeline_drain(&b);
         pipeline_abort(&b);
-        index_rollback(b.ix);
+        if (b.ix)
+            index_rollback(b.ix);
     }
     uv_close((uv_handle_t *)&b.timer, NULL);
     uv_run(&b.loop, UV_RUN_DEFAULT);
@@ -397,5 +425,6 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     catalog_close(b.prev);
     index_close(b.ix);
     digest_set_free(&b.new_chunks);
+    store_remote_end(rem);
     return r;
 }

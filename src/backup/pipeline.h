@@ -49,6 +49,9 @@ typedef struct buf_pool {
 /* The state of one backup run. */
 typedef struct backup {
     rh_store *s;
+    int wfd;           /* where containers and the catalog are written: the store's directory, or the
+                        * stage of a store on object storage */
+    store_remote *rem; /* a store on object storage: what uploads the stage's files (store.h); or NULL */
     const backup_options *o;
     backup_stats *st;
     uv_loop_t loop;

@@ -30,11 +30,14 @@ static int seal_one(backup *b, container_writer **w, uint8_t kind)
     char path[CONTAINER_PATH_MAX];
     struct stat sst;
     container_path(kind, c.id, path);
-    if (fstatat(b->s->rootfd, path, &sst, 0) < 0)
+    if (fstatat(b->wfd, path, &sst, 0) < 0)
         return -errno;
     c.size = (uint64_t)sst.st_size;
     b->sealed_bytes += c.size;
-    return index_add_container(b->ix, &c);
+    if ((r = index_add_container(b->ix, &c)) < 0)
+        return r;
+    /* On object storage a container is uploaded once, sealed. */
+    return b->rem ? store_remote_publish(b->rem, path) : 0;
 }
 
 int pipeline_append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t digest[HASH_LEN],
@@ -50,7 +53,7 @@ int pipeline_append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t
         return r;
     if (!*w) {
         _cleanup_(closep) int dfd =
-            openat(b->s->rootfd, container_dir(kind), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            openat(b->wfd, container_dir(kind), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
             return -errno;
         if ((r = container_writer_open(dfd, kind, (*next_id)++, b->s->cfg.uuid, w)) < 0)

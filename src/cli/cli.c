@@ -174,9 +174,9 @@ int cli_refuse_s3(const char *cmd, const char *store)
 {
     if (!s3_is_url(store))
         return 0;
-    cli_error("%s: 'rehydrate %s' cannot write to object storage yet; %s a local store and copy its files "
-              "into the bucket (doc/s3.md)",
-              cli_quote(store), cmd, strcmp(cmd, "reindex") ? "use" : "reindex");
+    cli_error("%s: 'rehydrate %s' does not work on object storage yet; run it on a local copy of the store "
+              "(doc/s3.md)",
+              cli_quote(store), cmd);
     return EXIT_FAIL;
 }
 

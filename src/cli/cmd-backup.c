@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "common/util.h"
 #include "compress/compress.h"
+#include "s3/s3.h"
 
 typedef struct ui {
     bool tty, quiet, json;
@@ -139,8 +140,6 @@ int cmd_backup(int argc, char **argv)
     if (argc - optind != 2)
         return cli_usage("backup", "expected two operands, the store and the source directory");
     const char *store = argv[optind], *src = argv[optind + 1];
-    if (cli_refuse_s3("backup", store))
-        return EXIT_FAIL;
     struct stat st;
     if (stat(src, &st) < 0) {
         cli_error("%s: cannot back up: %s", cli_quote(src), strerror(errno));
@@ -150,7 +149,19 @@ int cmd_backup(int argc, char **argv)
         cli_error("%s: cannot back up: not a directory", cli_quote(src));
         return EXIT_FAIL;
     }
-    if (!store_exists(store)) {
+    if (s3_is_url(store)) {
+        /* On object storage: made unless the prefix holds one already. */
+        store_config cfg;
+        store_config_default(&cfg);
+        int r = store_create_remote(store, &cfg, cli_log, NULL);
+        if (r < 0 && r != RH_EEXIST) {
+            cli_error("%s: not a store, and cannot create one there: %s", cli_quote(store),
+                      r == -ENOTEMPTY ? "the bucket holds other objects under that prefix" : rh_strerror(r));
+            return EXIT_FAIL;
+        }
+        if (r == 0 && !u.quiet && !u.json)
+            printf("created store %s\n", store);
+    } else if (!store_exists(store)) {
         struct stat sst;
         if (stat(store, &sst) == 0 && !S_ISDIR(sst.st_mode)) {
             cli_error("%s: not a store (it is not a directory)", cli_quote(store));
@@ -192,7 +203,8 @@ int cmd_backup(int argc, char **argv)
         if (r == RH_EEXIST)
             cli_error("%s: a snapshot named '%s' already exists", cli_quote(store), cli_quote(bs.name));
         else if (r == -EBUSY)
-            cli_error("%s: another backup is running on this store", cli_quote(store));
+            cli_error("%s: another backup is running on this store%s", cli_quote(store),
+                      s3_is_url(store) ? " (see its lock above)" : "");
         else
             cli_error("%s: backup of %s failed: %s (no snapshot was written)", cli_quote(store), src,
                       rh_strerror(r));

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "common/util.h"
+#include "s3/s3.h"
 
 int cmd_init(int argc, char **argv)
 {
@@ -37,13 +38,13 @@ int cmd_init(int argc, char **argv)
     if (argc - optind != 1)
         return cli_usage("init", "expected exactly one operand, the store path");
     const char *path = argv[optind];
-    if (cli_refuse_s3("init", path))
-        return EXIT_FAIL;
-    int r = store_create(path, &cfg);
+    bool s3 = s3_is_url(path);
+    int r = s3 ? store_create_remote(path, &cfg, cli_log, NULL) : store_create(path, &cfg);
     if (r < 0) {
         cli_error("%s: cannot create store: %s", cli_quote(path),
                   r == RH_EEXIST     ? "a store already exists there"
-                  : r == -ENOTEMPTY ? "the directory is not empty"
+                  : r == -ENOTEMPTY ? (s3 ? "the bucket holds other objects under that prefix"
+                                          : "the directory is not empty")
                                     : rh_strerror(r));
         return EXIT_FAIL;
     }

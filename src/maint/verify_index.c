@@ -282,15 +282,51 @@ static void check_table(vcheck *c, index_t *ix, uint8_t kind)
     unindexed_before(c, NULL);
 }
 
+/*
+ * A store on object storage gets its index uploaded after a backup's containers: a backup that stopped
+ * in between leaves containers numbered after the index's newest, which no snapshot references and the
+ * next backup removes (store/remote.c). They are not the index's to know; the walk checked them as
+ * containers. Sets limit[kind] to the highest id the index may be asked about (UINT32_MAX elsewhere).
+ */
+static void unfinished_limits(rh_store *s, index_t *ix, uint32_t limit[2])
+{
+    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM; kind++) {
+        index_container newest;
+        bool found = false;
+        limit[kind - CONTAINER_DATA] = UINT32_MAX;
+        if (s->s3 && index_newest_container(ix, kind, &newest, &found) >= 0)
+            limit[kind - CONTAINER_DATA] = found ? newest.id : 0;
+    }
+}
+
+/* Drops what unfinished_limits puts out of the index's reach: containers and the walk's records. */
+static void drop_unfinished(vindex *vi, const uint32_t limit[2], index_container *have, size_t *n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (have[i].id <= limit[have[i].kind - CONTAINER_DATA])
+            have[k++] = have[i];
+    *n = k;
+    k = 0;
+    for (size_t i = 0; i < vi->nrecs; i++)
+        if (vi->recs[i].loc.container <= limit[vi->recs[i].kind - CONTAINER_DATA])
+            vi->recs[k++] = vi->recs[i];
+    vi->nrecs = k;
+}
+
 /* Whether the index lists the containers that the store has (a stale index is rebuilt when opened). */
 static void check_containers(vcheck *c, rh_store *s, index_t *ix)
 {
     index_container *have = NULL;
     size_t n = 0;
     bool match = true;
+    uint32_t limit[2];
+    unfinished_limits(s, ix, limit);
     int r = store_list_containers(s, &have, &n);
-    if (r >= 0)
+    if (r >= 0) {
+        drop_unfinished(c->vi, limit, have, &n);
         r = index_matches(ix, have, n, &match);
+    }
     free(have);
     if (r < 0)
         finding(c, r, xasprintf("reading its container list: %s", rh_strerror(r)));
@@ -304,9 +340,14 @@ void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
 {
     _cleanup_(freep) char *path = store_index_path(s);
     bool in_store = s->rootfd >= 0 && !s->readonly;
-    vcheck c = {.vi = vi, .rep = rep, .object = in_store ? STORE_INDEX_FILE : path};
     index_t *ix = NULL;
-    int r = index_open(path, s->cfg.uuid, INDEX_READONLY, &ix);
+    int r = -ENOENT;
+    /* Behind callbacks (a store on object storage), the store's own index.db is what readers use. */
+    if (s->rootfd < 0 && (r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, &ix)) >= 0)
+        in_store = true;
+    vcheck c = {.vi = vi, .rep = rep, .object = in_store ? STORE_INDEX_FILE : path};
+    if (!in_store || s->rootfd >= 0)
+        r = index_open(path, s->cfg.uuid, INDEX_READONLY, &ix);
     if (r == -ENOENT)
         return; /* no index yet: the first reader builds it */
     if (r == RH_ESTALEINDEX) {

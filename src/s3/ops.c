@@ -81,3 +81,5 @@ void s3_store_close(void *ctx)
 }
 
 void s3_store_set_log(void *ctx, s3_log_fn log, void *ud) { s3_client_set_log(((s3_store *)ctx)->cl, log, ud); }
+
+s3_client *s3_store_client(void *ctx) { return ((s3_store *)ctx)->cl; }

@@ -79,6 +79,12 @@ const char *s3_client_name(const s3_client *cl);
 int s3_get(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len);
 /* Stores len bytes as the object PREFIX/key (one PUT, its body's SHA-256 signed). Same codes. */
 int s3_put(s3_client *cl, const char *key, const void *buf, size_t len);
+/* Stores the whole file open at fd as the object PREFIX/key (the file is mapped, not read into memory). */
+int s3_put_fd(s3_client *cl, const char *key, int fd);
+/* Removes the object PREFIX/key; removing one that does not exist succeeds (as S3 answers). */
+int s3_delete(s3_client *cl, const char *key);
+/* The size of the object PREFIX/key (a HEAD request); -ENOENT when there is none. */
+int s3_size(s3_client *cl, const char *key, uint64_t *ret_size);
 /*
  * Lists the objects whose keys start with PREFIX/key_prefix, page by page (ListObjectsV2): calls
  * visit(ud, key, size) with the key relative to PREFIX, in the server's order. A non-zero return of
@@ -106,6 +112,8 @@ void s3_xml_error(const char *xml, size_t n, char *code, size_t code_len, char *
  * "s3:" path. On failure, a message in err. s3_store_close frees the context. */
 int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx, char *err, size_t errlen);
 void s3_store_close(void *ctx);
+/* The client behind a context of s3_store_open, for the writers (store/remote.c). */
+s3_client *s3_store_client(void *ctx);
 /* Sends the context's messages to log (the store's, once it is open). */
 void s3_store_set_log(void *ctx, s3_log_fn log, void *ud);
 

@@ -472,19 +472,37 @@ static int cmp_container(const void *a, const void *b)
 }
 
 /*
- * A store behind callbacks cannot be listed: its containers are found by reading the headers of ids
+ * A store behind callbacks without `list`: its containers are found by reading the headers of ids
  * 1, 2, ... until PROBE_MISSES in a row do not exist (ids are allocated in order; a crashed backup may
  * leave a few unused). A sealed container's size is where its footer ends.
  */
 #define PROBE_MISSES 256
 
+/* The size of sealed container `id` of l->kind read from its header and footer, appended to l; -ENOENT
+ * when it does not exist. */
+static int probe_one(rh_store *s, struct container_list *l, uint32_t id)
+{
+    char path[CONTAINER_PATH_MAX];
+    container_path(l->kind, id, path);
+    container_header h;
+    int r = container_read_header(s->ops, s->ctx, path, &h);
+    if (r < 0)
+        return r;
+    uint8_t foot[16];
+    if (!h.footer_offset || (r = s->ops->read(s->ctx, path, h.footer_offset, foot, sizeof(foot))) < 0)
+        return r < 0 ? r : RH_ECORRUPT;
+    index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    l->v[l->n++] = (index_container){ id, l->kind, h.footer_offset + 24 + 52ull * get_le32(foot + 8) };
+    return 0;
+}
+
 static int probe_containers(rh_store *s, struct container_list *l)
 {
     for (uint32_t id = 1, misses = 0; misses < PROBE_MISSES; id++) {
-        char path[CONTAINER_PATH_MAX];
-        container_path(l->kind, id, path);
-        container_header h;
-        int r = container_read_header(s->ops, s->ctx, path, &h);
+        int r = probe_one(s, l, id);
         if (r == -ENOENT) {
             misses++;
             continue;
@@ -492,16 +510,61 @@ static int probe_containers(rh_store *s, struct container_list *l)
         if (r < 0)
             return r;
         misses = 0;
-        uint8_t foot[16];
-        if (!h.footer_offset || (r = s->ops->read(s->ctx, path, h.footer_offset, foot, sizeof(foot))) < 0)
-            return r < 0 ? r : RH_ECORRUPT;
-        index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->v[l->n++] = (index_container){ id, l->kind, h.footer_offset + 24 + 52ull * get_le32(foot + 8) };
     }
     return 0;
+}
+
+struct id_list {
+    uint32_t *v;
+    size_t n, cap;
+};
+
+static int visit_listed(void *ud, int dirfd, const char *name)
+{
+    (void)dirfd;
+    struct id_list *l = ud;
+    uint32_t id;
+    if (parse_container_name(name, &id) != 1)
+        return 0;
+    uint32_t *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    l->v[l->n++] = id;
+    return 0;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int store_container_ids(rh_store *s, uint8_t kind, uint32_t **ret_ids, size_t *ret_n)
+{
+    struct id_list ids = { 0 };
+    int r = visit_dir(s, container_dir(kind), visit_listed, &ids);
+    if (r < 0) {
+        free(ids.v);
+        return r;
+    }
+    sort_array(ids.v, ids.n, sizeof(*ids.v), cmp_u32);
+    *ret_ids = ids.v;
+    *ret_n = ids.n;
+    return 0;
+}
+
+/* Behind callbacks that can list: the containers the listing names, each probed for its size. */
+static int listed_containers(rh_store *s, struct container_list *l)
+{
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    int r = store_container_ids(s, l->kind, &ids, &n);
+    for (size_t i = 0; r >= 0 && i < n; i++)
+        if ((r = probe_one(s, l, ids[i])) == -ENOENT)
+            r = 0; /* removed since the listing */
+    free(ids);
+    return r;
 }
 
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
@@ -509,9 +572,10 @@ int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
     struct container_list l = { 0 };
     int r = 0;
     if (s->rootfd < 0) {
+        bool can_list = s->ops->version >= 2 && s->ops->list;
         for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && r >= 0; kind++) {
             l.kind = kind;
-            r = probe_containers(s, &l);
+            r = can_list ? listed_containers(s, &l) : probe_containers(s, &l);
         }
         if (r < 0) {
             free(l.v);
@@ -766,7 +830,8 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
          * has been built (it knows at least one container). */
         uint64_t nc = 0;
         r = index_stats(ix, NULL, NULL, &nc);
-        current = nc > 0;
+        /* A writer of a store on object storage opens the copy store_remote_begin just fetched. */
+        current = nc > 0 || (s->s3 && !reader);
     }
     if (r >= 0 && current) {
         store_index_remember(s, false);

@@ -127,6 +127,9 @@ int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id);
 /* Every committed container (id, kind, size), sorted by kind then id. A store behind callbacks is
  * probed through them (store.c, probe_containers). */
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n);
+/* The ids of the committed containers of `kind` by their names, sorted (a listing: nothing is read;
+ * behind callbacks through `list`, -EOPNOTSUPP without it). Free *ret_ids. */
+int store_container_ids(rh_store *s, uint8_t kind, uint32_t **ret_ids, size_t *ret_n);
 /* Names of the committed snapshots (without ".snap"), sorted by name. */
 int store_list_snapshots(rh_store *s, char ***ret_names, size_t *ret_n);
 void store_free_names(char **names, size_t n);
@@ -159,6 +162,27 @@ char *store_index_path(rh_store *s);
  * reader that has the old file open keeps a consistent view. *ret_chunks may be NULL.
  */
 int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t *ret_streams);
+
+/* ---- writing a store on object storage (remote.c) ---- */
+
+/*
+ * A backup into an s3: store: store_remote_begin takes the store's lock object (-EBUSY, with a message
+ * naming the holder, when another writer holds it; stale locks are removed with a message), makes the
+ * local stage directory (store_remote_stagefd: laid out like a store, where containers and the catalog
+ * are written) and downloads index.db into it, setting s->ix_path there, which store_open_index then
+ * opens as the writer's index (so s is the backup's own handle). Each complete file of the stage is uploaded with store_remote_publish (then removed), the index
+ * with store_remote_publish_index after it is closed; the catalog last, which commits the snapshot.
+ * store_remote_end releases the lock (NULL is a no-op).
+ */
+typedef struct store_remote store_remote;
+int store_remote_begin(rh_store *s, store_remote **ret);
+int store_remote_stagefd(const store_remote *r);
+int store_remote_publish(store_remote *r, const char *path);
+int store_remote_publish_index(store_remote *r);
+void store_remote_end(store_remote *r);
+/* store_create for an s3: URL: writes rehydrate.store unless the prefix holds one (RH_EEXIST) or any
+ * other object (-ENOTEMPTY). Messages go to log. */
+int store_create_remote(const char *url, const store_config *cfg, rh_log_fn log, void *ud);
 
 /* ---- a damaged index (index_repair.c) ---- */
 

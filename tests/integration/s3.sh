@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Integration test of stores on S3-compatible object storage (doc/s3.md), against s3rver (contrib/s3,
-# installed by contrib/deps.sh) started on 127.0.0.1 by this script: a store copied into a bucket is
-# listed, verified, restored and mounted exactly, by path-style and virtual-host requests, with
-# credentials from the environment or the AWS CLI's files; what goes wrong (a missing bucket, refused or
-# missing credentials, a server that is down and comes back) is told clearly, and a mount outlives a
-# server restart. s3rver does not check SigV4 signatures (only the access key); see doc/s3.md.
+# installed by contrib/deps.sh) started on 127.0.0.1 by this script: a store copied into a bucket, and
+# one backed up there, are listed, verified, restored and mounted exactly, by path-style and virtual-host
+# requests, with credentials from the environment or the AWS CLI's files; backups deduplicate, take the
+# lock object and clear stale ones; a backup killed, or whose server stops, half-way leaves the store as
+# it was; what goes wrong (a missing bucket, refused or missing credentials, a server that is down and
+# comes back) is told clearly, and a mount outlives a server restart. s3rver does not check SigV4
+# signatures (only the access key); see doc/s3.md.
 . "$(dirname "$0")/../lib.sh"
 
 S3RVER=$TOP_SRCDIR/contrib/s3/node_modules/.bin/s3rver
@@ -116,10 +118,101 @@ out=$(rh snapshots "s3:http://127.0.0.1:$PORT/bucket/stores/none" 2>&1) && rc=0 
 check "a prefix with no store: exit 1, not a rehydrate store" said 1 "not a rehydrate store"
 out=$(rh snapshots "s3:ftp://127.0.0.1/bucket" 2>&1) && rc=0 || rc=$?
 check "an unsupported scheme is named" said 1 "only http:// and https://"
-out=$(cd "$WORK" && "$REHYDRATE" backup "$URL" "$SRC" 2>&1) && rc=0 || rc=$?
-check "backup to S3 is refused with a message, and makes no local directory named after the URL" \
-    eval 'said 1 "cannot write to object storage yet" && [ ! -e "$WORK/s3:http:" ]'
+out=$(cd "$WORK" && "$REHYDRATE" reindex "$URL" 2>&1) && rc=0 || rc=$?
+check "reindex on S3 is refused with a message, and makes no local directory named after the URL" \
+    eval 'said 1 "does not work on object storage yet" && [ ! -e "$WORK/s3:http:" ]'
 check "... and writes nothing to the bucket" [ "$(bucket_state)" = "$state" ]
+
+# ---- writing: init, backup, dedup, the lock ----
+URL2="s3:http://127.0.0.1:$PORT/bucket/stores/two"
+# objects DIR: how many objects below stores/two/DIR are complete (s3rver writes an object's metadata
+# after its bytes; it writes the bytes in place, so a PUT cut short leaves a partial object, which S3
+# never shows: the tests below stop backups between requests).
+objects() { find "$WORK/s3data/bucket/stores/two/$1" -name '*._S3rver_metadata.json' 2>/dev/null | wc -l; }
+check "init makes a store on S3" rh init "$URL2"
+out=$(rh init "$URL2" 2>&1) && rc=0 || rc=$?
+check "init again: exit 1, a store already exists there" said 1 "a store already exists there"
+out=$(rh init "s3:http://127.0.0.1:$PORT/bucket/stores" 2>&1) && rc=0 || rc=$?
+check "init where other objects are: exit 1, said" said 1 "the bucket holds other objects under that prefix"
+check "backup to S3" rh backup "$URL2" "$SRC" --name b1 -q
+check "... uploads the containers, index.db and the catalog" \
+    eval '[ "$(objects containers)" -ge 2 ] && [ -e "$WORK/s3data/bucket/stores/two/index.db._S3rver_metadata.json" ] && [ "$(objects snapshots)" -eq 1 ]'
+check "... and leaves no lock object" [ "$(objects locks)" -eq 0 ]
+rh restore "$URL2" b1 "$WORK/w1" -q
+check "a tree backed up to S3 restores exactly" diff_tree "$SRC" "$WORK/w1"
+have=$(objects containers)
+check "a second backup of the same tree" rh backup "$URL2" "$SRC" --name b2 -q
+check "... stores no new container (every chunk deduplicated, every file reused)" [ "$(objects containers)" -eq "$have" ]
+out=$(rh backup "$URL2" "$SRC" --name b1 2>&1) && rc=0 || rc=$?
+check "a snapshot name that is taken: exit 1, said" said 1 "a snapshot named 'b1' already exists"
+echo "a new file" >"$SRC/new-file.txt"
+check "a third backup with one new file" rh backup "$URL2" "$SRC" --name b3 -q
+rh restore "$URL2" b3 "$WORK/w3" -q
+check "... restores exactly, with the new file" diff_tree "$SRC" "$WORK/w3"
+check "verify of the store written on S3 finds no problems" quiet rh verify "$URL2"
+# s3_put_text KEY TEXT: an object of TEXT (printf format) under stores/two.
+s3_put_text() {
+    printf "$2" | curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+        -T - "http://127.0.0.1:$PORT/bucket/stores/two/$1" >/dev/null
+}
+s3_put_text locks/elsewhere-77-aa "rehydrate-lock 1\nhost elsewhere\npid 77\ntime $(date +%s)\n"
+out=$(rh backup "$URL2" "$SRC" --name b4 -q 2>&1) && rc=0 || rc=$?
+check "a live lock of another host refuses the backup, naming the holder and the object" \
+    said 1 "locked by elsewhere pid 77" "locks/elsewhere-77-aa" "another backup is running"
+s3_put_text locks/elsewhere-77-aa "rehydrate-lock 1\nhost elsewhere\npid 77\ntime $(( $(date +%s) - 3600 ))\n"
+out=$(rh backup "$URL2" "$SRC" --name b4 -q 2>&1) && rc=0 || rc=$?
+check "a lock not renewed for an hour is removed with a message, and the backup runs" \
+    said 0 "removing stale lock locks/elsewhere-77-aa" "not renewed"
+s3_put_text "locks/$(hostname)-999999-bb" "rehydrate-lock 1\nhost $(hostname)\npid 999999\ntime $(date +%s)\n"
+out=$(rh backup "$URL2" "$SRC" --name b5 -q 2>&1) && rc=0 || rc=$?
+check "a lock of this host whose process is gone is removed with a message" said 0 "its process on this host is gone"
+check "... and no lock is left" [ "$(objects locks)" -eq 0 ]
+
+# ---- a backup that stops half-way leaves the store as it was ----
+mkdir -p "$WORK/bigsrc"
+head -c $((150 << 20)) /dev/urandom >"$WORK/bigsrc/random.bin"
+# wait_object DIR: until an object appears below stores/two/DIR (at most 60 s).
+wait_object() { for _ in $(seq 1200); do [ "$(objects "$1")" -gt "$2" ] && return 0; sleep 0.05; done; return 1; }
+snaps_before=$(rh snapshots "$URL2" --json)
+have=$(objects containers/data)
+"$REHYDRATE" backup "$URL2" "$WORK/bigsrc" --name killed -q & bpid=$!
+wait_object containers/data "$have" && kill -KILL "$bpid"
+wait "$bpid" 2>/dev/null || true
+check "kill -9 during a backup (once its first container is uploaded): no new snapshot" \
+    [ "$(rh snapshots "$URL2" --json)" = "$snaps_before" ]
+check "... the store verifies" quiet rh verify "$URL2"
+out=$(rh backup "$URL2" "$WORK/bigsrc" --name killed -q 2>&1) && rc=0 || rc=$?
+check "... the next backup removes the dead backup's lock and its unreferenced container, and succeeds" \
+    said 0 "its process on this host is gone" "left by a backup that did not finish"
+rh restore "$URL2" killed "$WORK/w4" -q
+check "... and restores exactly" cmp "$WORK/bigsrc/random.bin" "$WORK/w4/random.bin"
+head -c $((150 << 20)) /dev/urandom >"$WORK/bigsrc/random.bin"
+snaps_before=$(rh snapshots "$URL2" --json)
+have=$(objects containers/data)
+REHYDRATE_S3_RETRIES=1 "$REHYDRATE" backup "$URL2" "$WORK/bigsrc" --name downed -q >"$WORK/downed.log" 2>&1 & bpid=$!
+wait_object containers/data "$have" && stop_s3
+rc=0; wait "$bpid" || rc=$?
+out=$(cat "$WORK/downed.log")
+check "the server stopped during a backup: exit 1, the failed request and 'no snapshot was written'" \
+    said 1 "Couldn't connect to server" "no snapshot was written"
+start_s3
+check "... no new snapshot" [ "$(rh snapshots "$URL2" --json)" = "$snaps_before" ]
+check "... the store verifies" quiet rh verify "$URL2"
+out=$(rh backup "$URL2" "$WORK/bigsrc" --name downed -q 2>&1) && rc=0 || rc=$?
+check "... the next backup removes the unreferenced container and succeeds" said 0 "left by a backup that did not finish"
+rh restore "$URL2" downed "$WORK/w5" -q
+check "... and restores exactly" cmp "$WORK/bigsrc/random.bin" "$WORK/w5/random.bin"
+check "... and the store verifies" quiet rh verify "$URL2"
+
+# ---- a mount sees a new backup on SIGHUP ----
+STORE=$URL2
+start_fs "$WORK/fs3.log"
+rh backup "$URL2" "$SRC" --name after-mount -q
+kill -HUP "$FS_PID"
+for _ in $(seq 100); do [ -d "$MNT/after-mount" ] && break; sleep 0.1; done
+check "a backup made while mounted shows up after SIGHUP" diff_tree "$SRC" "$MNT/after-mount"
+check "the daemon exits 0 on unmount" stop_fs
+STORE=$URL
 
 # ---- a server that goes away ----
 # A fresh mount that has read only metadata; the server stops; a read of file data fails with EIO and

@@ -1,0 +1,445 @@
+/*
+ * remote.c — writing a store that lives on object storage (an s3: store), with objects for what a local
+ * store gets from its directory. See store.h, "writing a store on object storage".
+ *
+ *  - The lock: an object locks/HOST-PID-RANDOM that says who holds it and since when, rewritten every
+ *    LOCK_REFRESH_S by a thread while the backup runs. A lock is stale when it was last written more
+ *    than LOCK_STALE_S ago, or when it is this host's and its process is gone; a stale lock is removed
+ *    with a message, a live one refuses the backup with a message that names it. After writing ours we
+ *    list again: if another writer got in at the same time, ours is removed and the backup refused.
+ *  - The stage: a local directory beside the cached index ($XDG_CACHE_HOME/rehydrate/UUID.stage) laid
+ *    out like a store, where the backup writes containers and its catalog exactly as it would locally
+ *    (temp, fsync, rename); each file is uploaded once complete and removed.
+ *  - The index: the store's index.db is downloaded into the stage (the copy the backup updates), and
+ *    uploaded whole once the backup's containers are stored.
+ *  - The order makes a backup atomic: containers (each uploaded when sealed), then index.db, then the
+ *    catalog, whose PUT commits the snapshot. A backup that stops anywhere before leaves no snapshot;
+ *    the containers it uploaded are not referenced by any, and the next backup numbers its own after
+ *    them.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fsutil.h"
+#include "common/util.h"
+#include "s3/s3.h"
+#include "index/index.h"
+#include "store/container.h"
+#include "store/store.h"
+
+#define LOCK_REFRESH_S 300
+#define LOCK_STALE_S 1800
+#define LOCK_MAGIC "rehydrate-lock 1\n"
+
+struct store_remote {
+    rh_store *s;
+    s3_client *cl;
+    char lock_key[128];
+    char host[256];
+    char *stage;
+    int stagefd;
+    pthread_t refresher;
+    bool refreshing;
+    pthread_mutex_t mu; /* protects stop */
+    pthread_cond_t cv;
+    bool stop;
+};
+
+/* ---- the lock ---- */
+
+static int put_lock(store_remote *r)
+{
+    char body[512];
+    int n = snprintf(body, sizeof(body), LOCK_MAGIC "host %s\npid %ld\ntime %lld\n", r->host, (long)getpid(),
+                     (long long)time(NULL));
+    return s3_put(r->cl, r->lock_key, body, (size_t)n);
+}
+
+static void *refresh_main(void *arg)
+{
+    store_remote *r = arg;
+    pthread_mutex_lock(&r->mu);
+    while (!r->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += LOCK_REFRESH_S;
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &until) == ETIMEDOUT && !r->stop) {
+            pthread_mutex_unlock(&r->mu);
+            put_lock(r); /* a failure is logged; the next try may pass */
+            pthread_mutex_lock(&r->mu);
+        }
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+typedef struct lock_info {
+    char key[256];
+    char host[256];
+    long pid;
+    long long time;
+    bool parsed;
+} lock_info;
+
+struct lock_list {
+    lock_info *v;
+    size_t n, cap;
+};
+
+static int collect_lock(void *ud, const char *key, uint64_t size)
+{
+    (void)size;
+    struct lock_list *l = ud;
+    if (strlen(key) >= sizeof(l->v[0].key))
+        return 0;
+    lock_info *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 8);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    memset(&l->v[l->n], 0, sizeof(l->v[0]));
+    snprintf(l->v[l->n++].key, sizeof(l->v[0].key), "%s", key);
+    return 0;
+}
+
+/* Reads a lock object into li (what it says; unparsable locks are kept as unknown). */
+static void read_lock(store_remote *r, lock_info *li)
+{
+    uint64_t size;
+    char body[512];
+    if (s3_size(r->cl, li->key, &size) < 0 || size == 0 || size >= sizeof(body) ||
+        s3_get(r->cl, li->key, 0, body, (size_t)size) < 0)
+        return;
+    body[size] = 0;
+    if (strncmp(body, LOCK_MAGIC, strlen(LOCK_MAGIC)) != 0)
+        return;
+    li->parsed = sscanf(body + strlen(LOCK_MAGIC), "host %255s\npid %ld\ntime %lld", li->host, &li->pid,
+                        &li->time) == 3;
+}
+
+/* Why the lock li is stale ("..."), or NULL when it is live. */
+static const char *lock_stale(const store_remote *r, const lock_info *li)
+{
+    if (!li->parsed)
+        return NULL; /* not ours to judge: the user decides */
+    if (time(NULL) - li->time > LOCK_STALE_S)
+        return "not renewed for more than 30 minutes";
+    if (!strcmp(li->host, r->host) && li->pid > 0 && kill((pid_t)li->pid, 0) < 0 && errno == ESRCH)
+        return "its process on this host is gone";
+    return NULL;
+}
+
+static void say_locked(store_remote *r, const lock_info *li)
+{
+    char when[64] = "an unknown time";
+    if (li->parsed) {
+        time_t t = (time_t)li->time;
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+    }
+    store_log(r->s, RH_LOG_WARNING,
+              "%s: locked by %s pid %ld, last renewed %s (object %s): another backup is running; if none is, "
+              "delete that object",
+              r->s->path, li->parsed ? li->host : "an unknown writer", li->parsed ? li->pid : 0L, when, li->key);
+}
+
+/* The other live locks than ours: removes the stale ones (with a message); -EBUSY (with a message) if
+ * one is live. */
+static int check_locks(store_remote *r)
+{
+    struct lock_list l = { 0 };
+    int ret = s3_list(r->cl, "locks/", collect_lock, &l);
+    for (size_t i = 0; ret >= 0 && i < l.n; i++) {
+        lock_info *li = &l.v[i];
+        if (!strcmp(li->key, r->lock_key))
+            continue;
+        read_lock(r, li);
+        const char *why = lock_stale(r, li);
+        if (why) {
+            store_log(r->s, RH_LOG_WARNING, "%s: removing stale lock %s of %s pid %ld: %s", r->s->path, li->key,
+                      li->host, li->pid, why);
+            s3_delete(r->cl, li->key);
+            continue;
+        }
+        say_locked(r, li);
+        ret = -EBUSY;
+    }
+    free(l.v);
+    return ret;
+}
+
+static int lock_take(store_remote *r)
+{
+    uint8_t rnd[6];
+    if (getrandom(rnd, sizeof(rnd), 0) != sizeof(rnd))
+        return -EIO;
+    snprintf(r->lock_key, sizeof(r->lock_key), "locks/%.64s-%ld-%02x%02x%02x%02x%02x%02x", r->host,
+             (long)getpid(), rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    int ret = check_locks(r);
+    if (ret < 0 || (ret = put_lock(r)) < 0)
+        return ret;
+    /* Two writers that looked at the same time both see the other now: both give way. */
+    if ((ret = check_locks(r)) < 0) {
+        s3_delete(r->cl, r->lock_key);
+        return ret;
+    }
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->refreshing = pthread_create(&r->refresher, NULL, refresh_main, r) == 0;
+    return 0;
+}
+
+/* ---- the stage and the index ---- */
+
+/* Makes the stage's directories and removes what a backup that stopped left in them. */
+static int stage_make(store_remote *r)
+{
+    static const char *const dirs[] = { "containers/data", "containers/stream", "snapshots" };
+    for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+        _cleanup_(freep) char *p = mem_asprintf("%s/%s", r->stage, dirs[i]);
+        if (!p)
+            return -ENOMEM;
+        int ret = fs_mkdir_p(p, 0700);
+        if (ret < 0)
+            return ret;
+        _cleanup_(closep) int dfd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+            return -errno;
+        int d2 = dup(dfd);
+        DIR *d = d2 >= 0 ? fdopendir(d2) : NULL;
+        if (!d) {
+            if (d2 >= 0)
+                close(d2);
+            return -errno;
+        }
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (de->d_name[0] != '.')
+                unlinkat(dfd, de->d_name, 0);
+        closedir(d);
+    }
+    r->stagefd = open(r->stage, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return r->stagefd < 0 ? -errno : 0;
+}
+
+static int any_object(void *ud, const char *key, uint64_t size)
+{
+    (void)key, (void)size;
+    *(bool *)ud = true;
+    return 1;
+}
+
+/* Downloads the store's index.db into the stage (the copy the backup then updates); with no
+ * index.db in the store, the store must have no containers, and the backup starts a new index. */
+static int index_fetch(store_remote *r)
+{
+    rh_store *s = r->s;
+    const char *path = s->ix_path;
+    _cleanup_(freep) char *wal = mem_asprintf("%s-wal", path), *shm = mem_asprintf("%s-shm", path);
+    _cleanup_(freep) char *dir = mem_strdup(path);
+    if (!wal || !shm || !dir)
+        return -ENOMEM;
+    *strrchr(dir, '/') = 0;
+    int ret = fs_mkdir_p(dir, 0700);
+    if (ret < 0)
+        return ret;
+    unlink(wal);
+    unlink(shm);
+    uint64_t size;
+    ret = s3_size(r->cl, STORE_INDEX_FILE, &size);
+    if (ret == -ENOENT) {
+        bool any = false;
+        ret = s3_list(r->cl, "containers/", any_object, &any);
+        if (ret < 0)
+            return ret;
+        if (any) {
+            store_log(s, RH_LOG_WARNING, "%s: the store has containers but no %s", s->path, STORE_INDEX_FILE);
+            return RH_ENOINDEX;
+        }
+        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+    }
+    if (ret < 0)
+        return ret;
+    _cleanup_(closep) int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    const char *name = strrchr(path, '/') + 1;
+    char *tmp = NULL;
+    int fd = fs_create_temp(dfd, name, &tmp);
+    if (fd < 0)
+        return fd;
+    /* In pieces of 8 MiB: one ranged GET each, written as it comes. */
+    const size_t piece = 8u << 20;
+    uint8_t *buf = mem_alloc(MIN((uint64_t)piece, size));
+    ret = buf ? 0 : -ENOMEM;
+    for (uint64_t off = 0; ret >= 0 && off < size; off += piece) {
+        size_t n = (size_t)MIN((uint64_t)piece, size - off);
+        if ((ret = s3_get(r->cl, STORE_INDEX_FILE, off, buf, n)) >= 0)
+            ret = fs_pwrite_full(fd, buf, n, off);
+    }
+    free(buf);
+    if (ret >= 0)
+        ret = fs_commit_temp(dfd, fd, tmp, name, 1);
+    if (ret < 0)
+        unlinkat(dfd, tmp, 0);
+    close(fd);
+    free(tmp);
+    return ret;
+}
+
+/*
+ * A backup that stopped after uploading containers and before index.db leaves containers numbered
+ * after the index's newest, which no snapshot references (verify leaves them alone): removed here,
+ * under the lock, with a message, so that they are not kept forever.
+ */
+static int remove_unfinished(store_remote *r)
+{
+    rh_store *s = r->s;
+    index_t *ix = NULL;
+    int ret = index_open(s->ix_path, s->cfg.uuid, INDEX_READONLY, &ix);
+    if (ret == -ENOENT)
+        return 0; /* a new store: index_fetch found no container */
+    for (uint8_t kind = CONTAINER_DATA; ret >= 0 && kind <= CONTAINER_STREAM; kind++) {
+        index_container newest;
+        bool found = false;
+        if ((ret = index_newest_container(ix, kind, &newest, &found)) < 0)
+            break;
+        uint32_t *ids = NULL;
+        size_t n = 0;
+        ret = store_container_ids(s, kind, &ids, &n);
+        for (size_t i = 0; ret >= 0 && i < n; i++) {
+            if (found && ids[i] <= newest.id)
+                continue;
+            char path[CONTAINER_PATH_MAX];
+            container_path(kind, ids[i], path);
+            store_log(s, RH_LOG_WARNING, "%s: removing %s, left by a backup that did not finish", s->path, path);
+            ret = s3_delete(r->cl, path);
+        }
+        free(ids);
+    }
+    index_close(ix);
+    return ret;
+}
+
+/* ---- the public face (store.h) ---- */
+
+int store_remote_begin(rh_store *s, store_remote **ret_remote)
+{
+    if (!s->s3)
+        return -EINVAL;
+    store_remote *r = mem_calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->s = s;
+    r->cl = s3_store_client(s->ctx);
+    r->stagefd = -1;
+    if (gethostname(r->host, sizeof(r->host) - 1) < 0 || !r->host[0])
+        snprintf(r->host, sizeof(r->host), "unknown");
+    for (char *p = r->host; *p; p++)
+        if (*p == '/' || *p <= ' ')
+            *p = '_';
+    size_t n = strlen(s->ix_path);
+    r->stage = mem_asprintf("%.*s.stage", (int)(n > 3 ? n - 3 : n), s->ix_path); /* "UUID.db" -> "UUID.stage" */
+    /* The writer's index is its own copy in the stage, never the cache copy that readers may fall back
+     * on (rh_store_build_index): what a backup that stops leaves behind is seen by nobody. */
+    char *ix_path = r->stage ? mem_asprintf("%s/%s", r->stage, STORE_INDEX_FILE) : NULL;
+    int ret = ix_path ? lock_take(r) : -ENOMEM;
+    if (ret < 0) {
+        free(ix_path);
+        free(r->stage);
+        free(r);
+        return ret;
+    }
+    free(s->ix_path);
+    s->ix_path = ix_path;
+    if ((ret = stage_make(r)) < 0 || (ret = index_fetch(r)) < 0 || (ret = remove_unfinished(r)) < 0) {
+        store_remote_end(r);
+        return ret;
+    }
+    *ret_remote = r;
+    return 0;
+}
+
+int store_remote_stagefd(const store_remote *r) { return r->stagefd; }
+
+int store_remote_publish(store_remote *r, const char *path)
+{
+    _cleanup_(closep) int fd = openat(r->stagefd, path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    int ret = s3_put_fd(r->cl, path, fd);
+    if (ret >= 0)
+        unlinkat(r->stagefd, path, 0);
+    return ret;
+}
+
+int store_remote_publish_index(store_remote *r)
+{
+    _cleanup_(closep) int fd = open(r->s->ix_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    return s3_put_fd(r->cl, STORE_INDEX_FILE, fd);
+}
+
+void store_remote_end(store_remote *r)
+{
+    if (!r)
+        return;
+    if (r->refreshing) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_signal(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->refresher, NULL);
+        pthread_cond_destroy(&r->cv);
+        pthread_mutex_destroy(&r->mu);
+    }
+    if (r->lock_key[0])
+        s3_delete(r->cl, r->lock_key);
+    if (r->stagefd >= 0)
+        close(r->stagefd);
+    free(r->stage);
+    free(r);
+}
+
+int store_create_remote(const char *url, const store_config *cfg, rh_log_fn log, void *ud)
+{
+    const rh_store_ops *ops;
+    void *ctx;
+    char err[768];
+    int ret = s3_store_open(url, &ops, &ctx, err, sizeof(err));
+    if (ret < 0) {
+        if (log)
+            log(ud, RH_LOG_WARNING, err);
+        return ret;
+    }
+    s3_client *cl = s3_store_client(ctx);
+    s3_client_set_log(cl, log, ud);
+    uint8_t id[STORE_IDENTITY_SIZE];
+    ret = s3_get(cl, STORE_IDENTITY_FILE, 0, id, sizeof(id));
+    if (ret == 0) {
+        ret = RH_EEXIST;
+    } else if (ret == -ENOENT) {
+        bool any = false;
+        ret = s3_list(cl, "", any_object, &any);
+        if (ret >= 0 && any) {
+            ret = -ENOTEMPTY;
+        } else if (ret >= 0) {
+            store_config_encode(cfg, id);
+            ret = s3_put(cl, STORE_IDENTITY_FILE, id, sizeof(id));
+        }
+    }
+    s3_store_close(ctx);
+    return ret;
+}
