@@ -205,8 +205,10 @@ int reader_fetch_chunk_rx(rh_store *s, index_t **ixp, unsigned *genp, int flags,
         bool found = false;
         if (r >= 0)
             r = fetch(s, *ixp, digest, raw_len, NULL, verify, out, &loc, &found, memo, sibling, ud);
-        /* One retry, after the index was found at fault and rebuilt (store_index_repair). */
-        if (r >= 0 || attempt > 0 || !store_index_repair(s, *genp, r, digest, found ? &loc : NULL)) {
+        /* One retry, after the index was found at fault and rebuilt (store_index_repair), or replaced
+         * by a writer behind the callbacks (store_index_replaced). */
+        if (r >= 0 || attempt > 0 ||
+            !(store_index_repair(s, *genp, r, digest, found ? &loc : NULL) || store_index_replaced(s, *genp))) {
             if (found && ret_loc)
                 *ret_loc = loc;
             return r;

@@ -233,11 +233,50 @@ static char *index_fault(rh_store *s, int err, const uint8_t digest[HASH_LEN], c
     }
 }
 
+/* The bytes of an index file's header that change whenever a writer commits: SQLite's file change
+ * counter and page count (offsets 24-31). */
+#define IX_STAMP_OFF 24
+#define IX_STAMP_LEN 8
+
+void store_index_stamp(rh_store *s)
+{
+    uint8_t h[IX_STAMP_OFF + IX_STAMP_LEN];
+    if (!s->ix_in_store || s->ops->read(s->ctx, STORE_INDEX_FILE, 0, h, sizeof(h)) != 0)
+        return;
+    pthread_mutex_lock(&s->ix_lock);
+    if (!s->ix_stamped) {
+        memcpy(s->ix_stamp, h + IX_STAMP_OFF, IX_STAMP_LEN);
+        s->ix_stamped = true;
+    }
+    pthread_mutex_unlock(&s->ix_lock);
+}
+
+/* See store.h. One read of index.db's first 32 bytes. */
+bool store_index_replaced(rh_store *s, unsigned gen)
+{
+    if (!s->ix_in_store)
+        return false;
+    uint8_t h[IX_STAMP_OFF + IX_STAMP_LEN];
+    if (s->ops->read(s->ctx, STORE_INDEX_FILE, 0, h, sizeof(h)) != 0)
+        return false;
+    pthread_mutex_lock(&s->ix_lock);
+    bool retry = store_index_gen(s) != gen; /* another thread saw it first */
+    if (!retry && s->ix_stamped && memcmp(s->ix_stamp, h + IX_STAMP_OFF, IX_STAMP_LEN) != 0) {
+        __atomic_add_fetch(&s->ix_gen, 1, __ATOMIC_RELEASE);
+        retry = true;
+    }
+    memcpy(s->ix_stamp, h + IX_STAMP_OFF, IX_STAMP_LEN);
+    s->ix_stamped = true;
+    pthread_mutex_unlock(&s->ix_lock);
+    return retry;
+}
+
 bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest[HASH_LEN],
                         const index_loc *loc)
 {
-    /* An index read through the callbacks is the store's; rebuilding means reading every container,
-     * which an application behind callbacks (tape, object storage) must ask for itself. */
+    /* An index read through the callbacks is the store's (see store_index_replaced); rebuilding means
+     * reading every container, which an application behind callbacks (tape, object storage) must ask
+     * for itself. */
     if (s->ix_in_store || (s->rootfd < 0 && !s->scan_ok))
         return false;
     const char *path = s->ix_path;

@@ -806,6 +806,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
     if (s->rootfd < 0 && (flags & INDEX_READONLY) && index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE,
                                                                     s->cfg.uuid, ret) == 0) {
         s->ix_in_store = true;
+        store_index_stamp(s);
         return 0;
     }
     const char *path = s->ix_path;

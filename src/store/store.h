@@ -61,6 +61,8 @@ struct rh_store {
     unsigned ix_gen;           /* bumped when the index file is replaced; read with __atomic_load_n */
     dev_t ix_dev;              /* the index file that generation ix_gen opened (0, 0: not known yet) */
     ino_t ix_ino;
+    uint8_t ix_stamp[8];       /* ix_in_store: the header bytes of index.db that a commit changes, as */
+    bool ix_stamped;           /* ... the handles of generation ix_gen saw them (store_index_stamp) */
     /* Where the library's messages go (rh_store_set_log; NULL: nowhere). */
     rh_log_fn log;
     void *log_ud;
@@ -206,6 +208,17 @@ int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_ge
  */
 bool store_index_repair(rh_store *s, unsigned gen, int err, const uint8_t digest[HASH_LEN],
                         const index_loc *loc);
+/*
+ * The store's own index.db, read through the callbacks (s->ix_in_store), is never rebuilt by readers.
+ * But a writer may replace it while they read (a backup into a store on object storage uploads a new
+ * one), and a lookup through an older handle then misses the chunks of newer snapshots. After a failed
+ * lookup through a handle of generation `gen`, store_index_replaced reads the file's header and, when
+ * a commit changed it since store_index_stamp remembered it, moves to a new generation (every handle
+ * reopens) and returns true: retry once. False for any other index. For lazy reads (reader.c); the
+ * restore engine reads only in its plan's order and does not call it.
+ */
+void store_index_stamp(rh_store *s);
+bool store_index_replaced(rh_store *s, unsigned gen);
 /* Called after store_open_index opened (or rebuilt: `rebuilt_damaged` when the old file was damaged)
  * the index: remembers which file the current generation uses. */
 void store_index_remember(rh_store *s, bool rebuilt_damaged);

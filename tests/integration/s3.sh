@@ -208,10 +208,13 @@ check "... and the store verifies" quiet rh verify "$URL2"
 # ---- a mount sees a new backup on SIGHUP ----
 STORE=$URL2
 start_fs "$WORK/fs3.log"
+check "the mount reads a snapshot before the next backup" diff_tree "$SRC" "$MNT/b3"
+head -c 300000 /dev/urandom >"$SRC/fresh.bin" # chunks that only the new index.db knows
 rh backup "$URL2" "$SRC" --name after-mount -q
 kill -HUP "$FS_PID"
 for _ in $(seq 100); do [ -d "$MNT/after-mount" ] && break; sleep 0.1; done
-check "a backup made while mounted shows up after SIGHUP" diff_tree "$SRC" "$MNT/after-mount"
+check "a backup made while mounted (new chunks, a new index.db) shows up after SIGHUP and reads exactly" \
+    diff_tree "$SRC" "$MNT/after-mount"
 check "the daemon exits 0 on unmount" stop_fs
 STORE=$URL
 
