@@ -247,13 +247,15 @@ static void open_parent(backup *b, const char *abs_src)
     store_free_names(names, n);
 }
 
-/* Whether the store has a snapshot catalog at `path` (on object storage: whether its first byte reads). */
-static bool snapshot_taken(rh_store *s, const char *path)
+/* Whether the store has a snapshot catalog at `path`: 1 yes, 0 no, or a negative code when that cannot
+ * be told (on object storage, where this is a read of its first byte: the server may be unreachable). */
+static int snapshot_taken(rh_store *s, const char *path)
 {
     if (s->rootfd >= 0)
         return faccessat(s->rootfd, path, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
     uint8_t byte;
-    return store_read(s, path, 0, &byte, 1) != -ENOENT;
+    int r = store_read(s, path, 0, &byte, 1);
+    return r == -ENOENT ? 0 : r < 0 ? r : 1;
 }
 
 static void default_name(rh_store *s, char out[256])
@@ -266,10 +268,10 @@ static void default_name(rh_store *s, char out[256])
     snprintf(out, 256, "%s", base);
     for (int i = 2;; i++) {
         char *p = store_snapshot_path(out);
-        bool taken = snapshot_taken(s, p);
+        int taken = snapshot_taken(s, p);
         free(p);
-        if (!taken)
-            break;
+        if (taken <= 0)
+            break; /* free, or it cannot be told: backup_run's own check reports that */
         snprintf(out, 256, "%s-%d", base, i);
     }
 }
@@ -355,8 +357,9 @@ int backup_run(rh_store *s, const char *src, const backup_options *o, backup_sta
     else
         default_name(s, st->name);
     _cleanup_(freep) char *snap = store_snapshot_path(st->name);
-    if (snapshot_taken(s, snap))
-        return RH_EEXIST;
+    int taken = snapshot_taken(s, snap);
+    if (taken != 0)
+        return taken > 0 ? RH_EEXIST : taken;
 
     _cleanup_(closep) int srcfd = open(src, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (srcfd < 0)

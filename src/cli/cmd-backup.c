@@ -155,8 +155,9 @@ int cmd_backup(int argc, char **argv)
         store_config_default(&cfg);
         int r = store_create_remote(store, &cfg, cli_log, NULL);
         if (r < 0 && r != RH_EEXIST) {
-            cli_error("%s: not a store, and cannot create one there: %s", cli_quote(store),
-                      r == -ENOTEMPTY ? "the bucket holds other objects under that prefix" : rh_strerror(r));
+            cli_error("%s: %s", cli_quote(store),
+                      r == -ENOTEMPTY ? "not a store, and the bucket holds other objects under that prefix"
+                                      : rh_strerror(r));
             return EXIT_FAIL;
         }
         if (r == 0 && !u.quiet && !u.json)

@@ -275,6 +275,8 @@ start_s3
 check "after the server is back, the same file reads exactly" cmp "$SRC/dir/big.bin" "$MNT/first snap/dir/big.bin"
 check "the daemon exits 0 on unmount" stop_fs
 stop_s3
+out=$(REHYDRATE_S3_RETRIES=0 "$REHYDRATE" backup "$URL2" "$SRC" 2>&1) && rc=0 || rc=$?
+check "a backup against a stopped server fails at once with the reason" said 1 "Couldn't connect to server"
 out=$(REHYDRATE_S3_RETRIES=2 "$REHYDRATE" snapshots "$URL" 2>&1) && rc=0 || rc=$?
 check "a command against a stopped server retries, then fails with the reason" \
     eval 'said 1 "Couldn'"'"'t connect to server" && [ "$(grep -c "trying again" <<<"$out")" -eq 2 ]'
