@@ -89,6 +89,7 @@ typedef struct lock_info {
     char host[256];
     long pid;
     long long time;
+    uint64_t size; /* of the object, as the listing gave it */
     bool parsed;
 } lock_info;
 
@@ -99,7 +100,6 @@ struct lock_list {
 
 static int collect_lock(void *ud, const char *key, uint64_t size)
 {
-    (void)size;
     struct lock_list *l = ud;
     if (strlen(key) >= sizeof(l->v[0].key))
         return 0;
@@ -108,19 +108,19 @@ static int collect_lock(void *ud, const char *key, uint64_t size)
         return -ENOMEM;
     l->v = v;
     memset(&l->v[l->n], 0, sizeof(l->v[0]));
+    l->v[l->n].size = size;
     snprintf(l->v[l->n++].key, sizeof(l->v[0].key), "%s", key);
     return 0;
 }
 
-/* Reads a lock object into li (what it says; unparsable locks are kept as unknown). */
+/* Reads a lock object of the listed size into li (what it says; unparsable locks are kept as
+ * unknown). */
 static void read_lock(store_remote *r, lock_info *li)
 {
-    uint64_t size;
     char body[512];
-    if (s3_size(r->cl, li->key, &size) < 0 || size == 0 || size >= sizeof(body) ||
-        s3_get(r->cl, li->key, 0, body, (size_t)size) < 0)
+    if (li->size == 0 || li->size >= sizeof(body) || s3_get(r->cl, li->key, 0, body, (size_t)li->size) < 0)
         return;
-    body[size] = 0;
+    body[li->size] = 0;
     if (strncmp(body, LOCK_MAGIC, strlen(LOCK_MAGIC)) != 0)
         return;
     li->parsed = sscanf(body + strlen(LOCK_MAGIC), "host %255s\npid %ld\ntime %lld", li->host, &li->pid,
@@ -245,19 +245,10 @@ static int any_object(void *ud, const char *key, uint64_t size)
 static int index_fetch(store_remote *r)
 {
     rh_store *s = r->s;
-    const char *path = s->ix_path;
-    _cleanup_(freep) char *wal = mem_asprintf("%s-wal", path), *shm = mem_asprintf("%s-shm", path);
-    _cleanup_(freep) char *dir = mem_strdup(path);
-    if (!wal || !shm || !dir)
-        return -ENOMEM;
-    *strrchr(dir, '/') = 0;
-    int ret = fs_mkdir_p(dir, 0700);
-    if (ret < 0)
-        return ret;
-    unlink(wal);
-    unlink(shm);
+    unlinkat(r->stagefd, STORE_INDEX_FILE "-wal", 0);
+    unlinkat(r->stagefd, STORE_INDEX_FILE "-shm", 0);
     uint64_t size;
-    ret = s3_size(r->cl, STORE_INDEX_FILE, &size);
+    int ret = s3_size(r->cl, STORE_INDEX_FILE, &size);
     if (ret == -ENOENT) {
         bool any = false;
         ret = s3_list(r->cl, "containers/", any_object, &any);
@@ -267,16 +258,12 @@ static int index_fetch(store_remote *r)
             store_log(s, RH_LOG_WARNING, "%s: the store has containers but no %s", s->path, STORE_INDEX_FILE);
             return RH_ENOINDEX;
         }
-        return unlink(path) < 0 && errno != ENOENT ? -errno : 0;
+        return unlinkat(r->stagefd, STORE_INDEX_FILE, 0) < 0 && errno != ENOENT ? -errno : 0;
     }
     if (ret < 0)
         return ret;
-    _cleanup_(closep) int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -errno;
-    const char *name = strrchr(path, '/') + 1;
     char *tmp = NULL;
-    int fd = fs_create_temp(dfd, name, &tmp);
+    int fd = fs_create_temp(r->stagefd, STORE_INDEX_FILE, &tmp);
     if (fd < 0)
         return fd;
     /* In pieces of 8 MiB: one ranged GET each, written as it comes. */
@@ -290,9 +277,9 @@ static int index_fetch(store_remote *r)
     }
     free(buf);
     if (ret >= 0)
-        ret = fs_commit_temp(dfd, fd, tmp, name, 1);
+        ret = fs_commit_temp(r->stagefd, fd, tmp, STORE_INDEX_FILE, 1);
     if (ret < 0)
-        unlinkat(dfd, tmp, 0);
+        unlinkat(r->stagefd, tmp, 0);
     close(fd);
     free(tmp);
     return ret;
