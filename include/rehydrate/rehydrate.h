@@ -149,8 +149,9 @@ typedef struct rh_store_ops {
  * a store on S3-compatible object storage, "s3:https://HOST[:PORT]/BUCKET[/PREFIX]" (also "s3:http://"
  * and restic's "s3:HOST/BUCKET"), read with built-in callbacks that make ranged GETs through libcurl;
  * credentials and region come from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN,
- * AWS_DEFAULT_REGION or the AWS CLI's profile files (doc/s3.md). The library only reads it (backups into
- * it are the rehydrate command's).
+ * AWS_DEFAULT_REGION or the AWS CLI's profile files (doc/s3.md); rh_restore_files() fetches the extents
+ * each container's preview names ahead, REHYDRATE_S3_CONNECTIONS GETs at once (default 5), on threads of
+ * the library's own. The library only reads it (backups into it are the rehydrate command's).
  * With ops != NULL, `path` names the store only for messages; every byte is read through ops/ctx.
  * On success *ret_store owns the store until rh_store_close().
  *

@@ -7,18 +7,31 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/util.h"
 #include "s3/s3.h"
 
+#define CONNECTIONS_DEFAULT 5          /* restic's default (-o s3.connections) */
+#define PREFETCH_BUDGET (64u << 20)     /* bytes a restore's reads are fetched ahead, at most */
+
 typedef struct s3_store {
     s3_client *cl;
+    s3_prefetch *pf;
 } s3_store;
 
 static int s3_read(void *ctx, const char *path, uint64_t offset, void *buf, size_t size)
 {
-    return s3_get(((s3_store *)ctx)->cl, path, offset, buf, size);
+    s3_store *st = ctx;
+    int r = s3_prefetch_read(st->pf, path, offset, buf, size);
+    return r != 0 ? (r < 0 ? r : 0) : s3_get(st->cl, path, offset, buf, size);
+}
+
+/* PreviewContainerRead: fetch what the engine will read of this container, several GETs at a time. */
+static int s3_preview(void *ctx, const char *path, size_t n, const rh_extent *extents)
+{
+    return s3_prefetch_plan(((s3_store *)ctx)->pf, path, n, extents);
 }
 
 struct list_dir {
@@ -50,8 +63,17 @@ static int s3_list_dir(void *ctx, const char *dir, int (*visit)(void *ud, const 
 static const rh_store_ops s3_ops = {
     .version = RH_STORE_OPS_VERSION,
     .read = s3_read,
+    .preview = s3_preview,
     .list = s3_list_dir,
 };
+
+/* REHYDRATE_S3_CONNECTIONS: how many GETs a restore keeps going at once. */
+static unsigned connections(void)
+{
+    const char *v = getenv("REHYDRATE_S3_CONNECTIONS");
+    uint64_t n;
+    return v && *v && parse_u64(v, &n) == 0 && n >= 1 && n <= 64 ? (unsigned)n : CONNECTIONS_DEFAULT;
+}
 
 int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx, char *err, size_t errlen)
 {
@@ -60,8 +82,11 @@ int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx,
     if (r < 0)
         return r;
     s3_store *st = mem_calloc(1, sizeof(*st));
-    if (!st || (r = s3_client_new(&c, &st->cl)) < 0) {
+    if (!st || (r = s3_client_new(&c, &st->cl)) < 0 ||
+        s3_prefetch_new(st->cl, connections(), PREFETCH_BUDGET, &st->pf) < 0) {
         s3_config_free(&c);
+        if (st)
+            s3_client_free(st->cl);
         free(st);
         snprintf(err, errlen, "%s: out of memory", url);
         return -ENOMEM;
@@ -76,6 +101,7 @@ void s3_store_close(void *ctx)
     s3_store *st = ctx;
     if (!st)
         return;
+    s3_prefetch_free(st->pf); /* first: its threads use the client */
     s3_client_free(st->cl);
     free(st);
 }

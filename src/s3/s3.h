@@ -12,6 +12,7 @@
  *   url.c      the URL, the credentials and the region (environment, then the AWS CLI's profile files)
  *   client.c   requests: ranged GET, PUT, LIST, with retries and messages that say what went wrong
  *   listxml.c  the two XML answers we read: a ListObjectsV2 page and an error
+ *   prefetch.c a restore's previewed extents fetched ahead over several connections
  *   ops.c      rh_store_ops over a client, which rh_store_open uses for an "s3:" path
  */
 #ifndef RH_S3_S3_H
@@ -105,6 +106,25 @@ int s3_xml_list(const char *xml, size_t n, int (*visit)(void *ud, const char *ke
                 bool *ret_truncated, char **ret_token);
 /* The <Code> and <Message> of an error answer, decoded and cut to fit (empty when absent). */
 void s3_xml_error(const char *xml, size_t n, char *code, size_t code_len, char *msg, size_t msg_len);
+
+/* ---- a restore's reads fetched ahead (prefetch.c) ---- */
+
+typedef struct s3_prefetch s3_prefetch;
+
+/* A prefetcher that fetches through cl with up to `conns` requests at once (threads started by the first
+ * plan), at most `budget` bytes ahead of the reads. Free it before cl. */
+int s3_prefetch_new(s3_client *cl, unsigned conns, size_t budget, s3_prefetch **ret);
+void s3_prefetch_free(s3_prefetch *p);
+/*
+ * The extents of object `key` that the next reads will ask for, in their order (the engine's preview):
+ * joined across gaps under 1 MiB, cut at 8 MiB, fetched from now on. Replaces the last plan. Returns 0;
+ * it is only a hint (when memory runs out, nothing is fetched ahead).
+ */
+int s3_prefetch_plan(s3_prefetch *p, const char *key, size_t n, const rh_extent *ext);
+/* Serves a read of len bytes at off of key from the plan: 1 when served, a negative code when the fetch
+ * of those bytes failed (as s3_get says), 0 when the plan does not cover them (read them yourself).
+ * Waits for the bytes when they are on their way. */
+int s3_prefetch_read(s3_prefetch *p, const char *key, uint64_t off, void *buf, size_t len);
 
 /* ---- a store on S3 (ops.c) ---- */
 

@@ -261,6 +261,27 @@ STORE=$URL
 check "... and the proxy did fail requests" eval '[ "$(stats | cut -d" " -f6)" -gt 10 ]'
 curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/fail/0" >/dev/null
 
+# ---- a restore fetches what it previews ahead, several GETs at once, gaps joined ----
+# 40 MiB that does not compress, in one data container (42 MiB with its records' heads): the engine
+# reads it in eleven extents of at most 4 MiB; the prefetcher joins them into six pieces of at most
+# 8 MiB and fetches REHYDRATE_S3_CONNECTIONS (5) of them at once. One more GET reads the stream map.
+mkdir -p "$WORK/wide"
+head -c $((40 << 20)) /dev/urandom >"$WORK/wide/random.bin"
+rh backup "$URL3" "$WORK/wide" --name wide -q
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/delay/30" >/dev/null
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
+rh restore "$URL3" wide "$WORK/wide-r1" -q
+check "a restore over a 30 ms link restores 40 MiB exactly" cmp "$WORK/wide/random.bin" "$WORK/wide-r1/random.bin"
+w=$(stats)
+check "... with several GETs in flight at once (peak $(cut -d" " -f8 <<<"$w"))" [ "$(cut -d" " -f8 <<<"$w")" -ge 3 ]
+check "... and its 4 MiB reads joined into 8 MiB GETs ($(cut -d" " -f10 <<<"$w") GETs of containers, not 11 or more)" \
+    [ "$(cut -d" " -f10 <<<"$w")" -le 7 ]
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
+REHYDRATE_S3_CONNECTIONS=1 "$REHYDRATE" restore "$URL3" wide "$WORK/wide-r2" -q
+check "REHYDRATE_S3_CONNECTIONS=1: one request at a time, and the same bytes" \
+    eval '[ "$(stats | cut -d" " -f8)" -eq 1 ] && cmp "$WORK/wide/random.bin" "$WORK/wide-r2/random.bin"'
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/delay/0" >/dev/null
+
 # ---- a server that goes away ----
 # A fresh mount that has read only metadata; the server stops; a read of file data fails with EIO and
 # the mount stays; the server comes back; the same read succeeds, byte for byte.

@@ -11,7 +11,8 @@ A proxy in front of s3rver for tests/integration/s3.sh that does what s3rver doe
   SESSION_TOKEN, the x-amz-security-token header must be that token and be signed;
 - injects faults on demand: `PUT /__proxy/fail/N` makes every Nth request after it answer 503 SlowDown
   (N = 0: none), `PUT /__proxy/delay/MS` delays every answer; `GET /__proxy/stats` prints
-  "checked N mismatched M failed F".
+  "checked N mismatched M failed F peak P ctrgets G": P is the most requests it has had in flight at
+  once, G how many GETs of containers it has forwarded (`PUT /__proxy/reset` zeroes both).
 
 Everything else is forwarded to 127.0.0.1:UPSTREAM_PORT as it came.
 """
@@ -26,7 +27,8 @@ import urllib.parse
 
 LISTEN, UPSTREAM, ACCESS, SECRET = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 TOKEN = sys.argv[5] if len(sys.argv) > 5 else None
-state = {"fail_every": 0, "count": 0, "delay": 0.0, "checked": 0, "mismatched": 0, "failed": 0}
+state = {"fail_every": 0, "count": 0, "delay": 0.0, "checked": 0, "mismatched": 0, "failed": 0,
+         "inflight": 0, "peak": 0, "ctrgets": 0}
 lock = threading.Lock()
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 
@@ -100,11 +102,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parts = self.path.split("/")
         if self.command == "GET" and parts[2] == "stats":
             with lock:
-                text = "checked %(checked)d mismatched %(mismatched)d failed %(failed)d\n" % state
+                text = ("checked %(checked)d mismatched %(mismatched)d failed %(failed)d peak %(peak)d ctrgets %(ctrgets)d\n"
+                        % state)
             return self.answer(200, text.encode())
         with lock:
             if parts[2] == "fail":
                 state["fail_every"], state["count"] = int(parts[3]), 0
+            elif parts[2] == "reset":
+                state["peak"], state["ctrgets"] = 0, 0
             elif parts[2] == "delay":
                 state["delay"] = int(parts[3]) / 1000.0
         self.answer(200, b"ok\n")
@@ -113,6 +118,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
         if self.path.startswith("/__proxy/"):
             return self.control()
+        with lock:
+            state["inflight"] += 1
+            state["peak"] = max(state["peak"], state["inflight"])
+            if self.command == "GET" and "/containers/" in self.path:
+                state["ctrgets"] += 1
+        try:
+            self.forward(body)
+        finally:
+            with lock:
+                state["inflight"] -= 1
+
+    def forward(self, body):
         headers = {k.lower(): v for k, v in self.headers.items()}
         with lock:
             state["checked"] += 1
