@@ -4,7 +4,7 @@
 # quickstart.sh and run-tests.sh; does nothing when everything is already installed.
 PKGS="build-essential autoconf automake libtool pkg-config libuv1-dev libsqlite3-dev libzstd-dev
       libssl-dev libxxhash-dev libcurl4-openssl-dev check libfuse3-dev fuse3 attr python3 python3-xxhash util-linux ntfs-3g
-      strace"
+      strace openssl"
 # The S3 tests' server (s3rver) comes from the npm registry: node and npm from Debian when missing.
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 missing=""

@@ -432,7 +432,7 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
 }
 
 int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const uint8_t store_uuid[16],
-                   index_t **ret)
+                   uint32_t block, index_t **ret)
 {
     if (!ops || !path || !store_uuid || !ret)
         return -EINVAL;
@@ -448,7 +448,7 @@ int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const u
         free(ix);
         return -ENOMEM;
     }
-    *ix->vsrc = (index_vfs_source){ .ops = ops, .ctx = ctx, .path = copy };
+    *ix->vsrc = (index_vfs_source){ .ops = ops, .ctx = ctx, .path = copy, .block = block };
     char name[40];
     int r = index_vfs_name(ix->vsrc, name);
     if (r < 0) {

@@ -63,10 +63,11 @@ int index_open(const char *path, const uint8_t store_uuid[16], int flags, index_
  * Opens, for lookups only, the index at `path` of a store read through `ops` (its own index.db, read in
  * place a block at a time through ops->read: index/vfs.h). Not our schema, of another store, missing, in
  * WAL mode, or unreadable: a negative code, and the caller falls back to a cached copy. `ops` and `ctx`
- * must outlive the handle.
+ * must outlive the handle. `block`: bytes per read when more than the VFS's default are cheaper (each
+ * read a round trip: object storage), else 0.
  */
 int index_open_ops(const rh_store_ops *ops, void *ctx, const char *path, const uint8_t store_uuid[16],
-                   index_t **ret);
+                   uint32_t block, index_t **ret);
 void index_close(index_t *ix); /* NULL is a no-op */
 
 /* Lookups: 0 and *ret filled, RH_ENOCHUNK when absent, other negative codes on failure. */

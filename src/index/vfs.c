@@ -1,8 +1,9 @@
 /*
  * vfs.c — the read-only SQLite VFS over a store's read callback (see vfs.h).
  *
- * A file is read in aligned blocks of INDEX_VFS_BLOCK bytes (the last one shorter: the read callback
- * takes exact sizes only) into an LRU cache of INDEX_VFS_CACHE blocks. Everything that is not reading
+ * A file is read in aligned blocks of INDEX_VFS_BLOCK bytes, or the source's own block size (the last
+ * one shorter: the read callback takes exact sizes only) into an LRU cache of INDEX_VFS_CACHE blocks, or
+ * as many larger blocks as make twice that many bytes. Everything that is not reading
  * (randomness, time, sleeping) is delegated to SQLite's default VFS.
  */
 #include "config.h"
@@ -29,6 +30,8 @@ typedef struct vfile {
     uint64_t size;
     vblock cache[INDEX_VFS_CACHE];
     size_t ncache;
+    size_t bsize; /* bytes per block */
+    size_t bmax;  /* blocks kept at most */
     uint64_t clock;
 } vfile;
 
@@ -73,17 +76,17 @@ static vblock *get_block(vfile *f, uint64_t no, int *ret_err)
         if (!victim || f->cache[i].stamp < victim->stamp)
             victim = &f->cache[i];
     }
-    if (f->ncache < INDEX_VFS_CACHE) {
+    if (f->ncache < f->bmax) {
         victim = &f->cache[f->ncache];
-        victim->data = mem_alloc(INDEX_VFS_BLOCK);
+        victim->data = mem_alloc(f->bsize);
         if (!victim->data) {
             *ret_err = -ENOMEM;
             return NULL;
         }
         f->ncache++;
     }
-    uint64_t off = no * INDEX_VFS_BLOCK;
-    size_t len = (size_t)MIN((uint64_t)INDEX_VFS_BLOCK, f->size - off);
+    uint64_t off = no * f->bsize;
+    size_t len = (size_t)MIN((uint64_t)f->bsize, f->size - off);
     int r = src_read(f->src, off, victim->data, len);
     if (r < 0) {
         victim->no = UINT64_MAX; /* the slot holds nothing valid */
@@ -105,11 +108,11 @@ static int vfile_read(sqlite3_file *file, void *buf, int amount, sqlite3_int64 o
     uint64_t off = (uint64_t)offset, left = (uint64_t)amount;
     while (left > 0 && off < f->size) {
         int err = 0;
-        vblock *b = get_block(f, off / INDEX_VFS_BLOCK, &err);
+        vblock *b = get_block(f, off / f->bsize, &err);
         if (!b)
             return err == -ENOMEM ? SQLITE_IOERR_NOMEM : SQLITE_IOERR_READ;
-        uint64_t in = off % INDEX_VFS_BLOCK;
-        uint64_t n = MIN(left, MIN((uint64_t)INDEX_VFS_BLOCK - in, f->size - off));
+        uint64_t in = off % f->bsize;
+        uint64_t n = MIN(left, MIN((uint64_t)f->bsize - in, f->size - off));
         memcpy(out, b->data + in, n);
         out += n, off += n, left -= n;
     }
@@ -195,6 +198,9 @@ static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int 
     if (src_read(src, f->size - 1, &last, 1) < 0)
         return SQLITE_CANTOPEN;
     f->src = src;
+    f->bsize = src->block > INDEX_VFS_BLOCK ? src->block : INDEX_VFS_BLOCK;
+    f->bmax = MIN((size_t)INDEX_VFS_CACHE, MAX((size_t)8, f->bsize == INDEX_VFS_BLOCK ? INDEX_VFS_CACHE :
+                                                   2 * INDEX_VFS_CACHE * (size_t)INDEX_VFS_BLOCK / f->bsize));
     f->base.pMethods = &vfile_methods;
     if (out_flags)
         *out_flags = SQLITE_OPEN_READONLY | SQLITE_OPEN_MAIN_DB;

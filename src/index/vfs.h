@@ -32,6 +32,8 @@ typedef struct index_vfs_source {
     const rh_store_ops *ops;
     void *ctx;
     const char *path;
+    uint32_t block; /* bytes per read callback when above INDEX_VFS_BLOCK (a store with costly round
+                     * trips: object storage), else 0 */
     uint64_t reads, bytes;
 } index_vfs_source;
 

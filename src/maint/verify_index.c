@@ -343,7 +343,7 @@ void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
     index_t *ix = NULL;
     int r = -ENOENT;
     /* Behind callbacks (a store on object storage), the store's own index.db is what readers use. */
-    if (s->rootfd < 0 && (r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, &ix)) >= 0)
+    if (s->rootfd < 0 && (r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, store_index_block(s), &ix)) >= 0)
         in_store = true;
     vcheck c = {.vi = vi, .rep = rep, .object = in_store ? STORE_INDEX_FILE : path};
     if (!in_store || s->rootfd >= 0)

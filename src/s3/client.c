@@ -42,6 +42,7 @@ struct s3_client {
     char *host_header;
     char *sigv4;  /* "aws:amz:REGION:s3" */
     char *token_header;
+    char *ca_bundle; /* AWS_CA_BUNDLE: the certificates to trust instead of the system's */
     unsigned retries;
     long timeout_s;
     pthread_mutex_t lock; /* protects idle */
@@ -100,10 +101,14 @@ int s3_client_new(s3_config *c, s3_client **ret)
     cl->sigv4 = mem_asprintf("aws:amz:%s:s3", g->region);
     if (g->session_token)
         cl->token_header = mem_asprintf("x-amz-security-token: %s", g->session_token);
+    const char *ca = getenv("AWS_CA_BUNDLE");
+    if (ca && *ca)
+        cl->ca_bundle = strdup(ca);
     cl->retries = env_unsigned("REHYDRATE_S3_RETRIES", 4, 100);
     cl->timeout_s = env_unsigned("REHYDRATE_S3_TIMEOUT", 30, 86400);
     pthread_mutex_init(&cl->lock, NULL);
-    if (!cl->name || !cl->origin || !cl->host_header || !cl->sigv4 || (g->session_token && !cl->token_header)) {
+    if (!cl->name || !cl->origin || !cl->host_header || !cl->sigv4 || (g->session_token && !cl->token_header) ||
+        (ca && *ca && !cl->ca_bundle)) {
         s3_client_free(cl);
         return -ENOMEM;
     }
@@ -124,6 +129,7 @@ void s3_client_free(s3_client *cl)
     free(cl->host_header);
     free(cl->sigv4);
     free(cl->token_header);
+    free(cl->ca_bundle);
     free(cl);
 }
 
@@ -225,6 +231,8 @@ typedef struct request {
     uint64_t off;
     size_t len;
     void *out;          /* a ranged GET's destination (len bytes) */
+    bool upto;          /* the object may end before off + len: *got says where */
+    size_t *got;
     const void *body;   /* a PUT's body */
     size_t body_len;
 } request;
@@ -328,6 +336,8 @@ static CURLcode perform(s3_client *cl, CURL *h, const request *rq, const char *u
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    if (cl->ca_bundle)
+        curl_easy_setopt(h, CURLOPT_CAINFO, cl->ca_bundle);
     /* A stalled transfer (under 1 byte/s for the timeout) fails and is retried; a slow one is not. */
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, cl->timeout_s);
@@ -367,7 +377,9 @@ static int explain(s3_client *cl, const request *rq, CURLcode cc, const response
     char what[512], code[64], msg[256];
     describe(cl, rq, what, sizeof(what));
     if (cc != CURLE_OK && !rs->too_big) {
-        say(cl, RH_LOG_WARNING, "%s: %s: %s", cl->name, what, *curl_err ? curl_err : curl_easy_strerror(cc));
+        bool cert = cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE;
+        say(cl, RH_LOG_WARNING, "%s: %s: %s%s", cl->name, what, *curl_err ? curl_err : curl_easy_strerror(cc),
+            cert ? " (a server with a private CA: set AWS_CA_BUNDLE to the file of its certificates)" : "");
         return -EIO;
     }
     s3_xml_error(rs->body.data ? rs->body.data : "", rs->body.len, code, sizeof(code), msg,
@@ -469,8 +481,10 @@ static int run_full(s3_client *cl, const request *rq, sbuf *ret_body, int64_t *r
         if (cc == CURLE_WRITE_ERROR && rs.enough)
             cc = CURLE_OK;
         bool good = cc == CURLE_OK && !rs.too_big && rs.status >= 200 && rs.status < 300 &&
-                    (!rq->out || rs.got == rq->len);
+                    (!rq->out || rs.got == rq->len || rq->upto);
         if (good) {
+            if (rq->got)
+                *rq->got = rs.got;
             if (ret_length)
                 *ret_length = rs.length;
             if (ret_body)
@@ -507,6 +521,16 @@ int s3_get(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len)
     if (len == 0)
         return 0;
     request rq = { .method = "GET", .key = key, .range = true, .off = off, .len = len, .out = buf };
+    return run(cl, &rq, NULL);
+}
+
+int s3_get_upto(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len, size_t *ret_got)
+{
+    *ret_got = 0;
+    if (len == 0)
+        return 0;
+    request rq = { .method = "GET", .key = key, .range = true, .off = off, .len = len, .out = buf,
+                   .upto = true, .got = ret_got };
     return run(cl, &rq, NULL);
 }
 

@@ -15,17 +15,24 @@
 
 #define CONNECTIONS_DEFAULT 5          /* restic's default (-o s3.connections) */
 #define PREFETCH_BUDGET (64u << 20)     /* bytes a restore's reads are fetched ahead, at most */
+#define BLOCK_SIZE (1u << 20)           /* a mount's small reads of containers fetch this much */
+#define BLOCK_COUNT 32                  /* blocks kept */
 
 typedef struct s3_store {
     s3_client *cl;
     s3_prefetch *pf;
+    s3_blocks *blocks;
 } s3_store;
 
 static int s3_read(void *ctx, const char *path, uint64_t offset, void *buf, size_t size)
 {
     s3_store *st = ctx;
     int r = s3_prefetch_read(st->pf, path, offset, buf, size);
-    return r != 0 ? (r < 0 ? r : 0) : s3_get(st->cl, path, offset, buf, size);
+    if (r != 0)
+        return r < 0 ? r : 0;
+    if (s3_blocks_wants(st->blocks, path, size))
+        return s3_blocks_read(st->blocks, path, offset, buf, size);
+    return s3_get(st->cl, path, offset, buf, size);
 }
 
 /* PreviewContainerRead: fetch what the engine will read of this container, several GETs at a time. */
@@ -83,10 +90,13 @@ int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx,
         return r;
     s3_store *st = mem_calloc(1, sizeof(*st));
     if (!st || (r = s3_client_new(&c, &st->cl)) < 0 ||
-        s3_prefetch_new(st->cl, connections(), PREFETCH_BUDGET, &st->pf) < 0) {
+        s3_prefetch_new(st->cl, connections(), PREFETCH_BUDGET, &st->pf) < 0 ||
+        s3_blocks_new(st->cl, BLOCK_SIZE, BLOCK_COUNT, &st->blocks) < 0) {
         s3_config_free(&c);
-        if (st)
+        if (st) {
+            s3_prefetch_free(st->pf);
             s3_client_free(st->cl);
+        }
         free(st);
         snprintf(err, errlen, "%s: out of memory", url);
         return -ENOMEM;
@@ -102,6 +112,7 @@ void s3_store_close(void *ctx)
     if (!st)
         return;
     s3_prefetch_free(st->pf); /* first: its threads use the client */
+    s3_blocks_free(st->blocks);
     s3_client_free(st->cl);
     free(st);
 }

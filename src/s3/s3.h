@@ -13,6 +13,7 @@
  *   client.c   requests: ranged GET, PUT, LIST, with retries and messages that say what went wrong
  *   listxml.c  the two XML answers we read: a ListObjectsV2 page and an error
  *   prefetch.c a restore's previewed extents fetched ahead over several connections
+ *   blocks.c   small reads of containers and catalogs served from aligned 1 MiB blocks, fetched whole
  *   ops.c      rh_store_ops over a client, which rh_store_open uses for an "s3:" path
  */
 #ifndef RH_S3_S3_H
@@ -78,6 +79,9 @@ const char *s3_client_name(const s3_client *cl);
  * request and the server's answer.
  */
 int s3_get(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len);
+/* The same, but the object may end before off + len: *ret_got says how many bytes came (a GET that
+ * starts at or past its end is -EIO). */
+int s3_get_upto(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len, size_t *ret_got);
 /* Stores len bytes as the object PREFIX/key (one PUT, its body's SHA-256 signed). Same codes. */
 int s3_put(s3_client *cl, const char *key, const void *buf, size_t len);
 /* Stores the whole file open at fd as the object PREFIX/key (the file is mapped, not read into memory). */
@@ -125,6 +129,21 @@ int s3_prefetch_plan(s3_prefetch *p, const char *key, size_t n, const rh_extent 
  * of those bytes failed (as s3_get says), 0 when the plan does not cover them (read them yourself).
  * Waits for the bytes when they are on their way. */
 int s3_prefetch_read(s3_prefetch *p, const char *key, uint64_t off, void *buf, size_t len);
+
+/* ---- small reads of containers, by the block (blocks.c) ---- */
+
+typedef struct s3_blocks s3_blocks;
+
+/* A cache of `count` blocks of `size` bytes (allocated as they are first used) that reads through cl. */
+int s3_blocks_new(s3_client *cl, size_t size, unsigned count, s3_blocks **ret);
+void s3_blocks_free(s3_blocks *c);
+/* Whether a read of len bytes of key should go through c: a container or a catalog (they never change
+ * once stored), and at most one block. */
+bool s3_blocks_wants(const s3_blocks *c, const char *key, size_t len);
+/* Exactly len bytes at off of key, from the aligned blocks that hold them, each fetched whole by one
+ * GET when it is not there (one fetch however many threads want it). Returns 0, a code of s3_get_upto,
+ * or -EIO when the object ends first. */
+int s3_blocks_read(s3_blocks *c, const char *key, uint64_t off, void *buf, size_t len);
 
 /* ---- a store on S3 (ops.c) ---- */
 

@@ -130,7 +130,7 @@ int store_index_open_gen(rh_store *s, int flags, index_t **ret, unsigned *ret_ge
     if (s->ix_in_store) {
         /* Behind callbacks, the store's own index.db through them (store_open_index chose it); it is
          * never repaired, so the generation never moves. */
-        int r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, ret);
+        int r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, store_index_block(s), ret);
         if (r >= 0)
             *ret_gen = gen;
         return r;

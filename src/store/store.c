@@ -804,7 +804,7 @@ int store_open_index(rh_store *s, int flags, bool rebuild, void (*note)(const ch
      * Only when that cannot be read (absent, in WAL mode, of another store) does a copy in the cache
      * directory serve, which is built by reading every container. */
     if (s->rootfd < 0 && (flags & INDEX_READONLY) && index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE,
-                                                                    s->cfg.uuid, ret) == 0) {
+                                                                    s->cfg.uuid, store_index_block(s), ret) == 0) {
         s->ix_in_store = true;
         store_index_stamp(s);
         return 0;

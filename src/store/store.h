@@ -40,6 +40,11 @@ typedef struct store_config {
     uint64_t created_ns;
 } store_config;
 
+/* Bytes per read of index.db through the callbacks of a store on object storage, where every read
+ * is a round trip (index_open_ops); other stores read the VFS's default 32 KiB. */
+#define STORE_S3_INDEX_BLOCK (256u << 10)
+#define store_index_block(s) ((s)->s3 ? STORE_S3_INDEX_BLOCK : 0u)
+
 struct rh_store {
     char *path;                /* as given; for messages */
     char *ix_path;             /* where the index lives (store_index_path), fixed at open */

@@ -187,7 +187,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     index_t *ix;
     uint64_t hsize;
-    if (index_open_ops(&fuzz_file_ops, &file, "index.db", uuid, &ix) == 0) {
+    if (index_open_ops(&fuzz_file_ops, &file, "index.db", uuid, 0, &ix) == 0) {
         FUZZ_ASSERT(size >= 100 && index_vfs_header_size(data, &hsize) == 0 && size >= hsize);
         index_loc loc;
         for (size_t i = 0; i < nc; i++)

@@ -282,6 +282,38 @@ check "REHYDRATE_S3_CONNECTIONS=1: one request at a time, and the same bytes" \
     eval '[ "$(stats | cut -d" " -f8)" -eq 1 ] && cmp "$WORK/wide/random.bin" "$WORK/wide-r2/random.bin"'
 curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/delay/0" >/dev/null
 
+# ---- a mount's small reads of containers go by the 1 MiB block ----
+# 300 small files, each its own stream map and packed data: read through a mount, record by record,
+# they would take 300 GETs of stream maps and more of data; by the block, a few of each container.
+mkdir -p "$WORK/small"
+for i in $(seq 300); do head -c $((1000 + i * 7)) /dev/urandom >"$WORK/small/f$i"; done
+rh backup "$URL3" "$WORK/small" --name small -q
+STORE=$URL3
+start_fs "$WORK/fs5.log" -o dir_readahead=0
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
+check "300 small files read through a mount of an S3 store are exact" diff_tree "$WORK/small" "$MNT/small"
+check "... with a few GETs of whole blocks, not one per record ($(stats | cut -d" " -f10) GETs of containers)" \
+    [ "$(stats | cut -d" " -f10)" -le 8 ]
+check "the daemon exits 0 on unmount" stop_fs
+STORE=$URL
+
+# ---- https with a private CA (AWS_CA_BUNDLE) ----
+TLS_PORT=$(free_port)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$WORK/tls.key" -out "$WORK/tls.crt" 2>/dev/null
+"$S3RVER" -d "$WORK/s3tls" -a 127.0.0.1 -p "$TLS_PORT" --key "$WORK/tls.key" --cert "$WORK/tls.crt" \
+    --service-endpoint localhost --configure-bucket bucket --silent >>"$WORK/s3rver-tls.log" 2>&1 &
+PROXY_PIDS="$PROXY_PIDS $!"
+for _ in $(seq 200); do curl -s --cacert "$WORK/tls.crt" -o /dev/null "https://127.0.0.1:$TLS_PORT/" && break; sleep 0.05; done
+UTLS="s3:https://127.0.0.1:$TLS_PORT/bucket/tls"
+out=$("$REHYDRATE" backup "$UTLS" "$SRC" 2>&1) && rc=0 || rc=$?
+check "https to a server whose certificate no system CA signed is refused, and AWS_CA_BUNDLE suggested" \
+    said 1 "certificate" "set AWS_CA_BUNDLE"
+check "with AWS_CA_BUNDLE naming its certificate, a backup over https succeeds" \
+    quiet env AWS_CA_BUNDLE="$WORK/tls.crt" "$REHYDRATE" backup "$UTLS" "$SRC" --name tls -q
+AWS_CA_BUNDLE="$WORK/tls.crt" "$REHYDRATE" restore "$UTLS" tls "$WORK/tls-r" -q
+check "... and restores exactly" diff_tree "$SRC" "$WORK/tls-r"
+
 # ---- a server that goes away ----
 # A fresh mount that has read only metadata; the server stops; a read of file data fails with EIO and
 # the mount stays; the server comes back; the same read succeeds, byte for byte.
