@@ -36,8 +36,8 @@ static int seal_one(backup *b, container_writer **w, uint8_t kind)
     b->sealed_bytes += c.size;
     if ((r = index_add_container(b->ix, &c)) < 0)
         return r;
-    /* On object storage a container is uploaded once, sealed. */
-    return b->rem ? store_remote_publish(b->rem, path) : 0;
+    /* On object storage a container is uploaded once, sealed, while the backup goes on. */
+    return b->rem ? store_remote_publish_async(b->rem, path) : 0;
 }
 
 int pipeline_append_record(backup *b, uint8_t kind, uint8_t codec, const uint8_t digest[HASH_LEN],

@@ -9,7 +9,9 @@
  *    list again: if another writer got in at the same time, ours is removed and the backup refused.
  *  - The stage: a local directory beside the cached index ($XDG_CACHE_HOME/rehydrate/UUID.stage) laid
  *    out like a store, where the backup writes containers and its catalog exactly as it would locally
- *    (temp, fsync, rename); each file is uploaded once complete and removed.
+ *    (temp, fsync, rename); each file is uploaded once complete and removed: sealed containers by two
+ *    threads in the background while the backup chunks on (at most two more wait their turn, so the
+ *    stage holds a bounded number), the catalog at once.
  *  - The index: the store's index.db is downloaded into the stage (the copy the backup updates), and
  *    uploaded whole once the backup's containers are stored.
  *  - The order makes a backup atomic: containers (each uploaded when sealed), then index.db, then the
@@ -41,6 +43,8 @@
 #define LOCK_REFRESH_S 300
 #define LOCK_STALE_S 1800
 #define LOCK_MAGIC "rehydrate-lock 1\n"
+#define UPLOADERS 2    /* sealed containers uploaded at once */
+#define UPLOAD_QUEUE 2 /* sealed containers waiting for an uploader, at most: the stage holds 4 and the open one */
 
 struct store_remote {
     rh_store *s;
@@ -54,6 +58,16 @@ struct store_remote {
     pthread_mutex_t mu; /* protects stop */
     pthread_cond_t cv;
     bool stop;
+    /* Sealed containers go up in the background (upload_main) while the backup chunks on. */
+    pthread_mutex_t umu; /* protects the fields below */
+    pthread_cond_t ucv;  /* the queue or busy changed */
+    pthread_t uploader[UPLOADERS];
+    unsigned nuploaders;
+    char queue[UPLOAD_QUEUE][CONTAINER_PATH_MAX];
+    unsigned qhead, qlen;
+    unsigned busy;  /* uploads in flight */
+    int upload_err; /* the first upload that failed: every later publish and the flush return it */
+    bool upload_stop;
 };
 
 /* ---- the lock ---- */
@@ -331,6 +345,8 @@ int store_remote_begin(rh_store *s, store_remote **ret_remote)
     r->s = s;
     r->cl = s3_store_client(s->ctx);
     r->stagefd = -1;
+    pthread_mutex_init(&r->umu, NULL);
+    pthread_cond_init(&r->ucv, NULL);
     if (gethostname(r->host, sizeof(r->host) - 1) < 0 || !r->host[0])
         snprintf(r->host, sizeof(r->host), "unknown");
     for (char *p = r->host; *p; p++)
@@ -371,8 +387,93 @@ int store_remote_publish(store_remote *r, const char *path)
     return ret;
 }
 
+/* ---- uploads of sealed containers, in the background ---- */
+
+static void *upload_main(void *arg)
+{
+    store_remote *r = arg;
+    char path[CONTAINER_PATH_MAX];
+    pthread_mutex_lock(&r->umu);
+    for (;;) {
+        while (!r->qlen && !r->upload_stop)
+            pthread_cond_wait(&r->ucv, &r->umu);
+        if (!r->qlen)
+            break;
+        memcpy(path, r->queue[r->qhead], sizeof(path));
+        r->qhead = (r->qhead + 1) % UPLOAD_QUEUE;
+        r->qlen--;
+        if (r->upload_err) { /* the backup will fail: upload nothing more */
+            pthread_cond_broadcast(&r->ucv);
+            continue;
+        }
+        r->busy++;
+        pthread_cond_broadcast(&r->ucv);
+        pthread_mutex_unlock(&r->umu);
+        int err = store_remote_publish(r, path);
+        pthread_mutex_lock(&r->umu);
+        r->busy--;
+        if (err < 0 && !r->upload_err)
+            r->upload_err = err;
+        pthread_cond_broadcast(&r->ucv);
+    }
+    pthread_mutex_unlock(&r->umu);
+    return NULL;
+}
+
+int store_remote_publish_async(store_remote *r, const char *path)
+{
+    if (strlen(path) >= CONTAINER_PATH_MAX)
+        return -ENAMETOOLONG;
+    pthread_mutex_lock(&r->umu);
+    while (r->nuploaders < UPLOADERS &&
+           pthread_create(&r->uploader[r->nuploaders], NULL, upload_main, r) == 0)
+        r->nuploaders++;
+    if (r->nuploaders == 0) { /* no thread: upload it here */
+        pthread_mutex_unlock(&r->umu);
+        return store_remote_publish(r, path);
+    }
+    while (r->qlen == UPLOAD_QUEUE && !r->upload_err)
+        pthread_cond_wait(&r->ucv, &r->umu);
+    int err = r->upload_err;
+    if (!err) {
+        snprintf(r->queue[(r->qhead + r->qlen) % UPLOAD_QUEUE], CONTAINER_PATH_MAX, "%s", path);
+        r->qlen++;
+        pthread_cond_broadcast(&r->ucv);
+    }
+    pthread_mutex_unlock(&r->umu);
+    return err;
+}
+
+int store_remote_flush(store_remote *r)
+{
+    pthread_mutex_lock(&r->umu);
+    while ((r->qlen || r->busy) && !r->upload_err)
+        pthread_cond_wait(&r->ucv, &r->umu);
+    while (r->busy) /* after a failure, the other upload's end (its file is not ours to remove twice) */
+        pthread_cond_wait(&r->ucv, &r->umu);
+    int err = r->upload_err;
+    pthread_mutex_unlock(&r->umu);
+    return err;
+}
+
+static void uploads_end(store_remote *r)
+{
+    pthread_mutex_lock(&r->umu);
+    r->upload_stop = true;
+    r->qlen = 0; /* after a flush nothing is left; after a failure what is left is not wanted */
+    pthread_cond_broadcast(&r->ucv);
+    pthread_mutex_unlock(&r->umu);
+    for (unsigned i = 0; i < r->nuploaders; i++)
+        pthread_join(r->uploader[i], NULL);
+    pthread_cond_destroy(&r->ucv);
+    pthread_mutex_destroy(&r->umu);
+}
+
 int store_remote_publish_index(store_remote *r)
 {
+    int err = store_remote_flush(r); /* the index names the containers: they go up first */
+    if (err < 0)
+        return err;
     _cleanup_(closep) int fd = open(r->s->ix_path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
@@ -383,6 +484,7 @@ void store_remote_end(store_remote *r)
 {
     if (!r)
         return;
+    uploads_end(r);
     if (r->refreshing) {
         pthread_mutex_lock(&r->mu);
         r->stop = true;

@@ -177,14 +177,21 @@ int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t 
  * naming the holder, when another writer holds it; stale locks are removed with a message), makes the
  * local stage directory (store_remote_stagefd: laid out like a store, where containers and the catalog
  * are written) and downloads index.db into it, setting s->ix_path there, which store_open_index then
- * opens as the writer's index (so s is the backup's own handle). Each complete file of the stage is uploaded with store_remote_publish (then removed), the index
- * with store_remote_publish_index after it is closed; the catalog last, which commits the snapshot.
- * store_remote_end releases the lock (NULL is a no-op).
+ * opens as the writer's index (so s is the backup's own handle). Each complete file of the stage is
+ * uploaded, then removed: a sealed container with store_remote_publish_async (two uploads at a time
+ * in the background, at most two more waiting: it returns at once, or once there is room, with the
+ * error of any upload that failed before), the catalog with store_remote_publish (now). The index goes
+ * up with store_remote_publish_index after it is closed, once every container has (it flushes them);
+ * the catalog last, which commits the snapshot. store_remote_flush waits for the uploads and returns
+ * the first failure. store_remote_end releases the lock, and drops uploads not yet begun (NULL is a
+ * no-op).
  */
 typedef struct store_remote store_remote;
 int store_remote_begin(rh_store *s, store_remote **ret);
 int store_remote_stagefd(const store_remote *r);
 int store_remote_publish(store_remote *r, const char *path);
+int store_remote_publish_async(store_remote *r, const char *path);
+int store_remote_flush(store_remote *r);
 int store_remote_publish_index(store_remote *r);
 void store_remote_end(store_remote *r);
 /* store_create for an s3: URL: writes rehydrate.store unless the prefix holds one (RH_EEXIST) or any

@@ -11,8 +11,10 @@ A proxy in front of s3rver for tests/integration/s3.sh that does what s3rver doe
   SESSION_TOKEN, the x-amz-security-token header must be that token and be signed;
 - injects faults on demand: `PUT /__proxy/fail/N` makes every Nth request after it answer 503 SlowDown
   (N = 0: none), `PUT /__proxy/delay/MS` delays every answer; `GET /__proxy/stats` prints
-  "checked N mismatched M failed F peak P ctrgets G": P is the most requests it has had in flight at
-  once, G how many GETs of containers it has forwarded (`PUT /__proxy/reset` zeroes both).
+  "checked N mismatched M failed F peak P ctrgets G putpeak U": P is the most requests it has had in
+  flight at once, G how many GETs of containers it has forwarded, U the most PUTs of containers in
+  flight at once (`PUT /__proxy/reset` zeroes all three); `PUT /__proxy/putdelay/MS` delays only the
+  PUTs of containers.
 
 Everything else is forwarded to 127.0.0.1:UPSTREAM_PORT as it came.
 """
@@ -28,7 +30,7 @@ import urllib.parse
 LISTEN, UPSTREAM, ACCESS, SECRET = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 TOKEN = sys.argv[5] if len(sys.argv) > 5 else None
 state = {"fail_every": 0, "count": 0, "delay": 0.0, "checked": 0, "mismatched": 0, "failed": 0,
-         "inflight": 0, "peak": 0, "ctrgets": 0}
+         "inflight": 0, "peak": 0, "ctrgets": 0, "putdelay": 0.0, "puts": 0, "putpeak": 0}
 lock = threading.Lock()
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 
@@ -102,14 +104,17 @@ class Handler(http.server.BaseHTTPRequestHandler):
         parts = self.path.split("/")
         if self.command == "GET" and parts[2] == "stats":
             with lock:
-                text = ("checked %(checked)d mismatched %(mismatched)d failed %(failed)d peak %(peak)d ctrgets %(ctrgets)d\n"
+                text = ("checked %(checked)d mismatched %(mismatched)d failed %(failed)d peak %(peak)d ctrgets %(ctrgets)d"
+                        " putpeak %(putpeak)d\n"
                         % state)
             return self.answer(200, text.encode())
         with lock:
             if parts[2] == "fail":
                 state["fail_every"], state["count"] = int(parts[3]), 0
             elif parts[2] == "reset":
-                state["peak"], state["ctrgets"] = 0, 0
+                state["peak"], state["ctrgets"], state["putpeak"] = 0, 0, 0
+            elif parts[2] == "putdelay":
+                state["putdelay"] = int(parts[3]) / 1000.0
             elif parts[2] == "delay":
                 state["delay"] = int(parts[3]) / 1000.0
         self.answer(200, b"ok\n")
@@ -123,11 +128,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             state["peak"] = max(state["peak"], state["inflight"])
             if self.command == "GET" and "/containers/" in self.path:
                 state["ctrgets"] += 1
+            ctrput = self.command == "PUT" and "/containers/" in self.path
+            if ctrput:
+                state["puts"] += 1
+                state["putpeak"] = max(state["putpeak"], state["puts"])
+            putdelay = state["putdelay"] if ctrput else 0
         try:
+            if putdelay:
+                time.sleep(putdelay)
             self.forward(body)
         finally:
             with lock:
                 state["inflight"] -= 1
+                if ctrput:
+                    state["puts"] -= 1
 
     def forward(self, body):
         headers = {k.lower(): v for k, v in self.headers.items()}
