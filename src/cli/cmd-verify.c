@@ -208,11 +208,12 @@ int cmd_verify(int argc, char **argv)
     bool ok = rep.nproblems == 0 && rep.naffected == 0;
     if (json) {
         printf("{\"ok\":%s,\"containers\":%llu,\"records\":%llu,\"chunks\":%llu,\"packs\":%llu,"
-               "\"streams\":%llu,\"snapshots\":%llu,\"entries\":%llu,\"bytes\":%llu,\"problems\":[",
+               "\"streams\":%llu,\"snapshots\":%llu,\"entries\":%llu,\"bytes\":%llu,\"unfinished\":%llu,"
+               "\"problems\":[",
                ok ? "true" : "false", (unsigned long long)rep.containers, (unsigned long long)rep.records,
                (unsigned long long)rep.chunks, (unsigned long long)rep.packs, (unsigned long long)rep.streams,
                (unsigned long long)rep.snapshots, (unsigned long long)rep.entries,
-               (unsigned long long)rep.bytes);
+               (unsigned long long)rep.bytes, (unsigned long long)rep.unfinished);
         for (size_t i = 0; i < rep.nproblems; i++) {
             verify_problem *p = &rep.problems[i];
             printf("%s{\"object\":", i ? "," : "");
@@ -247,6 +248,10 @@ int cmd_verify(int argc, char **argv)
                fmt_bytes(rep.bytes, b), (unsigned long long)rep.chunks, (unsigned long long)rep.packs,
                (unsigned long long)rep.snapshots, (unsigned long long)rep.entries,
                ok ? "no problems found" : "DAMAGE FOUND");
+        if (rep.unfinished)
+            printf("%llu containers of a backup that stopped before it finished, which no snapshot uses and "
+                   "the next backup removes: not checked\n",
+                   (unsigned long long)rep.unfinished);
         if (!ok)
             printf("%zu problems, %zu damaged files\n", rep.nproblems, rep.naffected);
     }

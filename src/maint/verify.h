@@ -26,6 +26,9 @@ typedef struct verify_affected {
 
 typedef struct verify_report {
     uint64_t containers, records, chunks, packs, streams, snapshots, entries, bytes; /* packs: of chunks */
+    uint64_t unfinished; /* on object storage: containers of a backup that stopped before its index went
+                          * up (numbered after the index's newest), which no snapshot uses and the next
+                          * backup removes; not checked */
     verify_problem *problems;
     size_t nproblems;
     verify_affected *affected;

@@ -155,9 +155,9 @@ int s3_blocks_read(s3_blocks *c, const char *key, uint64_t off, void *buf, size_
         if (!b)
             break;
         size_t n = MIN(len, c->size - from);
-        if (from + n > b->len) { /* the object ends before the bytes asked for */
+        if (from + n > b->len) { /* the object ends before the bytes asked for: it is truncated */
             release(c, b);
-            r = -EIO;
+            r = RH_ECORRUPT;
             break;
         }
         pthread_mutex_unlock(&c->mu);

@@ -401,9 +401,9 @@ static int explain(s3_client *cl, const request *rq, CURLcode cc, const response
             cl->name, what, st, code, *msg ? ": " : "", msg, cl->cfg.region);
         return -EACCES;
     }
-    if (st == 416) {
+    if (st == 416) { /* the store says there is more: the object is damaged (truncated), not the link */
         say(cl, RH_LOG_WARNING, "%s: %s: the object is shorter than that", cl->name, what);
-        return -EIO;
+        return RH_ECORRUPT;
     }
     if (rs->too_big) {
         say(cl, RH_LOG_WARNING, "%s: %s: the answer is larger than asked for (HTTP %ld)", cl->name, what, st);

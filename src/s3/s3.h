@@ -73,7 +73,7 @@ const char *s3_client_name(const s3_client *cl);
 
 /*
  * Exactly len bytes at off of the object PREFIX/key (a ranged GET). Returns 0; -ENOENT when there is no
- * such object; -EIO when it is shorter; -EACCES when the server refuses the credentials; -EIO for any
+ * such object; RH_ECORRUPT when it is shorter (damage: the caller's metadata says there is more); -EACCES when the server refuses the credentials; -EIO for any
  * other failure once the retries are spent (timeouts, refused connections, 5xx and 429 answers are
  * retried with backoff; REHYDRATE_S3_RETRIES, default 4). Every failure but -ENOENT is logged with the
  * request and the server's answer.
@@ -142,7 +142,7 @@ void s3_blocks_free(s3_blocks *c);
 bool s3_blocks_wants(const s3_blocks *c, const char *key, size_t len);
 /* Exactly len bytes at off of key, from the aligned blocks that hold them, each fetched whole by one
  * GET when it is not there (one fetch however many threads want it). Returns 0, a code of s3_get_upto,
- * or -EIO when the object ends first. */
+ * or RH_ECORRUPT when the object ends first. */
 int s3_blocks_read(s3_blocks *c, const char *key, uint64_t off, void *buf, size_t len);
 
 /* ---- a store on S3 (ops.c) ---- */

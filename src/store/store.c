@@ -555,14 +555,29 @@ int store_container_ids(rh_store *s, uint8_t kind, uint32_t **ret_ids, size_t *r
 }
 
 /* Behind callbacks that can list: the containers the listing names, each probed for its size. */
+/* A container the listing names but whose header or footer cannot be read: listed with size 0, which
+ * no index row has, so that verify walks it and names the damage, and the listing goes on. */
+static int add_damaged(struct container_list *l, uint32_t id)
+{
+    index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    l->v[l->n++] = (index_container){ id, l->kind, 0 };
+    return 0;
+}
+
 static int listed_containers(rh_store *s, struct container_list *l)
 {
     uint32_t *ids = NULL;
     size_t n = 0;
     int r = store_container_ids(s, l->kind, &ids, &n);
-    for (size_t i = 0; r >= 0 && i < n; i++)
+    for (size_t i = 0; r >= 0 && i < n; i++) {
         if ((r = probe_one(s, l, ids[i])) == -ENOENT)
             r = 0; /* removed since the listing */
+        else if (r < -4000 && r != RH_ENOINDEX)  /* damaged (a domain code, not the medium failing): */
+            r = add_damaged(l, ids[i]);          /* listed, so that verify names it */
+    }
     free(ids);
     return r;
 }

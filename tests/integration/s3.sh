@@ -181,7 +181,9 @@ wait_object containers/data "$have" && kill -KILL "$bpid"
 wait "$bpid" 2>/dev/null || true
 check "kill -9 during a backup (once its first container is uploaded): no new snapshot" \
     [ "$(rh snapshots "$URL2" --json)" = "$snaps_before" ]
-check "... the store verifies" quiet rh verify "$URL2"
+out=$(rh verify "$URL2" 2>&1) && rc=0 || rc=$?
+check "... the store verifies, and says the uploaded container is a stopped backup's, left for the next" \
+    said 0 "no problems found" "which no snapshot uses and the next backup removes"
 out=$(rh backup "$URL2" "$WORK/bigsrc" --name killed -q 2>&1) && rc=0 || rc=$?
 check "... the next backup removes the dead backup's lock and its unreferenced container, and succeeds" \
     said 0 "its process on this host is gone" "left by a backup that did not finish"
@@ -282,6 +284,23 @@ check "REHYDRATE_S3_CONNECTIONS=1: one request at a time, and the same bytes" \
     eval '[ "$(stats | cut -d" " -f8)" -eq 1 ] && cmp "$WORK/wide/random.bin" "$WORK/wide-r2/random.bin"'
 curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/delay/0" >/dev/null
 
+# ---- a backup uploads sealed containers in the background, two at a time ----
+# 140 MiB that does not compress: three containers. Each container's PUT takes 1.5 s more at the
+# proxy; uploaded in the background, the second is sealed and on its way while the first still is.
+mkdir -p "$WORK/wide2"
+head -c $((140 << 20)) /dev/urandom >"$WORK/wide2/random.bin"
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/putdelay/1500" >/dev/null
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
+check "a backup of three containers through a proxy that slows their PUTs succeeds" \
+    rh backup "$URL3" "$WORK/wide2" --name wide2 -q
+check "... with two container uploads in flight at once (peak $(stats | cut -d" " -f12))" \
+    [ "$(stats | cut -d" " -f12)" -ge 2 ]
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/putdelay/0" >/dev/null
+rh restore "$URL3" wide2 "$WORK/wide2-r" -q
+check "... and restores exactly" cmp "$WORK/wide2/random.bin" "$WORK/wide2-r/random.bin"
+check "... and the store verifies" quiet rh verify "$URL3"
+rm -rf "$WORK/wide2" "$WORK/wide2-r"
+
 # ---- a mount's small reads of containers go by the 1 MiB block ----
 # 300 small files, each its own stream map and packed data: read through a mount, record by record,
 # they would take 300 GETs of stream maps and more of data; by the block, a few of each container.
@@ -296,6 +315,15 @@ check "... with a few GETs of whole blocks, not one per record ($(stats | cut -d
     [ "$(stats | cut -d" " -f10)" -le 8 ]
 check "the daemon exits 0 on unmount" stop_fs
 STORE=$URL
+
+# ---- damage in one container of a store on S3 is named, and the rest is checked ----
+UD="s3:http://127.0.0.1:$PORT/bucket/stores/damaged"
+rh backup "$UD" "$SRC" --name d -q
+obj="$WORK/s3data/bucket/stores/damaged/containers/data/00000001.ctr._S3rver_object"
+printf 'XXXX' | dd of="$obj" bs=1 seek=0 conv=notrunc 2>/dev/null
+out=$(rh verify "$UD" 2>&1) && rc=0 || rc=$?
+check "a container whose header is damaged on S3: verify names it and the files it costs, exit 1" \
+    eval 'said 1 "containers/data/00000001.ctr: header at offset 0" "damaged file: d:" "DAMAGE FOUND" && ! grep -q "cannot verify" <<<"$out"'
 
 # ---- https with a private CA (AWS_CA_BUNDLE) ----
 TLS_PORT=$(free_port)
