@@ -151,12 +151,14 @@ for ds in $DATASETS; do
 | $ds | tree read through the mount, cold | $(t rh-read-$ds) s ($(mbs "$(t rh-read-$ds)") MB/s, $(exact rh-$ds)) | $(t restic-read-$ds) s ($(mbs "$(t restic-read-$ds)") MB/s, $(exact restic-$ds)) | $(x "$(t rh-read-$ds)" "$(t restic-read-$ds)") | 3x |"
 done
 
+desc=${system_desc:-"this machine's files (bench/lib.sh, make_system)"}
+s3rver_version=$(cd "$top/contrib/s3" && node -p 'require("./node_modules/s3rver/package.json").version')
 cat >"$tmp/report.md" <<EOF
 ### rehydrate and restic on one S3 server with $RTT ms of round trip ($(date -u +%Y-%m-%dT%H:%MZ))
 
-s3rver $(cd "$top/contrib/s3" && node -p 'require("./node_modules/s3rver/package.json").version') on 127.0.0.1 behind bench/latency.c
+s3rver $s3rver_version on 127.0.0.1 behind bench/latency.c
 over https (one request's first byte: ${rtt} s); $(restic version | cut -d' ' -f1-2); rehydrate $("$RH" --version | head -1 | awk '{print $2}');
-one run each; MB/s is 10^6 bytes of file content per second. system: ${system_desc:-this machine's files (see bench/lib.sh)}.
+one run each; MB/s is 10^6 bytes of file content per second. system: $desc.
 
 | dataset | what | rehydrate | restic | restic / rehydrate | target |
 |---|---|---|---|---|---|$rows
