@@ -492,20 +492,17 @@ int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uin
     memset(ret, 0, sizeof(*ret));
     verifier v = { .s = s, .rep = ret, .progress = progress, .ud = ud, .vi = vindex_new() };
     index_container *cs;
-    size_t n;
-    int r = store_list_containers(s, &cs, &n);
+    size_t n, skipped = 0;
+    uint32_t limit[2];
+    unfinished_after(s, limit);
+    int r = store_list_containers_upto(s, limit, &cs, &n, &skipped);
     if (r < 0) {
         vindex_free(v.vi);
         return r;
     }
-    uint32_t limit[2];
-    unfinished_after(s, limit);
-    for (size_t i = 0; i < n; i++) {
-        if (cs[i].id > limit[cs[i].kind - CONTAINER_DATA])
-            ret->unfinished++;
-        else
-            verify_container(&v, &cs[i]);
-    }
+    ret->unfinished = skipped;
+    for (size_t i = 0; i < n; i++)
+        verify_container(&v, &cs[i]);
     free(cs);
     char **names;
     size_t nn;

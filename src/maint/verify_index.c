@@ -322,7 +322,7 @@ static void check_containers(vcheck *c, rh_store *s, index_t *ix)
     bool match = true;
     uint32_t limit[2];
     unfinished_limits(s, ix, limit);
-    int r = store_list_containers(s, &have, &n);
+    int r = store_list_containers_upto(s, limit, &have, &n, NULL);
     if (r >= 0) {
         drop_unfinished(c->vi, limit, have, &n);
         r = index_matches(ix, have, n, &match);

@@ -444,6 +444,8 @@ struct container_list {
     index_container *v;
     size_t n, cap;
     uint8_t kind;
+    uint32_t upto;  /* behind callbacks: ids above it are counted in skipped, not read */
+    size_t skipped;
 };
 
 static int visit_container(void *ud, int dirfd, const char *name)
@@ -501,7 +503,7 @@ static int probe_one(rh_store *s, struct container_list *l, uint32_t id)
 
 static int probe_containers(rh_store *s, struct container_list *l)
 {
-    for (uint32_t id = 1, misses = 0; misses < PROBE_MISSES; id++) {
+    for (uint32_t id = 1, misses = 0; misses < PROBE_MISSES && id <= l->upto; id++) {
         int r = probe_one(s, l, id);
         if (r == -ENOENT) {
             misses++;
@@ -573,6 +575,10 @@ static int listed_containers(rh_store *s, struct container_list *l)
     size_t n = 0;
     int r = store_container_ids(s, l->kind, &ids, &n);
     for (size_t i = 0; r >= 0 && i < n; i++) {
+        if (ids[i] > l->upto) { /* not to be read (a stopped backup's, on object storage) */
+            l->skipped++;
+            continue;
+        }
         if ((r = probe_one(s, l, ids[i])) == -ENOENT)
             r = 0; /* removed since the listing */
         else if (r < -4000 && r != RH_ENOINDEX)  /* damaged (a domain code, not the medium failing): */
@@ -584,12 +590,19 @@ static int listed_containers(rh_store *s, struct container_list *l)
 
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
 {
+    return store_list_containers_upto(s, NULL, ret, ret_n, NULL);
+}
+
+int store_list_containers_upto(rh_store *s, const uint32_t upto[2], index_container **ret, size_t *ret_n,
+                               size_t *ret_skipped)
+{
     struct container_list l = { 0 };
     int r = 0;
     if (s->rootfd < 0) {
         bool can_list = s->ops->version >= 2 && s->ops->list;
         for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && r >= 0; kind++) {
             l.kind = kind;
+            l.upto = upto ? upto[kind - CONTAINER_DATA] : UINT32_MAX;
             r = can_list ? listed_containers(s, &l) : probe_containers(s, &l);
         }
         if (r < 0) {
@@ -598,8 +611,12 @@ int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)
         }
         *ret = l.v;
         *ret_n = l.n;
+        if (ret_skipped)
+            *ret_skipped = l.skipped;
         return 0;
     }
+    if (ret_skipped)
+        *ret_skipped = 0; /* a local store's listing reads nothing: upto is for stores behind callbacks */
     for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM && r >= 0; kind++) {
         l.kind = kind;
         r = visit_dir(s, container_dir(kind), visit_container, &l);

@@ -134,6 +134,11 @@ int store_next_container_id(rh_store *s, uint8_t kind, uint32_t *ret_id);
 /* Every committed container (id, kind, size), sorted by kind then id. A store behind callbacks is
  * probed through them (store.c, probe_containers). */
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n);
+/* The same, except that behind callbacks the containers of kind k with ids above upto[k - CONTAINER_DATA]
+ * are not read (a stopped backup's on object storage, which may be half-written on a server that
+ * keeps a PUT cut short): only counted in *ret_skipped (NULL: not wanted). */
+int store_list_containers_upto(rh_store *s, const uint32_t upto[2], index_container **ret, size_t *ret_n,
+                               size_t *ret_skipped);
 /* The ids of the committed containers of `kind` by their names, sorted (a listing: nothing is read;
  * behind callbacks through `list`, -EOPNOTSUPP without it). Free *ret_ids. */
 int store_container_ids(rh_store *s, uint8_t kind, uint32_t **ret_ids, size_t *ret_n);
