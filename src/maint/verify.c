@@ -469,24 +469,6 @@ static void verify_snapshot(verifier *v, const char *name)
     v->rep->snapshots++;
 }
 
-/* On object storage, the highest container id of each kind that the store's index.db names: those after
- * it are a stopped backup's, which nothing uses (store/remote.c). UINT32_MAX elsewhere, or without an
- * index to ask. */
-static void unfinished_after(rh_store *s, uint32_t limit[2])
-{
-    limit[0] = limit[1] = UINT32_MAX;
-    index_t *ix;
-    if (!s->s3 || store_open_index(s, INDEX_READONLY, false, NULL, &ix) < 0)
-        return;
-    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM; kind++) {
-        index_container newest;
-        bool found = false;
-        if (index_newest_container(ix, kind, &newest, &found) >= 0)
-            limit[kind - CONTAINER_DATA] = found ? newest.id : 0;
-    }
-    index_close(ix);
-}
-
 int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uint64_t bytes), void *ud)
 {
     memset(ret, 0, sizeof(*ret));
@@ -494,7 +476,7 @@ int verify_store(rh_store *s, verify_report *ret, void (*progress)(void *ud, uin
     index_container *cs;
     size_t n, skipped = 0;
     uint32_t limit[2];
-    unfinished_after(s, limit);
+    vindex_open(v.vi, s, limit);
     int r = store_list_containers_upto(s, limit, &cs, &n, &skipped);
     if (r < 0) {
         vindex_free(v.vi);

@@ -39,6 +39,12 @@ struct vindex {
     size_t npacks, cap_packs;
     index_container *unknown;
     size_t nunknown, cap_unknown;
+    /* The index, opened by vindex_open before the walk and checked by vindex_check after it. */
+    index_t *ix;
+    int open_r;    /* index_open's answer: 0, or why ix is NULL */
+    bool in_store; /* ix is the store's index.db, not a cached copy at path */
+    char *path;
+    uint32_t limit[2]; /* store_unfinished_after */
 };
 
 /* The state of one vindex_check. */
@@ -63,6 +69,8 @@ void vindex_free(vindex *vi)
     free(vi->recs);
     free(vi->packs);
     free(vi->unknown);
+    index_close(vi->ix);
+    free(vi->path);
     free(vi);
 }
 
@@ -282,24 +290,8 @@ static void check_table(vcheck *c, index_t *ix, uint8_t kind)
     unindexed_before(c, NULL);
 }
 
-/*
- * A store on object storage gets its index uploaded after a backup's containers: a backup that stopped
- * in between leaves containers numbered after the index's newest, which no snapshot references and the
- * next backup removes (store/remote.c). They are not the index's to know; the walk checked them as
- * containers. Sets limit[kind] to the highest id the index may be asked about (UINT32_MAX elsewhere).
- */
-static void unfinished_limits(rh_store *s, index_t *ix, uint32_t limit[2])
-{
-    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM; kind++) {
-        index_container newest;
-        bool found = false;
-        limit[kind - CONTAINER_DATA] = UINT32_MAX;
-        if (s->s3 && index_newest_container(ix, kind, &newest, &found) >= 0)
-            limit[kind - CONTAINER_DATA] = found ? newest.id : 0;
-    }
-}
-
-/* Drops what unfinished_limits puts out of the index's reach: containers and the walk's records. */
+/* Drops what is out of the index's reach (store_unfinished_after: a stopped backup's containers on object
+ * storage, which the walk checked as containers): from the listing and from the walk's records. */
 static void drop_unfinished(vindex *vi, const uint32_t limit[2], index_container *have, size_t *n)
 {
     size_t k = 0;
@@ -320,8 +312,7 @@ static void check_containers(vcheck *c, rh_store *s, index_t *ix)
     index_container *have = NULL;
     size_t n = 0;
     bool match = true;
-    uint32_t limit[2];
-    unfinished_limits(s, ix, limit);
+    const uint32_t *limit = c->vi->limit;
     int r = store_list_containers_upto(s, limit, &have, &n, NULL);
     if (r >= 0) {
         drop_unfinished(c->vi, limit, have, &n);
@@ -336,18 +327,29 @@ static void check_containers(vcheck *c, rh_store *s, index_t *ix)
                         "damaged)"));
 }
 
+void vindex_open(vindex *vi, rh_store *s, uint32_t limit[2])
+{
+    vi->path = store_index_path(s);
+    vi->in_store = s->rootfd >= 0 && !s->readonly;
+    vi->open_r = -ENOENT;
+    /* Behind callbacks (a store on object storage), the store's own index.db is what readers use. */
+    if (s->rootfd < 0 && (vi->open_r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid,
+                                                      store_index_block(s), &vi->ix)) >= 0)
+        vi->in_store = true;
+    if (!vi->in_store || s->rootfd >= 0)
+        vi->open_r = index_open(vi->path, s->cfg.uuid, INDEX_READONLY, &vi->ix);
+    if (vi->open_r < 0)
+        vi->ix = NULL;
+    store_unfinished_after(s, vi->ix, vi->limit); /* an index that cannot answer limits nothing */
+    limit[0] = vi->limit[0];
+    limit[1] = vi->limit[1];
+}
+
 void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
 {
-    _cleanup_(freep) char *path = store_index_path(s);
-    bool in_store = s->rootfd >= 0 && !s->readonly;
-    index_t *ix = NULL;
-    int r = -ENOENT;
-    /* Behind callbacks (a store on object storage), the store's own index.db is what readers use. */
-    if (s->rootfd < 0 && (r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, store_index_block(s), &ix)) >= 0)
-        in_store = true;
-    vcheck c = {.vi = vi, .rep = rep, .object = in_store ? STORE_INDEX_FILE : path};
-    if (!in_store || s->rootfd >= 0)
-        r = index_open(path, s->cfg.uuid, INDEX_READONLY, &ix);
+    index_t *ix = vi->ix;
+    int r = vi->open_r;
+    vcheck c = {.vi = vi, .rep = rep, .object = vi->in_store ? STORE_INDEX_FILE : vi->path};
     if (r == -ENOENT)
         return; /* no index yet: the first reader builds it */
     if (r == RH_ESTALEINDEX) {
@@ -369,6 +371,7 @@ void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
         check_table(&c, ix, CONTAINER_DATA);
         check_table(&c, ix, CONTAINER_STREAM);
         index_close(ix);
+        vi->ix = NULL;
     }
     if (c.found)
         add_problem(

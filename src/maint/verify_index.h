@@ -30,7 +30,10 @@ void vindex_add_members(vindex *vi, uint32_t id, const container_record *pack, c
  * verify marks each container unknown first, and known once its records are listed. */
 void vindex_unknown_container(vindex *vi, uint8_t kind, uint32_t id);
 void vindex_known_container(vindex *vi, uint8_t kind, uint32_t id);
-/* Reads the index of s (store_index_path) and appends its problems to rep. */
+/* Opens the index of s (store_index_path; behind callbacks the store's index.db) before the walk, and
+ * sets limit to what store_unfinished_after says of it: the walk does not read the containers after it. */
+void vindex_open(vindex *vi, rh_store *s, uint32_t limit[2]);
+/* Reads the index vindex_open opened and appends its problems (or why it could not be opened) to rep. */
 void vindex_check(vindex *vi, rh_store *s, verify_report *rep);
 
 #endif

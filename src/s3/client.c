@@ -70,11 +70,11 @@ static void say(s3_client *cl, int level, const char *fmt, ...)
     cl->log(cl->log_ud, level, msg);
 }
 
-static unsigned env_unsigned(const char *name, unsigned dflt, unsigned max)
+unsigned s3_env_unsigned(const char *name, unsigned dflt, unsigned min, unsigned max)
 {
     const char *v = getenv(name);
     uint64_t n;
-    return v && *v && parse_u64(v, &n) == 0 && n <= max ? (unsigned)n : dflt;
+    return v && *v && parse_u64(v, &n) == 0 && n >= min && n <= max ? (unsigned)n : dflt;
 }
 
 int s3_client_new(s3_config *c, s3_client **ret)
@@ -104,8 +104,8 @@ int s3_client_new(s3_config *c, s3_client **ret)
     const char *ca = getenv("AWS_CA_BUNDLE");
     if (ca && *ca)
         cl->ca_bundle = strdup(ca);
-    cl->retries = env_unsigned("REHYDRATE_S3_RETRIES", 4, 100);
-    cl->timeout_s = env_unsigned("REHYDRATE_S3_TIMEOUT", 30, 86400);
+    cl->retries = s3_env_unsigned("REHYDRATE_S3_RETRIES", 4, 0, 100);
+    cl->timeout_s = s3_env_unsigned("REHYDRATE_S3_TIMEOUT", 30, 0, 86400);
     pthread_mutex_init(&cl->lock, NULL);
     if (!cl->name || !cl->origin || !cl->host_header || !cl->sigv4 || (g->session_token && !cl->token_header) ||
         (ca && *ca && !cl->ca_bundle)) {

@@ -75,13 +75,6 @@ static const rh_store_ops s3_ops = {
 };
 
 /* REHYDRATE_S3_CONNECTIONS: how many GETs a restore keeps going at once. */
-static unsigned connections(void)
-{
-    const char *v = getenv("REHYDRATE_S3_CONNECTIONS");
-    uint64_t n;
-    return v && *v && parse_u64(v, &n) == 0 && n >= 1 && n <= 64 ? (unsigned)n : CONNECTIONS_DEFAULT;
-}
-
 int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx, char *err, size_t errlen)
 {
     s3_config c;
@@ -90,7 +83,8 @@ int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx,
         return r;
     s3_store *st = mem_calloc(1, sizeof(*st));
     if (!st || (r = s3_client_new(&c, &st->cl)) < 0 ||
-        s3_prefetch_new(st->cl, connections(), PREFETCH_BUDGET, &st->pf) < 0 ||
+        s3_prefetch_new(st->cl, s3_env_unsigned("REHYDRATE_S3_CONNECTIONS", CONNECTIONS_DEFAULT, 1, 64),
+                        PREFETCH_BUDGET, &st->pf) < 0 ||
         s3_blocks_new(st->cl, BLOCK_SIZE, BLOCK_COUNT, &st->blocks) < 0) {
         s3_config_free(&c);
         if (st) {

@@ -63,6 +63,9 @@ typedef struct s3_client s3_client;
  * retries (RH_LOG_INFO). */
 typedef void (*s3_log_fn)(void *ud, int level, const char *msg);
 
+/* The setting REHYDRATE_S3_* `name` from the environment when it is a number in [min, max], else dflt. */
+unsigned s3_env_unsigned(const char *name, unsigned dflt, unsigned min, unsigned max);
+
 /* A client for c, which it takes over (c is left empty). Thread-safe: each request borrows a libcurl
  * handle (with its open connections) from the client's pool. */
 int s3_client_new(s3_config *c, s3_client **ret);

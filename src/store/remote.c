@@ -311,16 +311,15 @@ static int remove_unfinished(store_remote *r)
     int ret = index_open(s->ix_path, s->cfg.uuid, INDEX_READONLY, &ix);
     if (ret == -ENOENT)
         return 0; /* a new store: index_fetch found no container */
+    uint32_t limit[2];
+    if (ret >= 0)
+        ret = store_unfinished_after(s, ix, limit);
     for (uint8_t kind = CONTAINER_DATA; ret >= 0 && kind <= CONTAINER_STREAM; kind++) {
-        index_container newest;
-        bool found = false;
-        if ((ret = index_newest_container(ix, kind, &newest, &found)) < 0)
-            break;
         uint32_t *ids = NULL;
         size_t n = 0;
         ret = store_container_ids(s, kind, &ids, &n);
         for (size_t i = 0; ret >= 0 && i < n; i++) {
-            if (found && ids[i] <= newest.id)
+            if (ids[i] <= limit[kind - CONTAINER_DATA])
                 continue;
             char path[CONTAINER_PATH_MAX];
             container_path(kind, ids[i], path);

@@ -480,6 +480,16 @@ static int cmp_container(const void *a, const void *b)
  */
 #define PROBE_MISSES 256
 
+static int list_add(struct container_list *l, uint32_t id, uint64_t size)
+{
+    index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
+    if (!v)
+        return -ENOMEM;
+    l->v = v;
+    l->v[l->n++] = (index_container){ id, l->kind, size };
+    return 0;
+}
+
 /* The size of sealed container `id` of l->kind read from its header and footer, appended to l; -ENOENT
  * when it does not exist. */
 static int probe_one(rh_store *s, struct container_list *l, uint32_t id)
@@ -493,12 +503,7 @@ static int probe_one(rh_store *s, struct container_list *l, uint32_t id)
     uint8_t foot[16];
     if (!h.footer_offset || (r = s->ops->read(s->ctx, path, h.footer_offset, foot, sizeof(foot))) < 0)
         return r < 0 ? r : RH_ECORRUPT;
-    index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
-    if (!v)
-        return -ENOMEM;
-    l->v = v;
-    l->v[l->n++] = (index_container){ id, l->kind, h.footer_offset + 24 + 52ull * get_le32(foot + 8) };
-    return 0;
+    return list_add(l, id, h.footer_offset + 24 + 52ull * get_le32(foot + 8));
 }
 
 static int probe_containers(rh_store *s, struct container_list *l)
@@ -557,18 +562,6 @@ int store_container_ids(rh_store *s, uint8_t kind, uint32_t **ret_ids, size_t *r
 }
 
 /* Behind callbacks that can list: the containers the listing names, each probed for its size. */
-/* A container the listing names but whose header or footer cannot be read: listed with size 0, which
- * no index row has, so that verify walks it and names the damage, and the listing goes on. */
-static int add_damaged(struct container_list *l, uint32_t id)
-{
-    index_container *v = mem_grow(l->v, &l->cap, l->n, sizeof(*l->v), 64);
-    if (!v)
-        return -ENOMEM;
-    l->v = v;
-    l->v[l->n++] = (index_container){ id, l->kind, 0 };
-    return 0;
-}
-
 static int listed_containers(rh_store *s, struct container_list *l)
 {
     uint32_t *ids = NULL;
@@ -581,11 +574,30 @@ static int listed_containers(rh_store *s, struct container_list *l)
         }
         if ((r = probe_one(s, l, ids[i])) == -ENOENT)
             r = 0; /* removed since the listing */
-        else if (r < -4000 && r != RH_ENOINDEX)  /* damaged (a domain code, not the medium failing): */
-            r = add_damaged(l, ids[i]);          /* listed, so that verify names it */
+        else if (r < -4000 && r != RH_ENOINDEX) /* damaged (a domain code, not the medium failing): */
+            r = list_add(l, ids[i], 0); /* listed with size 0, which no index row has, so that verify
+                                         * walks it and names the damage, and the listing goes on */
     }
     free(ids);
     return r;
+}
+
+int store_unfinished_after(rh_store *s, index_t *ix, uint32_t limit[2])
+{
+    limit[0] = limit[1] = UINT32_MAX;
+    if (!s->s3 || !ix)
+        return 0;
+    for (uint8_t kind = CONTAINER_DATA; kind <= CONTAINER_STREAM; kind++) {
+        index_container newest;
+        bool found = false;
+        int r = index_newest_container(ix, kind, &newest, &found);
+        if (r < 0) {
+            limit[0] = limit[1] = UINT32_MAX;
+            return r;
+        }
+        limit[kind - CONTAINER_DATA] = found ? newest.id : 0;
+    }
+    return 0;
 }
 
 int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n)

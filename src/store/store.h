@@ -139,6 +139,11 @@ int store_list_containers(rh_store *s, index_container **ret, size_t *ret_n);
  * keeps a PUT cut short): only counted in *ret_skipped (NULL: not wanted). */
 int store_list_containers_upto(rh_store *s, const uint32_t upto[2], index_container **ret, size_t *ret_n,
                                size_t *ret_skipped);
+/* On object storage, the highest container id of each kind (limit[kind - CONTAINER_DATA]) that ix, the
+ * store's index.db, names: the containers after it are a stopped backup's, which no snapshot references
+ * (store/remote.c removes them at the next backup). UINT32_MAX elsewhere, or when ix is NULL or cannot
+ * answer (then its error is returned). */
+int store_unfinished_after(rh_store *s, index_t *ix, uint32_t limit[2]);
 /* The ids of the committed containers of `kind` by their names, sorted (a listing: nothing is read;
  * behind callbacks through `list`, -EOPNOTSUPP without it). Free *ret_ids. */
 int store_container_ids(rh_store *s, uint8_t kind, uint32_t **ret_ids, size_t *ret_n);
