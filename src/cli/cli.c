@@ -170,16 +170,6 @@ void cli_log(void *ud, int level, const char *msg)
         cli_error("%s", msg);
 }
 
-int cli_refuse_s3(const char *cmd, const char *store)
-{
-    if (!s3_is_url(store))
-        return 0;
-    cli_error("%s: 'rehydrate %s' does not work on object storage yet; run it on a local copy of the store "
-              "(doc/s3.md)",
-              cli_quote(store), cmd);
-    return EXIT_FAIL;
-}
-
 int cli_open_store(const char *path, rh_store **ret)
 {
     int r = store_open_logged(path, cli_log, NULL, ret);

@@ -56,9 +56,6 @@ void cli_put_json(FILE *f, const char *s, size_t n);
 /* The library's log function for the CLI (rh_store_set_log): repairs and warnings as "rehydrate: MSG"
  * on stderr; a failed file's detail is left to the command, which names the file itself. */
 void cli_log(void *ud, int level, const char *msg);
-/* For the commands that do not work on object storage yet (reindex): when `store` is an s3: URL, says
- * so and returns EXIT_FAIL; else 0. */
-int cli_refuse_s3(const char *cmd, const char *store);
 /* Opens a store with cli_log as its log, printing "rehydrate: STORE: why" on failure. */
 int cli_open_store(const char *path, rh_store **ret);
 /* Formats ns since the epoch as local "YYYY-MM-DD HH:MM:SS". */

@@ -181,22 +181,33 @@ static index_vfs_source *source_of(const char *name)
     return p;
 }
 
+/* Why this thread's last vfs_open failed, as a positive code (an errno, or minus a domain code such as
+ * RH_ESTALEINDEX): SQLite asks xGetLastError when an open fails, and index.c's map_rc turns the answer
+ * back, so that a missing file is -ENOENT and a damaged header RH_ESTALEINDEX, not -EIO. */
+static __thread int open_error;
+
 static int vfs_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *file, int flags, int *out_flags)
 {
     vfile *f = (vfile *)file;
     memset(f, 0, sizeof(*f)); /* pMethods NULL: SQLite calls no xClose when the open fails */
+    open_error = 0;
     index_vfs_source *src = source_of(name);
     if (!src || !(flags & SQLITE_OPEN_MAIN_DB) || (flags & (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)))
         return SQLITE_CANTOPEN;
     uint8_t h[100], last;
-    if (src_read(src, 0, h, sizeof(h)) < 0 || index_vfs_header_size(h, &f->size) < 0)
-        return SQLITE_CANTOPEN;
+    int r = src_read(src, 0, h, sizeof(h));
+    if (r >= 0)
+        r = index_vfs_header_size(h, &f->size);
     /* The file must hold what its header claims: SQLite believes the size we report, and sizes some
      * allocations by it (a damaged cell's payload may be as large as the whole database), so a header
      * of a few bytes claiming 2^32 pages could cost gigabytes. The callback refuses short reads, so
      * reading the last byte proves the size. */
-    if (src_read(src, f->size - 1, &last, 1) < 0)
+    if (r >= 0 && (r = src_read(src, f->size - 1, &last, 1)) == RH_ECORRUPT)
+        r = RH_ESTALEINDEX; /* shorter than its header says */
+    if (r < 0) {
+        open_error = -r;
         return SQLITE_CANTOPEN;
+    }
     f->src = src;
     f->bsize = src->block > INDEX_VFS_BLOCK ? src->block : INDEX_VFS_BLOCK;
     f->bmax = MIN((size_t)INDEX_VFS_CACHE, MAX((size_t)8, f->bsize == INDEX_VFS_BLOCK ? INDEX_VFS_CACHE :
@@ -232,7 +243,7 @@ static int vfs_current_time(sqlite3_vfs *vfs, double *out)
 {
     return default_vfs->xCurrentTime(default_vfs, out);
 }
-static int vfs_last_error(sqlite3_vfs *vfs, int n, char *out) { return 0; }
+static int vfs_last_error(sqlite3_vfs *vfs, int n, char *out) { return open_error; }
 
 static sqlite3_vfs ops_vfs = {
     .iVersion = 1,

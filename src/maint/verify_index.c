@@ -336,7 +336,11 @@ void vindex_open(vindex *vi, rh_store *s, uint32_t limit[2])
     if (s->rootfd < 0 && (vi->open_r = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid,
                                                       store_index_block(s), &vi->ix)) >= 0)
         vi->in_store = true;
-    if (!vi->in_store || s->rootfd >= 0)
+    /* On object storage it is the only index there is (backups update it, mounts read it): when it
+     * cannot be read that is the finding, whatever a cached copy says. */
+    if (s->s3)
+        vi->in_store = true;
+    else if (!vi->in_store || s->rootfd >= 0)
         vi->open_r = index_open(vi->path, s->cfg.uuid, INDEX_READONLY, &vi->ix);
     if (vi->open_r < 0)
         vi->ix = NULL;
@@ -350,9 +354,11 @@ void vindex_check(vindex *vi, rh_store *s, verify_report *rep)
     index_t *ix = vi->ix;
     int r = vi->open_r;
     vcheck c = {.vi = vi, .rep = rep, .object = vi->in_store ? STORE_INDEX_FILE : vi->path};
-    if (r == -ENOENT)
-        return; /* no index yet: the first reader builds it */
-    if (r == RH_ESTALEINDEX) {
+    if (r == -ENOENT) {
+        if (!s->s3 || vi->nrecs == 0)
+            return; /* no index yet: the first reader builds it */
+        finding(&c, RH_ENOINDEX, xstrdup("missing, though the store has containers: backups refuse to run"));
+    } else if (r == RH_ESTALEINDEX) {
         finding(&c, r,
                 xstrdup("not a readable index of this store: SQLite cannot read its header or schema, "
                         "or they are not those of an index of this store"));

@@ -304,16 +304,10 @@ static int index_fetch(store_remote *r)
  * after the index's newest, which no snapshot references (verify leaves them alone): removed here,
  * under the lock, with a message, so that they are not kept forever.
  */
-static int remove_unfinished(store_remote *r)
+static int remove_after(store_remote *r, const uint32_t limit[2])
 {
     rh_store *s = r->s;
-    index_t *ix = NULL;
-    int ret = index_open(s->ix_path, s->cfg.uuid, INDEX_READONLY, &ix);
-    if (ret == -ENOENT)
-        return 0; /* a new store: index_fetch found no container */
-    uint32_t limit[2];
-    if (ret >= 0)
-        ret = store_unfinished_after(s, ix, limit);
+    int ret = 0;
     for (uint8_t kind = CONTAINER_DATA; ret >= 0 && kind <= CONTAINER_STREAM; kind++) {
         uint32_t *ids = NULL;
         size_t n = 0;
@@ -328,13 +322,27 @@ static int remove_unfinished(store_remote *r)
         }
         free(ids);
     }
+    return ret;
+}
+
+static int remove_unfinished(store_remote *r)
+{
+    index_t *ix = NULL;
+    int ret = index_open(r->s->ix_path, r->s->cfg.uuid, INDEX_READONLY, &ix);
+    if (ret == -ENOENT)
+        return 0; /* a new store: index_fetch found no container */
+    uint32_t limit[2];
+    if (ret >= 0 && (ret = store_unfinished_after(r->s, ix, limit)) >= 0)
+        ret = remove_after(r, limit);
     index_close(ix);
     return ret;
 }
 
 /* ---- the public face (store.h) ---- */
 
-int store_remote_begin(rh_store *s, store_remote **ret_remote)
+/* Takes the lock and makes the stage; with fetch, downloads index.db and removes what a stopped backup
+ * left (store_remote_begin). */
+static int remote_begin(rh_store *s, bool fetch, store_remote **ret_remote)
 {
     if (!s->s3)
         return -EINVAL;
@@ -365,12 +373,17 @@ int store_remote_begin(rh_store *s, store_remote **ret_remote)
     }
     free(s->ix_path);
     s->ix_path = ix_path;
-    if ((ret = stage_make(r)) < 0 || (ret = index_fetch(r)) < 0 || (ret = remove_unfinished(r)) < 0) {
+    if ((ret = stage_make(r)) < 0 || (fetch && ((ret = index_fetch(r)) < 0 || (ret = remove_unfinished(r)) < 0))) {
         store_remote_end(r);
         return ret;
     }
     *ret_remote = r;
     return 0;
+}
+
+int store_remote_begin(rh_store *s, store_remote **ret_remote)
+{
+    return remote_begin(s, true, ret_remote);
 }
 
 int store_remote_stagefd(const store_remote *r) { return r->stagefd; }
@@ -477,6 +490,35 @@ int store_remote_publish_index(store_remote *r)
     if (fd < 0)
         return -errno;
     return s3_put_fd(r->cl, STORE_INDEX_FILE, fd);
+}
+
+/*
+ * The old index is not needed to build the new one, and is not downloaded: it is asked, in place, which
+ * containers it names, so that those a stopped backup left after them are removed first, as the next
+ * backup would. When it cannot answer (damaged, which is why one reindexes, or absent), every container
+ * is indexed: on object storage a PUT stores all of an object or none of it, so they are whole.
+ */
+int store_remote_reindex(rh_store *s, uint64_t *ret_chunks, uint64_t *ret_streams)
+{
+    store_remote *r;
+    int ret = remote_begin(s, false, &r);
+    if (ret < 0)
+        return ret;
+    index_t *ix = NULL;
+    uint32_t limit[2];
+    int old = index_open_ops(s->ops, s->ctx, STORE_INDEX_FILE, s->cfg.uuid, store_index_block(s), &ix);
+    if (old >= 0 && (old = store_unfinished_after(s, ix, limit)) >= 0)
+        ret = remove_after(r, limit);
+    else if (old != -ENOENT)
+        store_log(s, RH_LOG_WARNING, "%s: the old %s cannot be read (%s): every container is indexed", s->path,
+                  STORE_INDEX_FILE, rh_strerror(old));
+    index_close(ix);
+    if (ret >= 0)
+        ret = store_reindex(s, s->ix_path, ret_chunks, ret_streams);
+    if (ret >= 0)
+        ret = store_remote_publish_index(r);
+    store_remote_end(r);
+    return ret;
 }
 
 void store_remote_end(store_remote *r)

@@ -204,6 +204,10 @@ int store_remote_publish_async(store_remote *r, const char *path);
 int store_remote_flush(store_remote *r);
 int store_remote_publish_index(store_remote *r);
 void store_remote_end(store_remote *r);
+/* 'rehydrate reindex' of an s3: store: under the lock object, index.db rebuilt from the containers
+ * (store_reindex, through the store's callbacks) in the stage and uploaded over the old one by one PUT,
+ * so that readers see the old index or the new one. */
+int store_remote_reindex(rh_store *s, uint64_t *ret_chunks, uint64_t *ret_streams);
 /* store_create for an s3: URL: writes rehydrate.store unless the prefix holds one (RH_EEXIST) or any
  * other object (-ENOTEMPTY). Messages go to log. */
 int store_create_remote(const char *url, const store_config *cfg, rh_log_fn log, void *ud);

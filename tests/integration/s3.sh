@@ -119,10 +119,6 @@ out=$(rh snapshots "s3:http://127.0.0.1:$PORT/bucket/stores/none" 2>&1) && rc=0 
 check "a prefix with no store: exit 1, not a rehydrate store" said 1 "not a rehydrate store"
 out=$(rh snapshots "s3:ftp://127.0.0.1/bucket" 2>&1) && rc=0 || rc=$?
 check "an unsupported scheme is named" said 1 "only http:// and https://"
-out=$(cd "$WORK" && "$REHYDRATE" reindex "$URL" 2>&1) && rc=0 || rc=$?
-check "reindex on S3 is refused with a message, and makes no local directory named after the URL" \
-    eval 'said 1 "does not work on object storage yet" && [ ! -e "$WORK/s3:http:" ]'
-check "... and writes nothing to the bucket" [ "$(bucket_state)" = "$state" ]
 
 # ---- writing: init, backup, dedup, the lock ----
 URL2="s3:http://127.0.0.1:$PORT/bucket/stores/two"
@@ -151,11 +147,44 @@ check "a third backup with one new file" rh backup "$URL2" "$SRC" --name b3 -q
 rh restore "$URL2" b3 "$WORK/w3" -q
 check "... restores exactly, with the new file" diff_tree "$SRC" "$WORK/w3"
 check "verify of the store written on S3 finds no problems" quiet rh verify "$URL2"
+
+# ---- reindex on S3 ----
 # s3_put_text KEY TEXT: an object of TEXT (printf format) under stores/two.
 s3_put_text() {
     printf "$2" | curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user S3RVER:S3RVER -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
         -T - "http://127.0.0.1:$PORT/bucket/stores/two/$1" >/dev/null
 }
+printf 'not an index at all' | dd of="$WORK/s3data/bucket/stores/two/index.db._S3rver_object" bs=1 seek=0 conv=notrunc 2>/dev/null
+out=$(rh verify "$URL2" 2>&1) && rc=0 || rc=$?
+check "a damaged index.db on S3: verify says so and names 'rehydrate reindex URL', exit 1" \
+    said 1 "index.db" "'rehydrate reindex $URL2' rebuilds it"
+out=$(cd "$WORK" && "$REHYDRATE" reindex "$URL2" 2>&1) && rc=0 || rc=$?
+check "reindex on S3 rebuilds it from the containers, saying the old one could not be read" \
+    eval 'said 0 "the old index.db cannot be read" "rebuilt $URL2/index.db: " && [ ! -e "$WORK/s3:http:" ]'
+check "... leaves no lock object" [ "$(objects locks)" -eq 0 ]
+check "... and the store verifies" quiet rh verify "$URL2"
+rh restore "$URL2" b3 "$WORK/w3r" -q
+check "... and restores exactly through the new index" diff_tree "$SRC" "$WORK/w3r"
+rm "$WORK/s3data/bucket/stores/two/index.db._S3rver"*
+out=$(rh verify "$URL2" 2>&1) && rc=0 || rc=$?
+check "index.db deleted from S3: verify says it is missing, exit 1" said 1 "index.db: missing, though the store has containers"
+check "... and reindex puts it back" eval 'rh reindex "$URL2" >/dev/null && rh verify "$URL2" >/dev/null'
+# A container numbered after the newest that index.db names: what a backup stopped before its index.db
+# went up leaves. reindex removes it, as the next backup would, before reading any container.
+newest=$(ls "$WORK/s3data/bucket/stores/two/containers/data" | grep -o '^[0-9]*\.ctr' | sort | tail -1)
+for f in _S3rver_object _S3rver_metadata.json; do
+    cp "$WORK/s3data/bucket/stores/two/containers/data/$newest.$f" "$WORK/s3data/bucket/stores/two/containers/data/00000999.ctr.$f"
+done
+out=$(rh reindex "$URL2" 2>&1) && rc=0 || rc=$?
+check "reindex on S3 removes a stopped backup's container, with a message, and rebuilds" \
+    eval 'said 0 "removing containers/data/00000999.ctr, left by a backup that did not finish" "rebuilt" && [ ! -e "$WORK/s3data/bucket/stores/two/containers/data/00000999.ctr._S3rver_object" ]'
+check "... and the store verifies" quiet rh verify "$URL2"
+s3_put_text locks/elsewhere-78-aa "rehydrate-lock 1\nhost elsewhere\npid 78\ntime $(date +%s)\n"
+state2=$(sha256sum <"$WORK/s3data/bucket/stores/two/index.db._S3rver_object")
+out=$(rh reindex "$URL2" 2>&1) && rc=0 || rc=$?
+check "reindex on S3 while another holds the lock: exit 1, the holder named, index.db untouched" \
+    eval 'said 1 "locked by elsewhere pid 78" "holds the store'"'"'s lock" && [ "$(sha256sum <"$WORK/s3data/bucket/stores/two/index.db._S3rver_object")" = "$state2" ]'
+rm "$WORK/s3data/bucket/stores/two/locks/elsewhere-78-aa._S3rver"*
 s3_put_text locks/elsewhere-77-aa "rehydrate-lock 1\nhost elsewhere\npid 77\ntime $(date +%s)\n"
 out=$(rh backup "$URL2" "$SRC" --name b4 -q 2>&1) && rc=0 || rc=$?
 check "a live lock of another host refuses the backup, naming the holder and the object" \
@@ -324,6 +353,12 @@ printf 'XXXX' | dd of="$obj" bs=1 seek=0 conv=notrunc 2>/dev/null
 out=$(rh verify "$UD" 2>&1) && rc=0 || rc=$?
 check "a container whose header is damaged on S3: verify names it and the files it costs, exit 1" \
     eval 'said 1 "containers/data/00000001.ctr: header at offset 0" "damaged file: d:" "DAMAGE FOUND" && ! grep -q "cannot verify" <<<"$out"'
+out=$(rh reindex "$UD" 2>&1) && rc=0 || rc=$?
+check "... reindex names it, skips it and rebuilds the index from the others" \
+    said 0 "containers/data/00000001.ctr: " "skipped; run 'rehydrate verify'" "rebuilt $UD/index.db"
+out=$(rh verify "$UD" 2>&1) && rc=0 || rc=$?
+check "... after which verify names the same damage and nothing about the index" \
+    eval 'said 1 "containers/data/00000001.ctr: header at offset 0" "DAMAGE FOUND" && ! grep -q "index problem" <<<"$out"'
 
 # ---- https with a private CA (AWS_CA_BUNDLE) ----
 TLS_PORT=$(free_port)
