@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# contrib/deps.sh — installs the Debian packages that building and testing rehydrate need, and the S3
-# server the tests start (s3rver, from the npm registry into contrib/s3/node_modules). Sourced by
-# quickstart.sh and run-tests.sh; does nothing when everything is already installed.
+# contrib/deps.sh [--tests] — installs the Debian packages that building and testing rehydrate need, and
+# the S3 server the tests start (s3rver, from the npm registry into contrib/s3/node_modules); with
+# --tests also Ceph's monitor, OSD and radosgw, which tests/integration/s3-rgw.sh runs as a real S3
+# server that checks signatures (contrib/rgw/cluster.sh). Run by quickstart.sh and, with --tests, by
+# run-tests.sh; does nothing when everything is already installed.
 PKGS="build-essential autoconf automake libtool pkg-config libuv1-dev libsqlite3-dev libzstd-dev
       libssl-dev libxxhash-dev libcurl4-openssl-dev check libfuse3-dev fuse3 attr python3 python3-xxhash util-linux ntfs-3g
       strace openssl"
+[ "${1:-}" = --tests ] && PKGS="$PKGS ceph-mon ceph-osd ceph-common radosgw"
 # The S3 tests' server (s3rver) comes from the npm registry: node and npm from Debian when missing.
 command -v npm >/dev/null 2>&1 || PKGS="$PKGS nodejs npm"
 missing=""

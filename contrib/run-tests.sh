@@ -6,7 +6,7 @@
 # non-zero on any failure.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
-bash "$top/contrib/deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
+bash "$top/contrib/deps.sh" --tests || { echo "0 passed, 1 failed"; exit 1; }
 
 passed=0
 failed=0

@@ -394,6 +394,13 @@ static int explain(s3_client *cl, const request *rq, CURLcode cc, const response
             cl->cfg.host, code);
         return -ENOENT;
     }
+    if ((st == 403 || st == 401) && strcmp(code, "SignatureDoesNotMatch") == 0) {
+        say(cl, RH_LOG_WARNING,
+            "%s: %s: access denied (HTTP %ld %s%s%s): the server knows the access key but the request's "
+            "signature does not match: check AWS_SECRET_ACCESS_KEY (or the profile's secret) and the region (%s)",
+            cl->name, what, st, code, *msg ? ": " : "", msg, cl->cfg.region);
+        return -EACCES;
+    }
     if (st == 403 || st == 401) {
         say(cl, RH_LOG_WARNING,
             "%s: %s: access denied (HTTP %ld %s%s%s): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
