@@ -233,9 +233,13 @@ typedef struct request {
     void *out;          /* a ranged GET's destination (len bytes) */
     bool upto;          /* the object may end before off + len: *got says where */
     size_t *got;
-    const void *body;   /* a PUT's body */
+    const void *body;   /* a PUT's or POST's body */
     size_t body_len;
+    unsigned part;      /* of a multipart upload (for messages), or 0 */
+    char *etag;         /* where a successful answer's ETag goes (ETAG_MAX bytes), or NULL */
 } request;
+
+#define ETAG_MAX 128
 
 typedef struct response {
     CURL *h;
@@ -249,7 +253,28 @@ typedef struct response {
     size_t sent;     /* of a PUT's body */
     int64_t length;  /* Content-Length of the answer, or -1 */
     bool enough;     /* a ranged GET stopped once it had its bytes (on_data) */
+    char etag[ETAG_MAX];
 } response;
+
+/* Keeps the ETag header of the answer (a multipart upload names each part by it). */
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    response *rs = ud;
+    size_t len = size * n;
+    if (len > 5 && strncasecmp(p, "etag:", 5) == 0) {
+        const char *v = p + 5, *e = p + len;
+        while (v < e && (*v == ' ' || *v == '\t'))
+            v++;
+        while (e > v && (e[-1] == '\r' || e[-1] == '\n' || e[-1] == ' '))
+            e--;
+        size_t m = (size_t)(e - v);
+        if (m < sizeof(rs->etag)) {
+            memcpy(rs->etag, v, m);
+            rs->etag[m] = 0;
+        }
+    }
+    return len;
+}
 
 static size_t on_data(char *p, size_t size, size_t n, void *ud)
 {
@@ -335,6 +360,10 @@ static CURLcode perform(s3_client *cl, CURL *h, const request *rq, const char *u
     curl_easy_setopt(h, CURLOPT_PASSWORD, cl->cfg.secret_key);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
     curl_easy_setopt(h, CURLOPT_WRITEDATA, rs);
+    if (rq->etag) {
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, rs);
+    }
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
     if (cl->ca_bundle)
         curl_easy_setopt(h, CURLOPT_CAINFO, cl->ca_bundle);
@@ -345,6 +374,11 @@ static CURLcode perform(s3_client *cl, CURL *h, const request *rq, const char *u
         curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     else if (!strcmp(rq->method, "DELETE"))
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
+    else if (!strcmp(rq->method, "POST")) {
+        curl_easy_setopt(h, CURLOPT_POST, 1L);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, rq->body ? rq->body : "");
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+    }
     if (!strcmp(rq->method, "PUT")) {
         curl_easy_setopt(h, CURLOPT_UPLOAD, 1L);
         curl_easy_setopt(h, CURLOPT_READFUNCTION, on_send);
@@ -369,6 +403,10 @@ static void describe(const s3_client *cl, const request *rq, char *out, size_t n
     if (rq->range && k > 0 && (size_t)k < n)
         snprintf(out + k, n - (size_t)k, " (bytes %llu-%llu)", (unsigned long long)rq->off,
                  (unsigned long long)(rq->off + rq->len - 1));
+    else if (rq->part && k > 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, " (part %u)", rq->part);
+    else if (rq->query && !strcmp(rq->method, "POST") && k > 0 && (size_t)k < n)
+        snprintf(out + k, n - (size_t)k, " (%s a multipart upload)", strncmp(rq->query, "uploads", 7) ? "completing" : "starting");
 }
 
 /* Tells the user what a final failure means, and returns its code. */
@@ -471,6 +509,9 @@ static int run_full(s3_client *cl, const request *rq, sbuf *ret_body, int64_t *r
     }
     if (ok && cl->token_header)
         ok = (t = curl_slist_append(hdrs, cl->token_header)) && (hdrs = t);
+    /* A POST's body is XML: said, so that libcurl does not add (unsigned) a form's content type. */
+    if (ok && !strcmp(rq->method, "POST"))
+        ok = (t = curl_slist_append(hdrs, "content-type: application/xml")) && (hdrs = t);
     CURL *h = ok ? take_handle(cl) : NULL;
     if (!h) {
         curl_slist_free_all(hdrs);
@@ -492,6 +533,8 @@ static int run_full(s3_client *cl, const request *rq, sbuf *ret_body, int64_t *r
         if (good) {
             if (rq->got)
                 *rq->got = rs.got;
+            if (rq->etag)
+                memcpy(rq->etag, rs.etag, sizeof(rs.etag));
             if (ret_length)
                 *ret_length = rs.length;
             if (ret_body)
@@ -547,6 +590,131 @@ int s3_put(s3_client *cl, const char *key, const void *buf, size_t len)
     return run(cl, &rq, NULL);
 }
 
+/* ---- multipart uploads ---- */
+
+typedef struct multipart {
+    s3_client *cl;
+    const char *key;
+    const uint8_t *data;
+    size_t len, nparts;
+    sbuf id; /* the upload id, encoded for a query */
+    char (*etags)[ETAG_MAX];
+    pthread_mutex_t mu;
+    size_t next; /* the next part to upload (0-based) */
+    int err;     /* the first failure: the other threads stop taking parts */
+} multipart;
+
+static void *part_main(void *arg)
+{
+    multipart *mp = arg;
+    for (;;) {
+        pthread_mutex_lock(&mp->mu);
+        size_t i = mp->err ? mp->nparts : mp->next++;
+        pthread_mutex_unlock(&mp->mu);
+        if (i >= mp->nparts)
+            return NULL;
+        char query[64 + 3 * 512];
+        snprintf(query, sizeof(query), "partNumber=%zu&uploadId=%s", i + 1, mp->id.data);
+        size_t off = i * (size_t)S3_PART_SIZE;
+        request rq = { .method = "PUT", .key = mp->key, .query = query, .body = mp->data + off,
+                       .body_len = MIN((size_t)S3_PART_SIZE, mp->len - off), .part = (unsigned)(i + 1),
+                       .etag = mp->etags[i] };
+        int r = run(mp->cl, &rq, NULL);
+        if (r >= 0 && !mp->etags[i][0]) {
+            say(mp->cl, RH_LOG_WARNING, "%s: PUT %s/%s%s (part %zu): the answer has no ETag", mp->cl->name,
+                mp->cl->cfg.bucket, mp->cl->cfg.prefix, mp->key, i + 1);
+            r = -EIO;
+        }
+        if (r < 0) {
+            pthread_mutex_lock(&mp->mu);
+            if (!mp->err)
+                mp->err = r;
+            pthread_mutex_unlock(&mp->mu);
+        }
+    }
+}
+
+/* CompleteMultipartUpload, whose answer may be 200 with an error in its body (S3 says so). */
+static int complete_multipart(multipart *mp)
+{
+    sbuf xml = { 0 }, q = { 0 }, answer = { 0 };
+    sb_str(&xml, "<CompleteMultipartUpload>");
+    for (size_t i = 0; i < mp->nparts; i++) {
+        char part[64];
+        snprintf(part, sizeof(part), "<Part><PartNumber>%zu</PartNumber><ETag>", i + 1);
+        sb_str(&xml, part);
+        for (const char *e = mp->etags[i]; *e; e++) /* ETags are quoted: "…" */
+            sb_str(&xml, *e == '"' ? "&quot;" : *e == '&' ? "&amp;" : *e == '<' ? "&lt;" : (char[2]){ *e, 0 });
+        sb_str(&xml, "</ETag></Part>");
+    }
+    sb_str(&xml, "</CompleteMultipartUpload>");
+    sb_str(&q, "uploadId=");
+    sb_str(&q, mp->id.data);
+    int r = xml.nomem || q.nomem ? -ENOMEM : 0;
+    if (r == 0) {
+        request rq = { .method = "POST", .key = mp->key, .query = q.data, .body = xml.data, .body_len = xml.len };
+        r = run(mp->cl, &rq, &answer);
+    }
+    if (r == 0 && answer.len && memmem(answer.data, answer.len, "<Error>", 7)) {
+        char code[64], msg[256];
+        s3_xml_error(answer.data, answer.len, code, sizeof(code), msg, sizeof(msg));
+        say(mp->cl, RH_LOG_WARNING, "%s: POST %s/%s%s (completing a multipart upload): %s%s%s", mp->cl->name,
+            mp->cl->cfg.bucket, mp->cl->cfg.prefix, mp->key, code, *msg ? ": " : "", msg);
+        r = -EIO;
+    }
+    sb_free(&answer);
+    sb_free(&xml);
+    sb_free(&q);
+    return r;
+}
+
+static int put_multipart(s3_client *cl, const char *key, const uint8_t *data, size_t len)
+{
+    sbuf answer = { 0 };
+    request create = { .method = "POST", .key = key, .query = "uploads=" };
+    int r = run(cl, &create, &answer);
+    char id[512];
+    if (r >= 0 && s3_xml_upload_id(answer.data ? answer.data : "", answer.len, id, sizeof(id)) < 0) {
+        say(cl, RH_LOG_WARNING, "%s: POST %s/%s%s (starting a multipart upload): the answer names no upload",
+            cl->name, cl->cfg.bucket, cl->cfg.prefix, key);
+        r = -EIO;
+    }
+    sb_free(&answer);
+    if (r < 0)
+        return r;
+    multipart mp = { .cl = cl, .key = key, .data = data, .len = len,
+                     .nparts = (len + S3_PART_SIZE - 1) / S3_PART_SIZE };
+    uri_encode(&mp.id, id, false);
+    mp.etags = mem_calloc(mp.nparts, sizeof(*mp.etags));
+    if (mp.id.nomem || !mp.etags) {
+        sb_free(&mp.id);
+        free(mp.etags);
+        return -ENOMEM; /* the started upload holds no part: nothing to abort */
+    }
+    pthread_mutex_init(&mp.mu, NULL);
+    pthread_t th[S3_PART_THREADS];
+    size_t nth = 0;
+    while (nth + 1 < S3_PART_THREADS && nth + 1 < mp.nparts && pthread_create(&th[nth], NULL, part_main, &mp) == 0)
+        nth++;
+    part_main(&mp); /* this thread uploads parts too */
+    for (size_t i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&mp.mu);
+    r = mp.err ? mp.err : complete_multipart(&mp);
+    if (r < 0) { /* parts of an upload never completed are kept (and billed) until aborted */
+        sbuf q = { 0 };
+        sb_str(&q, "uploadId=");
+        sb_str(&q, mp.id.data);
+        request abort_rq = { .method = "DELETE", .key = key, .query = q.data };
+        if (!q.nomem)
+            (void)run(cl, &abort_rq, NULL);
+        sb_free(&q);
+    }
+    sb_free(&mp.id);
+    free(mp.etags);
+    return r;
+}
+
 int s3_put_fd(s3_client *cl, const char *key, int fd)
 {
     struct stat st;
@@ -556,7 +724,7 @@ int s3_put_fd(s3_client *cl, const char *key, int fd)
     void *map = NULL;
     if (len && (map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
         return -errno;
-    int r = s3_put(cl, key, map, len);
+    int r = len > S3_PART_SIZE ? put_multipart(cl, key, map, len) : s3_put(cl, key, map, len);
     if (map)
         munmap(map, len);
     return r;

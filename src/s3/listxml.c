@@ -220,3 +220,9 @@ void s3_xml_error(const char *xml, size_t n, char *code, size_t code_len, char *
     copy_decoded(xml, n, "Code", code, code_len);
     copy_decoded(xml, n, "Message", msg, msg_len);
 }
+
+int s3_xml_upload_id(const char *xml, size_t n, char *out, size_t out_len)
+{
+    copy_decoded(xml, n, "UploadId", out, out_len);
+    return out_len && out[0] && strlen(out) < out_len - 1 ? 0 : RH_ECORRUPT;
+}

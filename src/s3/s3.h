@@ -87,7 +87,12 @@ int s3_get(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len);
 int s3_get_upto(s3_client *cl, const char *key, uint64_t off, void *buf, size_t len, size_t *ret_got);
 /* Stores len bytes as the object PREFIX/key (one PUT, its body's SHA-256 signed). Same codes. */
 int s3_put(s3_client *cl, const char *key, const void *buf, size_t len);
-/* Stores the whole file open at fd as the object PREFIX/key (the file is mapped, not read into memory). */
+/* Stores the whole file open at fd as the object PREFIX/key (the file is mapped, not read into memory):
+ * one PUT up to S3_PART_SIZE; above, a multipart upload of parts of S3_PART_SIZE, S3_PART_THREADS at a
+ * time, each retried alone, aborted (its parts deleted) when one fails. The object appears whole when
+ * the upload completes, or not at all. */
+#define S3_PART_SIZE (16u << 20)
+#define S3_PART_THREADS 2
 int s3_put_fd(s3_client *cl, const char *key, int fd);
 /* Removes the object PREFIX/key; removing one that does not exist succeeds (as S3 answers). */
 int s3_delete(s3_client *cl, const char *key);
@@ -113,6 +118,9 @@ int s3_xml_list(const char *xml, size_t n, int (*visit)(void *ud, const char *ke
                 bool *ret_truncated, char **ret_token);
 /* The <Code> and <Message> of an error answer, decoded and cut to fit (empty when absent). */
 void s3_xml_error(const char *xml, size_t n, char *code, size_t code_len, char *msg, size_t msg_len);
+/* The <UploadId> of a CreateMultipartUpload answer, decoded, into out: RH_ECORRUPT when it is absent,
+ * empty or does not fit. */
+int s3_xml_upload_id(const char *xml, size_t n, char *out, size_t out_len);
 
 /* ---- a restore's reads fetched ahead (prefetch.c) ---- */
 

@@ -1,5 +1,6 @@
 /*
- * fuzz-s3xml.c — the XML answers of an S3 server (src/s3/listxml.c): a ListObjectsV2 page and an error,
+ * fuzz-s3xml.c — the XML answers of an S3 server (src/s3/listxml.c): a ListObjectsV2 page, an error and
+ * a CreateMultipartUpload answer (its upload id must be a non-empty string that fits),
  * which come over the network and are untrusted. Every key handed to the visitor must be a non-empty
  * string of exactly the length the parser reports (no NUL inside), a token must be a string, and the
  * error's code and message must be terminated within their buffers.
@@ -40,6 +41,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char code[32], msg[64];
     s3_xml_error(xml, size, code, sizeof(code), msg, sizeof(msg));
     if (strlen(code) >= sizeof(code) || strlen(msg) >= sizeof(msg))
+        abort();
+    char id[48];
+    int ir = s3_xml_upload_id(xml, size, id, sizeof(id));
+    if (ir == 0 && (!id[0] || strlen(id) >= sizeof(id) - 1))
         abort();
     free(xml);
     return 0;

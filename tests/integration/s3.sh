@@ -320,10 +320,22 @@ mkdir -p "$WORK/wide2"
 head -c $((140 << 20)) /dev/urandom >"$WORK/wide2/random.bin"
 curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/putdelay/1500" >/dev/null
 curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
+ctr_objects() { (cd "$WORK/s3data/bucket/stores/three" && find containers -name '*._S3rver_object' | sort); }
+ctr_objects >"$WORK/ctr-before"
 check "a backup of three containers through a proxy that slows their PUTs succeeds" \
     rh backup "$URL3" "$WORK/wide2" --name wide2 -q
-check "... with two container uploads in flight at once (peak $(stats | cut -d" " -f12))" \
-    [ "$(stats | cut -d" " -f12)" -ge 2 ]
+# What the new containers' sizes call for: a multipart upload of ceil(size / 16 MiB) parts for each
+# container over 16 MiB, one PUT for the others.
+want_parts=0 want_uploads=0
+for f in $(ctr_objects | comm -13 "$WORK/ctr-before" -); do
+    size=$(stat -c %s "$WORK/s3data/bucket/stores/three/$f")
+    [ "$size" -gt $((16 << 20)) ] || continue
+    want_parts=$((want_parts + (size + (16 << 20) - 1) / (16 << 20))) want_uploads=$((want_uploads + 1))
+done
+check "... with two containers' uploads in flight at once (peak $(stats | cut -d" " -f14))" \
+    [ "$(stats | cut -d" " -f14)" -ge 2 ]
+check "... the two full containers as multipart uploads of 16 MiB parts ($(stats | cut -d" " -f16) parts of $want_parts, $(stats | cut -d" " -f18) uploads completed of $want_uploads)" \
+    eval '[ "$want_uploads" -eq 2 ] && [ "$(stats | cut -d" " -f16)" -eq "$want_parts" ] && [ "$(stats | cut -d" " -f18)" -eq 2 ]'
 curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/putdelay/0" >/dev/null
 rh restore "$URL3" wide2 "$WORK/wide2-r" -q
 check "... and restores exactly" cmp "$WORK/wide2/random.bin" "$WORK/wide2-r/random.bin"

@@ -11,10 +11,12 @@ A proxy in front of s3rver for tests/integration/s3.sh that does what s3rver doe
   SESSION_TOKEN, the x-amz-security-token header must be that token and be signed;
 - injects faults on demand: `PUT /__proxy/fail/N` makes every Nth request after it answer 503 SlowDown
   (N = 0: none), `PUT /__proxy/delay/MS` delays every answer; `GET /__proxy/stats` prints
-  "checked N mismatched M failed F peak P ctrgets G putpeak U": P is the most requests it has had in
-  flight at once, G how many GETs of containers it has forwarded, U the most PUTs of containers in
-  flight at once (`PUT /__proxy/reset` zeroes all three); `PUT /__proxy/putdelay/MS` delays only the
-  PUTs of containers.
+  "checked N mismatched M failed F peak P ctrgets G putpeak U ctrpeak K parts R completes C": P is the
+  most requests it has had in flight at once, G how many GETs of containers it has forwarded, U the most
+  PUTs of containers (whole or parts) in flight at once, K the most containers with PUTs in flight at
+  once, R how many parts of multipart uploads it has forwarded and C how many uploads were completed
+  (`PUT /__proxy/reset` zeroes P, G, U, K, R and C); `PUT /__proxy/putdelay/MS` delays only the PUTs of
+  containers.
 
 Everything else is forwarded to 127.0.0.1:UPSTREAM_PORT as it came.
 """
@@ -30,7 +32,8 @@ import urllib.parse
 LISTEN, UPSTREAM, ACCESS, SECRET = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
 TOKEN = sys.argv[5] if len(sys.argv) > 5 else None
 state = {"fail_every": 0, "count": 0, "delay": 0.0, "checked": 0, "mismatched": 0, "failed": 0,
-         "inflight": 0, "peak": 0, "ctrgets": 0, "putdelay": 0.0, "puts": 0, "putpeak": 0}
+         "inflight": 0, "peak": 0, "ctrgets": 0, "putdelay": 0.0, "puts": 0, "putpeak": 0,
+         "putkeys": {}, "ctrpeak": 0, "parts": 0, "completes": 0}
 lock = threading.Lock()
 UNRESERVED = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~"
 
@@ -105,14 +108,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command == "GET" and parts[2] == "stats":
             with lock:
                 text = ("checked %(checked)d mismatched %(mismatched)d failed %(failed)d peak %(peak)d ctrgets %(ctrgets)d"
-                        " putpeak %(putpeak)d\n"
+                        " putpeak %(putpeak)d ctrpeak %(ctrpeak)d parts %(parts)d completes %(completes)d\n"
                         % state)
             return self.answer(200, text.encode())
         with lock:
             if parts[2] == "fail":
                 state["fail_every"], state["count"] = int(parts[3]), 0
             elif parts[2] == "reset":
-                state["peak"], state["ctrgets"], state["putpeak"] = 0, 0, 0
+                for k in ("peak", "ctrgets", "putpeak", "ctrpeak", "parts", "completes"):
+                    state[k] = 0
             elif parts[2] == "putdelay":
                 state["putdelay"] = int(parts[3]) / 1000.0
             elif parts[2] == "delay":
@@ -129,9 +133,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command == "GET" and "/containers/" in self.path:
                 state["ctrgets"] += 1
             ctrput = self.command == "PUT" and "/containers/" in self.path
+            key = self.path.split("?")[0]
             if ctrput:
                 state["puts"] += 1
                 state["putpeak"] = max(state["putpeak"], state["puts"])
+                state["putkeys"][key] = state["putkeys"].get(key, 0) + 1
+                state["ctrpeak"] = max(state["ctrpeak"], len(state["putkeys"]))
+            if self.command == "PUT" and "partNumber=" in self.path:
+                state["parts"] += 1
+            if self.command == "POST" and "uploadId=" in self.path:
+                state["completes"] += 1
             putdelay = state["putdelay"] if ctrput else 0
         try:
             if putdelay:
@@ -142,6 +153,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 state["inflight"] -= 1
                 if ctrput:
                     state["puts"] -= 1
+                    state["putkeys"][key] -= 1
+                    if not state["putkeys"][key]:
+                        del state["putkeys"][key]
 
     def forward(self, body):
         headers = {k.lower(): v for k, v in self.headers.items()}
