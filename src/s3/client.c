@@ -45,6 +45,7 @@ struct s3_client {
     char *ca_bundle; /* AWS_CA_BUNDLE: the certificates to trust instead of the system's */
     unsigned retries;
     long timeout_s;
+    uint64_t upload_cutoff; /* larger objects go up as multipart uploads */
     pthread_mutex_t lock; /* protects idle */
     CURL *idle[POOL_MAX];
     size_t nidle;
@@ -106,6 +107,9 @@ int s3_client_new(s3_config *c, s3_client **ret)
         cl->ca_bundle = strdup(ca);
     cl->retries = s3_env_unsigned("REHYDRATE_S3_RETRIES", 4, 0, 100);
     cl->timeout_s = s3_env_unsigned("REHYDRATE_S3_TIMEOUT", 30, 0, 86400);
+    const char *cutoff = getenv("REHYDRATE_S3_UPLOAD_CUTOFF");
+    uint64_t v;
+    cl->upload_cutoff = cutoff && *cutoff && parse_size(cutoff, &v) == 0 && v >= S3_PART_MIN ? v : S3_UPLOAD_CUTOFF;
     pthread_mutex_init(&cl->lock, NULL);
     if (!cl->name || !cl->origin || !cl->host_header || !cl->sigv4 || (g->session_token && !cl->token_header) ||
         (ca && *ca && !cl->ca_bundle)) {
@@ -724,7 +728,7 @@ int s3_put_fd(s3_client *cl, const char *key, int fd)
     void *map = NULL;
     if (len && (map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED)
         return -errno;
-    int r = len > S3_PART_SIZE ? put_multipart(cl, key, map, len) : s3_put(cl, key, map, len);
+    int r = len > cl->upload_cutoff ? put_multipart(cl, key, map, len) : s3_put(cl, key, map, len);
     if (map)
         munmap(map, len);
     return r;

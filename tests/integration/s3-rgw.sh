@@ -3,8 +3,8 @@
 # every SigV4 signature (s3.sh runs against s3rver, which does not): a one-node cluster
 # (contrib/rgw/cluster.sh) started on 127.0.0.1 by this script. A wrong secret is refused with a clear
 # message; init, backup, deduplication, list, verify, restore, mount and cp -a, reindex, the lock, a
-# backup killed half-way and a server restart under a mount all work as on s3rver, path-style and
-# virtual-host.
+# backup killed half-way, multipart uploads and a server restart under a mount all work as on s3rver,
+# path-style and virtual-host.
 . "$(dirname "$0")/../lib.sh"
 
 for tool in ceph-mon ceph-osd radosgw radosgw-admin; do
@@ -48,6 +48,8 @@ unset AWS_SESSION_TOKEN AWS_PROFILE AWS_DEFAULT_REGION AWS_REGION AWS_SHARED_CRE
 export HOME=$WORK/home XDG_CACHE_HOME=$WORK/cache
 mkdir -p "$HOME"
 URL="s3:http://127.0.0.1:$PORT/bucket/store"
+# Containers over 16 MiB go up as multipart uploads, so that radosgw checks those requests too.
+export REHYDRATE_S3_UPLOAD_CUTOFF=16M
 
 # ---- signatures ----
 out=$(AWS_SECRET_ACCESS_KEY=not-the-secret "$REHYDRATE" init "$URL" 2>&1) && rc=0 || rc=$?

@@ -323,9 +323,9 @@ curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
 ctr_objects() { (cd "$WORK/s3data/bucket/stores/three" && find containers -name '*._S3rver_object' | sort); }
 ctr_objects >"$WORK/ctr-before"
 check "a backup of three containers through a proxy that slows their PUTs succeeds" \
-    rh backup "$URL3" "$WORK/wide2" --name wide2 -q
-# What the new containers' sizes call for: a multipart upload of ceil(size / 16 MiB) parts for each
-# container over 16 MiB, one PUT for the others.
+    env REHYDRATE_S3_UPLOAD_CUTOFF=16M "$REHYDRATE" backup "$URL3" "$WORK/wide2" --name wide2 -q
+# What the new containers' sizes call for with an upload cutoff of 16 MiB: a multipart upload of
+# ceil(size / 16 MiB) parts for each container over 16 MiB, one PUT for the others.
 want_parts=0 want_uploads=0
 for f in $(ctr_objects | comm -13 "$WORK/ctr-before" -); do
     size=$(stat -c %s "$WORK/s3data/bucket/stores/three/$f")
@@ -341,6 +341,12 @@ rh restore "$URL3" wide2 "$WORK/wide2-r" -q
 check "... and restores exactly" cmp "$WORK/wide2/random.bin" "$WORK/wide2-r/random.bin"
 check "... and the store verifies" quiet rh verify "$URL3"
 rm -rf "$WORK/wide2" "$WORK/wide2-r"
+mkdir -p "$WORK/wide3"
+head -c $((30 << 20)) /dev/urandom >"$WORK/wide3/random.bin"
+curl -sf -X PUT "http://127.0.0.1:$PP/__proxy/reset" >/dev/null
+check "with the default cutoff (64 MiB), a container of 30 MiB goes up in one PUT" \
+    eval 'rh backup "$URL3" "$WORK/wide3" --name wide3 -q && [ "$(stats | cut -d" " -f16)" -eq 0 ] && [ "$(stats | cut -d" " -f18)" -eq 0 ]'
+rm -rf "$WORK/wide3"
 
 # ---- a mount's small reads of containers go by the 1 MiB block ----
 # 300 small files, each its own stream map and packed data: read through a mount, record by record,
