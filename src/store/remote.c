@@ -100,12 +100,45 @@ static void *refresh_main(void *arg)
 
 typedef struct lock_info {
     char key[256];
-    char host[256];
-    long pid;
-    long long time;
+    store_lock_body body;
     uint64_t size; /* of the object, as the listing gave it */
     bool parsed;
 } lock_info;
+
+/* One "NAME VALUE\n" line at *p: VALUE (not empty, no space or control byte) into out. */
+static bool lock_field(const char **p, const char *end, const char *name, char *out, size_t out_len)
+{
+    size_t nl = strlen(name);
+    if ((size_t)(end - *p) < nl + 1 || memcmp(*p, name, nl) != 0 || (*p)[nl] != ' ')
+        return false;
+    const char *v = *p + nl + 1, *e = v;
+    while (e < end && (unsigned char)*e > ' ')
+        e++;
+    if (e == v || e == end || *e != '\n' || (size_t)(e - v) >= out_len)
+        return false;
+    memcpy(out, v, (size_t)(e - v));
+    out[e - v] = 0;
+    *p = e + 1;
+    return true;
+}
+
+int store_lock_parse(const char *body, size_t n, store_lock_body *ret)
+{
+    const char *p = body, *end = body + n;
+    size_t ml = strlen(LOCK_MAGIC);
+    char pid[24], time_s[24];
+    uint64_t v_pid, v_time;
+    if (n < ml || memcmp(body, LOCK_MAGIC, ml) != 0)
+        return RH_ECORRUPT;
+    p += ml;
+    if (!lock_field(&p, end, "host", ret->host, sizeof(ret->host)) || !lock_field(&p, end, "pid", pid, sizeof(pid)) ||
+        !lock_field(&p, end, "time", time_s, sizeof(time_s)) || parse_u64(pid, &v_pid) < 0 ||
+        parse_u64(time_s, &v_time) < 0 || v_pid > INT32_MAX || v_time > INT64_MAX)
+        return RH_ECORRUPT;
+    ret->pid = (long)v_pid;
+    ret->time = (long long)v_time;
+    return 0;
+}
 
 struct lock_list {
     lock_info *v;
@@ -134,11 +167,7 @@ static void read_lock(store_remote *r, lock_info *li)
     char body[512];
     if (li->size == 0 || li->size >= sizeof(body) || s3_get(r->cl, li->key, 0, body, (size_t)li->size) < 0)
         return;
-    body[li->size] = 0;
-    if (strncmp(body, LOCK_MAGIC, strlen(LOCK_MAGIC)) != 0)
-        return;
-    li->parsed = sscanf(body + strlen(LOCK_MAGIC), "host %255s\npid %ld\ntime %lld", li->host, &li->pid,
-                        &li->time) == 3;
+    li->parsed = store_lock_parse(body, (size_t)li->size, &li->body) == 0;
 }
 
 /* Why the lock li is stale ("..."), or NULL when it is live. */
@@ -146,9 +175,9 @@ static const char *lock_stale(const store_remote *r, const lock_info *li)
 {
     if (!li->parsed)
         return NULL; /* not ours to judge: the user decides */
-    if (time(NULL) - li->time > LOCK_STALE_S)
+    if (time(NULL) - li->body.time > LOCK_STALE_S)
         return "not renewed for more than 30 minutes";
-    if (!strcmp(li->host, r->host) && li->pid > 0 && kill((pid_t)li->pid, 0) < 0 && errno == ESRCH)
+    if (!strcmp(li->body.host, r->host) && li->body.pid > 0 && kill((pid_t)li->body.pid, 0) < 0 && errno == ESRCH)
         return "its process on this host is gone";
     return NULL;
 }
@@ -157,7 +186,7 @@ static void say_locked(store_remote *r, const lock_info *li)
 {
     char when[64] = "an unknown time";
     if (li->parsed) {
-        time_t t = (time_t)li->time;
+        time_t t = (time_t)li->body.time;
         struct tm tm;
         localtime_r(&t, &tm);
         strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
@@ -165,7 +194,7 @@ static void say_locked(store_remote *r, const lock_info *li)
     store_log(r->s, RH_LOG_WARNING,
               "%s: locked by %s pid %ld, last renewed %s (object %s): another backup is running; if none is, "
               "delete that object",
-              r->s->path, li->parsed ? li->host : "an unknown writer", li->parsed ? li->pid : 0L, when, li->key);
+              r->s->path, li->parsed ? li->body.host : "an unknown writer", li->parsed ? li->body.pid : 0L, when, li->key);
 }
 
 /* The other live locks than ours: removes the stale ones (with a message); -EBUSY (with a message) if
@@ -182,7 +211,7 @@ static int check_locks(store_remote *r)
         const char *why = lock_stale(r, li);
         if (why) {
             store_log(r->s, RH_LOG_WARNING, "%s: removing stale lock %s of %s pid %ld: %s", r->s->path, li->key,
-                      li->host, li->pid, why);
+                      li->body.host, li->body.pid, why);
             s3_delete(r->cl, li->key);
             continue;
         }

@@ -197,6 +197,15 @@ int store_reindex(rh_store *s, const char *path, uint64_t *ret_chunks, uint64_t 
  * no-op).
  */
 typedef struct store_remote store_remote;
+/* What a lock object says (doc/format.md, "A store on object storage"). */
+typedef struct store_lock_body {
+    char host[256];
+    long pid;
+    long long time; /* Unix seconds of its last renewal */
+} store_lock_body;
+/* Parses the n bytes of a lock object: 0, or RH_ECORRUPT for anything but the exact form a writer
+ * writes (a lock in another form is never judged stale). */
+int store_lock_parse(const char *body, size_t n, store_lock_body *ret);
 int store_remote_begin(rh_store *s, store_remote **ret);
 int store_remote_stagefd(const store_remote *r);
 int store_remote_publish(store_remote *r, const char *path);
