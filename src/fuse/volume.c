@@ -755,7 +755,6 @@ static void vol_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, str
     vjob *j = new_job(ino);
     j->off = off;
     j->whence = whence;
-    j->v = v;
     find_file(v, j);
     queue(req, j, lseek_run);
 }
