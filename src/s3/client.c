@@ -436,18 +436,15 @@ static int explain(s3_client *cl, const request *rq, CURLcode cc, const response
             cl->cfg.host, code);
         return -ENOENT;
     }
-    if ((st == 403 || st == 401) && strcmp(code, "SignatureDoesNotMatch") == 0) {
-        say(cl, RH_LOG_WARNING,
-            "%s: %s: access denied (HTTP %ld %s%s%s): the server knows the access key but the request's "
-            "signature does not match: check AWS_SECRET_ACCESS_KEY (or the profile's secret) and the region (%s)",
-            cl->name, what, st, code, *msg ? ": " : "", msg, cl->cfg.region);
-        return -EACCES;
-    }
     if (st == 403 || st == 401) {
-        say(cl, RH_LOG_WARNING,
-            "%s: %s: access denied (HTTP %ld %s%s%s): check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
-            "(or the profile), the region (%s) and the bucket's policy",
-            cl->name, what, st, code, *msg ? ": " : "", msg, cl->cfg.region);
+        /* A known key whose signature does not match: the secret (or the region) is what is wrong. */
+        bool sig = strcmp(code, "SignatureDoesNotMatch") == 0;
+        say(cl, RH_LOG_WARNING, "%s: %s: access denied (HTTP %ld %s%s%s): %s the region (%s)%s", cl->name, what,
+            st, code, *msg ? ": " : "", msg,
+            sig ? "the server knows the access key but the request's signature does not match: check "
+                  "AWS_SECRET_ACCESS_KEY (or the profile's secret) and"
+                : "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the profile),",
+            cl->cfg.region, sig ? "" : " and the bucket's policy");
         return -EACCES;
     }
     if (st == 416) { /* the store says there is more: the object is damaged (truncated), not the link */
@@ -601,7 +598,7 @@ typedef struct multipart {
     const char *key;
     const uint8_t *data;
     size_t len, nparts;
-    sbuf id; /* the upload id, encoded for a query */
+    sbuf query; /* "uploadId=ID", encoded: the query of the parts, the completion and the abort */
     char (*etags)[ETAG_MAX];
     pthread_mutex_t mu;
     size_t next; /* the next part to upload (0-based) */
@@ -618,7 +615,7 @@ static void *part_main(void *arg)
         if (i >= mp->nparts)
             return NULL;
         char query[64 + 3 * 512];
-        snprintf(query, sizeof(query), "partNumber=%zu&uploadId=%s", i + 1, mp->id.data);
+        snprintf(query, sizeof(query), "partNumber=%zu&%s", i + 1, mp->query.data);
         size_t off = i * (size_t)S3_PART_SIZE;
         request rq = { .method = "PUT", .key = mp->key, .query = query, .body = mp->data + off,
                        .body_len = MIN((size_t)S3_PART_SIZE, mp->len - off), .part = (unsigned)(i + 1),
@@ -641,7 +638,7 @@ static void *part_main(void *arg)
 /* CompleteMultipartUpload, whose answer may be 200 with an error in its body (S3 says so). */
 static int complete_multipart(multipart *mp)
 {
-    sbuf xml = { 0 }, q = { 0 }, answer = { 0 };
+    sbuf xml = { 0 }, answer = { 0 };
     sb_str(&xml, "<CompleteMultipartUpload>");
     for (size_t i = 0; i < mp->nparts; i++) {
         char part[64];
@@ -652,11 +649,10 @@ static int complete_multipart(multipart *mp)
         sb_str(&xml, "</ETag></Part>");
     }
     sb_str(&xml, "</CompleteMultipartUpload>");
-    sb_str(&q, "uploadId=");
-    sb_str(&q, mp->id.data);
-    int r = xml.nomem || q.nomem ? -ENOMEM : 0;
+    int r = xml.nomem ? -ENOMEM : 0;
     if (r == 0) {
-        request rq = { .method = "POST", .key = mp->key, .query = q.data, .body = xml.data, .body_len = xml.len };
+        request rq = { .method = "POST", .key = mp->key, .query = mp->query.data, .body = xml.data,
+                       .body_len = xml.len };
         r = run(mp->cl, &rq, &answer);
     }
     if (r == 0 && answer.len && memmem(answer.data, answer.len, "<Error>", 7)) {
@@ -668,7 +664,6 @@ static int complete_multipart(multipart *mp)
     }
     sb_free(&answer);
     sb_free(&xml);
-    sb_free(&q);
     return r;
 }
 
@@ -688,10 +683,11 @@ static int put_multipart(s3_client *cl, const char *key, const uint8_t *data, si
         return r;
     multipart mp = { .cl = cl, .key = key, .data = data, .len = len,
                      .nparts = (len + S3_PART_SIZE - 1) / S3_PART_SIZE };
-    uri_encode(&mp.id, id, false);
+    sb_str(&mp.query, "uploadId=");
+    uri_encode(&mp.query, id, false);
     mp.etags = mem_calloc(mp.nparts, sizeof(*mp.etags));
-    if (mp.id.nomem || !mp.etags) {
-        sb_free(&mp.id);
+    if (mp.query.nomem || !mp.etags) {
+        sb_free(&mp.query);
         free(mp.etags);
         return -ENOMEM; /* the started upload holds no part: nothing to abort */
     }
@@ -706,15 +702,10 @@ static int put_multipart(s3_client *cl, const char *key, const uint8_t *data, si
     pthread_mutex_destroy(&mp.mu);
     r = mp.err ? mp.err : complete_multipart(&mp);
     if (r < 0) { /* parts of an upload never completed are kept (and billed) until aborted */
-        sbuf q = { 0 };
-        sb_str(&q, "uploadId=");
-        sb_str(&q, mp.id.data);
-        request abort_rq = { .method = "DELETE", .key = key, .query = q.data };
-        if (!q.nomem)
-            (void)run(cl, &abort_rq, NULL);
-        sb_free(&q);
+        request abort_rq = { .method = "DELETE", .key = key, .query = mp.query.data };
+        (void)run(cl, &abort_rq, NULL);
     }
-    sb_free(&mp.id);
+    sb_free(&mp.query);
     free(mp.etags);
     return r;
 }

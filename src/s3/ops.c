@@ -13,7 +13,7 @@
 #include "common/util.h"
 #include "s3/s3.h"
 
-#define CONNECTIONS_DEFAULT 5          /* restic's default (-o s3.connections) */
+#define CONNECTIONS_DEFAULT 5          /* GETs a restore keeps going (REHYDRATE_S3_CONNECTIONS): restic's */
 #define PREFETCH_BUDGET (64u << 20)     /* bytes a restore's reads are fetched ahead, at most */
 #define BLOCK_SIZE (1u << 20)           /* a mount's small reads of containers fetch this much */
 #define BLOCK_COUNT 32                  /* blocks kept */
@@ -74,7 +74,6 @@ static const rh_store_ops s3_ops = {
     .list = s3_list_dir,
 };
 
-/* REHYDRATE_S3_CONNECTIONS: how many GETs a restore keeps going at once. */
 int s3_store_open(const char *url, const rh_store_ops **ret_ops, void **ret_ctx, char *err, size_t errlen)
 {
     s3_config c;
